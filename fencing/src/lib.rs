@@ -1,0 +1,1 @@
+//! Fencing agents and topology for the failover manager (issue 7; not built yet).

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs everything the build, the lab and the test suites need on a fresh
+# Debian 12 machine. Idempotent, and a few seconds when all is present.
+set -euo pipefail
+
+BPF_LINKER_VERSION=0.13.0
+LLVM_MAJOR=22
+
+# Debian packages: LLVM for bpf-linker, protoc for etcd-client, and the real
+# peers the lab and tests run (iproute2, bpftool, xdp-tools, tcpdump).
+APT_PACKAGES=(
+  "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
+  build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
+  procps psmisc netcat-openbsd
+)
+
+log() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    log "run as root: the lab needs network namespaces and the bootstrap installs Debian packages"
+    exit 1
+  fi
+}
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_rust_components() {
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    log "installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    log "adding rust-src to nightly"
+    rustup component add rust-src --toolchain nightly
+  fi
+}
+
+install_bpf_linker() {
+  if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+    return 0
+  fi
+  log "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_MAJOR (a few minutes, once)"
+  LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install bpf-linker \
+    --version "$BPF_LINKER_VERSION" --locked --no-default-features --features "llvm-${LLVM_MAJOR}"
+}
+
+main() {
+  need_root
+  install_apt
+  install_rust_components
+  install_bpf_linker
+  # bpffs: the balancer pins its maps under /sys/fs/bpf.
+  mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+}
+
+main "$@"
