@@ -4,10 +4,14 @@
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd, atomic_xsub};
 
 /// `*word += value`, returning the old value.
+///
+/// SeqCst on purpose: LLVM 22's BPF backend lowers a *relaxed* add to the
+/// non-fetching BPF_ADD even when the result is used (the old value is then
+/// silently the addend); a sequentially consistent one gets BPF_FETCH.
 #[inline(always)]
 pub fn fetch_add(word: *mut u64, value: u64) -> u64 {
     // SAFETY: callers pass 8-byte aligned map value pointers, valid for the run.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(word, value) }
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(word, value) }
 }
 
 /// `*word -= 1`.
@@ -20,7 +24,8 @@ pub fn decrement(word: *mut u64) {
 /// `*word += 1`.
 #[inline(always)]
 pub fn increment(word: *mut u64) {
-    fetch_add(word, 1);
+    // SAFETY: as fetch_add; the result is unused, so BPF_ADD is right here.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(word, 1) };
 }
 
 /// Swaps `from` for `to`; true for the one caller that did it.

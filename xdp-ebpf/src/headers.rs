@@ -7,6 +7,8 @@ pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
 pub const IPV6_HLEN: usize = 40;
+/// The largest offset `ptr_at` accepts.
+pub const MAX_OFFSET: usize = 4096;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -69,6 +71,11 @@ pub struct UdpHdr {
 /// ends before it.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    // Offsets read back from memory are unbounded to the verifier; this
+    // bound (more than any header chain or sweep batch needs) restores one.
+    if offset > MAX_OFFSET {
+        return None;
+    }
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {

@@ -24,8 +24,8 @@ pub fn pick(svc: &Service) -> Option<u32> {
         return None;
     }
     let cursor = CURSORS.get_ptr_mut(svc.id)?;
-    let start = atomic::fetch_add(cursor, 1) % n as u64;
-    let start = start as u32;
+    // checked_rem: n is non-zero here, but a panic path must not even exist.
+    let start = atomic::fetch_add(cursor, 1).checked_rem(n as u64).unwrap_or(0) as u32;
 
     let mut best = u32::MAX;
     let mut best_overhead: u64 = 0;
