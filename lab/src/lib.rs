@@ -36,6 +36,8 @@ pub struct LabState {
     pub pids: Vec<u32>,
     /// host → interface → addresses (CIDR).
     pub addresses: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// "host/iface" → the fabric-side veth (its peer on the bridge).
+    pub ports: BTreeMap<String, String>,
 }
 
 pub struct Lab {
@@ -66,6 +68,7 @@ impl Lab {
                 pin_dirs: Vec::new(),
                 pids: Vec::new(),
                 addresses: BTreeMap::new(),
+                ports: BTreeMap::new(),
             },
             children: Vec::new(),
             keep: false,
@@ -105,9 +108,13 @@ impl Lab {
                     &["-n", &fabric, "link", "add", &port, "type", "veth", "peer", "name", &member.iface, "netns", &host_ns],
                 )?;
                 run("ip", &["-n", &fabric, "link", "set", &port, "master", &bridge, "up"])?;
-                // GRO gives the fabric side of the veth a NAPI context, which
-                // XDP_TX and redirects from the host side need to be received.
-                run("ip", &["netns", "exec", &fabric, "ethtool", "-K", &port, "gro", "on"])?;
+                self.state.ports.insert(format!("{}/{}", member.host, member.iface), port.clone());
+                // Complete checksums on both ends, as on a wire: veth's checksum
+                // offload leaves TCP/UDP sums partial, which survives the
+                // kernel path but not XDP (frames leave XDP with no offload
+                // state, and the receiver then drops them as corrupt).
+                run("ip", &["netns", "exec", &fabric, "ethtool", "-K", &port, "tx", "off"])?;
+                run("ip", &["netns", "exec", &host_ns, "ethtool", "-K", &member.iface, "tx", "off"])?;
                 if let Some(mac) = &member.mac {
                     run("ip", &["-n", &host_ns, "link", "set", &member.iface, "address", mac])?;
                 }
@@ -175,6 +182,32 @@ impl Lab {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.netns_path(host).display())).arg("--").arg(program);
         cmd
+    }
+
+    /// Runs `f` on a thread that has entered `host`'s network namespace.
+    /// Sockets it creates stay in that namespace whichever thread uses them
+    /// later, so tests can serve and connect from their own process.
+    pub fn in_host<T, F>(&self, host: &str, f: F) -> Result<T, LabError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let path = self.netns_path(host);
+        std::thread::spawn(move || {
+            let ns = fs::File::open(&path).map_err(|e| LabError::io(&path, e))?;
+            // SAFETY: setns(2) on an open namespace file; affects this thread only.
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0 {
+                return Err(LabError::io(&path, std::io::Error::last_os_error()));
+            }
+            Ok(f())
+        })
+        .join()
+        .expect("in_host closure panicked")
+    }
+
+    /// The fabric-side end of `host`'s `iface` (to be used `in_host("fabric", ..)`).
+    pub fn fabric_port(&self, host: &str, iface: &str) -> Option<String> {
+        self.state.ports.get(&format!("{host}/{iface}")).cloned()
     }
 
     /// Runs `program args` in `host` to completion.

@@ -104,7 +104,7 @@ impl Balancer {
             .load(XDP_OBJECT)
             .map_err(|source| LbError::Load { source })?;
         let mut balancer = Self { ebpf, pins: pins.clone() };
-        for name in [program_names::BALANCER, program_names::SWEEPER] {
+        for name in program_names::ALL {
             balancer
                 .xdp(name)?
                 .load()
@@ -129,12 +129,30 @@ impl Balancer {
     /// the data path stays up after this process exits.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<()> {
         let link_path = self.pins.link(iface);
+        self.attach_program(program_names::BALANCER, iface, mode, &link_path)?;
+        let program_path = self.pins.program();
+        if !program_path.exists() {
+            self.xdp(program_names::BALANCER)?
+                .pin(&program_path)
+                .map_err(|source| LbError::Pin { path: program_path, source })?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the XDP_PASS program to `iface`, the far end of a veth the
+    /// balancer sends XDP_TX frames into: a veth delivers such frames only
+    /// when its peer has an XDP program. Pinned as `link_peer_<iface>`.
+    pub fn attach_veth_peer(&mut self, iface: &str) -> Result<()> {
+        let link_path = self.pins.root.join(format!("link_peer_{iface}"));
+        self.attach_program(program_names::PASS, iface, AttachMode::Native, &link_path)
+    }
+
+    fn attach_program(&mut self, name: &str, iface: &str, mode: AttachMode, link_path: &Path) -> Result<()> {
         if link_path.exists() {
             return Err(LbError::AlreadyAttached { iface: iface.into() });
         }
         let ifindex = if_index(iface)?;
-        let program_path = self.pins.program();
-        let program = self.xdp(program_names::BALANCER)?;
+        let program = self.xdp(name)?;
         let id = program.attach_to_if_index(ifindex, mode.xdp_mode()).map_err(|source| {
             attach_error(iface, mode, source)
         })?;
@@ -142,12 +160,7 @@ impl Balancer {
             .take_link(id)
             .map_err(|source| LbError::Program { what: "taking the XDP link".into(), source })?;
         let link = FdLink::try_from(link).map_err(|source| LbError::NoBpfLink { source })?;
-        link.pin(&link_path).map_err(|source| LbError::Pin { path: link_path, source })?;
-        if !program_path.exists() {
-            program
-                .pin(&program_path)
-                .map_err(|source| LbError::Pin { path: program_path, source })?;
-        }
+        link.pin(link_path).map_err(|source| LbError::Pin { path: link_path.into(), source })?;
         Ok(())
     }
 
@@ -156,7 +169,8 @@ impl Balancer {
         self.run(program_names::BALANCER, frame, repeat)
     }
 
-    pub(crate) fn run(&mut self, name: &str, data: &[u8], repeat: u32) -> Result<TestRunOutput> {
+    /// Runs program `name` of the object on `data` (BPF_PROG_TEST_RUN).
+    pub fn run(&mut self, name: &str, data: &[u8], repeat: u32) -> Result<TestRunOutput> {
         let program = self.xdp(name)?;
         let fd = program
             .fd()

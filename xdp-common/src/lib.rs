@@ -54,6 +54,12 @@ pub mod program_names {
     /// The flow sweeper, never attached: userspace runs it with
     /// BPF_PROG_TEST_RUN so every count change happens in BPF atomics.
     pub const SWEEPER: &str = "fulmar_sweep";
+    /// XDP_PASS only: for the far end of a veth that receives XDP_TX frames,
+    /// and the benchmark's floor.
+    pub const PASS: &str = "fulmar_pass";
+    /// Swaps MACs and returns XDP_TX: the benchmark's forwarding baseline.
+    pub const MAC_SWAP: &str = "fulmar_mac_swap";
+    pub const ALL: [&str; 4] = [BALANCER, SWEEPER, PASS, MAC_SWAP];
 }
 
 pub const AF_INET: u8 = 2;

@@ -32,6 +32,31 @@ pub fn fulmar_sweep(ctx: XdpContext) -> u32 {
     sweep::try_sweep(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
 }
 
+/// XDP_PASS and nothing else. Attached to the far end of a veth, it gives
+/// that end the XDP receive path XDP_TX frames need; also the benchmark floor.
+#[xdp]
+pub fn fulmar_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Swaps the MAC addresses and bounces the frame: the benchmark's bare
+/// XDP_TX baseline.
+#[xdp]
+pub fn fulmar_mac_swap(ctx: XdpContext) -> u32 {
+    match headers::ptr_at::<headers::EthHdr>(&ctx, 0) {
+        Some(eth) => {
+            // SAFETY: bounds checked by ptr_at.
+            unsafe {
+                let src = (*eth).src;
+                (*eth).src = (*eth).dst;
+                (*eth).dst = src;
+            }
+            xdp_action::XDP_TX
+        }
+        None => xdp_action::XDP_DROP,
+    }
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
