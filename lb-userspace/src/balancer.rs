@@ -95,8 +95,18 @@ impl Balancer {
     /// (flows and counts survive a restart) or pinning new ones.
     pub fn load(pins: &PinLayout, options: &LoadOptions) -> Result<Self> {
         ensure_bpffs(&pins.root)?;
+        let fresh = !pins.root.exists();
         fs::create_dir_all(&pins.root)
             .map_err(|source| LbError::Io { path: pins.root.clone(), source })?;
+        let loaded = Self::load_into(pins, options);
+        if loaded.is_err() && fresh {
+            // Leave no half-made pin directory behind.
+            let _ = unpin_all(pins);
+        }
+        loaded
+    }
+
+    fn load_into(pins: &PinLayout, options: &LoadOptions) -> Result<Self> {
         let ebpf = EbpfLoader::new()
             .default_map_pin_directory(&pins.root)
             .map_max_entries(map_names::FLOWS, options.flow_capacity)
@@ -147,7 +157,8 @@ impl Balancer {
         self.attach_program(program_names::PASS, iface, AttachMode::Native, &link_path)
     }
 
-    fn attach_program(&mut self, name: &str, iface: &str, mode: AttachMode, link_path: &Path) -> Result<()> {
+    /// Attaches program `name` of the object to `iface`, its link pinned at `link_path`.
+    pub fn attach_program(&mut self, name: &str, iface: &str, mode: AttachMode, link_path: &Path) -> Result<()> {
         if link_path.exists() {
             return Err(LbError::AlreadyAttached { iface: iface.into() });
         }

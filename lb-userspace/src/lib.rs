@@ -3,6 +3,7 @@
 //! (services, reals, flows, counters) the data plane reads.
 pub mod balancer;
 pub mod error;
+pub mod frames;
 pub mod object;
 pub mod pins;
 pub mod services;

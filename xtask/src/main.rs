@@ -1,1 +1,49 @@
-fn main() {}
+//! Developer and lab tasks: `cargo xtask <command>`.
+mod attach;
+mod bench;
+mod build;
+mod lab;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "fulmar build, attach and lab tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the XDP object (the same build lb-userspace embeds) and print its path.
+    BuildEbpf(build::Args),
+    /// Load the balancer, attach it to an interface and pin it under /sys/fs/bpf/fulmar/.
+    Attach(attach::AttachArgs),
+    /// Remove the attachment; with no attachment left, remove every pinned object.
+    Detach(attach::DetachArgs),
+    /// Bring the lab (the reference topology with every built tier) up or down.
+    Lab(lab::Args),
+    /// Measure the data path: ns/packet by BPF_PROG_TEST_RUN and Mpps over veth.
+    Bench(bench::Args),
+    /// (lab internal) Serve a banner on ports, standing in for the proxy tier.
+    #[command(hide = true)]
+    LabServe(lab::ServeArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::BuildEbpf(args) => build::run(args),
+        Command::Attach(args) => attach::attach(args),
+        Command::Detach(args) => attach::detach(args),
+        Command::Lab(args) => lab::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::LabServe(args) => lab::serve(args),
+    }
+}

@@ -1,4 +1,4 @@
-//! Frames for BPF_PROG_TEST_RUN: Ethernet + IPv4/IPv6 + TCP/UDP with correct
+//! Packet fixtures for BPF_PROG_TEST_RUN (tests and `cargo xtask bench`): Ethernet + IPv4/IPv6 + TCP/UDP with correct
 //! checksums, and a parser that verifies them on the way out.
 use std::net::IpAddr;
 
