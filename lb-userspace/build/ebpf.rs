@@ -22,6 +22,7 @@ pub fn build(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, String> {
         "-Cdebuginfo=2",
         "-Clink-arg=--btf",
         "-Ctarget-cpu=v3",
+        "-Ctarget-feature=+allows-misaligned-mem-access",
     ]
     .join("\x1f");
     let mut cmd = Command::new("rustup");

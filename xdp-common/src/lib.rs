@@ -166,7 +166,8 @@ pub struct FlowValue {
     pub flags: u32,
     /// One of FLOW_*; 64-bit because the BPF target's atomics are.
     pub state: u64,
-    /// bpf_ktime_get_ns() of the last packet.
+    /// bpf_ktime_get_coarse_ns() of the last packet (monotonic, tick-grained:
+    /// cheap per packet, and far finer than any idle timeout).
     pub last_seen_ns: u64,
 }
 

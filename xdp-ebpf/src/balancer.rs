@@ -4,7 +4,7 @@ use core::{mem::size_of, ptr::read_volatile};
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_fib_lookup, xdp_action},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect},
     programs::XdpContext,
 };
 use fulmar_common::{
@@ -17,7 +17,7 @@ use crate::{
     atomic, csum,
     headers::{
         ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr, TCP_ACK, TCP_FIN,
-        TCP_RST, TCP_SYN, TcpHdr, UdpHdr, be16, ptr_at,
+        TCP_RST, TCP_SYN, TcpHdr, UdpHdr, be16, copy, ptr_at, set_v4,
     },
     maps::{
         CONFIG, CONNS, FLOWS, NAT_REVERSE, REAL_STATS, REALS, SCRATCH, SERVICE_STATS, SERVICES,
@@ -126,10 +126,8 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet) -> Parsed {
     if ihl > 20 {
         count_global(global_stat::IP_OPTIONS);
     }
-    pkt.key.src = [0; 16];
-    pkt.key.dst = [0; 16];
-    pkt.key.src[..4].copy_from_slice(&src4);
-    pkt.key.dst[..4].copy_from_slice(&dst4);
+    set_v4(&mut pkt.key.src, &src4);
+    set_v4(&mut pkt.key.dst, &dst4);
     parse_l4(ctx, pkt, AF_INET, proto, ETH_HLEN + ihl)
 }
 
@@ -148,8 +146,8 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet) -> Parsed {
         IPPROTO_TCP | IPPROTO_UDP => {
             // SAFETY: bounds checked by ptr_at.
             unsafe {
-                pkt.key.src = (*ip).src;
-                pkt.key.dst = (*ip).dst;
+                copy(&mut pkt.key.src, &(*ip).src);
+                copy(&mut pkt.key.dst, &(*ip).dst);
             }
             parse_l4(ctx, pkt, AF_INET6, next, ETH_HLEN + IPV6_HLEN)
         }
@@ -207,7 +205,7 @@ fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service) -> u32 {
         (*stats).bytes += pkt.len;
     }
     // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(flow) = FLOWS.get_ptr_mut(&pkt.key) {
         return established(ctx, pkt, svc, flow, stats, now);
     }
@@ -432,10 +430,10 @@ fn forward(ctx: &XdpContext, pkt: &Packet, svc: &Service, real: &Real) -> u32 {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return xdp_action::XDP_DROP;
     };
-    // SAFETY: bounds checked by ptr_at.
+    // SAFETY: bounds checked by ptr_at; distinct fields.
     unsafe {
-        (*eth).src = (*eth).dst;
-        (*eth).dst = real.mac;
+        copy(&mut (*eth).src, &(*eth).dst);
+        copy(&mut (*eth).dst, &real.mac);
     }
     xdp_action::XDP_TX
 }
@@ -479,8 +477,9 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, side: Side, addr: &[u8; 16], port_be:
         // SAFETY: bounds checked by ptr_at.
         unsafe {
             let field = if side == Side::Source { &mut (*ip).src } else { &mut (*ip).dst };
-            let old = *field;
-            *field = *addr;
+            let mut old = [0u8; 16];
+            copy(&mut old, field);
+            copy(field, addr);
             l4_check = csum::replace(l4_check, &old, addr);
         }
     }
@@ -538,8 +537,12 @@ fn nat_reply(ctx: &XdpContext, scratch: &mut Scratch) -> u32 {
 fn route_to_client(ctx: &XdpContext, scratch: &mut Scratch, vip: &[u8; 16]) -> u32 {
     let pkt = &scratch.pkt;
     let params = &mut scratch.fib;
-    // SAFETY: plain C struct, all-zero is valid.
-    *params = unsafe { core::mem::zeroed() };
+    // Zeroed word by word: `zeroed()` would be a call to a byte-loop memset.
+    let slots = params as *mut bpf_fib_lookup as *mut u32;
+    for i in 0..size_of::<bpf_fib_lookup>() / 4 {
+        // SAFETY: a u32-aligned C struct of integers; all-zero is valid.
+        unsafe { core::ptr::write_volatile(slots.add(i), 0) };
+    }
     params.family = pkt.key.family;
     params.l4_protocol = pkt.key.proto;
     // Routes here do not depend on ports; the source port stays unset.
@@ -568,8 +571,8 @@ fn route_to_client(ctx: &XdpContext, scratch: &mut Scratch, vip: &[u8; 16]) -> u
     };
     // SAFETY: bounds checked by ptr_at.
     unsafe {
-        (*eth).src = params.smac;
-        (*eth).dst = params.dmac;
+        copy(&mut (*eth).src, &params.smac);
+        copy(&mut (*eth).dst, &params.dmac);
     }
     count_global(global_stat::NAT_REPLY);
     if params.ifindex == ctx.ingress_ifindex() as u32 {

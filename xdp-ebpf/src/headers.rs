@@ -88,3 +88,29 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 pub fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
+
+/// Copies an `N`-byte field. A plain array assignment may become a call to
+/// aya-ebpf's byte-at-a-time `memmove`; `copy_nonoverlapping` is a memcpy,
+/// which bpf-linker expands inline into loads and stores.
+///
+/// # Safety
+/// Both pointers valid for `N` bytes (bounds checked) and not overlapping.
+#[inline(always)]
+pub unsafe fn copy<const N: usize>(dst: *mut [u8; N], src: *const [u8; N]) {
+    // SAFETY: the caller's promise.
+    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, N) }
+}
+
+/// An IPv4 address into a 16-byte key field, the rest zeroed, without the
+/// `memset` call LLVM would make of zeroing the whole field.
+#[inline(always)]
+pub fn set_v4(dst: &mut [u8; 16], addr: &[u8; 4]) {
+    let words = dst.as_mut_ptr() as *mut u32;
+    // SAFETY: 16 bytes are four u32 slots; volatile keeps them four stores.
+    unsafe {
+        core::ptr::write_unaligned(words, u32::from_ne_bytes(*addr));
+        for i in 1..4 {
+            core::ptr::write_volatile(words.add(i), 0);
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! entry. Userspace only chooses candidates; counts never leave BPF atomics.
 use core::{mem::size_of, ptr::read_volatile};
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use fulmar_common::{
     Config, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FlowKey, IPPROTO_TCP,
     SWEEP_BATCH, SWEEP_FORCE, SWEEP_KEPT, SWEEP_NOT_FOUND, SWEEP_RACED, SWEEP_REMOVED,
@@ -24,7 +24,7 @@ pub fn try_sweep(ctx: &XdpContext) -> Result<u32, ()> {
     // SAFETY: bounds checked by ptr_at.
     let (op, count, offset) = unsafe { ((*header).op, (*header).count, (*header).clock_offset_ns) };
     // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() }.wrapping_add(offset);
+    let now = unsafe { bpf_ktime_get_coarse_ns() }.wrapping_add(offset);
     let defaults = Config::default();
     let config = CONFIG.get(0).unwrap_or(&defaults);
     let mut i: usize = 0;
