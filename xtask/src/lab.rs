@@ -127,7 +127,7 @@ fn up() -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
 
     println!("fulmar lab {} is up\n", lab.prefix());
-    println!("{:<10} {:<16} {:<22} {}", "HOST", "ADDRESS", "ROLE", "RUNNING");
+    println!("{:<10} {:<16} {:<22} RUNNING", "HOST", "ADDRESS", "ROLE");
     let roles: BTreeMap<&str, (&str, &str)> = [
         ("client", ("client", "-")),
         ("router", ("router", "forwarding")),

@@ -1,6 +1,7 @@
 //! Shared by the balancer's integration tests: a balancer loaded under a
 //! unique pin directory that is removed on drop, and packet fixtures.
 #![allow(dead_code)]
+#[allow(unused_imports)]
 pub use fulmar_lb::frames as packet;
 
 use std::{
