@@ -28,7 +28,10 @@ pub enum LabError {
 
 impl LabError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        LabError::Io { path: path.display().to_string(), source }
+        LabError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 

@@ -50,7 +50,11 @@ pub struct Lab {
 /// in one run) never share a namespace name.
 fn unique_prefix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{NETNS_PREFIX}{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{NETNS_PREFIX}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Lab {
@@ -89,7 +93,10 @@ impl Lab {
             // No duplicate address detection on the lab's links: link-local
             // addresses would stay tentative for a second and stall neighbour
             // discovery (and so the first packets of every test).
-            for key in ["net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"] {
+            for key in [
+                "net.ipv6.conf.all.accept_dad",
+                "net.ipv6.conf.default.accept_dad",
+            ] {
                 self.sysctl(&host.name, key, "0")?;
             }
             for (key, value) in &host.sysctls {
@@ -98,25 +105,66 @@ impl Lab {
         }
         for (s, segment) in spec.segments.iter().enumerate() {
             let bridge = format!("br{s}");
-            run("ip", &["-n", &fabric, "link", "add", &bridge, "type", "bridge"])?;
+            run(
+                "ip",
+                &["-n", &fabric, "link", "add", &bridge, "type", "bridge"],
+            )?;
             run("ip", &["-n", &fabric, "link", "set", &bridge, "up"])?;
             for (m, member) in segment.members.iter().enumerate() {
                 let host_ns = self.netns(&member.host);
                 let port = format!("s{s}p{m}");
                 run(
                     "ip",
-                    &["-n", &fabric, "link", "add", &port, "type", "veth", "peer", "name", &member.iface, "netns", &host_ns],
+                    &[
+                        "-n",
+                        &fabric,
+                        "link",
+                        "add",
+                        &port,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        &member.iface,
+                        "netns",
+                        &host_ns,
+                    ],
                 )?;
-                run("ip", &["-n", &fabric, "link", "set", &port, "master", &bridge, "up"])?;
-                self.state.ports.insert(format!("{}/{}", member.host, member.iface), port.clone());
+                run(
+                    "ip",
+                    &["-n", &fabric, "link", "set", &port, "master", &bridge, "up"],
+                )?;
+                self.state
+                    .ports
+                    .insert(format!("{}/{}", member.host, member.iface), port.clone());
                 // Complete checksums on both ends, as on a wire: veth's checksum
                 // offload leaves TCP/UDP sums partial, which survives the
                 // kernel path but not XDP (frames leave XDP with no offload
                 // state, and the receiver then drops them as corrupt).
-                run("ip", &["netns", "exec", &fabric, "ethtool", "-K", &port, "tx", "off"])?;
-                run("ip", &["netns", "exec", &host_ns, "ethtool", "-K", &member.iface, "tx", "off"])?;
+                run(
+                    "ip",
+                    &[
+                        "netns", "exec", &fabric, "ethtool", "-K", &port, "tx", "off",
+                    ],
+                )?;
+                run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &host_ns,
+                        "ethtool",
+                        "-K",
+                        &member.iface,
+                        "tx",
+                        "off",
+                    ],
+                )?;
                 if let Some(mac) = &member.mac {
-                    run("ip", &["-n", &host_ns, "link", "set", &member.iface, "address", mac])?;
+                    run(
+                        "ip",
+                        &["-n", &host_ns, "link", "set", &member.iface, "address", mac],
+                    )?;
                 }
                 for addr in &member.addrs {
                     let mut args = vec!["-n", &host_ns, "addr", "add", addr, "dev", &member.iface];
@@ -137,7 +185,19 @@ impl Lab {
         for route in &spec.routes {
             let ns = self.netns(&route.host);
             let family = if route.via.contains(':') { "-6" } else { "-4" };
-            run("ip", &[family, "-n", &ns, "route", "add", &route.dest, "via", &route.via])?;
+            run(
+                "ip",
+                &[
+                    family,
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    &route.dest,
+                    "via",
+                    &route.via,
+                ],
+            )?;
         }
         Ok(())
     }
@@ -166,21 +226,39 @@ impl Lab {
 
     /// The first address of `host` on `iface` without its prefix length.
     pub fn addr(&self, host: &str, iface: &str, v6: bool) -> Option<String> {
-        self.state.addresses.get(host)?.get(iface)?.iter().find(|a| a.contains(':') == v6).map(|a| {
-            a.split('/').next().unwrap_or(a).to_string()
-        })
+        self.state
+            .addresses
+            .get(host)?
+            .get(iface)?
+            .iter()
+            .find(|a| a.contains(':') == v6)
+            .map(|a| a.split('/').next().unwrap_or(a).to_string())
     }
 
     pub fn sysctl(&self, host: &str, key: &str, value: &str) -> Result<(), LabError> {
         let ns = self.netns(host);
-        run("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", &format!("{key}={value}")]).map(|_| ())
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("{key}={value}"),
+            ],
+        )
+        .map(|_| ())
     }
 
     /// A command that runs `program` in `host`'s network namespace only:
     /// the mount namespace (and so /sys/fs/bpf) stays the machine's.
     pub fn command(&self, host: &str, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.netns_path(host).display())).arg("--").arg(program);
+        cmd.arg(format!("--net={}", self.netns_path(host).display()))
+            .arg("--")
+            .arg(program);
         cmd
     }
 
@@ -196,7 +274,8 @@ impl Lab {
         std::thread::spawn(move || {
             let ns = fs::File::open(&path).map_err(|e| LabError::io(&path, e))?;
             // SAFETY: setns(2) on an open namespace file; affects this thread only.
-            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0 {
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0
+            {
                 return Err(LabError::io(&path, std::io::Error::last_os_error()));
             }
             Ok(f())
@@ -226,7 +305,13 @@ impl Lab {
 
     /// Starts a long-running process in `host`, its output going to
     /// `<log_dir>/<host>-<name>.log`. It is killed when the lab goes.
-    pub fn spawn(&mut self, host: &str, name: &str, program: &str, args: &[&str]) -> Result<u32, LabError> {
+    pub fn spawn(
+        &mut self,
+        host: &str,
+        name: &str,
+        program: &str,
+        args: &[&str],
+    ) -> Result<u32, LabError> {
         let log = self.state.log_dir.join(format!("{host}-{name}.log"));
         let file = fs::File::create(&log).map_err(|e| LabError::io(&log, e))?;
         let err = file.try_clone().map_err(|e| LabError::io(&log, e))?;
@@ -234,7 +319,10 @@ impl Lab {
         cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err);
         // Its own process group: `lab up` leaves it running after xtask exits.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|e| LabError::Spawn { program: program.into(), source: e })?;
+        let child = cmd.spawn().map_err(|e| LabError::Spawn {
+            program: program.into(),
+            source: e,
+        })?;
         let pid = child.id();
         self.state.pids.push(pid);
         self.children.push(child);
@@ -243,7 +331,8 @@ impl Lab {
 
     /// The log a spawned process writes.
     pub fn log(&self, host: &str, name: &str) -> String {
-        fs::read_to_string(self.state.log_dir.join(format!("{host}-{name}.log"))).unwrap_or_default()
+        fs::read_to_string(self.state.log_dir.join(format!("{host}-{name}.log")))
+            .unwrap_or_default()
     }
 
     /// A bpffs directory to remove with the lab.
@@ -264,7 +353,10 @@ impl Lab {
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_string)
-            .ok_or_else(|| LabError::Parse { what: format!("MAC of {host}/{iface}"), text })
+            .ok_or_else(|| LabError::Parse {
+                what: format!("MAC of {host}/{iface}"),
+                text,
+            })
     }
 
     /// Leaves everything running and returns the state that `teardown`
@@ -306,7 +398,10 @@ pub fn teardown(state: &LabState) {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &ns]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
     }
     for dir in &state.pin_dirs {
         remove_pins(dir);
@@ -316,9 +411,14 @@ pub fn teardown(state: &LabState) {
 
 /// Removes a bpffs directory: links first (detaching programs), then the rest.
 fn remove_pins(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort_by_key(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("link_")));
+    paths.sort_by_key(|p| {
+        !p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("link_"))
+    });
     for path in paths {
         let _ = fs::remove_file(path);
     }

@@ -10,7 +10,10 @@ pub struct HostSpec {
 
 impl HostSpec {
     pub fn new(name: &str) -> Self {
-        Self { name: name.into(), sysctls: Vec::new() }
+        Self {
+            name: name.into(),
+            sysctls: Vec::new(),
+        }
     }
     pub fn sysctl(mut self, key: &str, value: &str) -> Self {
         self.sysctls.push((key.into(), value.into()));
@@ -64,7 +67,11 @@ pub struct Route {
 
 impl Route {
     pub fn new(host: &str, dest: &str, via: &str) -> Self {
-        Self { host: host.into(), dest: dest.into(), via: via.into() }
+        Self {
+            host: host.into(),
+            dest: dest.into(),
+            via: via.into(),
+        }
     }
 }
 
@@ -85,19 +92,30 @@ impl LabSpec {
                 && host.name != "fabric"
                 && host.name.chars().all(|c| c.is_ascii_alphanumeric());
             if !ok {
-                return Err(LabError::Spec(format!("host name {:?}: 1-16 letters or digits, not \"fabric\"", host.name)));
+                return Err(LabError::Spec(format!(
+                    "host name {:?}: 1-16 letters or digits, not \"fabric\"",
+                    host.name
+                )));
             }
         }
         for segment in &self.segments {
             for member in &segment.members {
                 if !self.hosts.iter().any(|h| h.name == member.host) {
-                    return Err(LabError::Spec(format!("segment {} names unknown host {}", segment.name, member.host)));
+                    return Err(LabError::Spec(format!(
+                        "segment {} names unknown host {}",
+                        segment.name, member.host
+                    )));
                 }
                 if member.iface.len() > 15 {
-                    return Err(LabError::Spec(format!("interface name {} is over 15 bytes", member.iface)));
+                    return Err(LabError::Spec(format!(
+                        "interface name {} is over 15 bytes",
+                        member.iface
+                    )));
                 }
                 for addr in &member.addrs {
-                    let in_plan = addr.starts_with("198.18.") || addr.starts_with("198.19.") || addr.starts_with("2001:db8:");
+                    let in_plan = addr.starts_with("198.18.")
+                        || addr.starts_with("198.19.")
+                        || addr.starts_with("2001:db8:");
                     if !in_plan {
                         return Err(LabError::Spec(format!(
                             "{addr}: lab addresses must be in 198.18.0.0/15 or 2001:db8::/32"

@@ -16,7 +16,10 @@ pub const BACKEND_NODES: [&str; 3] = ["node1", "node2", "standby"];
 
 /// `host`'s interface address on a /24 (and its IPv6 twin).
 fn addrs(net: u8, host: u8) -> Vec<String> {
-    vec![format!("198.18.{net}.{host}/24"), format!("2001:db8:{net}::{host:x}/64")]
+    vec![
+        format!("198.18.{net}.{host}/24"),
+        format!("2001:db8:{net}::{host:x}/64"),
+    ]
 }
 
 fn attach(host: &str, net: u8, id: u8) -> Attachment {
@@ -25,7 +28,11 @@ fn attach(host: &str, net: u8, id: u8) -> Attachment {
 }
 
 pub fn reference() -> LabSpec {
-    let mut hosts = vec![HostSpec::new("client"), HostSpec::router("router"), HostSpec::new("balancer")];
+    let mut hosts = vec![
+        HostSpec::new("client"),
+        HostSpec::router("router"),
+        HostSpec::new("balancer"),
+    ];
     // Proxies take directly-routed traffic for the VIP, which they hold on
     // loopback: they must not answer ARP/ND for it (LVS-DR's arp_ignore/announce).
     for proxy in PROXIES {
@@ -68,9 +75,18 @@ pub fn reference() -> LabSpec {
     LabSpec {
         hosts,
         segments: vec![
-            SegmentSpec { name: "outside".into(), members: vec![attach("client", 0, 10), attach("router", 0, 1)] },
-            SegmentSpec { name: "frontend".into(), members: frontend },
-            SegmentSpec { name: "backend".into(), members: backend },
+            SegmentSpec {
+                name: "outside".into(),
+                members: vec![attach("client", 0, 10), attach("router", 0, 1)],
+            },
+            SegmentSpec {
+                name: "frontend".into(),
+                members: frontend,
+            },
+            SegmentSpec {
+                name: "backend".into(),
+                members: backend,
+            },
         ],
         routes,
     }

@@ -1,10 +1,12 @@
 //! The lab builds the reference topology for real and leaves nothing behind.
 use std::panic;
 
-use fulmar_lab::{HostSpec, Lab, LabSpec, SegmentSpec, Attachment, leftovers, topology};
+use fulmar_lab::{Attachment, HostSpec, Lab, LabSpec, SegmentSpec, leftovers, topology};
 
 fn ping(lab: &Lab, from: &str, to: &str) -> bool {
-    lab.exec(from, "ping", &["-c", "1", "-W", "2", to]).map(|o| o.status.success()).unwrap_or(false)
+    lab.exec(from, "ping", &["-c", "1", "-W", "2", to])
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[test]
@@ -13,13 +15,33 @@ fn reference_topology_routes_between_subnets_and_tears_down() {
     {
         let lab = Lab::build(&topology::reference()).expect("build");
         prefix = lab.prefix().to_string();
-        assert!(ping(&lab, "client", "198.18.1.11"), "client → proxy1 through the router");
+        assert!(
+            ping(&lab, "client", "198.18.1.11"),
+            "client → proxy1 through the router"
+        );
         assert!(ping(&lab, "client", "198.18.2.20"), "client → directory");
-        assert!(ping(&lab, "client", "2001:db8:2::b"), "client → node1 over IPv6");
+        assert!(
+            ping(&lab, "client", "2001:db8:2::b"),
+            "client → node1 over IPv6"
+        );
         assert!(ping(&lab, "proxy3", "198.18.2.13"), "front end → standby");
-        assert_eq!(lab.check("router", "sysctl", &["-n", "net.ipv4.ip_forward"]).unwrap().trim(), "1");
-        assert_eq!(lab.check("proxy1", "sysctl", &["-n", "net.ipv4.conf.all.arp_ignore"]).unwrap().trim(), "1");
-        assert!(lab.mac("balancer", "eth0").unwrap().starts_with(|c: char| c.is_ascii_hexdigit()));
+        assert_eq!(
+            lab.check("router", "sysctl", &["-n", "net.ipv4.ip_forward"])
+                .unwrap()
+                .trim(),
+            "1"
+        );
+        assert_eq!(
+            lab.check("proxy1", "sysctl", &["-n", "net.ipv4.conf.all.arp_ignore"])
+                .unwrap()
+                .trim(),
+            "1"
+        );
+        assert!(
+            lab.mac("balancer", "eth0")
+                .unwrap()
+                .starts_with(|c: char| c.is_ascii_hexdigit())
+        );
     }
     assert_eq!(leftovers(&prefix), Vec::<String>::new());
 }
@@ -42,16 +64,30 @@ fn processes_run_inside_hosts_log_and_die_with_the_lab() {
     {
         let mut lab = Lab::build(&spec).unwrap();
         log_dir = lab.log_dir().to_path_buf();
-        pid = lab.spawn("a", "talker", "sh", &["-c", "ip -o -4 addr show eth0; sleep 60"]).unwrap();
+        pid = lab
+            .spawn(
+                "a",
+                "talker",
+                "sh",
+                &["-c", "ip -o -4 addr show eth0; sleep 60"],
+            )
+            .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !lab.log("a", "talker").contains("198.18.5.1") {
-            assert!(std::time::Instant::now() < deadline, "log: {:?}", lab.log("a", "talker"));
+            assert!(
+                std::time::Instant::now() < deadline,
+                "log: {:?}",
+                lab.log("a", "talker")
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // The process sees host a's interfaces only.
         assert!(!lab.log("a", "talker").contains("198.18.5.2"));
     }
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} survived the lab");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} survived the lab"
+    );
     assert!(!log_dir.exists());
 }
 
@@ -67,7 +103,10 @@ fn a_failing_test_leaves_nothing_behind() {
         // Smuggle the prefix out through the panic message.
         panic!("on purpose: {}", lab.prefix());
     });
-    let message = *result.expect_err("must panic").downcast::<String>().unwrap();
+    let message = *result
+        .expect_err("must panic")
+        .downcast::<String>()
+        .unwrap();
     let prefix = message.trim_start_matches("on purpose: ");
     assert!(prefix.starts_with(fulmar_lab::NETNS_PREFIX));
     assert_eq!(leftovers(prefix), Vec::<String>::new());
@@ -77,11 +116,17 @@ fn a_failing_test_leaves_nothing_behind() {
 fn specs_outside_the_address_plan_are_refused() {
     let spec = LabSpec {
         hosts: vec![HostSpec::new("a")],
-        segments: vec![SegmentSpec { name: "x".into(), members: vec![Attachment::new("a", "eth0", &["10.0.0.1/24"])] }],
+        segments: vec![SegmentSpec {
+            name: "x".into(),
+            members: vec![Attachment::new("a", "eth0", &["10.0.0.1/24"])],
+        }],
         routes: vec![],
     };
     let err = Lab::build(&spec).err().expect("refused").to_string();
     assert!(err.contains("198.18.0.0/15"), "{err}");
-    let bad_name = LabSpec { hosts: vec![HostSpec::new("no spaces")], ..Default::default() };
+    let bad_name = LabSpec {
+        hosts: vec![HostSpec::new("no spaces")],
+        ..Default::default()
+    };
     assert!(Lab::build(&bad_name).is_err());
 }

@@ -26,16 +26,25 @@ pub fn build(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, String> {
     ]
     .join("\x1f");
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--package", PACKAGE, "--bins", "--release"])
-        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(crate_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", flags)
-        // The outer cargo's compiler settings must not leak into the nightly build.
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("RUSTFLAGS");
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        PACKAGE,
+        "--bins",
+        "--release",
+    ])
+    .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(crate_dir)
+    .env("CARGO_ENCODED_RUSTFLAGS", flags)
+    // The outer cargo's compiler settings must not leak into the nightly build.
+    .env_remove("RUSTC")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .env_remove("RUSTFLAGS");
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run rustup ({e}): run scripts/bootstrap.sh"))?;

@@ -24,7 +24,9 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         // A million concurrent flows: a busy mail front end's worth, ~0.2 GB.
-        Self { flow_capacity: 1 << 20 }
+        Self {
+            flow_capacity: 1 << 20,
+        }
     }
 }
 
@@ -82,10 +84,19 @@ fn ensure_bpffs(root: &Path) -> Result<()> {
     let fstype = CString::new("bpf").expect("no NUL");
     // SAFETY: valid C strings; mounting a fresh bpffs.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), c_path.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            c_path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
-        return Err(LbError::Io { path: mount_point.into(), source: io::Error::last_os_error() });
+        return Err(LbError::Io {
+            path: mount_point.into(),
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -96,8 +107,10 @@ impl Balancer {
     pub fn load(pins: &PinLayout, options: &LoadOptions) -> Result<Self> {
         ensure_bpffs(&pins.root)?;
         let fresh = !pins.root.exists();
-        fs::create_dir_all(&pins.root)
-            .map_err(|source| LbError::Io { path: pins.root.clone(), source })?;
+        fs::create_dir_all(&pins.root).map_err(|source| LbError::Io {
+            path: pins.root.clone(),
+            source,
+        })?;
         let loaded = Self::load_into(pins, options);
         if loaded.is_err() && fresh {
             // Leave no half-made pin directory behind.
@@ -113,12 +126,18 @@ impl Balancer {
             .map_max_entries(map_names::NAT_REVERSE, options.flow_capacity)
             .load(XDP_OBJECT)
             .map_err(|source| LbError::Load { source })?;
-        let mut balancer = Self { ebpf, pins: pins.clone() };
+        let mut balancer = Self {
+            ebpf,
+            pins: pins.clone(),
+        };
         for name in program_names::ALL {
             balancer
                 .xdp(name)?
                 .load()
-                .map_err(|source| LbError::Program { what: format!("loading {name}"), source })?;
+                .map_err(|source| LbError::Program {
+                    what: format!("loading {name}"),
+                    source,
+                })?;
         }
         Ok(balancer)
     }
@@ -131,8 +150,14 @@ impl Balancer {
         let program = self
             .ebpf
             .program_mut(name)
-            .ok_or_else(|| LbError::Missing { kind: "program", name: name.into() })?;
-        program.try_into().map_err(|source| LbError::Program { what: name.into(), source })
+            .ok_or_else(|| LbError::Missing {
+                kind: "program",
+                name: name.into(),
+            })?;
+        program.try_into().map_err(|source| LbError::Program {
+            what: name.into(),
+            source,
+        })
     }
 
     /// Attaches the balancer to `iface` and pins the link and program, so
@@ -144,7 +169,10 @@ impl Balancer {
         if !program_path.exists() {
             self.xdp(program_names::BALANCER)?
                 .pin(&program_path)
-                .map_err(|source| LbError::Pin { path: program_path, source })?;
+                .map_err(|source| LbError::Pin {
+                    path: program_path,
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -158,20 +186,32 @@ impl Balancer {
     }
 
     /// Attaches program `name` of the object to `iface`, its link pinned at `link_path`.
-    pub fn attach_program(&mut self, name: &str, iface: &str, mode: AttachMode, link_path: &Path) -> Result<()> {
+    pub fn attach_program(
+        &mut self,
+        name: &str,
+        iface: &str,
+        mode: AttachMode,
+        link_path: &Path,
+    ) -> Result<()> {
         if link_path.exists() {
-            return Err(LbError::AlreadyAttached { iface: iface.into() });
+            return Err(LbError::AlreadyAttached {
+                iface: iface.into(),
+            });
         }
         let ifindex = if_index(iface)?;
         let program = self.xdp(name)?;
-        let id = program.attach_to_if_index(ifindex, mode.xdp_mode()).map_err(|source| {
-            attach_error(iface, mode, source)
+        let id = program
+            .attach_to_if_index(ifindex, mode.xdp_mode())
+            .map_err(|source| attach_error(iface, mode, source))?;
+        let link = program.take_link(id).map_err(|source| LbError::Program {
+            what: "taking the XDP link".into(),
+            source,
         })?;
-        let link = program
-            .take_link(id)
-            .map_err(|source| LbError::Program { what: "taking the XDP link".into(), source })?;
         let link = FdLink::try_from(link).map_err(|source| LbError::NoBpfLink { source })?;
-        link.pin(link_path).map_err(|source| LbError::Pin { path: link_path.into(), source })?;
+        link.pin(link_path).map_err(|source| LbError::Pin {
+            path: link_path.into(),
+            source,
+        })?;
         Ok(())
     }
 
@@ -183,9 +223,10 @@ impl Balancer {
     /// Runs program `name` of the object on `data` (BPF_PROG_TEST_RUN).
     pub fn run(&mut self, name: &str, data: &[u8], repeat: u32) -> Result<TestRunOutput> {
         let program = self.xdp(name)?;
-        let fd = program
-            .fd()
-            .map_err(|source| LbError::Program { what: format!("{name} fd"), source })?;
+        let fd = program.fd().map_err(|source| LbError::Program {
+            what: format!("{name} fd"),
+            source,
+        })?;
         test_run::run(fd.as_fd(), data, repeat)
     }
 }
@@ -194,20 +235,31 @@ fn attach_error(iface: &str, mode: AttachMode, source: aya::programs::ProgramErr
     let text = format!("{source:?}");
     let errno = |code: i32| text.contains(&format!("code: {code}"));
     if mode == AttachMode::Native && (errno(libc::EOPNOTSUPP) || errno(libc::EINVAL)) {
-        return LbError::NativeUnsupported { iface: iface.into() };
+        return LbError::NativeUnsupported {
+            iface: iface.into(),
+        };
     }
     if errno(libc::EBUSY) || errno(libc::EEXIST) {
-        return LbError::AlreadyAttached { iface: iface.into() };
+        return LbError::AlreadyAttached {
+            iface: iface.into(),
+        };
     }
-    LbError::Program { what: format!("attaching to {iface}"), source }
+    LbError::Program {
+        what: format!("attaching to {iface}"),
+        source,
+    }
 }
 
 fn if_index(iface: &str) -> Result<u32> {
-    let name = CString::new(iface)
-        .map_err(|_| LbError::Invalid { what: "interface name", detail: iface.into() })?;
+    let name = CString::new(iface).map_err(|_| LbError::Invalid {
+        what: "interface name",
+        detail: iface.into(),
+    })?;
     // SAFETY: valid C string.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(LbError::NoInterface { iface: iface.into() }),
+        0 => Err(LbError::NoInterface {
+            iface: iface.into(),
+        }),
         index => Ok(index),
     }
 }
@@ -216,7 +268,10 @@ fn if_index(iface: &str) -> Result<u32> {
 pub fn detach(pins: &PinLayout, iface: &str) -> Result<()> {
     let path = pins.link(iface);
     if !path.exists() {
-        return Err(LbError::NotAttached { iface: iface.into(), path });
+        return Err(LbError::NotAttached {
+            iface: iface.into(),
+            path,
+        });
     }
     fs::remove_file(&path).map_err(|source| LbError::Io { path, source })
 }
@@ -229,9 +284,15 @@ pub fn unpin_all(pins: &PinLayout) -> Result<()> {
     };
     let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     // link_* sort before prog_* and the upper-case map names after them.
-    paths.sort_by_key(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("link_")));
+    paths.sort_by_key(|p| {
+        !p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("link_"))
+    });
     for path in paths {
         fs::remove_file(&path).map_err(|source| LbError::Io { path, source })?;
     }
-    fs::remove_dir(&pins.root).map_err(|source| LbError::Io { path: pins.root.clone(), source })
+    fs::remove_dir(&pins.root).map_err(|source| LbError::Io {
+        path: pins.root.clone(),
+        source,
+    })
 }

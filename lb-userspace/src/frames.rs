@@ -27,16 +27,40 @@ pub struct Segment {
 
 impl Segment {
     pub fn tcp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8) -> Self {
-        Self { src, dst, sport, dport, proto: 6, flags, seq: 1000, ack: 0, payload: Vec::new() }
+        Self {
+            src,
+            dst,
+            sport,
+            dport,
+            proto: 6,
+            flags,
+            seq: 1000,
+            ack: 0,
+            payload: Vec::new(),
+        }
     }
     pub fn udp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Self {
-        Self { src, dst, sport, dport, proto: 17, flags: 0, seq: 0, ack: 0, payload: b"ping".to_vec() }
+        Self {
+            src,
+            dst,
+            sport,
+            dport,
+            proto: 17,
+            flags: 0,
+            seq: 0,
+            ack: 0,
+            payload: b"ping".to_vec(),
+        }
     }
 }
 
 fn sum16(data: &[u8], mut sum: u32) -> u32 {
     for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { (chunk[0] as u16) << 8 };
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            (chunk[0] as u16) << 8
+        };
         sum += word as u32;
     }
     sum
@@ -80,7 +104,10 @@ pub fn frame(seg: &Segment) -> Vec<u8> {
     }
     l4.extend_from_slice(&seg.payload);
     let check_at = if seg.proto == 6 { 16 } else { 6 };
-    let mut check = !fold(sum16(&l4, pseudo_sum(seg.src, seg.dst, seg.proto, l4.len())));
+    let mut check = !fold(sum16(
+        &l4,
+        pseudo_sum(seg.src, seg.dst, seg.proto, l4.len()),
+    ));
     if seg.proto == 17 && check == 0 {
         check = 0xffff;
     }
@@ -150,7 +177,10 @@ pub fn parse(frame: &[u8]) -> Result<Seen, String> {
     };
     let udp_no_check = proto == 17 && l4[6..8] == [0, 0] && matches!(src, IpAddr::V4(_));
     if !udp_no_check && fold(sum16(l4, pseudo_sum(src, dst, proto, l4.len()))) != 0xffff {
-        return Err(format!("bad {} checksum", if proto == 6 { "TCP" } else { "UDP" }));
+        return Err(format!(
+            "bad {} checksum",
+            if proto == 6 { "TCP" } else { "UDP" }
+        ));
     }
     let sport = u16::from_be_bytes([l4[0], l4[1]]);
     let dport = u16::from_be_bytes([l4[2], l4[3]]);
@@ -165,5 +195,19 @@ pub fn parse(frame: &[u8]) -> Result<Seen, String> {
     } else {
         (0, 0, 0, l4[8..].to_vec())
     };
-    Ok(Seen { dst_mac, src_mac, seg: Segment { src, dst, sport, dport, proto, flags, seq, ack, payload } })
+    Ok(Seen {
+        dst_mac,
+        src_mac,
+        seg: Segment {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            flags,
+            seq,
+            ack,
+            payload,
+        },
+    })
 }

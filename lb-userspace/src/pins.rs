@@ -12,7 +12,9 @@ pub struct PinLayout {
 
 impl Default for PinLayout {
     fn default() -> Self {
-        Self { root: PathBuf::from("/sys/fs/bpf").join(PRODUCT) }
+        Self {
+            root: PathBuf::from("/sys/fs/bpf").join(PRODUCT),
+        }
     }
 }
 

@@ -83,7 +83,12 @@ pub fn bytes_addr(bytes: &[u8; 16], family: u8) -> IpAddr {
 impl ServiceSpec {
     pub fn key(&self) -> ServiceKey {
         let (addr, family) = addr_bytes(self.vip);
-        ServiceKey { addr, port_be: self.port.to_be(), proto: self.proto, family }
+        ServiceKey {
+            addr,
+            port_be: self.port.to_be(),
+            proto: self.proto,
+            family,
+        }
     }
 }
 
@@ -119,10 +124,16 @@ fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> LbError {
 
 impl Balancer {
     fn map_data(&self, name: &'static str) -> Result<&aya::maps::Map> {
-        self.ebpf.map(name).ok_or_else(|| LbError::Missing { kind: "map", name: name.into() })
+        self.ebpf.map(name).ok_or_else(|| LbError::Missing {
+            kind: "map",
+            name: name.into(),
+        })
     }
     fn map_data_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map> {
-        self.ebpf.map_mut(name).ok_or_else(|| LbError::Missing { kind: "map", name: name.into() })
+        self.ebpf.map_mut(name).ok_or_else(|| LbError::Missing {
+            kind: "map",
+            name: name.into(),
+        })
     }
     fn services_map(&self) -> Result<HashMap<&MapData, ServiceKey, Service>> {
         HashMap::try_from(self.map_data(map_names::SERVICES)?).map_err(map_err(map_names::SERVICES))
@@ -137,7 +148,11 @@ impl Balancer {
             .map_err(map_err(map_names::CONFIG))?;
         let config = map.get(&0, 0).map_err(map_err(map_names::CONFIG))?;
         // A fresh map is all zero: that means "defaults".
-        Ok(if config.tcp_established_ns == 0 { Config::default() } else { config })
+        Ok(if config.tcp_established_ns == 0 {
+            Config::default()
+        } else {
+            config
+        })
     }
 
     pub fn set_config(&mut self, config: &Config) -> Result<()> {
@@ -149,7 +164,9 @@ impl Balancer {
     /// Every service with its key.
     pub fn services(&self) -> Result<Vec<(ServiceKey, Service)>> {
         let map = self.services_map()?;
-        map.iter().map(|r| r.map_err(map_err(map_names::SERVICES))).collect()
+        map.iter()
+            .map(|r| r.map_err(map_err(map_names::SERVICES)))
+            .collect()
     }
 
     pub fn service(&self, key: &ServiceKey) -> Result<Option<Service>> {
@@ -164,7 +181,10 @@ impl Balancer {
     /// keeps its slot (and its flows) while its address and port stay.
     pub fn apply_service(&mut self, spec: &ServiceSpec, reals: &[RealSpec]) -> Result<Service> {
         if reals.len() > MAX_REALS as usize {
-            return Err(LbError::TooManyReals { max: MAX_REALS, given: reals.len() });
+            return Err(LbError::TooManyReals {
+                max: MAX_REALS,
+                given: reals.len(),
+            });
         }
         let key = spec.key();
         let existing = self.service(&key)?;
@@ -222,7 +242,10 @@ impl Balancer {
                     Some(r) if same(r) => r.to_real(before.generation),
                     Some(r) => r.to_real(before.generation.wrapping_add(1)),
                     None if before.state == REAL_EMPTY => before,
-                    None => Real { generation: before.generation.wrapping_add(1), ..Real::default() },
+                    None => Real {
+                        generation: before.generation.wrapping_add(1),
+                        ..Real::default()
+                    },
                 };
                 if before.state != REAL_EMPTY && real.generation != before.generation {
                     stale_slots.push(slot);
@@ -245,14 +268,19 @@ impl Balancer {
                 Forwarding::DirectRouting => FWD_DR,
                 Forwarding::Nat => FWD_NAT,
             },
-            flags: if spec.reset_on_down { SVC_F_RESET_ON_DOWN } else { 0 },
+            flags: if spec.reset_on_down {
+                SVC_F_RESET_ON_DOWN
+            } else {
+                0
+            },
         };
         {
             let mut map: HashMap<_, ServiceKey, Service> =
                 HashMap::try_from(self.map_data_mut(map_names::SERVICES)?)
                     .map_err(map_err(map_names::SERVICES))?;
             // One element replaced whole: the data path sees old or new.
-            map.insert(key, service, 0).map_err(map_err(map_names::SERVICES))?;
+            map.insert(key, service, 0)
+                .map_err(map_err(map_names::SERVICES))?;
         }
         if spec.forwarding == Forwarding::Nat {
             let mut config = self.config()?;
@@ -270,7 +298,9 @@ impl Balancer {
 
     /// Deletes a service and every flow pinned to it.
     pub fn delete_service(&mut self, key: &ServiceKey) -> Result<()> {
-        let svc = self.service(key)?.ok_or_else(|| LbError::NoService(format!("{key:?}")))?;
+        let svc = self
+            .service(key)?
+            .ok_or_else(|| LbError::NoService(format!("{key:?}")))?;
         {
             let mut map: HashMap<_, ServiceKey, Service> =
                 HashMap::try_from(self.map_data_mut(map_names::SERVICES)?)
@@ -286,8 +316,12 @@ impl Balancer {
                 let index = real_index(svc.id, bank, slot);
                 let real = map.get(&index, 0).map_err(map_err(map_names::REALS))?;
                 if real != Real::default() {
-                    let cleared = Real { generation: real.generation.wrapping_add(1), ..Real::default() };
-                    map.set(index, cleared, 0).map_err(map_err(map_names::REALS))?;
+                    let cleared = Real {
+                        generation: real.generation.wrapping_add(1),
+                        ..Real::default()
+                    };
+                    map.set(index, cleared, 0)
+                        .map_err(map_err(map_names::REALS))?;
                 }
             }
         }
@@ -296,21 +330,25 @@ impl Balancer {
 
     /// The real in `slot` of a bank of service `id`.
     pub fn real(&self, id: u32, bank: u32, slot: u32) -> Result<Real> {
-        let map: Array<_, Real> = Array::try_from(self.map_data(map_names::REALS)?)
-            .map_err(map_err(map_names::REALS))?;
-        map.get(&real_index(id, bank, slot), 0).map_err(map_err(map_names::REALS))
+        let map: Array<_, Real> =
+            Array::try_from(self.map_data(map_names::REALS)?).map_err(map_err(map_names::REALS))?;
+        map.get(&real_index(id, bank, slot), 0)
+            .map_err(map_err(map_names::REALS))
     }
 
     /// The live reals of a service, by slot.
     pub fn live_reals(&self, svc: &Service) -> Result<Vec<Real>> {
-        (0..svc.n_reals).map(|slot| self.real(svc.id, svc.bank, slot)).collect()
+        (0..svc.n_reals)
+            .map(|slot| self.real(svc.id, svc.bank, slot))
+            .collect()
     }
 
     /// Active and inactive flows of (service, slot).
     pub fn conns(&self, id: u32, slot: u32) -> Result<ConnCount> {
-        let map: Array<_, ConnCount> = Array::try_from(self.map_data(map_names::CONNS)?)
-            .map_err(map_err(map_names::CONNS))?;
-        map.get(&conn_index(id, slot), 0).map_err(map_err(map_names::CONNS))
+        let map: Array<_, ConnCount> =
+            Array::try_from(self.map_data(map_names::CONNS)?).map_err(map_err(map_names::CONNS))?;
+        map.get(&conn_index(id, slot), 0)
+            .map_err(map_err(map_names::CONNS))
     }
 
     /// The scheduler cursor of service `id` (where its next scan starts).
@@ -342,7 +380,9 @@ impl Balancer {
         let map: PerCpuArray<_, RealStats> =
             PerCpuArray::try_from(self.map_data(map_names::REAL_STATS)?)
                 .map_err(map_err(map_names::REAL_STATS))?;
-        let values = map.get(&conn_index(id, slot), 0).map_err(map_err(map_names::REAL_STATS))?;
+        let values = map
+            .get(&conn_index(id, slot), 0)
+            .map_err(map_err(map_names::REAL_STATS))?;
         Ok(values.iter().fold(RealStats::default(), |mut sum, v| {
             sum.packets += v.packets;
             sum.bytes += v.bytes;

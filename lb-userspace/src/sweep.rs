@@ -16,7 +16,12 @@ pub struct SweepReport {
 
 impl Balancer {
     /// Runs the sweeper on `keys`; returns each key's SWEEP_* result.
-    pub fn sweep_keys(&mut self, force: bool, keys: &[FlowKey], clock_offset_ns: u64) -> Result<Vec<u32>> {
+    pub fn sweep_keys(
+        &mut self,
+        force: bool,
+        keys: &[FlowKey],
+        clock_offset_ns: u64,
+    ) -> Result<Vec<u32>> {
         let mut results = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(SWEEP_BATCH) {
             let mut request = SweepRequest {
@@ -40,7 +45,8 @@ impl Balancer {
             let out = self.run(program_names::SWEEPER, bytes, 1)?;
             let entries_at = std::mem::size_of::<SweepHeader>();
             for i in 0..chunk.len() {
-                let at = entries_at + i * std::mem::size_of::<SweepEntry>()
+                let at = entries_at
+                    + i * std::mem::size_of::<SweepEntry>()
                     + std::mem::offset_of!(SweepEntry, result);
                 let word: [u8; 4] = out.data[at..at + 4].try_into().expect("4 bytes");
                 results.push(u32::from_ne_bytes(word));
@@ -67,9 +73,16 @@ impl Balancer {
     }
 
     /// Removes every flow `select` picks (a deleted service or real).
-    pub fn flush_flows(&mut self, select: impl Fn(&FlowKey, &FlowValue) -> bool) -> Result<SweepReport> {
-        let keys: Vec<FlowKey> =
-            self.flows()?.into_iter().filter(|(k, v)| select(k, v)).map(|(k, _)| k).collect();
+    pub fn flush_flows(
+        &mut self,
+        select: impl Fn(&FlowKey, &FlowValue) -> bool,
+    ) -> Result<SweepReport> {
+        let keys: Vec<FlowKey> = self
+            .flows()?
+            .into_iter()
+            .filter(|(k, v)| select(k, v))
+            .map(|(k, _)| k)
+            .collect();
         let results = self.sweep_keys(true, &keys, 0)?;
         Ok(report(&results))
     }

@@ -62,8 +62,14 @@ pub fn run(prog: BorrowedFd<'_>, data: &[u8], repeat: u32) -> Result<TestRunOutp
         )
     };
     if rc < 0 {
-        return Err(LbError::TestRun { source: io::Error::last_os_error() });
+        return Err(LbError::TestRun {
+            source: io::Error::last_os_error(),
+        });
     }
     out.truncate(attr.data_size_out as usize);
-    Ok(TestRunOutput { action: attr.retval, data: out, duration_ns: attr.duration })
+    Ok(TestRunOutput {
+        action: attr.retval,
+        data: out,
+        duration_ns: attr.duration,
+    })
 }

@@ -5,9 +5,7 @@ mod support;
 
 use std::{collections::HashMap, net::IpAddr};
 
-use fulmar_common::{
-    Config, FLOW_ACTIVE, FLOW_INACTIVE, IPPROTO_UDP, SWEEP_REMOVED, global_stat,
-};
+use fulmar_common::{Config, FLOW_ACTIVE, FLOW_INACTIVE, IPPROTO_UDP, SWEEP_REMOVED, global_stat};
 use fulmar_lb::{Forwarding, RealState, Scheduler, ServiceSpec};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use support::{
@@ -23,7 +21,12 @@ const XDP_TX: u32 = 3;
 const SEC: u64 = 1_000_000_000;
 
 fn global(t: &TestBalancer, name: &str) -> u64 {
-    t.lb.global_stats().unwrap().into_iter().find(|(n, _)| *n == name).unwrap().1
+    t.lb.global_stats()
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap()
+        .1
 }
 
 fn client(i: u32) -> IpAddr {
@@ -31,9 +34,12 @@ fn client(i: u32) -> IpAddr {
 }
 
 fn v4_service(t: &mut TestBalancer, n: usize) -> u32 {
-    t.lb.apply_service(&service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting), &reals(false, 143, &vec![1; n]))
-        .unwrap()
-        .id
+    t.lb.apply_service(
+        &service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting),
+        &reals(false, 143, &vec![1; n]),
+    )
+    .unwrap()
+    .id
 }
 
 /// Counts per (service, slot) recomputed from the flow table.
@@ -71,7 +77,11 @@ fn odd_packets_get_their_documented_verdicts() {
     assert_eq!(run(&arp), XDP_PASS);
     assert_eq!(run(&syn[..14]), XDP_DROP, "Ethernet only, IPv4 ethertype");
     assert_eq!(run(&syn[..30]), XDP_DROP, "IPv4 header cut");
-    assert_eq!(run(&syn[..44]), XDP_DROP, "TCP header cut (total length says more)");
+    assert_eq!(
+        run(&syn[..44]),
+        XDP_DROP,
+        "TCP header cut (total length says more)"
+    );
     let mut bad_len = syn.clone();
     bad_len[16..18].copy_from_slice(&2000u16.to_be_bytes());
     assert_eq!(run(&bad_len), XDP_DROP, "total length beyond the frame");
@@ -123,7 +133,11 @@ fn odd_packets_get_their_documented_verdicts() {
     ] {
         assert_eq!(global(&t, name), count, "{name}");
     }
-    assert_eq!(t.lb.flows().unwrap().len(), 1, "only the SYN with options opened a flow");
+    assert_eq!(
+        t.lb.flows().unwrap().len(),
+        1,
+        "only the SYN with options opened a flow"
+    );
     assert_eq!(global_stat::NAMES.len(), global_stat::COUNT as usize);
 }
 
@@ -131,7 +145,11 @@ fn odd_packets_get_their_documented_verdicts() {
 fn random_and_truncated_packets_get_only_documented_verdicts() {
     let mut t = TestBalancer::new(4096);
     let id = v4_service(&mut t, 4);
-    t.lb.apply_service(&service(VIP6, 143, Scheduler::Wlc, Forwarding::Nat), &reals(true, 143, &[1, 2])).unwrap();
+    t.lb.apply_service(
+        &service(VIP6, 143, Scheduler::Wlc, Forwarding::Nat),
+        &reals(true, 143, &[1, 2]),
+    )
+    .unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let valid = [
         frame(&Segment::tcp(client(1), 1000, ip(VIP4), 143, SYN)),
@@ -143,7 +161,10 @@ fn random_and_truncated_packets_get_only_documented_verdicts() {
     for base in &valid {
         for len in MIN..base.len() {
             let action = t.lb.run_balancer(&base[..len], 1).unwrap().action;
-            assert!(matches!(action, XDP_DROP | XDP_PASS | XDP_TX), "len {len}: {action}");
+            assert!(
+                matches!(action, XDP_DROP | XDP_PASS | XDP_TX),
+                "len {len}: {action}"
+            );
         }
     }
     for _ in 0..20_000 {
@@ -227,37 +248,60 @@ fn timeouts_follow_protocol_and_state() {
     let mut t = TestBalancer::new(1024);
     let id = v4_service(&mut t, 1);
     t.lb.apply_service(
-        &ServiceSpec { proto: IPPROTO_UDP, ..service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting) },
+        &ServiceSpec {
+            proto: IPPROTO_UDP,
+            ..service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting)
+        },
         &reals(false, 143, &[1]),
     )
     .unwrap();
-    let send = |t: &mut TestBalancer, seg: Segment| t.lb.run_balancer(&frame(&seg), 1).unwrap().action;
+    let send =
+        |t: &mut TestBalancer, seg: Segment| t.lb.run_balancer(&frame(&seg), 1).unwrap().action;
     send(&mut t, Segment::tcp(client(1), 2000, ip(VIP4), 143, SYN)); // SYN only
     send(&mut t, Segment::tcp(client(1), 2001, ip(VIP4), 143, SYN));
     send(&mut t, Segment::tcp(client(1), 2001, ip(VIP4), 143, ACK)); // established
     send(&mut t, Segment::tcp(client(1), 2002, ip(VIP4), 143, SYN));
-    send(&mut t, Segment::tcp(client(1), 2002, ip(VIP4), 143, FIN | ACK)); // closing
+    send(
+        &mut t,
+        Segment::tcp(client(1), 2002, ip(VIP4), 143, FIN | ACK),
+    ); // closing
     send(&mut t, Segment::udp(client(1), 2003, ip(VIP4), 143));
     let ports = |t: &TestBalancer| {
-        let mut p: Vec<u16> = t.lb.flows().unwrap().iter().map(|(k, _)| u16::from_be(k.sport_be)).collect();
+        let mut p: Vec<u16> =
+            t.lb.flows()
+                .unwrap()
+                .iter()
+                .map(|(k, _)| u16::from_be(k.sport_be))
+                .collect();
         p.sort();
         p
     };
     assert_eq!(ports(&t), vec![2000, 2001, 2002, 2003]);
     t.lb.expire_flows(61 * SEC).unwrap();
-    assert_eq!(ports(&t), vec![2001, 2002, 2003], "SYN-only gone after 60 s");
+    assert_eq!(
+        ports(&t),
+        vec![2001, 2002, 2003],
+        "SYN-only gone after 60 s"
+    );
     t.lb.expire_flows(121 * SEC).unwrap();
     assert_eq!(ports(&t), vec![2001, 2003], "closed gone after 120 s");
     t.lb.expire_flows(301 * SEC).unwrap();
     assert_eq!(ports(&t), vec![2001], "UDP gone after 300 s");
     t.lb.expire_flows(30 * 60 * SEC).unwrap();
-    assert_eq!(ports(&t), vec![2001], "established survives an IMAP IDLE period");
+    assert_eq!(
+        ports(&t),
+        vec![2001],
+        "established survives an IMAP IDLE period"
+    );
     t.lb.expire_flows(8101 * SEC).unwrap();
     assert!(ports(&t).is_empty());
     assert_eq!(t.lb.conns(id, 0).unwrap().active, 0);
 
     // Configurable.
-    let config = Config { tcp_established_ns: 10 * SEC, ..Config::default() };
+    let config = Config {
+        tcp_established_ns: 10 * SEC,
+        ..Config::default()
+    };
     t.lb.set_config(&config).unwrap();
     send(&mut t, Segment::tcp(client(1), 2004, ip(VIP4), 143, SYN));
     send(&mut t, Segment::tcp(client(1), 2004, ip(VIP4), 143, ACK));
@@ -288,16 +332,27 @@ fn a_full_table_drops_new_flows_until_eviction_makes_room() {
 fn a_real_marked_down_keeps_or_resets_its_flows_per_service() {
     for reset in [false, true] {
         let mut t = TestBalancer::new(1024);
-        let spec = ServiceSpec { reset_on_down: reset, ..service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting) };
+        let spec = ServiceSpec {
+            reset_on_down: reset,
+            ..service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting)
+        };
         let mut pool = reals(false, 143, &[1, 1]);
         let id = t.lb.apply_service(&spec, &pool).unwrap().id;
         let syn = Segment::tcp(client(1), 5000, ip(VIP4), 143, SYN);
         let out = t.lb.run_balancer(&frame(&syn), 1).unwrap();
-        let slot = (0..2).find(|&s| parse(&out.data).unwrap().dst_mac == real_mac(s)).unwrap();
+        let slot = (0..2)
+            .find(|&s| parse(&out.data).unwrap().dst_mac == real_mac(s))
+            .unwrap();
         pool[slot].state = RealState::Down;
         t.lb.apply_service(&spec, &pool).unwrap();
 
-        let data = Segment { flags: ACK | PSH, seq: 7000, ack: 9000, payload: b"a1 NOOP\r\n".to_vec(), ..syn.clone() };
+        let data = Segment {
+            flags: ACK | PSH,
+            seq: 7000,
+            ack: 9000,
+            payload: b"a1 NOOP\r\n".to_vec(),
+            ..syn.clone()
+        };
         let out = t.lb.run_balancer(&frame(&data), 1).unwrap();
         assert_eq!(out.action, XDP_TX);
         let seen = parse(&out.data).unwrap();
@@ -327,10 +382,16 @@ fn a_real_marked_down_keeps_or_resets_its_flows_per_service() {
 #[test]
 fn rst_answers_ipv6_and_syn_segments_too() {
     let mut t = TestBalancer::new(1024);
-    let spec = ServiceSpec { reset_on_down: true, ..service(VIP6, 143, Scheduler::Lc, Forwarding::DirectRouting) };
+    let spec = ServiceSpec {
+        reset_on_down: true,
+        ..service(VIP6, 143, Scheduler::Lc, Forwarding::DirectRouting)
+    };
     let mut pool = reals(true, 143, &[1]);
     t.lb.apply_service(&spec, &pool).unwrap();
-    let syn = Segment { seq: 100, ..Segment::tcp(ip("2001:db8:9::1"), 6000, ip(VIP6), 143, SYN) };
+    let syn = Segment {
+        seq: 100,
+        ..Segment::tcp(ip("2001:db8:9::1"), 6000, ip(VIP6), 143, SYN)
+    };
     t.lb.run_balancer(&frame(&syn), 1).unwrap();
     pool[0].state = RealState::Down;
     t.lb.apply_service(&spec, &pool).unwrap();
@@ -348,7 +409,10 @@ fn nat_rewrites_keep_every_checksum_valid() {
     let mut t = TestBalancer::new(1024);
     for (vip, v6) in [(VIP4, false), (VIP6, true)] {
         for proto in [fulmar_common::IPPROTO_TCP, IPPROTO_UDP] {
-            let spec = ServiceSpec { proto, ..service(vip, 2525, Scheduler::Lc, Forwarding::Nat) };
+            let spec = ServiceSpec {
+                proto,
+                ..service(vip, 2525, Scheduler::Lc, Forwarding::Nat)
+            };
             let pool = reals(v6, 10025, &[1]);
             t.lb.apply_service(&spec, &pool).unwrap();
             let src = if v6 { ip("2001:db8:9::1") } else { client(1) };
@@ -382,9 +446,15 @@ fn removing_a_real_removes_its_flows_and_counts() {
     let pool = reals(false, 143, &[1, 1, 1]);
     let id = t.lb.apply_service(&spec, &pool).unwrap().id;
     for port in 0..30 {
-        t.lb.run_balancer(&frame(&Segment::tcp(client(1), 8000 + port, ip(VIP4), 143, SYN)), 1).unwrap();
+        t.lb.run_balancer(
+            &frame(&Segment::tcp(client(1), 8000 + port, ip(VIP4), 143, SYN)),
+            1,
+        )
+        .unwrap();
     }
-    let before: Vec<_> = t.lb.live_reals(&t.lb.service(&spec.key()).unwrap().unwrap()).unwrap();
+    let before: Vec<_> =
+        t.lb.live_reals(&t.lb.service(&spec.key()).unwrap().unwrap())
+            .unwrap();
     // Drop the middle real: the others keep their slots and flows.
     let kept = vec![pool[0].clone(), pool[2].clone()];
     t.lb.apply_service(&spec, &kept).unwrap();
@@ -401,10 +471,18 @@ fn removing_a_real_removes_its_flows_and_counts() {
     readd.push(support::reals(false, 143, &[1, 1, 1, 1])[3].clone());
     t.lb.apply_service(&spec, &readd).unwrap();
     let svc = t.lb.service(&spec.key()).unwrap().unwrap();
-    assert_eq!(t.lb.live_reals(&svc).unwrap()[1].generation, before[1].generation + 2);
+    assert_eq!(
+        t.lb.live_reals(&svc).unwrap()[1].generation,
+        before[1].generation + 2
+    );
     // The sweeper reports each key once.
     let keys: Vec<_> = t.lb.flows().unwrap().into_iter().map(|(k, _)| k).collect();
     let results = t.lb.sweep_keys(true, &keys[..3], 0).unwrap();
     assert!(results.iter().all(|&r| r == SWEEP_REMOVED));
-    assert!(t.lb.sweep_keys(true, &keys[..3], 0).unwrap().iter().all(|&r| r == fulmar_common::SWEEP_NOT_FOUND));
+    assert!(
+        t.lb.sweep_keys(true, &keys[..3], 0)
+            .unwrap()
+            .iter()
+            .all(|&r| r == fulmar_common::SWEEP_NOT_FOUND)
+    );
 }

@@ -16,10 +16,16 @@ use std::{
 };
 
 use fulmar_lab::{Lab, topology};
-use fulmar_lb::{AttachMode, Balancer, Forwarding, LoadOptions, PinLayout, RealSpec, RealState, Scheduler, ServiceSpec};
+use fulmar_lb::{
+    AttachMode, Balancer, Forwarding, LoadOptions, PinLayout, RealSpec, RealState, Scheduler,
+    ServiceSpec,
+};
 
 fn parse_mac(text: &str) -> [u8; 6] {
-    let bytes: Vec<u8> = text.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
     bytes.try_into().unwrap()
 }
 
@@ -27,7 +33,9 @@ fn parse_mac(text: &str) -> [u8; 6] {
 /// one line back, until `stop`.
 fn serve(lab: &Lab, host: &'static str, port: u16, stop: Arc<AtomicBool>) {
     // "::" is dual-stack here: one listener takes IPv4 and IPv6.
-    let listener = lab.in_host(host, move || TcpListener::bind(("::", port)).unwrap()).unwrap();
+    let listener = lab
+        .in_host(host, move || TcpListener::bind(("::", port)).unwrap())
+        .unwrap();
     {
         listener.set_nonblocking(true).unwrap();
         let stop = stop.clone();
@@ -59,7 +67,9 @@ fn serve(lab: &Lab, host: &'static str, port: u16, stop: Arc<AtomicBool>) {
 /// request/response exchange, and leaves the connection open.
 fn connect(lab: &Lab, to: SocketAddr) -> (String, TcpStream) {
     let conn = lab
-        .in_host("client", move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))
+        .in_host("client", move || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(3))
+        })
         .unwrap()
         .unwrap_or_else(|e| panic!("connect {to}: {e}"));
     conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -78,31 +88,74 @@ fn direct_routing_and_nat_carry_tcp_over_ipv4_and_ipv6() {
     let mut lab = Lab::build(&topology::reference()).expect("lab");
     // The balancer owns the VIPs on its link; the proxies hold them on
     // loopback for direct routing (arp_ignore/announce come with the topology).
-    lab.check("balancer", "ip", &["addr", "add", "198.18.1.100/32", "dev", "eth0"]).unwrap();
-    lab.check("balancer", "ip", &["addr", "add", "2001:db8:1::100/128", "dev", "eth0", "nodad"]).unwrap();
+    lab.check(
+        "balancer",
+        "ip",
+        &["addr", "add", "198.18.1.100/32", "dev", "eth0"],
+    )
+    .unwrap();
+    lab.check(
+        "balancer",
+        "ip",
+        &["addr", "add", "2001:db8:1::100/128", "dev", "eth0", "nodad"],
+    )
+    .unwrap();
     for proxy in topology::PROXIES {
-        lab.check(proxy, "ip", &["addr", "add", "198.18.1.100/32", "dev", "lo"]).unwrap();
-        lab.check(proxy, "ip", &["addr", "add", "2001:db8:1::100/128", "dev", "lo"]).unwrap();
+        lab.check(
+            proxy,
+            "ip",
+            &["addr", "add", "198.18.1.100/32", "dev", "lo"],
+        )
+        .unwrap();
+        lab.check(
+            proxy,
+            "ip",
+            &["addr", "add", "2001:db8:1::100/128", "dev", "lo"],
+        )
+        .unwrap();
         // Replies of the NAT service (port 2525) go back through the balancer;
         // direct-routing replies go straight to the router.
         for (family, via) in [("-4", "198.18.1.2"), ("-6", "2001:db8:1::2")] {
-            lab.check(proxy, "ip", &[family, "rule", "add", "ipproto", "tcp", "sport", "2525", "table", "100"]).unwrap();
-            lab.check(proxy, "ip", &[family, "route", "add", "default", "via", via, "table", "100"]).unwrap();
+            lab.check(
+                proxy,
+                "ip",
+                &[
+                    family, "rule", "add", "ipproto", "tcp", "sport", "2525", "table", "100",
+                ],
+            )
+            .unwrap();
+            lab.check(
+                proxy,
+                "ip",
+                &[
+                    family, "route", "add", "default", "via", via, "table", "100",
+                ],
+            )
+            .unwrap();
         }
     }
     // NAT needs forwarding on the balancer (bpf_fib_lookup honours it, as
     // IPVS-NAT does), and its next hop resolved once so replies find a MAC.
     lab.sysctl("balancer", "net.ipv4.ip_forward", "1").unwrap();
-    lab.sysctl("balancer", "net.ipv6.conf.all.forwarding", "1").unwrap();
-    lab.check("balancer", "ping", &["-c", "1", "-W", "2", "198.18.1.1"]).unwrap();
-    lab.check("balancer", "ping", &["-c", "1", "-W", "2", "2001:db8:1::1"]).unwrap();
+    lab.sysctl("balancer", "net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    lab.check("balancer", "ping", &["-c", "1", "-W", "2", "198.18.1.1"])
+        .unwrap();
+    lab.check("balancer", "ping", &["-c", "1", "-W", "2", "2001:db8:1::1"])
+        .unwrap();
 
     let pins = PinLayout::new(format!("/sys/fs/bpf/{}-lb", lab.prefix()));
     lab.register_pin_dir(&pins.root);
     let attach_pins = pins.clone();
     let mut lb = lab
         .in_host("balancer", move || -> Balancer {
-            let mut lb = Balancer::load(&attach_pins, &LoadOptions { flow_capacity: 4096 }).unwrap();
+            let mut lb = Balancer::load(
+                &attach_pins,
+                &LoadOptions {
+                    flow_capacity: 4096,
+                },
+            )
+            .unwrap();
             lb.attach("eth0", AttachMode::Native).unwrap();
             lb
         })
@@ -115,18 +168,36 @@ fn direct_routing_and_nat_carry_tcp_over_ipv4_and_ipv6() {
             lb
         })
         .unwrap();
-    let ip_link = lab.check("balancer", "ip", &["link", "show", "eth0"]).unwrap();
-    assert!(ip_link.contains("xdp"), "ip link shows the program: {ip_link}");
+    let ip_link = lab
+        .check("balancer", "ip", &["link", "show", "eth0"])
+        .unwrap();
+    assert!(
+        ip_link.contains("xdp"),
+        "ip link shows the program: {ip_link}"
+    );
 
-    let macs: Vec<[u8; 6]> = topology::PROXIES.iter().map(|p| parse_mac(&lab.mac(p, "eth0").unwrap())).collect();
+    let macs: Vec<[u8; 6]> = topology::PROXIES
+        .iter()
+        .map(|p| parse_mac(&lab.mac(p, "eth0").unwrap()))
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     for proxy in topology::PROXIES {
         serve(&lab, proxy, 143, stop.clone());
         serve(&lab, proxy, 2525, stop.clone());
     }
     let cases = [
-        ("198.18.1.100", Forwarding::DirectRouting, 143u16, "198.18.1."),
-        ("2001:db8:1::100", Forwarding::DirectRouting, 143, "2001:db8:1::"),
+        (
+            "198.18.1.100",
+            Forwarding::DirectRouting,
+            143u16,
+            "198.18.1.",
+        ),
+        (
+            "2001:db8:1::100",
+            Forwarding::DirectRouting,
+            143,
+            "2001:db8:1::",
+        ),
         ("198.18.1.100", Forwarding::Nat, 2525, "198.18.1."),
         ("2001:db8:1::100", Forwarding::Nat, 2525, "2001:db8:1::"),
     ];
@@ -141,9 +212,16 @@ fn direct_routing_and_nat_carry_tcp_over_ipv4_and_ipv6() {
         };
         let reals: Vec<RealSpec> = (0..3)
             .map(|i| RealSpec {
-                addr: format!("{net}{}", if net.contains(':') { format!("{:x}", 11 + i) } else { (11 + i).to_string() })
-                    .parse()
-                    .unwrap(),
+                addr: format!(
+                    "{net}{}",
+                    if net.contains(':') {
+                        format!("{:x}", 11 + i)
+                    } else {
+                        (11 + i).to_string()
+                    }
+                )
+                .parse()
+                .unwrap(),
                 port,
                 mac: macs[i],
                 weight: 1,
@@ -161,7 +239,11 @@ fn direct_routing_and_nat_carry_tcp_over_ipv4_and_ipv6() {
             open.push(conn);
         }
         // Least connection over three idle proxies: two each.
-        assert_eq!(seen.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "{vip} {forwarding:?}: {seen:?}");
+        assert_eq!(
+            seen.values().copied().collect::<Vec<_>>(),
+            vec![2, 2, 2],
+            "{vip} {forwarding:?}: {seen:?}"
+        );
         let active: u64 = (0..3).map(|s| lb.conns(svc.id, s).unwrap().active).sum();
         assert_eq!(active, 6, "{vip} {forwarding:?}");
         for conn in &open {
@@ -175,7 +257,10 @@ fn direct_routing_and_nat_carry_tcp_over_ipv4_and_ipv6() {
             if counts.iter().all(|c| c.active == 0 && c.inactive == 2) {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "{vip} {forwarding:?}: {counts:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{vip} {forwarding:?}: {counts:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -48,17 +48,26 @@ struct Harness {
 impl Harness {
     fn new(scheduler: Scheduler, weights: &[u16], capacity: u32) -> Self {
         let mut t = TestBalancer::new(capacity);
-        let svc = t
-            .lb
-            .apply_service(&service(VIP4, 143, scheduler, Forwarding::DirectRouting), &reals(false, 143, weights))
+        let svc =
+            t.lb.apply_service(
+                &service(VIP4, 143, scheduler, Forwarding::DirectRouting),
+                &reals(false, 143, weights),
+            )
             .expect("apply service");
-        Self { t, id: svc.id, wlc: scheduler == Scheduler::Wlc, next_port: 1024 }
+        Self {
+            t,
+            id: svc.id,
+            wlc: scheduler == Scheduler::Wlc,
+            next_port: 1024,
+        }
     }
 
     fn snapshot(&self) -> (Vec<Real>, Vec<ConnCount>, u64) {
         let svc = self.t.lb.services().unwrap()[0].1;
         let reals = self.t.lb.live_reals(&svc).unwrap();
-        let conns = (0..svc.n_reals).map(|s| self.t.lb.conns(self.id, s).unwrap()).collect();
+        let conns = (0..svc.n_reals)
+            .map(|s| self.t.lb.conns(self.id, s).unwrap())
+            .collect();
         (reals, conns, self.t.lb.cursor(self.id).unwrap())
     }
 
@@ -66,7 +75,12 @@ impl Harness {
     /// after checking it is the one the model predicts.
     fn open(&mut self) -> Option<usize> {
         let (reals, conns, cursor) = self.snapshot();
-        let expected = model_pick(&reals, &conns, (cursor % reals.len() as u64) as usize, self.wlc);
+        let expected = model_pick(
+            &reals,
+            &conns,
+            (cursor % reals.len() as u64) as usize,
+            self.wlc,
+        );
         let port = self.next_port;
         self.next_port = self.next_port.wrapping_add(1).max(1024);
         let out = self.send(port, SYN);
@@ -86,7 +100,11 @@ impl Harness {
     fn send(&mut self, port: u16, flags: u8) -> (u32, [u8; 6]) {
         let seg = Segment::tcp(ip("198.18.200.1"), port, ip(VIP4), 143, flags);
         let out = self.t.lb.run_balancer(&frame(&seg), 1).unwrap();
-        let mac = if out.action == XDP_TX { parse(&out.data).unwrap().dst_mac } else { [0; 6] };
+        let mac = if out.action == XDP_TX {
+            parse(&out.data).unwrap().dst_mac
+        } else {
+            [0; 6]
+        };
         (out.action, mac)
     }
 
@@ -121,7 +139,10 @@ fn wlc_follows_weights_exactly() {
     assert_eq!(actives.iter().sum::<u64>(), 10_000);
     for (i, &active) in actives.iter().enumerate() {
         let ideal = 10_000 * (i as u64 + 1) / 10;
-        assert!(active.abs_diff(ideal) <= 1, "real {i}: {active} active, ideal {ideal}: {actives:?}");
+        assert!(
+            active.abs_diff(ideal) <= 1,
+            "real {i}: {active} active, ideal {ideal}: {actives:?}"
+        );
     }
 }
 
@@ -131,7 +152,12 @@ fn weight_zero_down_and_drain_take_no_new_flows() {
     let mut pool = reals(false, 143, &[5, 0, 5, 5, 5]);
     pool[2].state = RealState::Down;
     pool[3].state = RealState::Drain;
-    h.t.lb.apply_service(&service(VIP4, 143, Scheduler::Wlc, Forwarding::DirectRouting), &pool).unwrap();
+    h.t.lb
+        .apply_service(
+            &service(VIP4, 143, Scheduler::Wlc, Forwarding::DirectRouting),
+            &pool,
+        )
+        .unwrap();
     for _ in 0..50 {
         let slot = h.open().unwrap();
         assert!(slot == 0 || slot == 4, "slot {slot} must not be picked");
@@ -140,7 +166,12 @@ fn weight_zero_down_and_drain_take_no_new_flows() {
     for real in pool.iter_mut() {
         real.state = RealState::Down;
     }
-    h.t.lb.apply_service(&service(VIP4, 143, Scheduler::Wlc, Forwarding::DirectRouting), &pool).unwrap();
+    h.t.lb
+        .apply_service(
+            &service(VIP4, 143, Scheduler::Wlc, Forwarding::DirectRouting),
+            &pool,
+        )
+        .unwrap();
     assert_eq!(h.open(), None);
     assert_eq!(h.t.lb.service_stats(h.id).unwrap().drop_no_real, 1);
 }
@@ -157,7 +188,11 @@ fn one_real_and_a_full_pool() {
     for _ in 0..1000 {
         seen.insert(full.open().unwrap());
     }
-    assert_eq!(seen.len(), MAX_REALS as usize, "every real of a 256-pool takes flows");
+    assert_eq!(
+        seen.len(),
+        MAX_REALS as usize,
+        "every real of a 256-pool takes flows"
+    );
 }
 
 #[test]

@@ -32,5 +32,8 @@ pub fn increment(word: *mut u64) {
 #[inline(always)]
 pub fn swap_state(word: *mut u64, from: u64, to: u64) -> bool {
     // SAFETY: as fetch_add.
-    unsafe { atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(word, from, to) }.1
+    unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(word, from, to)
+    }
+    .1
 }

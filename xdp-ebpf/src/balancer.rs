@@ -8,8 +8,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use fulmar_common::{
-    AF_INET, AF_INET6, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FWD_NAT,
-    FlowKey, FlowValue, IPPROTO_TCP, IPPROTO_UDP, NatValue, REAL_DOWN, REAL_EMPTY, Real,
+    AF_INET, AF_INET6, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FWD_NAT, FlowKey,
+    FlowValue, IPPROTO_TCP, IPPROTO_UDP, NatValue, REAL_DOWN, REAL_EMPTY, Real,
     SVC_F_RESET_ON_DOWN, Service, ServiceKey, ServiceStats, conn_index, global_stat, real_index,
 };
 
@@ -113,11 +113,22 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet) -> Parsed {
     };
     // SAFETY: bounds checked by ptr_at.
     let (ver_ihl, tot_len, frag, proto, src4, dst4) = unsafe {
-        ((*ip).ver_ihl, be16((*ip).tot_len), be16((*ip).frag_off), (*ip).proto, (*ip).src, (*ip).dst)
+        (
+            (*ip).ver_ihl,
+            be16((*ip).tot_len),
+            be16((*ip).frag_off),
+            (*ip).proto,
+            (*ip).src,
+            (*ip).dst,
+        )
     };
     let ihl = (ver_ihl & 0x0f) as usize * 4;
     let pkt_len = ctx.data_end() - ctx.data();
-    if ver_ihl >> 4 != 4 || ihl < 20 || ETH_HLEN + (tot_len as usize) > pkt_len || (tot_len as usize) < ihl {
+    if ver_ihl >> 4 != 4
+        || ihl < 20
+        || ETH_HLEN + (tot_len as usize) > pkt_len
+        || (tot_len as usize) < ihl
+    {
         return verdict(global_stat::DROP_TRUNCATED, xdp_action::XDP_DROP);
     }
     if frag & 0x3fff != 0 {
@@ -137,8 +148,13 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet) -> Parsed {
         return verdict(global_stat::DROP_TRUNCATED, xdp_action::XDP_DROP);
     };
     // SAFETY: bounds checked by ptr_at.
-    let (ver, payload_len, next) =
-        unsafe { ((*ip).ver_tc_flow[0] >> 4, be16((*ip).payload_len), (*ip).next_hdr) };
+    let (ver, payload_len, next) = unsafe {
+        (
+            (*ip).ver_tc_flow[0] >> 4,
+            be16((*ip).payload_len),
+            (*ip).next_hdr,
+        )
+    };
     if ver != 6 || ETH_HLEN + IPV6_HLEN + payload_len as usize > ctx.data_end() - ctx.data() {
         return verdict(global_stat::DROP_TRUNCATED, xdp_action::XDP_DROP);
     }
@@ -293,7 +309,11 @@ fn new_flow(
             family: pkt.key.family,
             _pad: [0; 2],
         };
-        let nat = NatValue { vip: pkt.key.dst, vport_be: pkt.key.dport_be, _pad: [0; 2] };
+        let nat = NatValue {
+            vip: pkt.key.dst,
+            vport_be: pkt.key.dport_be,
+            _pad: [0; 2],
+        };
         let _ = NAT_REVERSE.insert(&scratch.other_key, &nat, 0);
     }
     count_real(svc, slot, pkt);
@@ -373,7 +393,11 @@ fn established(
 #[inline(always)]
 pub fn close_flow(flow: *mut FlowValue) {
     // SAFETY: map value pointer.
-    if atomic::swap_state(unsafe { &raw mut (*flow).state }, FLOW_ACTIVE, FLOW_INACTIVE) {
+    if atomic::swap_state(
+        unsafe { &raw mut (*flow).state },
+        FLOW_ACTIVE,
+        FLOW_INACTIVE,
+    ) {
         // SAFETY: map value pointer.
         let (service, slot) = unsafe { ((*flow).service, (*flow).slot) };
         move_count(service, slot, true);
@@ -384,7 +408,11 @@ pub fn close_flow(flow: *mut FlowValue) {
 #[inline(always)]
 fn reopen_flow(flow: *mut FlowValue) {
     // SAFETY: map value pointer.
-    if atomic::swap_state(unsafe { &raw mut (*flow).state }, FLOW_INACTIVE, FLOW_ACTIVE) {
+    if atomic::swap_state(
+        unsafe { &raw mut (*flow).state },
+        FLOW_INACTIVE,
+        FLOW_ACTIVE,
+    ) {
         // SAFETY: map value pointer.
         unsafe { (*flow).flags = 0 };
         // SAFETY: map value pointer.
@@ -401,7 +429,11 @@ fn move_count(service: u32, slot: u32, to_inactive: bool) {
     };
     // SAFETY: map value pointer; shared across CPUs, hence the atomics.
     let (active, inactive) = unsafe { (&raw mut (*conns).active, &raw mut (*conns).inactive) };
-    let (from, to) = if to_inactive { (active, inactive) } else { (inactive, active) };
+    let (from, to) = if to_inactive {
+        (active, inactive)
+    } else {
+        (inactive, active)
+    };
     atomic::decrement(from);
     atomic::increment(to);
 }
@@ -447,7 +479,13 @@ enum Side {
 /// Rewrites one side's address and port, fixing the IPv4 header checksum
 /// and the TCP/UDP checksum (whose pseudo-header covers the addresses).
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, pkt: &Packet, side: Side, addr: &[u8; 16], port_be: u16) -> Option<()> {
+fn rewrite(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    side: Side,
+    addr: &[u8; 16],
+    port_be: u16,
+) -> Option<()> {
     let port = port_be.to_ne_bytes();
     let (old_port, port_off) = match side {
         Side::Source => (pkt.key.sport_be.to_ne_bytes(), 0),
@@ -466,7 +504,11 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, side: Side, addr: &[u8; 16], port_be:
         let new4 = [addr[0], addr[1], addr[2], addr[3]];
         // SAFETY: bounds checked by ptr_at.
         unsafe {
-            let field = if side == Side::Source { &mut (*ip).src } else { &mut (*ip).dst };
+            let field = if side == Side::Source {
+                &mut (*ip).src
+            } else {
+                &mut (*ip).dst
+            };
             let old4 = *field;
             *field = new4;
             (*ip).check = csum::replace((*ip).check, &old4, &new4);
@@ -476,7 +518,11 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, side: Side, addr: &[u8; 16], port_be:
         let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN)?;
         // SAFETY: bounds checked by ptr_at.
         unsafe {
-            let field = if side == Side::Source { &mut (*ip).src } else { &mut (*ip).dst };
+            let field = if side == Side::Source {
+                &mut (*ip).src
+            } else {
+                &mut (*ip).dst
+            };
             let mut old = [0u8; 16];
             copy(&mut old, field);
             copy(field, addr);
@@ -503,7 +549,11 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, side: Side, addr: &[u8; 16], port_be:
 fn nat_reply(ctx: &XdpContext, scratch: &mut Scratch) -> u32 {
     let pkt = &scratch.pkt;
     let nat_enabled = CONFIG.get(0).map(|c| c.nat_enabled != 0).unwrap_or(false);
-    let nat = if nat_enabled { NAT_REVERSE.get_ptr(&pkt.key) } else { None };
+    let nat = if nat_enabled {
+        NAT_REVERSE.get_ptr(&pkt.key)
+    } else {
+        None
+    };
     let Some(nat) = nat else {
         count_global(global_stat::PASS_NO_SERVICE);
         return xdp_action::XDP_PASS;
@@ -560,7 +610,12 @@ fn route_to_client(ctx: &XdpContext, scratch: &mut Scratch, vip: &[u8; 16]) -> u
     }
     // SAFETY: helper on our own context with a stack struct of the right size.
     let rc = unsafe {
-        fib_lookup(ctx.ctx as *mut _, params, size_of::<bpf_fib_lookup>() as i32, 0)
+        fib_lookup(
+            ctx.ctx as *mut _,
+            params,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
     };
     if rc != 0 {
         count_global(global_stat::DROP_NAT_NO_ROUTE);

@@ -1,11 +1,11 @@
 //! Every map of the balancer, pinned by name under the loader's pin directory
 //! so a restarted control plane keeps the flow table and the counts.
+use crate::balancer::Scratch;
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
-use crate::balancer::Scratch;
 use fulmar_common::{
     Config, ConnCount, FlowKey, FlowValue, MAX_REALS, MAX_SERVICES, NatValue, REAL_BANKS, Real,
     RealStats, Service, ServiceKey, ServiceStats, global_stat,

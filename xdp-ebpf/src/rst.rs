@@ -5,7 +5,10 @@ use fulmar_common::{AF_INET, IPPROTO_TCP};
 
 use crate::{
     csum,
-    headers::{ETH_HLEN, EthHdr, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpHdr, ptr_at},
+    headers::{
+        ETH_HLEN, EthHdr, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpHdr,
+        ptr_at,
+    },
 };
 
 const TCP_HLEN: usize = 20;
@@ -16,7 +19,11 @@ const IPV4_HLEN: usize = 20;
 /// instead (the reply would have to mirror them).
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, family: u8, l4_off: usize) -> u32 {
-    let ip_hlen = if family == AF_INET { IPV4_HLEN } else { IPV6_HLEN };
+    let ip_hlen = if family == AF_INET {
+        IPV4_HLEN
+    } else {
+        IPV6_HLEN
+    };
     if l4_off != ETH_HLEN + ip_hlen {
         return xdp_action::XDP_DROP;
     }

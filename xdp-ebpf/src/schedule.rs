@@ -25,7 +25,9 @@ pub fn pick(svc: &Service) -> Option<u32> {
     }
     let cursor = CURSORS.get_ptr_mut(svc.id)?;
     // checked_rem: n is non-zero here, but a panic path must not even exist.
-    let start = atomic::fetch_add(cursor, 1).checked_rem(n as u64).unwrap_or(0) as u32;
+    let start = atomic::fetch_add(cursor, 1)
+        .checked_rem(n as u64)
+        .unwrap_or(0) as u32;
 
     let mut best = u32::MAX;
     let mut best_overhead: u64 = 0;
@@ -48,8 +50,12 @@ pub fn pick(svc: &Service) -> Option<u32> {
         };
         // SAFETY: map value pointer; the words change only by atomics, a
         // plain read sees some recent value, which is all a scheduler needs.
-        let (active, inactive) =
-            unsafe { (read_volatile(&(*conns).active), read_volatile(&(*conns).inactive)) };
+        let (active, inactive) = unsafe {
+            (
+                read_volatile(&(*conns).active),
+                read_volatile(&(*conns).inactive),
+            )
+        };
         let overhead = (active as u64) * 256 + inactive as u64;
         let weight = real.weight as u64;
         let better = if best == u32::MAX {

@@ -8,8 +8,8 @@ use core::{mem::size_of, ptr::read_volatile};
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use fulmar_common::{
     Config, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FlowKey, IPPROTO_TCP,
-    SWEEP_BATCH, SWEEP_FORCE, SWEEP_KEPT, SWEEP_NOT_FOUND, SWEEP_RACED, SWEEP_REMOVED,
-    SweepEntry, SweepHeader, conn_index,
+    SWEEP_BATCH, SWEEP_FORCE, SWEEP_KEPT, SWEEP_NOT_FOUND, SWEEP_RACED, SWEEP_REMOVED, SweepEntry,
+    SweepHeader, conn_index,
 };
 
 use crate::{
@@ -89,7 +89,11 @@ fn sweep_one(key: &FlowKey, op: u32, now: u64, config: &Config, defaults: &Confi
     if let Some(conns) = CONNS.get_ptr_mut(conn_index(service, slot)) {
         // SAFETY: map value pointer; shared across CPUs, hence the atomic.
         let counter = unsafe {
-            if state == FLOW_ACTIVE { &raw mut (*conns).active } else { &raw mut (*conns).inactive }
+            if state == FLOW_ACTIVE {
+                &raw mut (*conns).active
+            } else {
+                &raw mut (*conns).inactive
+            }
         };
         atomic::decrement(counter);
     }

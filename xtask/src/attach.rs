@@ -34,7 +34,8 @@ pub struct DetachArgs {
 /// Moves this (still single-threaded) process into a named network namespace.
 pub fn enter_netns(name: &str) -> Result<()> {
     let path = PathBuf::from("/run/netns").join(name);
-    let ns = File::open(&path).with_context(|| format!("no network namespace {name} ({})", path.display()))?;
+    let ns = File::open(&path)
+        .with_context(|| format!("no network namespace {name} ({})", path.display()))?;
     // SAFETY: setns(2) on an open namespace file.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         bail!("entering {name}: {}", std::io::Error::last_os_error());
@@ -53,7 +54,12 @@ pub fn attach(args: AttachArgs) -> Result<()> {
     let mode: AttachMode = args.mode.parse()?;
     let pins = pins(args.pin_dir);
     let fresh = !pins.exists();
-    let mut lb = Balancer::load(&pins, &LoadOptions { flow_capacity: args.flows })?;
+    let mut lb = Balancer::load(
+        &pins,
+        &LoadOptions {
+            flow_capacity: args.flows,
+        },
+    )?;
     if let Err(err) = lb.attach(&args.iface, mode) {
         if fresh {
             // Nothing was attached: take the maps this run pinned away again.
@@ -62,7 +68,12 @@ pub fn attach(args: AttachArgs) -> Result<()> {
         }
         return Err(err.into());
     }
-    println!("attached to {} ({}), pinned under {}", args.iface, args.mode, pins.root.display());
+    println!(
+        "attached to {} ({}), pinned under {}",
+        args.iface,
+        args.mode,
+        pins.root.display()
+    );
     for entry in std::fs::read_dir(&pins.root)? {
         println!("  {}", entry?.path().display());
     }
@@ -76,10 +87,17 @@ pub fn detach(args: DetachArgs) -> Result<()> {
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().starts_with("link_"));
     if links_left {
-        println!("detached from {}; other attachments keep the maps pinned", args.iface);
+        println!(
+            "detached from {}; other attachments keep the maps pinned",
+            args.iface
+        );
     } else {
         balancer::unpin_all(&pins)?;
-        println!("detached from {}; removed {}", args.iface, pins.root.display());
+        println!(
+            "detached from {}; removed {}",
+            args.iface,
+            pins.root.display()
+        );
     }
     Ok(())
 }

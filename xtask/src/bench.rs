@@ -49,7 +49,9 @@ fn service(n_reals: usize) -> (ServiceSpec, Vec<RealSpec>) {
     };
     let reals = (0..n_reals)
         .map(|i| RealSpec {
-            addr: format!("198.18.{}.{}", 101 + i / 250, 1 + i % 250).parse().unwrap(),
+            addr: format!("198.18.{}.{}", 101 + i / 250, 1 + i % 250)
+                .parse()
+                .unwrap(),
             port: 143,
             mac: [2, 0, 0, 0, (i >> 8) as u8, i as u8],
             weight: 1 + (i % 4) as u16,
@@ -60,7 +62,10 @@ fn service(n_reals: usize) -> (ServiceSpec, Vec<RealSpec>) {
 }
 
 fn client(i: u32) -> (IpAddr, u16) {
-    (IpAddr::from([198, 19, (i >> 16) as u8, (i >> 8) as u8]), 1024 + (i & 0xff) as u16 * 200 + (i >> 24) as u16)
+    (
+        IpAddr::from([198, 19, (i >> 16) as u8, (i >> 8) as u8]),
+        1024 + (i & 0xff) as u16 * 200 + (i >> 24) as u16,
+    )
 }
 
 /// Mean wall ns per call over `frames` (cycled), one test run each.
@@ -82,7 +87,10 @@ struct Loaded {
 
 impl Loaded {
     fn new(tag: &str, flow_capacity: u32) -> Result<Self> {
-        let pins = PinLayout::new(format!("/sys/fs/bpf/fulmar-bench-{}-{tag}", std::process::id()));
+        let pins = PinLayout::new(format!(
+            "/sys/fs/bpf/fulmar-bench-{}-{tag}",
+            std::process::id()
+        ));
         let lb = Balancer::load(&pins, &LoadOptions { flow_capacity })?;
         Ok(Self { lb, pins })
     }
@@ -94,12 +102,27 @@ impl Drop for Loaded {
     }
 }
 
-fn row(name: &str, value: f64, unit: &str, base_name: &str, base: f64, target: Option<(f64, bool)>) {
+fn row(
+    name: &str,
+    value: f64,
+    unit: &str,
+    base_name: &str,
+    base: f64,
+    target: Option<(f64, bool)>,
+) {
     let ratio = value / base;
     let verdict = match target {
         Some((limit, lower_is_better)) => {
-            let met = if lower_is_better { ratio <= limit } else { ratio >= limit };
-            format!("target {}{limit:.2}× {}", if lower_is_better { "≤ " } else { "≥ " }, if met { "met" } else { "MISSED" })
+            let met = if lower_is_better {
+                ratio <= limit
+            } else {
+                ratio >= limit
+            };
+            format!(
+                "target {}{limit:.2}× {}",
+                if lower_is_better { "≤ " } else { "≥ " },
+                if met { "met" } else { "MISSED" }
+            )
         }
         None => String::new(),
     };
@@ -107,23 +130,55 @@ fn row(name: &str, value: f64, unit: &str, base_name: &str, base: f64, target: O
 }
 
 pub fn run(args: Args) -> Result<()> {
-    println!("fulmar bench: {} test-run calls per figure, {} s per Mpps figure\n", args.calls, args.seconds);
-    println!("{:<44} {:>9} {:<5} {:>7} {:<6}", "figure", "value", "unit", "ratio", "of");
+    println!(
+        "fulmar bench: {} test-run calls per figure, {} s per Mpps figure\n",
+        args.calls, args.seconds
+    );
+    println!(
+        "{:<44} {:>9} {:<5} {:>7} {:<6}",
+        "figure", "value", "unit", "ratio", "of"
+    );
 
     let mut base = Loaded::new("base", 1024)?;
     let (spec, reals) = service(8);
     base.lb.apply_service(&spec, &reals)?;
     let vip: IpAddr = VIP.parse()?;
-    let ack = frame(&Segment::tcp(IpAddr::from([198, 19, 0, 1]), 40000, vip, 143, ACK));
-    let syn = frame(&Segment::tcp(IpAddr::from([198, 19, 0, 1]), 40000, vip, 143, SYN));
+    let ack = frame(&Segment::tcp(
+        IpAddr::from([198, 19, 0, 1]),
+        40000,
+        vip,
+        143,
+        ACK,
+    ));
+    let syn = frame(&Segment::tcp(
+        IpAddr::from([198, 19, 0, 1]),
+        40000,
+        vip,
+        143,
+        SYN,
+    ));
     base.lb.run_balancer(&syn, 1)?; // opens the flow the ACKs belong to
     let one = vec![ack.clone()];
     let floor = ns_per_packet(&mut base.lb, program_names::PASS, &one, args.calls)?;
     let swap = ns_per_packet(&mut base.lb, program_names::MAC_SWAP, &one, args.calls)?;
     let established = ns_per_packet(&mut base.lb, program_names::BALANCER, &one, args.calls)?;
-    row("(a) XDP_PASS, empty program", floor, "ns", "(a)", floor, None);
+    row(
+        "(a) XDP_PASS, empty program",
+        floor,
+        "ns",
+        "(a)",
+        floor,
+        None,
+    );
     row("(b) MAC swap + XDP_TX", swap, "ns", "(a)", floor, None);
-    row("(c) balancer, established-flow ACK", established, "ns", "(a)", floor, Some((1.5, true)));
+    row(
+        "(c) balancer, established-flow ACK",
+        established,
+        "ns",
+        "(a)",
+        floor,
+        Some((1.5, true)),
+    );
     // The kernel's own per-run time with repeat: no syscall in it. Valid for
     // (c) because a rewritten ACK of an established flow stays one.
     let in_kernel = |lb: &mut Balancer, program: &str| -> Result<f64> {
@@ -132,9 +187,30 @@ pub fn run(args: Args) -> Result<()> {
     let k_floor = in_kernel(&mut base.lb, program_names::PASS)?;
     let k_swap = in_kernel(&mut base.lb, program_names::MAC_SWAP)?;
     let k_est = in_kernel(&mut base.lb, program_names::BALANCER)?;
-    row("    in-kernel per run (repeat): XDP_PASS", k_floor, "ns", "", k_floor, None);
-    row("    in-kernel per run (repeat): MAC swap", k_swap, "ns", "", k_floor, None);
-    row("    in-kernel per run (repeat): balancer ACK", k_est, "ns", "", k_floor, None);
+    row(
+        "    in-kernel per run (repeat): XDP_PASS",
+        k_floor,
+        "ns",
+        "",
+        k_floor,
+        None,
+    );
+    row(
+        "    in-kernel per run (repeat): MAC swap",
+        k_swap,
+        "ns",
+        "",
+        k_floor,
+        None,
+    );
+    row(
+        "    in-kernel per run (repeat): balancer ACK",
+        k_est,
+        "ns",
+        "",
+        k_floor,
+        None,
+    );
 
     let syn_calls = args.calls.min(200_000);
     let mut memory = None;
@@ -150,15 +226,39 @@ pub fn run(args: Args) -> Result<()> {
             .collect();
         let ns = ns_per_packet(&mut loaded.lb, program_names::BALANCER, &frames, syn_calls)?;
         let target = (n == 64).then_some((3.0, true));
-        row(&format!("(d) balancer, SYN of a new flow, {n} reals"), ns, "ns", "(a)", floor, target);
+        row(
+            &format!("(d) balancer, SYN of a new flow, {n} reals"),
+            ns,
+            "ns",
+            "(a)",
+            floor,
+            target,
+        );
         if n == 64 {
             let flows = loaded.lb.flows()?.len();
-            memory = Some((flows, memlock(&loaded.pins.map(fulmar_common::map_names::FLOWS))?));
+            memory = Some((
+                flows,
+                memlock(&loaded.pins.map(fulmar_common::map_names::FLOWS))?,
+            ));
         }
     }
     let (b_mpps, c_mpps) = veth_rates(Duration::from_secs(args.seconds))?;
-    row("(b) MAC swap over native XDP on veth", b_mpps, "Mpps", "(b)", b_mpps, None);
-    row("(c) balancer over native XDP on veth", c_mpps, "Mpps", "(b)", b_mpps, Some((0.9, false)));
+    row(
+        "(b) MAC swap over native XDP on veth",
+        b_mpps,
+        "Mpps",
+        "(b)",
+        b_mpps,
+        None,
+    );
+    row(
+        "(c) balancer over native XDP on veth",
+        c_mpps,
+        "Mpps",
+        "(b)",
+        b_mpps,
+        Some((0.9, false)),
+    );
     if let Some((flows, bytes)) = memory {
         println!(
             "\nflow table: {flows} flows use {:.1} MiB: {:.0} MiB per million flows (FLOWS, kernel memlock)",
@@ -171,8 +271,12 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The kernel's memory figure for a pinned map.
 fn memlock(path: &std::path::Path) -> Result<u64> {
-    let out = std::process::Command::new("bpftool").args(["-j", "map", "show", "pinned"]).arg(path).output()?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("bpftool map show")?;
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "show", "pinned"])
+        .arg(path)
+        .output()?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("bpftool map show")?;
     json["bytes_memlock"].as_u64().context("no bytes_memlock")
 }
 
@@ -192,7 +296,11 @@ fn inject(lab: &Lab, host: &str, iface: &'static str, frame: Vec<u8>, count: usi
         // SAFETY: plain socket(2)/sendto(2) with a sockaddr_ll we fill in.
         unsafe {
             let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            anyhow::ensure!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+            anyhow::ensure!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
             let name = std::ffi::CString::new(iface)?;
             let mut addr: libc::sockaddr_ll = std::mem::zeroed();
             addr.sll_family = libc::AF_PACKET as u16;
@@ -215,27 +323,59 @@ fn inject(lab: &Lab, host: &str, iface: &'static str, frame: Vec<u8>, count: usi
 }
 
 fn veth_rates(interval: Duration) -> Result<(f64, f64)> {
-    let spec = LabSpec { hosts: vec![HostSpec::new("near"), HostSpec::new("far")], ..Default::default() };
+    let spec = LabSpec {
+        hosts: vec![HostSpec::new("near"), HostSpec::new("far")],
+        ..Default::default()
+    };
     let mut lab = Lab::build(&spec)?;
     let far = lab.netns("far");
-    lab.check("near", "ip", &["link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", &far])?;
+    lab.check(
+        "near",
+        "ip",
+        &[
+            "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", &far,
+        ],
+    )?;
     lab.check("near", "ip", &["link", "set", "v0", "up"])?;
     lab.check("far", "ip", &["link", "set", "v1", "up"])?;
     let pins = PinLayout::new(format!("/sys/fs/bpf/{}-bench", lab.prefix()));
     lab.register_pin_dir(&pins.root);
     let load_pins = pins.clone();
-    let mut lb = lab.in_host("near", move || Balancer::load(&load_pins, &LoadOptions { flow_capacity: 1024 }))??;
+    let mut lb = lab.in_host("near", move || {
+        Balancer::load(
+            &load_pins,
+            &LoadOptions {
+                flow_capacity: 1024,
+            },
+        )
+    })??;
     let (spec, reals) = service(8);
     lb.apply_service(&spec, &reals)?;
     let vip: IpAddr = VIP.parse()?;
-    let syn = frame(&Segment::tcp(IpAddr::from([198, 19, 0, 1]), 40000, vip, 143, SYN));
+    let syn = frame(&Segment::tcp(
+        IpAddr::from([198, 19, 0, 1]),
+        40000,
+        vip,
+        143,
+        SYN,
+    ));
     lb.run_balancer(&syn, 1)?;
-    let ack = frame(&Segment::tcp(IpAddr::from([198, 19, 0, 1]), 40000, vip, 143, ACK));
+    let ack = frame(&Segment::tcp(
+        IpAddr::from([198, 19, 0, 1]),
+        40000,
+        vip,
+        143,
+        ACK,
+    ));
 
     let mut rates = Vec::new();
     for near_program in [program_names::MAC_SWAP, program_names::BALANCER] {
         // Far end bounces, near end runs the program under test.
-        let attach = |lb: Balancer, host: &str, program: &'static str, iface: &'static str, link: &'static str| {
+        let attach = |lb: Balancer,
+                      host: &str,
+                      program: &'static str,
+                      iface: &'static str,
+                      link: &'static str| {
             let pins = pins.clone();
             lab.in_host(host, move || -> Result<Balancer> {
                 let mut lb = lb;

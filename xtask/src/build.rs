@@ -20,8 +20,11 @@ pub fn workspace_root() -> PathBuf {
 
 pub fn run(args: Args) -> Result<()> {
     let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
-    let object = ebpf::build(&root.join("xdp-ebpf"), &target.join("ebpf")).map_err(|e| anyhow!(e))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
+    let object =
+        ebpf::build(&root.join("xdp-ebpf"), &target.join("ebpf")).map_err(|e| anyhow!(e))?;
     let out = args.out.unwrap_or(target.join("bpf").join("fulmar-xdp.o"));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -15,7 +15,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use fulmar_common::IPPROTO_TCP;
 use fulmar_lab::{Lab, LabState, teardown, topology};
-use fulmar_lb::{AttachMode, Balancer, Forwarding, LoadOptions, PinLayout, RealSpec, RealState, Scheduler, ServiceSpec};
+use fulmar_lb::{
+    AttachMode, Balancer, Forwarding, LoadOptions, PinLayout, RealSpec, RealState, Scheduler,
+    ServiceSpec,
+};
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
 pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
@@ -51,8 +54,13 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = text.split(':').map(|b| u8::from_str_radix(b, 16)).collect::<Result<_, _>>()?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("bad MAC {text}"))
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
 }
 
 fn up() -> Result<()> {
@@ -65,7 +73,11 @@ fn up() -> Result<()> {
     let vip4 = format!("{}/32", topology::VIP4);
     let vip6 = format!("{}/128", topology::VIP6);
     lab.check("balancer", "ip", &["addr", "add", &vip4, "dev", "eth0"])?;
-    lab.check("balancer", "ip", &["addr", "add", &vip6, "dev", "eth0", "nodad"])?;
+    lab.check(
+        "balancer",
+        "ip",
+        &["addr", "add", &vip6, "dev", "eth0", "nodad"],
+    )?;
     for proxy in topology::PROXIES {
         lab.check(proxy, "ip", &["addr", "add", &vip4, "dev", "lo"])?;
         lab.check(proxy, "ip", &["addr", "add", &vip6, "dev", "lo"])?;
@@ -75,11 +87,18 @@ fn up() -> Result<()> {
     lab.register_pin_dir(&pins.root);
     let load_pins = pins.clone();
     let lb = lab.in_host("balancer", move || -> Result<Balancer> {
-        let mut lb = Balancer::load(&load_pins, &LoadOptions { flow_capacity: 65536 })?;
+        let mut lb = Balancer::load(
+            &load_pins,
+            &LoadOptions {
+                flow_capacity: 65536,
+            },
+        )?;
         lb.attach("eth0", AttachMode::Native)?;
         Ok(lb)
     })??;
-    let port = lab.fabric_port("balancer", "eth0").context("balancer port")?;
+    let port = lab
+        .fabric_port("balancer", "eth0")
+        .context("balancer port")?;
     let mut lb = lab.in_host("fabric", move || -> Result<Balancer> {
         let mut lb = lb;
         lb.attach_veth_peer(&port)?;
@@ -131,10 +150,22 @@ fn up() -> Result<()> {
     let roles: BTreeMap<&str, (&str, &str)> = [
         ("client", ("client", "-")),
         ("router", ("router", "forwarding")),
-        ("balancer", ("L4 balancer", "fulmar XDP (native) on eth0, VIPs on eth0")),
-        ("proxy1", ("front end", "stand-in listener; proxy tier: issue 5")),
-        ("proxy2", ("front end", "stand-in listener; proxy tier: issue 5")),
-        ("proxy3", ("front end", "stand-in listener; proxy tier: issue 5")),
+        (
+            "balancer",
+            ("L4 balancer", "fulmar XDP (native) on eth0, VIPs on eth0"),
+        ),
+        (
+            "proxy1",
+            ("front end", "stand-in listener; proxy tier: issue 5"),
+        ),
+        (
+            "proxy2",
+            ("front end", "stand-in listener; proxy tier: issue 5"),
+        ),
+        (
+            "proxy3",
+            ("front end", "stand-in listener; proxy tier: issue 5"),
+        ),
         ("node1", ("back-end node", "back-end tier: issues 6, 8")),
         ("node2", ("back-end node", "back-end tier: issues 6, 8")),
         ("standby", ("hot standby", "back-end tier: issues 6, 8")),
@@ -142,25 +173,60 @@ fn up() -> Result<()> {
     ]
     .into_iter()
     .collect();
-    for host in ["client", "router", "balancer", "proxy1", "proxy2", "proxy3", "node1", "node2", "standby", "directory"] {
-        let addr = lab.state().addresses.get(host).and_then(|m| m.values().next()).and_then(|a| a.first()).cloned().unwrap_or_default();
+    for host in [
+        "client",
+        "router",
+        "balancer",
+        "proxy1",
+        "proxy2",
+        "proxy3",
+        "node1",
+        "node2",
+        "standby",
+        "directory",
+    ] {
+        let addr = lab
+            .state()
+            .addresses
+            .get(host)
+            .and_then(|m| m.values().next())
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_default();
         let (role, running) = roles[host];
         println!("{host:<10} {addr:<16} {role:<22} {running}");
     }
-    println!("\nVIP {} and {} ports {MAIL_PORTS:?}: lc, direct routing to proxy1..3\n", topology::VIP4, topology::VIP6);
+    println!(
+        "\nVIP {} and {} ports {MAIL_PORTS:?}: lc, direct routing to proxy1..3\n",
+        topology::VIP4,
+        topology::VIP6
+    );
 
     // Show it working: connections from the client, the proxy that answered each.
     let mut answered: BTreeMap<String, u32> = BTreeMap::new();
     let mut held = Vec::new();
-    for (vip, port) in [(topology::VIP4, 143u16), (topology::VIP6, 25), (topology::VIP4, 110)] {
+    for (vip, port) in [
+        (topology::VIP4, 143u16),
+        (topology::VIP6, 25),
+        (topology::VIP4, 110),
+    ] {
         for _ in 0..6 {
             let to = SocketAddr::new(vip.parse()?, port);
-            let conn = lab.in_host("client", move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))??;
+            let conn = lab.in_host("client", move || {
+                TcpStream::connect_timeout(&to, Duration::from_secs(3))
+            })??;
             conn.set_read_timeout(Some(Duration::from_secs(3)))?;
             let mut greeting = String::new();
             BufReader::new(conn.try_clone()?).read_line(&mut greeting)?;
-            let who = greeting.split_whitespace().find(|w| w.starts_with("proxy")).unwrap_or("?").to_string();
-            println!("client -> {to:<22} answered by {who}: {}", greeting.trim_end());
+            let who = greeting
+                .split_whitespace()
+                .find(|w| w.starts_with("proxy"))
+                .unwrap_or("?")
+                .to_string();
+            println!(
+                "client -> {to:<22} answered by {who}: {}",
+                greeting.trim_end()
+            );
             *answered.entry(who).or_default() += 1;
             held.push(conn);
         }
@@ -172,18 +238,31 @@ fn up() -> Result<()> {
             continue;
         }
         let counts: Vec<String> = (0..svc.n_reals)
-            .map(|s| lb.conns(svc.id, s).map(|c| format!("{}/{}", c.active, c.inactive)))
+            .map(|s| {
+                lb.conns(svc.id, s)
+                    .map(|c| format!("{}/{}", c.active, c.inactive))
+            })
             .collect::<Result<_, _>>()?;
         let vip = fulmar_lb::services::bytes_addr(&key.addr, key.family);
-        println!("balancer {vip}:{port} active/inactive per real: {}", counts.join(" "));
+        println!(
+            "balancer {vip}:{port} active/inactive per real: {}",
+            counts.join(" ")
+        );
     }
     drop(held);
 
     let state = lab.persist();
     std::fs::create_dir_all(Path::new(STATE_FILE).parent().unwrap())?;
     std::fs::write(STATE_FILE, serde_json::to_string_pretty(&state)?)?;
-    println!("\ntry: ip netns exec {}-client nc {} 143", state.prefix, topology::VIP4);
-    println!("     bpftool map dump pinned {}/CONNS | head", pins.root.display());
+    println!(
+        "\ntry: ip netns exec {}-client nc {} 143",
+        state.prefix,
+        topology::VIP4
+    );
+    println!(
+        "     bpftool map dump pinned {}/CONNS | head",
+        pins.root.display()
+    );
     println!("down: cargo xtask lab down");
     Ok(())
 }
@@ -220,7 +299,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let mut threads = Vec::new();
     for port in args.ports {
         // Dual-stack: one socket takes IPv4 and IPv6.
-        let listener = TcpListener::bind(("::", port)).with_context(|| format!("binding port {port}"))?;
+        let listener =
+            TcpListener::bind(("::", port)).with_context(|| format!("binding port {port}"))?;
         let name = args.name.clone();
         threads.push(std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -240,4 +320,3 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     }
     Ok(())
 }
-

@@ -23,7 +23,11 @@ pub struct TestBalancer {
 
 impl TestBalancer {
     pub fn new(flow_capacity: u32) -> Self {
-        assert_eq!(unsafe { libc::geteuid() }, 0, "BPF tests need root (CI runs as root)");
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "BPF tests need root (CI runs as root)"
+        );
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let pins = PinLayout::new(format!(
             "/sys/fs/bpf/fulmar-test-{}-{}",
