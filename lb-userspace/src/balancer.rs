@@ -142,10 +142,6 @@ impl Balancer {
         Ok(balancer)
     }
 
-    pub fn pins(&self) -> &PinLayout {
-        &self.pins
-    }
-
     pub(crate) fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
         let program = self
             .ebpf

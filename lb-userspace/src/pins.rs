@@ -3,7 +3,7 @@
 //! data path keeps running when no process holds it.
 use std::path::{Path, PathBuf};
 
-use fulmar_common::{PRODUCT, map_names};
+use fulmar_common::PRODUCT;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PinLayout {
@@ -30,10 +30,6 @@ impl PinLayout {
     }
     pub fn map(&self, name: &str) -> PathBuf {
         self.root.join(name)
-    }
-    /// Every pinned map path, existing or not.
-    pub fn maps(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        map_names::ALL.iter().map(|name| self.map(name))
     }
     pub fn exists(&self) -> bool {
         Path::new(&self.root).exists()

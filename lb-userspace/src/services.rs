@@ -4,10 +4,10 @@ use std::net::IpAddr;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use fulmar_common::{
-    AF_INET, AF_INET6, Config, ConnCount, FWD_DR, FWD_NAT, FlowKey, FlowValue, IPPROTO_TCP,
-    IPPROTO_UDP, MAX_REALS, MAX_SERVICES, REAL_DOWN, REAL_DRAIN, REAL_EMPTY, REAL_UP, Real,
-    RealStats, SCHED_LC, SCHED_WLC, SVC_F_RESET_ON_DOWN, Service, ServiceKey, ServiceStats,
-    conn_index, global_stat, map_names, real_index,
+    AF_INET, AF_INET6, Config, ConnCount, FWD_DR, FWD_NAT, FlowKey, FlowValue, MAX_REALS,
+    MAX_SERVICES, REAL_DOWN, REAL_DRAIN, REAL_EMPTY, REAL_UP, Real, RealStats, SCHED_LC, SCHED_WLC,
+    SVC_F_RESET_ON_DOWN, Service, ServiceKey, ServiceStats, conn_index, global_stat, map_names,
+    real_index,
 };
 
 use crate::{
@@ -110,12 +110,11 @@ impl RealSpec {
     }
 }
 
-pub fn proto_name(proto: u8) -> &'static str {
-    match proto {
-        IPPROTO_TCP => "tcp",
-        IPPROTO_UDP => "udp",
-        _ => "?",
-    }
+/// Whether `real` (a slot's content) is the real `spec` names.
+fn holds(real: &Real, spec: &RealSpec) -> bool {
+    real.state != REAL_EMPTY
+        && real.addr == addr_bytes(spec.addr).0
+        && real.port_be == spec.port.to_be()
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> LbError {
@@ -206,54 +205,40 @@ impl Balancer {
             .map(|slot| self.real(id, live_bank, slot))
             .collect::<Result<_>>()?;
         let mut slots: Vec<Option<&RealSpec>> = vec![None; MAX_REALS as usize];
-        let mut placed = vec![false; reals.len()];
-        for (i, spec_real) in reals.iter().enumerate() {
-            let (addr, _) = addr_bytes(spec_real.addr);
-            if let Some(slot) = (0..old_n as usize).find(|&s| {
-                old[s].state != REAL_EMPTY
-                    && old[s].addr == addr
-                    && old[s].port_be == spec_real.port.to_be()
-                    && slots[s].is_none()
-            }) {
-                slots[slot] = Some(spec_real);
-                placed[i] = true;
+        let mut newcomers = Vec::new();
+        for spec_real in reals {
+            match (0..old_n as usize).find(|&s| slots[s].is_none() && holds(&old[s], spec_real)) {
+                Some(slot) => slots[slot] = Some(spec_real),
+                None => newcomers.push(spec_real),
             }
         }
-        for (i, spec_real) in reals.iter().enumerate() {
-            if !placed[i] {
-                let free = slots.iter().position(|s| s.is_none()).expect("len checked");
-                slots[free] = Some(spec_real);
-            }
+        for spec_real in newcomers {
+            let free = slots.iter().position(|s| s.is_none()).expect("len checked");
+            slots[free] = Some(spec_real);
         }
         let n_reals = slots.iter().rposition(|s| s.is_some()).map_or(0, |p| p + 1) as u32;
 
+        // The idle bank is written whole, so it never keeps a slot from two
+        // updates back; a slot that changes hands gets a new generation.
         let mut stale_slots = Vec::new();
         {
             let mut map: Array<_, Real> = Array::try_from(self.map_data_mut(map_names::REALS)?)
                 .map_err(map_err(map_names::REALS))?;
-            for slot in 0..MAX_REALS {
-                let before = old[slot as usize];
-                let same = |r: &RealSpec| {
-                    before.state != REAL_EMPTY
-                        && before.addr == addr_bytes(r.addr).0
-                        && before.port_be == r.port.to_be()
-                };
-                let real = match slots[slot as usize] {
-                    Some(r) if same(r) => r.to_real(before.generation),
+            for (slot, (before, spec_real)) in old.iter().zip(&slots).enumerate() {
+                let real = match spec_real {
+                    Some(r) if holds(before, r) => r.to_real(before.generation),
                     Some(r) => r.to_real(before.generation.wrapping_add(1)),
-                    None if before.state == REAL_EMPTY => before,
+                    None if before.state == REAL_EMPTY => *before,
                     None => Real {
                         generation: before.generation.wrapping_add(1),
                         ..Real::default()
                     },
                 };
                 if before.state != REAL_EMPTY && real.generation != before.generation {
-                    stale_slots.push(slot);
+                    stale_slots.push(slot as u32);
                 }
-                if slot < n_reals.max(old_n) || real != before {
-                    map.set(real_index(id, next_bank, slot), real, 0)
-                        .map_err(map_err(map_names::REALS))?;
-                }
+                map.set(real_index(id, next_bank, slot as u32), real, 0)
+                    .map_err(map_err(map_names::REALS))?;
             }
         }
         let service = Service {

@@ -205,14 +205,9 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, family: u8, proto: u8, l4_off: u
 }
 
 #[inline(always)]
-fn service_stats(svc: &Service) -> Option<*mut ServiceStats> {
-    SERVICE_STATS.get_ptr_mut(svc.id)
-}
-
-#[inline(always)]
 fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service) -> u32 {
     let pkt = &scratch.pkt;
-    let Some(stats) = service_stats(svc) else {
+    let Some(stats) = SERVICE_STATS.get_ptr_mut(svc.id) else {
         return xdp_action::XDP_ABORTED;
     };
     // SAFETY: per-CPU slot, only this CPU writes it.
@@ -236,14 +231,24 @@ fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service) -> u32 {
     // this balancer): forward without pinning; a real without that
     // connection answers RST and the client reconnects.
     count_global(global_stat::UNPINNED_MIDSTREAM);
+    match scheduled_real(svc, stats) {
+        Ok((_, real)) => forward(ctx, pkt, svc, real),
+        Err(action) => action,
+    }
+}
+
+/// The slot and real that take a new flow of `svc`, or the verdict when
+/// no real can (counted as `drop_no_real`).
+#[inline(always)]
+fn scheduled_real(svc: &Service, stats: *mut ServiceStats) -> Result<(u32, &'static Real), u32> {
     let Some(slot) = schedule::pick(svc) else {
         // SAFETY: per-CPU slot.
         unsafe { (*stats).drop_no_real += 1 };
-        return xdp_action::XDP_DROP;
+        return Err(xdp_action::XDP_DROP);
     };
     match REALS.get(real_index(svc.id, svc.bank, slot)) {
-        Some(real) => forward(ctx, pkt, svc, real),
-        None => xdp_action::XDP_ABORTED,
+        Some(real) => Ok((slot, real)),
+        None => Err(xdp_action::XDP_ABORTED),
     }
 }
 
@@ -256,13 +261,9 @@ fn new_flow(
     now: u64,
 ) -> u32 {
     let pkt = &scratch.pkt;
-    let Some(slot) = schedule::pick(svc) else {
-        // SAFETY: per-CPU slot.
-        unsafe { (*stats).drop_no_real += 1 };
-        return xdp_action::XDP_DROP;
-    };
-    let Some(real) = REALS.get(real_index(svc.id, svc.bank, slot)) else {
-        return xdp_action::XDP_ABORTED;
+    let (slot, real) = match scheduled_real(svc, stats) {
+        Ok(chosen) => chosen,
+        Err(action) => return action,
     };
     scratch.flow = FlowValue {
         service: svc.id,
