@@ -344,16 +344,27 @@ impl Lab {
     pub fn mac(&self, host: &str, iface: &str) -> Result<String, LabError> {
         // Not /sys/class/net: under nsenter /sys is still the root namespace's.
         let ns = self.netns(host);
-        let text = cmd::checked({
-            let mut c = Command::new("ip");
-            c.args(["-n", &ns, "-o", "link", "show", iface]);
-            c
-        })?;
+        let text = run("ip", &["-n", &ns, "-o", "link", "show", iface])?;
         text.split("link/ether ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_string)
             .ok_or_else(|| LabError::Parse {
+                what: format!("MAC of {host}/{iface}"),
+                text,
+            })
+    }
+
+    /// The MAC address of `iface` in `host`, as bytes (for the balancer's maps).
+    pub fn mac_bytes(&self, host: &str, iface: &str) -> Result<[u8; 6], LabError> {
+        let text = self.mac(host, iface)?;
+        let bytes: Option<Vec<u8>> = text
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
+        bytes
+            .and_then(|b| b.try_into().ok())
+            .ok_or(LabError::Parse {
                 what: format!("MAC of {host}/{iface}"),
                 text,
             })

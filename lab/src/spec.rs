@@ -83,6 +83,25 @@ pub struct LabSpec {
 }
 
 impl LabSpec {
+    /// Hosts on one L2 segment, each with `eth0` at its address: the
+    /// smallest lab, for tests that need a link and a peer.
+    pub fn lan(members: &[(&str, &str)]) -> Self {
+        Self {
+            hosts: members
+                .iter()
+                .map(|(host, _)| HostSpec::new(host))
+                .collect(),
+            segments: vec![SegmentSpec {
+                name: "lan".into(),
+                members: members
+                    .iter()
+                    .map(|(host, addr)| Attachment::new(host, "eth0", &[addr]))
+                    .collect(),
+            }],
+            routes: Vec::new(),
+        }
+    }
+
     /// Names are used in namespace and interface names: keep them short and
     /// plain, and every address inside the test ranges.
     pub fn validate(&self) -> Result<(), LabError> {

@@ -1,7 +1,7 @@
 //! The lab builds the reference topology for real and leaves nothing behind.
 use std::panic;
 
-use fulmar_lab::{Attachment, HostSpec, Lab, LabSpec, SegmentSpec, leftovers, topology};
+use fulmar_lab::{HostSpec, Lab, LabSpec, leftovers, topology};
 
 fn ping(lab: &Lab, from: &str, to: &str) -> bool {
     lab.exec(from, "ping", &["-c", "1", "-W", "2", to])
@@ -48,17 +48,7 @@ fn reference_topology_routes_between_subnets_and_tears_down() {
 
 #[test]
 fn processes_run_inside_hosts_log_and_die_with_the_lab() {
-    let spec = LabSpec {
-        hosts: vec![HostSpec::new("a"), HostSpec::new("b")],
-        segments: vec![SegmentSpec {
-            name: "lan".into(),
-            members: vec![
-                Attachment::new("a", "eth0", &["198.18.5.1/24"]),
-                Attachment::new("b", "eth0", &["198.18.5.2/24"]),
-            ],
-        }],
-        routes: vec![],
-    };
+    let spec = LabSpec::lan(&[("a", "198.18.5.1/24"), ("b", "198.18.5.2/24")]);
     let pid;
     let log_dir;
     {
@@ -114,14 +104,7 @@ fn a_failing_test_leaves_nothing_behind() {
 
 #[test]
 fn specs_outside_the_address_plan_are_refused() {
-    let spec = LabSpec {
-        hosts: vec![HostSpec::new("a")],
-        segments: vec![SegmentSpec {
-            name: "x".into(),
-            members: vec![Attachment::new("a", "eth0", &["10.0.0.1/24"])],
-        }],
-        routes: vec![],
-    };
+    let spec = LabSpec::lan(&[("a", "10.0.0.1/24")]);
     let err = Lab::build(&spec).err().expect("refused").to_string();
     assert!(err.contains("198.18.0.0/15"), "{err}");
     let bad_name = LabSpec {

@@ -21,14 +21,6 @@ use fulmar_lb::{
     ServiceSpec,
 };
 
-fn parse_mac(text: &str) -> [u8; 6] {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect();
-    bytes.try_into().unwrap()
-}
-
 /// Serves `name\n` to every connection on `port` in `host`, then echoes
 /// one line back, until `stop`.
 fn serve(lab: &Lab, host: &'static str, port: u16, stop: Arc<AtomicBool>) {
@@ -178,7 +170,7 @@ fn direct_routing_and_nat_carry_tcp_over_ipv4_and_ipv6() {
 
     let macs: Vec<[u8; 6]> = topology::PROXIES
         .iter()
-        .map(|p| parse_mac(&lab.mac(p, "eth0").unwrap()))
+        .map(|p| lab.mac_bytes(p, "eth0").unwrap())
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     for proxy in topology::PROXIES {

@@ -53,16 +53,6 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-fn parse_mac(text: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<_, _>>()?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
-}
-
 fn up() -> Result<()> {
     if Path::new(STATE_FILE).exists() {
         bail!("a lab is already up ({STATE_FILE}); run `cargo xtask lab down` first");
@@ -108,7 +98,7 @@ fn up() -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut proxies = Vec::new();
     for (i, proxy) in topology::PROXIES.iter().enumerate() {
-        let mac = parse_mac(&lab.mac(proxy, "eth0")?)?;
+        let mac = lab.mac_bytes(proxy, "eth0")?;
         let v4: IpAddr = format!("198.18.1.{}", 11 + i).parse()?;
         let v6: IpAddr = format!("2001:db8:1::{:x}", 11 + i).parse()?;
         proxies.push((proxy, mac, v4, v6));
@@ -147,44 +137,24 @@ fn up() -> Result<()> {
 
     println!("fulmar lab {} is up\n", lab.prefix());
     println!("{:<10} {:<16} {:<22} RUNNING", "HOST", "ADDRESS", "ROLE");
-    let roles: BTreeMap<&str, (&str, &str)> = [
+    const PROXY: (&str, &str) = ("front end", "stand-in listener; proxy tier: issue 5");
+    const NODE: &str = "back-end tier: issues 6, 8";
+    let roles = [
         ("client", ("client", "-")),
         ("router", ("router", "forwarding")),
         (
             "balancer",
             ("L4 balancer", "fulmar XDP (native) on eth0, VIPs on eth0"),
         ),
-        (
-            "proxy1",
-            ("front end", "stand-in listener; proxy tier: issue 5"),
-        ),
-        (
-            "proxy2",
-            ("front end", "stand-in listener; proxy tier: issue 5"),
-        ),
-        (
-            "proxy3",
-            ("front end", "stand-in listener; proxy tier: issue 5"),
-        ),
-        ("node1", ("back-end node", "back-end tier: issues 6, 8")),
-        ("node2", ("back-end node", "back-end tier: issues 6, 8")),
-        ("standby", ("hot standby", "back-end tier: issues 6, 8")),
+        ("proxy1", PROXY),
+        ("proxy2", PROXY),
+        ("proxy3", PROXY),
+        ("node1", ("back-end node", NODE)),
+        ("node2", ("back-end node", NODE)),
+        ("standby", ("hot standby", NODE)),
         ("directory", ("directory", "LDAP: issue 5")),
-    ]
-    .into_iter()
-    .collect();
-    for host in [
-        "client",
-        "router",
-        "balancer",
-        "proxy1",
-        "proxy2",
-        "proxy3",
-        "node1",
-        "node2",
-        "standby",
-        "directory",
-    ] {
+    ];
+    for (host, (role, running)) in roles {
         let addr = lab
             .state()
             .addresses
@@ -193,7 +163,6 @@ fn up() -> Result<()> {
             .and_then(|a| a.first())
             .cloned()
             .unwrap_or_default();
-        let (role, running) = roles[host];
         println!("{host:<10} {addr:<16} {role:<22} {running}");
     }
     println!(

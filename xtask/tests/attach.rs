@@ -2,7 +2,7 @@
 //! on a veth inside a lab host.
 use std::{path::Path, process::Command};
 
-use fulmar_lab::{Attachment, HostSpec, Lab, LabSpec, SegmentSpec, leftovers};
+use fulmar_lab::{Lab, LabSpec, leftovers};
 
 fn xtask(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -39,17 +39,7 @@ fn build_ebpf_writes_the_object() {
 
 #[test]
 fn attach_pins_and_detach_leaves_nothing() {
-    let spec = LabSpec {
-        hosts: vec![HostSpec::new("lb"), HostSpec::new("peer")],
-        segments: vec![SegmentSpec {
-            name: "lan".into(),
-            members: vec![
-                Attachment::new("lb", "eth0", &["198.18.9.1/24"]),
-                Attachment::new("peer", "eth0", &["198.18.9.2/24"]),
-            ],
-        }],
-        routes: vec![],
-    };
+    let spec = LabSpec::lan(&[("lb", "198.18.9.1/24"), ("peer", "198.18.9.2/24")]);
     let lab = Lab::build(&spec).unwrap();
     let pin_dir = format!("/sys/fs/bpf/{}-attach", lab.prefix());
     let ns = lab.netns("lb");
