@@ -227,15 +227,37 @@ impl Balancer {
     }
 }
 
+/// The errno behind an attach failure: bpf_link_create's io::Error, or the
+/// netlink fallback's error code, wherever it sits in the source chain.
+fn os_error(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(code) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        if let Some(code) = e
+            .downcast_ref::<aya::sys::NetlinkError>()
+            .and_then(|n| n.raw_os_error())
+        {
+            return Some(code);
+        }
+        next = e.source();
+    }
+    None
+}
+
 fn attach_error(iface: &str, mode: AttachMode, source: aya::programs::ProgramError) -> LbError {
-    let text = format!("{source:?}");
-    let errno = |code: i32| text.contains(&format!("code: {code}"));
-    if mode == AttachMode::Native && (errno(libc::EOPNOTSUPP) || errno(libc::EINVAL)) {
+    let errno = os_error(&source);
+    let is = |code: i32| errno == Some(code);
+    if mode == AttachMode::Native && (is(libc::EOPNOTSUPP) || is(libc::EINVAL)) {
         return LbError::NativeUnsupported {
             iface: iface.into(),
         };
     }
-    if errno(libc::EBUSY) || errno(libc::EEXIST) {
+    if is(libc::EBUSY) || is(libc::EEXIST) {
         return LbError::AlreadyAttached {
             iface: iface.into(),
         };
