@@ -15,7 +15,8 @@ use crate::{
     error::{LbError, Result},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scheduler {
     /// Least connection.
     Lc,
@@ -23,15 +24,18 @@ pub enum Scheduler {
     Wlc,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Forwarding {
     /// Rewrite the destination MAC; the reals hold the VIP on loopback.
+    #[serde(rename = "dr")]
     DirectRouting,
+    #[serde(rename = "nat")]
     /// Rewrite the destination to the real, and replies back to the VIP.
     Nat,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RealState {
     Up,
     Down,
@@ -57,7 +61,8 @@ pub struct RealSpec {
     pub addr: IpAddr,
     pub port: u16,
     pub mac: [u8; 6],
-    pub weight: u16,
+    /// Map weight (the daemon scales configured weights, see `effective`).
+    pub weight: u32,
     pub state: RealState,
 }
 
@@ -99,7 +104,7 @@ impl RealSpec {
             addr,
             mac: self.mac,
             port_be: self.port.to_be(),
-            weight: self.weight as u32,
+            weight: self.weight,
             state: match self.state {
                 RealState::Up => REAL_UP,
                 RealState::Down => REAL_DOWN,

@@ -54,7 +54,7 @@ fn service(n_reals: usize) -> (ServiceSpec, Vec<RealSpec>) {
                 .unwrap(),
             port: 143,
             mac: [2, 0, 0, 0, (i >> 8) as u8, i as u8],
-            weight: 1 + (i % 4) as u16,
+            weight: 1 + (i % 4) as u32,
             state: RealState::Up,
         })
         .collect();

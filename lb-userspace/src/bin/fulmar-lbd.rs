@@ -1,0 +1,79 @@
+//! fulmar-lbd: the balancer daemon (see `fulmar_lb::daemon`).
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use fulmar_lb::{
+    config::{DEFAULT_CONFIG, DaemonConfig},
+    daemon::{self, Daemon},
+};
+
+/// fulmar balancer daemon: attaches the XDP data path (or takes over the
+/// pinned one), applies the services file, health-checks the reals and
+/// follows their MACs; `fulmar` talks to it on the control socket.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Daemon configuration (TOML).
+    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Check the configuration and the services file, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let config = if args.config.exists() || args.config != PathBuf::from(DEFAULT_CONFIG) {
+        DaemonConfig::load(&args.config).map_err(anyhow::Error::msg)?
+    } else {
+        tracing::info!("{DEFAULT_CONFIG} is absent: running on defaults");
+        DaemonConfig::default()
+    };
+    if args.check {
+        let desired = daemon::read_services(&config)?;
+        println!(
+            "{}: ok; {}: {} services",
+            args.config.display(),
+            config.services_file.display(),
+            desired.services.len()
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let socket = config.control_socket.clone();
+        let daemon = Daemon::start(config).await?;
+        let server = tokio::spawn(daemon::serve(daemon, socket.clone()));
+        notify_ready();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            result = server => result.context("control socket")??,
+        }
+        // The data path stays attached and pinned: stopping the daemon
+        // freezes health checking, it never drops traffic.
+        tracing::info!("stopping; XDP stays attached with its flows");
+        let _ = std::fs::remove_file(&socket);
+        Ok(())
+    })
+}
+
+/// Tells systemd (Type=notify) the maps are applied and the socket is up.
+fn notify_ready() {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = sock.send_to(b"READY=1", path);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `/etc/fulmar/lb.toml`: how the balancer daemon runs. The services
+//! themselves live in the services file, which `fulmar` edits.
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::CheckDefaults;
+
+pub const DEFAULT_CONFIG: &str = "/etc/fulmar/lb.toml";
+pub const DEFAULT_SOCKET: &str = "/run/fulmar/lb.sock";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeChoice {
+    /// Native, and generic where the driver has no XDP support.
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The interface clients' packets arrive on; it also gets the VIPs.
+    pub interface: String,
+    pub mode: ModeChoice,
+    /// bpffs directory of the pinned maps, program and link.
+    pub pin_dir: PathBuf,
+    /// Flow-table capacity (fixed when the maps are first created).
+    pub flow_capacity: u32,
+    /// The services, reals and checks; rewritten on every change.
+    pub services_file: PathBuf,
+    pub control_socket: PathBuf,
+    /// Add each service's VIP to `interface` (and remove it with the last service).
+    pub manage_vips: bool,
+    /// How often idle flows are expired.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Above this share of the flow table the oldest flows are evicted.
+    pub pressure_percent: u32,
+    pub timeouts: Timeouts,
+    pub health: CheckDefaults,
+}
+
+/// Flow idle timeouts (as IPVS's `--set tcp tcpfin udp`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(with = "humantime_serde")]
+    pub tcp_syn: Duration,
+    #[serde(with = "humantime_serde")]
+    pub tcp_established: Duration,
+    #[serde(with = "humantime_serde")]
+    pub tcp_closing: Duration,
+    #[serde(with = "humantime_serde")]
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // The data plane's own defaults (see fulmar_common::Config).
+        let c = fulmar_common::Config::default();
+        Self {
+            tcp_syn: Duration::from_nanos(c.tcp_syn_ns),
+            tcp_established: Duration::from_nanos(c.tcp_established_ns),
+            tcp_closing: Duration::from_nanos(c.tcp_closing_ns),
+            udp: Duration::from_nanos(c.udp_ns),
+        }
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            interface: "eth0".into(),
+            mode: ModeChoice::Auto,
+            pin_dir: crate::PinLayout::default().root,
+            // A million concurrent sessions: ~140 MiB of flow table.
+            flow_capacity: 1 << 20,
+            services_file: "/var/lib/fulmar/lb/services.conf".into(),
+            control_socket: DEFAULT_SOCKET.into(),
+            manage_vips: true,
+            // Idle timeouts are minutes long; a 5 s sweep is precise enough.
+            sweep_interval: Duration::from_secs(5),
+            // Evict before SYNs start being dropped for a full table.
+            pressure_percent: 90,
+            timeouts: Timeouts::default(),
+            health: CheckDefaults::default(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Parses and checks a config file's text, naming the offending key.
+    pub fn parse_and_validate(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        let bad = |key: &str, why: &str| Err(format!("{key}: {why}"));
+        if config.interface.is_empty() || config.interface.len() > 15 {
+            return bad("interface", "an interface name of 1-15 characters");
+        }
+        if config.flow_capacity < 1024 {
+            return bad("flow_capacity", "at least 1024");
+        }
+        if !(50..=99).contains(&config.pressure_percent) {
+            return bad("pressure_percent", "between 50 and 99");
+        }
+        if config.sweep_interval.is_zero() {
+            return bad("sweep_interval", "above zero");
+        }
+        let h = &config.health;
+        if h.interval.is_zero() || h.timeout.is_zero() {
+            return bad("health.interval / health.timeout", "above zero");
+        }
+        if h.rise == 0 || h.fall == 0 {
+            return bad("health.rise / health.fall", "at least 1");
+        }
+        let t = &config.timeouts;
+        if t.tcp_established < Duration::from_secs(30 * 60) {
+            // RFC 2177: IDLE is re-issued up to every 29 minutes.
+            return bad(
+                "timeouts.tcp_established",
+                "at least 30m, or idle IMAP IDLE sessions get re-balanced",
+            );
+        }
+        if [t.tcp_syn, t.tcp_closing, t.udp]
+            .iter()
+            .any(|d| d.is_zero())
+        {
+            return bad("timeouts", "every timeout above zero");
+        }
+        Ok(config)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse_and_validate(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The data path's timeout settings.
+    pub fn data_plane_config(&self, nat_enabled: bool) -> fulmar_common::Config {
+        let t = &self.timeouts;
+        fulmar_common::Config {
+            tcp_syn_ns: t.tcp_syn.as_nanos() as u64,
+            tcp_established_ns: t.tcp_established.as_nanos() as u64,
+            tcp_closing_ns: t.tcp_closing.as_nanos() as u64,
+            udp_ns: t.udp.as_nanos() as u64,
+            nat_enabled: nat_enabled as u32,
+            _pad: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(
+            DaemonConfig::parse_and_validate("").unwrap(),
+            DaemonConfig::default()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = DaemonConfig::parse_and_validate("interfce = \"eth1\"").unwrap_err();
+        assert!(e.contains("interfce"), "{e}");
+        let e =
+            DaemonConfig::parse_and_validate("[timeouts]\ntcp_established = \"10m\"").unwrap_err();
+        assert!(e.contains("timeouts.tcp_established"), "{e}");
+        let e = DaemonConfig::parse_and_validate("[health]\ninterval = \"soon\"").unwrap_err();
+        assert!(e.contains("interval"), "{e}");
+        let e = DaemonConfig::parse_and_validate("mode = \"fast\"").unwrap_err();
+        assert!(e.contains("mode") || e.contains("fast"), "{e}");
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = DaemonConfig::parse_and_validate(
+            "interface = \"bond0\"\nmode = \"generic\"\n[health]\ninterval = \"1s\"\nfall = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.interface, "bond0");
+        assert_eq!(c.mode, ModeChoice::Generic);
+        assert_eq!(c.health.interval, Duration::from_secs(1));
+        assert_eq!(c.health.fall, 3);
+        assert_eq!(c.health.rise, 2);
+    }
+}

@@ -1,0 +1,122 @@
+//! The control socket: one JSON `Request` line in, `Response` lines out
+//! (one, or a stream for `monitor`). Only root can connect (mode 0600).
+use std::{os::unix::fs::PermissionsExt, sync::Arc};
+
+use anyhow::{Context, Result};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+
+use super::Daemon;
+use crate::{
+    command::{self, Command},
+    edit::apply_batch,
+    rows::{Reply, Request, Response},
+};
+
+/// Longest request line: a batch of a few thousand lines.
+const MAX_REQUEST: u64 = 16 << 20;
+
+pub async fn serve(daemon: Arc<Daemon>, path: std::path::PathBuf) -> Result<()> {
+    let path = path.as_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by a killed daemon: nobody listens on it any more.
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!("control socket {}", path.display());
+    loop {
+        let (conn, _) = listener.accept().await?;
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client(daemon, conn).await {
+                tracing::debug!("control client: {e}");
+            }
+        });
+    }
+}
+
+async fn client(daemon: Arc<Daemon>, conn: UnixStream) -> Result<()> {
+    let (read, mut write) = conn.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST))
+        .read_line(&mut line)
+        .await?;
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => return send(&mut write, &Response::Error(format!("bad request: {e}"))).await,
+    };
+    let monitor = matches!(&request, Request::Command { argv, .. } if command::parse(argv) == Ok(Command::Monitor));
+    if monitor {
+        let mut events = daemon.core.lock().expect("core lock").events.subscribe();
+        loop {
+            match events.recv().await {
+                Ok(event) => send(&mut write, &Response::Ok(Reply::Event(event))).await?,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("a monitor fell {n} events behind");
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+    let response = match handle(&daemon, request).await {
+        Ok(reply) => Response::Ok(reply),
+        Err(e) => Response::Error(e),
+    };
+    send(&mut write, &response).await
+}
+
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> Result<()> {
+    let mut text = serde_json::to_string(response)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    Ok(())
+}
+
+async fn handle(daemon: &Arc<Daemon>, request: Request) -> Result<Reply, String> {
+    let (argv, stats) = match request {
+        Request::Batch { lines } => {
+            let next = {
+                let core = daemon.core.lock().expect("core lock");
+                apply_batch(&core.desired, &lines, &core.config.health)?
+            };
+            daemon.apply(next).await?;
+            return Ok(Reply::Done(String::new()));
+        }
+        Request::Command { argv, stats } => (argv, stats),
+    };
+    let command = command::parse(&argv)?;
+    if command.is_config() {
+        let next = {
+            let core = daemon.core.lock().expect("core lock");
+            let mut next = core.desired.clone();
+            next.apply(&command, &core.config.health)?;
+            next
+        };
+        daemon.apply(next).await?;
+        return Ok(Reply::Done(String::new()));
+    }
+    let core = daemon.core.clone();
+    // Listing flows walks the whole table: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let mut core = core.lock().expect("core lock");
+        Ok(match command {
+            Command::ServiceShow(f) => Reply::Services(core.service_rows(f.as_ref(), stats)?),
+            Command::RealShow(f) => Reply::Reals(core.real_rows(f.as_ref(), stats)?),
+            Command::FlowShow(f) => Reply::Flows(core.flow_rows(f.as_ref())?),
+            Command::FlowCount(f) => Reply::FlowCounts(core.flow_counts(f.as_ref())?),
+            Command::FlowFlush(f) => Reply::Done(core.flush_flows(f.as_ref())?),
+            Command::StatsShow => Reply::Stats(core.stats_row()?),
+            Command::AttachShow => Reply::Attach(core.attach.clone()),
+            Command::Save => Reply::Batch(core.desired.to_batch()),
+            Command::Help(object) => Reply::Help(format!("{}\n", command::usage(object))),
+            other => return Err(format!("{other:?} cannot be run here")),
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
