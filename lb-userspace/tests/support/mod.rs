@@ -82,7 +82,7 @@ pub fn reals(v6: bool, port: u16, weights: &[u16]) -> Vec<RealSpec> {
             },
             port,
             mac: real_mac(i),
-            weight,
+            weight: weight as u32,
             state: RealState::Up,
         })
         .collect()
