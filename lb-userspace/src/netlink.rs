@@ -12,7 +12,7 @@ use std::{
 use futures::{StreamExt, TryStreamExt};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressFlags, AddressMessage, AddressProtocol},
+    address::{AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, CacheInfo},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
 };
 use rtnetlink::{
@@ -133,6 +133,17 @@ impl Netlink {
             message
                 .attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            // Deprecated (preferred lifetime 0) but valid forever: it still
+            // receives, but never becomes the source of this host's own
+            // connections. Source selection otherwise favours a /128 for
+            // its longer match, and a real, holding the VIP too, would
+            // answer such a health check to itself.
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX;
+            message
+                .attributes
+                .push(AddressAttribute::CacheInfo(lifetimes));
         }
         let mut request = self
             .handle
@@ -261,12 +272,15 @@ pub fn set_sysctl(name: &str, value: &str) -> Result<()> {
 
 /// What direct routing needs on a real server: ARP answered and announced
 /// only for the interface's own addresses (the VIP lives on `lo` and must
-/// never be claimed on the wire), a gratuitous ARP when the MAC changes
-/// (the balancer follows it), and each VIP on loopback.
-pub const REALSERVER_SYSCTLS: [(&str, &str); 3] = [
+/// never be claimed on the wire), a gratuitous ARP
+/// and an unsolicited neighbour advertisement when the MAC changes (the
+/// balancer follows it), and each VIP on loopback (IPv6 answers neighbour
+/// solicitations only for the receiving interface's addresses anyway).
+pub const REALSERVER_SYSCTLS: [(&str, &str); 4] = [
     ("net.ipv4.conf.all.arp_ignore", "1"),
     ("net.ipv4.conf.all.arp_announce", "2"),
     ("net.ipv4.conf.all.arp_notify", "1"),
+    ("net.ipv6.conf.all.ndisc_notify", "1"),
 ];
 
 pub async fn prepare_realserver(vips: &[IpAddr]) -> Result<()> {

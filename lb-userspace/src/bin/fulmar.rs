@@ -27,7 +27,8 @@ const REALSERVER_USAGE: &str = "\
 Usage: fulmar realserver prepare VIP [ VIP ... ]
        fulmar realserver unprepare [ VIP ... ]
        fulmar realserver show
-Puts each VIP on lo and sets arp_ignore=1, arp_announce=2, arp_notify=1,
+Puts each VIP on lo and sets arp_ignore=1, arp_announce=2, arp_notify=1 and
+ndisc_notify=1,
 so this host accepts directly routed traffic without claiming the VIP.";
 
 struct Options {
@@ -59,21 +60,21 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut rest = args.as_slice();
     while let Some(first) = rest.first().filter(|a| a.starts_with('-') && a.len() > 1) {
         let name = first.trim_start_matches('-');
-        let option = keyword(
-            name,
-            &[
-                "json",
-                "pretty",
-                "statistics",
-                "stats",
-                "batch",
-                "socket",
-                "Socket",
-                "Version",
-                "help",
-            ],
-            "option",
-        )?;
+        // One letter is the short option (-s, -S); longer words are prefixes.
+        let option = match name {
+            "j" => "json",
+            "p" => "pretty",
+            "s" => "statistics",
+            "b" => "batch",
+            "S" => "socket",
+            "V" => "Version",
+            "h" => "help",
+            word => keyword(
+                word,
+                &["json", "pretty", "statistics", "batch", "socket", "Version", "help"],
+                "option",
+            )?,
+        };
         rest = &rest[1..];
         let mut value = || -> Result<String, String> {
             let v = rest
@@ -86,9 +87,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
         match option {
             "json" => opts.json = true,
             "pretty" => opts.pretty = true,
-            "statistics" | "stats" => opts.stats = opts.stats.saturating_add(1),
+            "statistics" => opts.stats = opts.stats.saturating_add(1),
             "batch" => opts.batch = Some(value()?),
-            "socket" | "Socket" => opts.socket = value()?.into(),
+            "socket" => opts.socket = value()?.into(),
             "Version" => {
                 println!("fulmar {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
