@@ -41,6 +41,10 @@ pub struct RealRuntime {
     pub agent: Option<AgentVerdict>,
     /// Slow start began here (the real became eligible for new flows).
     pub ramp_from: Option<Instant>,
+    /// Whether coming up starts a slow start: after the real was out of
+    /// rotation, or when it joined a running balancer; not for the reals
+    /// a starting daemon brings up all together (as HAProxy does).
+    pub ramp_on_up: bool,
 }
 
 /// A real as the data path sees it, and why.
@@ -182,6 +186,7 @@ mod tests {
             healthy: true,
             agent: None,
             ramp_from: None,
+            ramp_on_up: true,
         }
     }
 

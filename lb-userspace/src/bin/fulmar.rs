@@ -71,7 +71,15 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "h" => "help",
             word => keyword(
                 word,
-                &["json", "pretty", "statistics", "batch", "socket", "Version", "help"],
+                &[
+                    "json",
+                    "pretty",
+                    "statistics",
+                    "batch",
+                    "socket",
+                    "Version",
+                    "help",
+                ],
                 "option",
             )?,
         };

@@ -47,14 +47,17 @@ pub struct Core {
     live: HashMap<RealId, LiveReal>,
     pushed: BTreeMap<ServiceAddr, (ServiceSpec, Vec<RealSpec>)>,
     pub events: broadcast::Sender<Event>,
+    /// Set after the first commit: reals added later ramp when they come up.
+    started: bool,
 }
 
-fn fresh_runtime(check_none: bool) -> RealRuntime {
+fn fresh_runtime(check_none: bool, ramp_on_up: bool) -> RealRuntime {
     RealRuntime {
         // Unchecked reals count as healthy; checked ones must rise first.
         healthy: check_none,
         agent: None,
         ramp_from: None,
+        ramp_on_up,
     }
 }
 
@@ -75,6 +78,7 @@ impl Core {
             live: HashMap::new(),
             pushed: BTreeMap::new(),
             events,
+            started: false,
         };
         for (addr, svc) in &desired.services {
             let spec_key = ServiceSpec {
@@ -98,7 +102,7 @@ impl Core {
                 let in_map = live.iter().find(|r| {
                     r.addr == bytes && r.port_be == real.port.to_be() && r.state != REAL_EMPTY
                 });
-                let mut rt = fresh_runtime(real.check.kind == crate::model::CheckKind::None);
+                let mut rt = fresh_runtime(real.check.kind == crate::model::CheckKind::None, false);
                 if let Some(r) = in_map {
                     rt.healthy |= r.state != REAL_DOWN;
                     if r.mac != [0; 6] {
@@ -125,7 +129,10 @@ impl Core {
             for real in &svc.reals {
                 let id = (*addr, real.endpoint());
                 let rt = self.runtime.remove(&id).unwrap_or_else(|| {
-                    fresh_runtime(real.check.kind == crate::model::CheckKind::None)
+                    fresh_runtime(
+                        real.check.kind == crate::model::CheckKind::None,
+                        self.started,
+                    )
                 });
                 wanted.insert(id, rt);
             }
@@ -144,6 +151,7 @@ impl Core {
             .any(|s| s.forwarding == Forwarding::Nat);
         self.lb.set_config(&self.config.data_plane_config(nat))?;
         self.refresh_all()?;
+        self.started = true;
         let _ = self.events.send(Event::Config { services, reals });
         Ok(())
     }
@@ -170,12 +178,16 @@ impl Core {
             let rt = self
                 .runtime
                 .entry(id)
-                .or_insert_with(|| fresh_runtime(false));
+                .or_insert_with(|| fresh_runtime(false, true));
             let mut live = live_real(real, rt, mac_known, svc.forwarding, now);
             let before = self.live.get(&id);
             if let Some(before) = before {
+                if before.state == RealState::Up && live.state != RealState::Up {
+                    rt.ramp_on_up = true;
+                }
                 if before.state != RealState::Up
                     && live.state == RealState::Up
+                    && rt.ramp_on_up
                     && !real.check.slow_start.is_zero()
                 {
                     // Back in rotation: ramp up from here.
