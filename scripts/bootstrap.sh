@@ -7,11 +7,12 @@ BPF_LINKER_VERSION=0.13.0
 LLVM_MAJOR=22
 
 # Debian packages: LLVM for bpf-linker, protoc for etcd-client, and the real
-# peers the lab and tests run (iproute2, bpftool, xdp-tools, tcpdump).
+# peers the lab and tests run (iproute2, bpftool, xdp-tools), systemd for
+# `systemd-analyze verify` of the units, util-linux for `unshare`.
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
   build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
-  procps psmisc netcat-openbsd
+  procps psmisc netcat-openbsd systemd util-linux
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
