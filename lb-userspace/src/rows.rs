@@ -171,6 +171,14 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// The `-s` line of a service or a real.
+fn traffic(indent: &str, packets: u64, n_bytes: u64, new_flows: u64) -> String {
+    format!(
+        "{indent}packets {packets} bytes {} new-flows {new_flows}\n",
+        bytes(n_bytes)
+    )
+}
+
 impl Event {
     pub fn text(&self) -> String {
         match self {
@@ -236,12 +244,7 @@ impl Reply {
                         r.inactive
                     );
                     if let Some(s) = &r.stats {
-                        out += &format!(
-                            "    packets {} bytes {} new-flows {}\n",
-                            s.packets,
-                            bytes(s.bytes),
-                            s.new_flows
-                        );
+                        out += &traffic("    ", s.packets, s.bytes, s.new_flows);
                         if let Some(d) = &s.drops {
                             out += &format!(
                                 "    drops no-real {} table-full {} real-down {} stale {} rst-sent {}\n",
@@ -279,12 +282,7 @@ impl Reply {
                     }
                     out.push('\n');
                     if let Some(s) = &r.stats {
-                        out += &format!(
-                            "       packets {} bytes {} new-flows {}\n",
-                            s.packets,
-                            bytes(s.bytes),
-                            s.new_flows
-                        );
+                        out += &traffic("       ", s.packets, s.bytes, s.new_flows);
                         if let Some(last) = &s.last_check {
                             out += &format!("       last check: {last}\n");
                         }

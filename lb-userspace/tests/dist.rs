@@ -44,21 +44,26 @@ systemd-analyze cat-config systemd/system/fulmar-lbd.service.d/10-kernel-tuning.
     assert!(out.status.success() && findings.is_empty(), "{text}");
 }
 
+/// `fulmar-lbd --check`: success, and what it wrote to stderr.
+fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fulmar-lbd"))
+        .args(["--check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 #[test]
 fn a_bad_config_names_the_key() {
     let dir = std::env::temp_dir().join(format!("fulmar-dist-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("lb.toml");
     std::fs::write(&path, "[health]\nfall = 0\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fulmar-lbd"))
-        .args(["--check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("health.rise / health.fall"),
-        "{err}"
-    );
+    let (ok, err) = check(&path);
+    assert!(!ok && err.contains("health.rise / health.fall"), "{err}");
     std::fs::write(
         &path,
         format!("services_file = \"{}\"\n", dir.join("s.conf").display()),
@@ -69,13 +74,9 @@ fn a_bad_config_names_the_key() {
         "service add 198.18.1.100:25\nreal add 198.18.1.100:25 198.18.1.11 wieght 2\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fulmar-lbd"))
-        .args(["--check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = check(&path);
     assert!(
-        !out.status.success() && err.contains("line 2") && err.contains("weight"),
+        !ok && err.contains("line 2") && err.contains("weight"),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

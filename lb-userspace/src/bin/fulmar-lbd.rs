@@ -30,12 +30,13 @@ fn main() -> Result<()> {
         )
         .with_target(false)
         .init();
-    let config = if args.config.exists() || args.config != PathBuf::from(DEFAULT_CONFIG) {
-        DaemonConfig::load(&args.config).map_err(anyhow::Error::msg)?
-    } else {
-        tracing::info!("{DEFAULT_CONFIG} is absent: running on defaults");
-        DaemonConfig::default()
-    };
+    let config =
+        if args.config.exists() || args.config.as_path() != std::path::Path::new(DEFAULT_CONFIG) {
+            DaemonConfig::load(&args.config).map_err(anyhow::Error::msg)?
+        } else {
+            tracing::info!("{DEFAULT_CONFIG} is absent: running on defaults");
+            DaemonConfig::default()
+        };
     if args.check {
         let desired = daemon::read_services(&config)?;
         println!(
@@ -71,9 +72,10 @@ fn main() -> Result<()> {
 
 /// Tells systemd (Type=notify) the maps are applied and the socket is up.
 fn notify_ready() {
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
-        if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-            let _ = sock.send_to(b"READY=1", path);
-        }
+    if let (Some(path), Ok(sock)) = (
+        std::env::var_os("NOTIFY_SOCKET"),
+        std::os::unix::net::UnixDatagram::unbound(),
+    ) {
+        let _ = sock.send_to(b"READY=1", path);
     }
 }

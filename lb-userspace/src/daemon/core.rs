@@ -421,10 +421,10 @@ impl Core {
         &'a self,
         filter: Option<&ServiceAddr>,
     ) -> Result<Vec<&'a ServiceAddr>, String> {
-        if let Some(f) = filter {
-            if !self.desired.services.contains_key(f) {
-                return Err(format!("no service {f}; see `fulmar service show`"));
-            }
+        if let Some(f) = filter
+            && !self.desired.services.contains_key(f)
+        {
+            return Err(format!("no service {f}; see `fulmar service show`"));
         }
         Ok(self
             .desired
