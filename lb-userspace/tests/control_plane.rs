@@ -277,6 +277,11 @@ fn the_balancer_daemon_under_an_operator() {
     let attach = s.fulmar(&["attach", "show"]);
     assert!(attach.contains("eth0: xdp native"), "{attach}");
 
+    let socket = s.socket.clone();
+    s.lab
+        .spawn("balancer", "monitor", FULMAR, &["-S", &socket, "monitor"])
+        .unwrap();
+
     // 1. Distribution of long-lived connections: lc evenly, wlc by weight.
     let mut imap: Vec<Conn> = (0..300)
         .map(|_| open(&s.lab, IMAP, Duration::from_secs(2)).unwrap())
@@ -374,6 +379,13 @@ fn the_balancer_daemon_under_an_operator() {
         (row["state_live"].as_str(), row["reason"].as_str()),
         (Some("down"), Some("check failed")),
         "{row}"
+    );
+
+    let events = s.lab.log("balancer", "monitor");
+    assert!(
+        events.contains("real 198.18.1.12:143 of 198.18.1.100:143/tcp: up -> down (check failed)")
+            && events.contains("real [2001:db8:1::b]:25 of [2001:db8:1::100]:25/tcp: up -> drain"),
+        "fulmar monitor streams the changes: {events}"
     );
 
     // Its clients get a RST built in XDP once the service asks for it.
