@@ -20,8 +20,8 @@ Usage: fulmar [ OPTIONS ] OBJECT { COMMAND | help }
 OBJECT := { service | real | flow | stats | attach | save | monitor | realserver }
 OPTIONS := { -j[son] | -p[retty] | -s[tatistics] (twice for more) |
              -b[atch] FILE (all lines or none; - reads stdin) |
-             -S[ocket] PATH (default /run/fulmar/lb.sock) | -V[ersion] | -h[elp] }
-Every keyword may be shortened to an unambiguous prefix: fulmar ser sh, fulmar real s SVC REAL w 2.";
+             -S PATH | -so[cket] PATH (default /run/fulmar/lb.sock) | -V[ersion] | -h[elp] }
+Every keyword may be shortened to an unambiguous prefix: fulmar ser sh, fulmar real se SVC REAL w 2.";
 
 const REALSERVER_USAGE: &str = "\
 Usage: fulmar realserver prepare VIP [ VIP ... ]
