@@ -37,6 +37,13 @@ pub struct ServiceAddr {
     pub proto: Proto,
 }
 
+impl ServiceAddr {
+    /// The service's key in the `SERVICES` map.
+    pub fn key(&self) -> fulmar_common::ServiceKey {
+        crate::services::service_key(self.vip, self.port, self.proto.number())
+    }
+}
+
 impl fmt::Display for ServiceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let proto = match self.proto {

@@ -85,15 +85,20 @@ pub fn bytes_addr(bytes: &[u8; 16], family: u8) -> IpAddr {
     }
 }
 
+/// The `SERVICES` key of (VIP, port, protocol number).
+pub fn service_key(vip: IpAddr, port: u16, proto: u8) -> ServiceKey {
+    let (addr, family) = addr_bytes(vip);
+    ServiceKey {
+        addr,
+        port_be: port.to_be(),
+        proto,
+        family,
+    }
+}
+
 impl ServiceSpec {
     pub fn key(&self) -> ServiceKey {
-        let (addr, family) = addr_bytes(self.vip);
-        ServiceKey {
-            addr,
-            port_be: self.port.to_be(),
-            proto: self.proto,
-            family,
-        }
+        service_key(self.vip, self.port, self.proto)
     }
 }
 

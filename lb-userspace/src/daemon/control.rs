@@ -10,8 +10,9 @@ use tokio::{
 
 use super::Daemon;
 use crate::{
-    command::{self, Command},
+    command::{self, CheckDefaults, Command},
     edit::apply_batch,
+    model::Desired,
     rows::{Reply, Request, Response},
 };
 
@@ -50,24 +51,46 @@ async fn client(daemon: Arc<Daemon>, conn: UnixStream) -> Result<()> {
         Ok(r) => r,
         Err(e) => return send(&mut write, &Response::Error(format!("bad request: {e}"))).await,
     };
-    let monitor = matches!(&request, Request::Command { argv, .. } if command::parse(argv) == Ok(Command::Monitor));
-    if monitor {
-        let mut events = daemon.core.lock().expect("core lock").events.subscribe();
-        loop {
-            match events.recv().await {
-                Ok(event) => send(&mut write, &Response::Ok(Reply::Event(event))).await?,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("a monitor fell {n} events behind");
-                }
-                Err(_) => return Ok(()),
-            }
+    let response = match request {
+        Request::Batch { lines } => {
+            change(&daemon, |desired, defaults| {
+                apply_batch(desired, &lines, defaults)
+            })
+            .await
         }
-    }
-    let response = match handle(&daemon, request).await {
+        Request::Command { argv, stats } => match command::parse(&argv) {
+            Err(e) => Err(e),
+            Ok(Command::Monitor) => return monitor(&daemon, &mut write).await,
+            Ok(c) if c.is_config() => {
+                change(&daemon, |desired, defaults| {
+                    let mut next = desired.clone();
+                    next.apply(&c, defaults)?;
+                    Ok(next)
+                })
+                .await
+            }
+            Ok(c) => query(&daemon, c, stats).await,
+        },
+    };
+    let response = match response {
         Ok(reply) => Response::Ok(reply),
         Err(e) => Response::Error(e),
     };
     send(&mut write, &response).await
+}
+
+/// Streams every event until the client leaves.
+async fn monitor(daemon: &Daemon, write: &mut tokio::net::unix::OwnedWriteHalf) -> Result<()> {
+    let mut events = daemon.core.lock().expect("core lock").events.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(event) => send(write, &Response::Ok(Reply::Event(event))).await?,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("a monitor fell {n} events behind");
+            }
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> Result<()> {
@@ -77,29 +100,21 @@ async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response)
     Ok(())
 }
 
-async fn handle(daemon: &Arc<Daemon>, request: Request) -> Result<Reply, String> {
-    let (argv, stats) = match request {
-        Request::Batch { lines } => {
-            let next = {
-                let core = daemon.core.lock().expect("core lock");
-                apply_batch(&core.desired, &lines, &core.config.health)?
-            };
-            daemon.apply(next).await?;
-            return Ok(Reply::Done(String::new()));
-        }
-        Request::Command { argv, stats } => (argv, stats),
+/// A configuration change: `edit` makes the next configuration from the
+/// live one, which the daemon then applies and saves.
+async fn change(
+    daemon: &Arc<Daemon>,
+    edit: impl FnOnce(&Desired, &CheckDefaults) -> Result<Desired, String>,
+) -> Result<Reply, String> {
+    let next = {
+        let core = daemon.core.lock().expect("core lock");
+        edit(&core.desired, &core.config.health)?
     };
-    let command = command::parse(&argv)?;
-    if command.is_config() {
-        let next = {
-            let core = daemon.core.lock().expect("core lock");
-            let mut next = core.desired.clone();
-            next.apply(&command, &core.config.health)?;
-            next
-        };
-        daemon.apply(next).await?;
-        return Ok(Reply::Done(String::new()));
-    }
+    daemon.apply(next).await?;
+    Ok(Reply::Done(String::new()))
+}
+
+async fn query(daemon: &Arc<Daemon>, command: Command, stats: u8) -> Result<Reply, String> {
     let core = daemon.core.clone();
     // Listing flows walks the whole table: off the async threads.
     tokio::task::spawn_blocking(move || {

@@ -27,6 +27,9 @@ use crate::{
 /// A real of a service.
 pub type RealId = (ServiceAddr, SocketAddr);
 
+/// Each live real's endpoint and slot in its service's live bank.
+type Slots = Vec<(SocketAddr, u32)>;
+
 /// A check's recent history.
 #[derive(Clone, Debug, Default)]
 pub struct CheckLog {
@@ -81,18 +84,9 @@ impl Core {
             started: false,
         };
         for (addr, svc) in &desired.services {
-            let spec_key = ServiceSpec {
-                vip: addr.vip,
-                port: addr.port,
-                proto: addr.proto.number(),
-                scheduler: svc.scheduler,
-                forwarding: svc.forwarding,
-                reset_on_down: svc.reset_on_down,
-            }
-            .key();
             let live = core
                 .lb
-                .service(&spec_key)
+                .service(&addr.key())
                 .ok()
                 .flatten()
                 .and_then(|s| core.lb.live_reals(&s).ok())
@@ -396,24 +390,19 @@ impl Core {
     }
 
     /// Slot of each configured real in the live bank, and the service id.
-    fn slots(&self, addr: &ServiceAddr) -> Option<(u32, Vec<(SocketAddr, u32)>)> {
-        let (spec, _) = self.pushed.get(addr)?;
-        let svc = self.lb.service(&spec.key()).ok()??;
+    fn slots(&self, addr: &ServiceAddr) -> Option<(u32, Slots)> {
+        let key = addr.key();
+        let svc = self.lb.service(&key).ok()??;
         let reals = self.lb.live_reals(&svc).ok()?;
-        let mut out = Vec::new();
-        for (slot, real) in reals.iter().enumerate() {
-            if real.state != REAL_EMPTY {
-                let ip = bytes_addr(
-                    &real.addr,
-                    if addr.vip.is_ipv4() {
-                        fulmar_common::AF_INET
-                    } else {
-                        fulmar_common::AF_INET6
-                    },
-                );
-                out.push((SocketAddr::new(ip, u16::from_be(real.port_be)), slot as u32));
-            }
-        }
+        let out = reals
+            .iter()
+            .enumerate()
+            .filter(|(_, real)| real.state != REAL_EMPTY)
+            .map(|(slot, real)| {
+                let ip = bytes_addr(&real.addr, key.family);
+                (SocketAddr::new(ip, u16::from_be(real.port_be)), slot as u32)
+            })
+            .collect();
         Some((svc.id, out))
     }
 
@@ -570,14 +559,15 @@ impl Core {
         Ok(rows)
     }
 
+    /// The selected services by map id, each with its reals' slots.
     fn service_ids(
         &self,
         filter: Option<&ServiceAddr>,
-    ) -> Result<HashMap<u32, ServiceAddr>, String> {
+    ) -> Result<HashMap<u32, (ServiceAddr, Slots)>, String> {
         let mut ids = HashMap::new();
         for addr in self.selected(filter)? {
-            if let Some((id, _)) = self.slots(addr) {
-                ids.insert(id, *addr);
+            if let Some((id, slots)) = self.slots(addr) {
+                ids.insert(id, (*addr, slots));
             }
         }
         Ok(ids)
@@ -589,19 +579,15 @@ impl Core {
         let flows = self.lb.flows().map_err(|e| e.to_string())?;
         let mut rows = Vec::new();
         for (key, value) in flows {
-            let Some(addr) = ids.get(&value.service) else {
+            let Some((addr, slots)) = ids.get(&value.service) else {
                 continue;
             };
             let client =
                 SocketAddr::new(bytes_addr(&key.src, key.family), u16::from_be(key.sport_be));
-            let real = self
-                .slots(addr)
-                .and_then(|(_, s)| {
-                    s.into_iter()
-                        .find(|(_, slot)| *slot == value.slot)
-                        .map(|(e, _)| e.to_string())
-                })
-                .unwrap_or_else(|| format!("slot {}", value.slot));
+            let real = slots
+                .iter()
+                .find(|(_, slot)| *slot == value.slot)
+                .map_or_else(|| format!("slot {}", value.slot), |(e, _)| e.to_string());
             rows.push(FlowRow {
                 client: client.to_string(),
                 service: addr.to_string(),
@@ -623,7 +609,7 @@ impl Core {
         let ids = self.service_ids(filter)?;
         let flows = self.lb.flows().map_err(|e| e.to_string())?;
         let mut rows: BTreeMap<ServiceAddr, FlowCountRow> = BTreeMap::new();
-        for addr in ids.values() {
+        for (addr, _) in ids.values() {
             rows.insert(
                 *addr,
                 FlowCountRow {
@@ -635,7 +621,7 @@ impl Core {
             );
         }
         for (_, value) in flows {
-            if let Some(row) = ids.get(&value.service).and_then(|a| rows.get_mut(a)) {
+            if let Some(row) = ids.get(&value.service).and_then(|(a, _)| rows.get_mut(a)) {
                 row.flows += 1;
                 match value.state {
                     FLOW_ACTIVE => row.active += 1,

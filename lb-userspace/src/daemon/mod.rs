@@ -5,7 +5,7 @@ pub mod control;
 pub mod core;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
@@ -248,17 +248,9 @@ impl Daemon {
 /// Deletes services the maps hold but the configuration does not (left by
 /// a run whose services file was replaced).
 fn prune_unknown_services(core: &mut Core) -> crate::error::Result<()> {
-    let known: BTreeSet<_> = core
-        .desired
-        .services
-        .keys()
-        .map(|a| {
-            let (addr, family) = crate::services::addr_bytes(a.vip);
-            (addr, a.port.to_be(), a.proto.number(), family)
-        })
-        .collect();
+    let known: HashSet<_> = core.desired.services.keys().map(|a| a.key()).collect();
     for (key, _) in core.lb.services()? {
-        if !known.contains(&(key.addr, key.port_be, key.proto, key.family)) {
+        if !known.contains(&key) {
             tracing::info!("removing a service the configuration no longer has");
             core.lb.delete_service(&key)?;
         }
