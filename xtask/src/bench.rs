@@ -143,20 +143,8 @@ pub fn run(args: Args) -> Result<()> {
     let (spec, reals) = service(8);
     base.lb.apply_service(&spec, &reals)?;
     let vip: IpAddr = VIP.parse()?;
-    let ack = frame(&Segment::tcp(
-        IpAddr::from([198, 19, 0, 1]),
-        40000,
-        vip,
-        143,
-        ACK,
-    ));
-    let syn = frame(&Segment::tcp(
-        IpAddr::from([198, 19, 0, 1]),
-        40000,
-        vip,
-        143,
-        SYN,
-    ));
+    let ack = client_frame(vip, ACK);
+    let syn = client_frame(vip, SYN);
     base.lb.run_balancer(&syn, 1)?; // opens the flow the ACKs belong to
     let one = vec![ack.clone()];
     let floor = ns_per_packet(&mut base.lb, program_names::PASS, &one, args.calls)?;
@@ -352,21 +340,9 @@ fn veth_rates(interval: Duration) -> Result<(f64, f64)> {
     let (spec, reals) = service(8);
     lb.apply_service(&spec, &reals)?;
     let vip: IpAddr = VIP.parse()?;
-    let syn = frame(&Segment::tcp(
-        IpAddr::from([198, 19, 0, 1]),
-        40000,
-        vip,
-        143,
-        SYN,
-    ));
+    let syn = client_frame(vip, SYN);
     lb.run_balancer(&syn, 1)?;
-    let ack = frame(&Segment::tcp(
-        IpAddr::from([198, 19, 0, 1]),
-        40000,
-        vip,
-        143,
-        ACK,
-    ));
+    let ack = client_frame(vip, ACK);
 
     let mut rates = Vec::new();
     for near_program in [program_names::MAC_SWAP, program_names::BALANCER] {
@@ -399,4 +375,15 @@ fn veth_rates(interval: Duration) -> Result<(f64, f64)> {
     }
     drop(lb);
     Ok((rates[0], rates[1]))
+}
+
+/// The benchmark client's one flow (198.19.0.1:40000 to VIP:143), with `flags`.
+fn client_frame(vip: IpAddr, flags: u8) -> Vec<u8> {
+    frame(&Segment::tcp(
+        IpAddr::from([198, 19, 0, 1]),
+        40000,
+        vip,
+        143,
+        flags,
+    ))
 }
