@@ -1,1 +1,14 @@
-//! Front-end tier: IMAP/POP3/SMTP proxies routed by LDAP `mailHost` (issue 5; not built yet).
+//! Front-end tier: stateless IMAP, POP3 and SMTP proxies. Each login is
+//! checked against LDAP on the proxy and the session opened on the
+//! account's home back-end instance (`mailHost`).
+pub mod config;
+pub mod conn;
+pub mod directory;
+pub mod imap;
+pub mod metrics;
+pub mod pop3;
+pub mod proxy_protocol;
+pub mod server;
+pub mod session;
+pub mod smtp;
+pub mod stream;

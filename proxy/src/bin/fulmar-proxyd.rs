@@ -1,0 +1,111 @@
+//! fulmar-proxyd: the front-end proxy daemon (see `fulmar_proxy`).
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use fulmar_proxy::{
+    config::{DEFAULT_CONFIG, ProxyConfig},
+    directory::Directory,
+    metrics::Metrics,
+    server,
+    session::Ctx,
+    stream::{ServerTls, connector},
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// fulmar front-end proxy: serves IMAP, POP3 and SMTP on the configured
+/// listeners, authenticates each login against LDAP and opens the session
+/// on the account's home back-end (mailHost). SIGHUP reloads the TLS
+/// certificate; SIGTERM drains (the agent answers "drain") and exits when
+/// the sessions are done or the drain timeout has passed.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Daemon configuration (TOML).
+    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Check the configuration (and load the certificate), then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let config = ProxyConfig::load(&args.config).map_err(anyhow::Error::msg)?;
+    let bind_password = config.bind_password().map_err(anyhow::Error::msg)?;
+    let tls = match &config.tls {
+        Some(t) => Some(ServerTls::load(&t.certificate, &t.key).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let backend_tls = match &config.backend.tls_ca {
+        Some(ca) if config.backend.tls => Some(connector(ca).map_err(anyhow::Error::msg)?),
+        _ => None,
+    };
+    if args.check {
+        println!(
+            "{}: ok; {} listeners",
+            args.config.display(),
+            config.listen.len()
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::default());
+        let ctx = Arc::new(Ctx {
+            directory: Directory::new(config.directory.clone(), bind_password, metrics.clone()),
+            config,
+            metrics,
+            tls,
+            backend_tls,
+            draining: Default::default(),
+        });
+        let listeners = server::bind(&ctx).context("binding the listeners")?;
+        for (l, _) in &listeners {
+            tracing::info!(protocol = l.protocol.name(), address = %l.address, tls = ?l.tls, "listening");
+        }
+        let mut hup = signal(SignalKind::hangup())?;
+        let reload_ctx = ctx.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match reload_ctx.tls.as_ref().map(ServerTls::reload) {
+                    Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!("TLS reload failed, keeping the old certificate: {e}"),
+                    None => {}
+                }
+            }
+        });
+        let mut term = signal(SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        notify("READY=1");
+        server::serve(ctx, listeners, async move {
+            shutdown.await;
+            notify("STOPPING=1");
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+/// systemd notification (Type=notify); a no-op outside systemd.
+fn notify(state: &str) {
+    if let (Some(path), Ok(sock)) = (
+        std::env::var_os("NOTIFY_SOCKET"),
+        std::os::unix::net::UnixDatagram::unbound(),
+    ) {
+        let _ = sock.send_to(state.as_bytes(), path);
+    }
+}

@@ -1,0 +1,377 @@
+//! The proxy daemon's configuration (`/etc/fulmar/proxy.toml`): listeners,
+//! TLS, the directory, the back-end ports and the agent/metrics endpoints.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = "/etc/fulmar/proxy.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Imap,
+    Pop3,
+    /// Mail from other MTAs (port 25): local recipients only, unless the
+    /// sender authenticated.
+    Smtp,
+    /// Mail from users (587, 465): AUTH offered, relaying once authenticated.
+    Submission,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerTls {
+    /// Plain text, no STARTTLS offered.
+    None,
+    /// Plain text with STARTTLS / STLS offered.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (993, 995, 465).
+    Implicit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub tls: ListenerTls,
+    /// Expect a PROXY protocol v2 header first (NAT-mode balancers,
+    /// other proxies in front); the client address is taken from it.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain and key; re-read on SIGHUP.
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// Before STARTTLS, refuse plain-text logins (IMAP LOGINDISABLED, no
+    /// AUTH advertised) everywhere but on port-25 SMTP.
+    #[serde(default = "yes")]
+    pub require_for_auth: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Tried in order; the next one when a server is down.
+    pub urls: Vec<String>,
+    pub bind_dn: String,
+    /// The service password, or a file holding it (first line).
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    pub base_dn: String,
+    /// `%u` is the login as typed, `%d` its domain; both RFC 4515-escaped.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Finds the account that receives mail for `%u`.
+    #[serde(default = "default_recipient_filter")]
+    pub recipient_filter: String,
+    /// A domain's own entry: its `mailHost` routes accounts that carry none
+    /// (domain-based placement), and it makes the domain local for SMTP.
+    #[serde(default = "default_domain_filter")]
+    pub domain_filter: String,
+    #[serde(default = "default_host_attribute")]
+    pub host_attribute: String,
+    #[serde(default = "default_ldap_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Connections kept open per pool (searches; user binds).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long a lookup result is reused; 0 turns the cache off.
+    /// Passwords are never cached: every login binds.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryProtocol {
+    #[default]
+    Lmtp,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    #[serde(default = "default_imap_port")]
+    pub imap_port: u16,
+    #[serde(default = "default_pop3_port")]
+    pub pop3_port: u16,
+    /// How SMTP-in hands messages to an instance.
+    #[serde(default)]
+    pub delivery: DeliveryProtocol,
+    #[serde(default = "default_delivery_port")]
+    pub delivery_port: u16,
+    /// Speak TLS to the back-end (implicit TLS on the ports above),
+    /// checking its certificate against the CAs in `tls_ca`.
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Where accounts the directory does not know go (the back-end then
+    /// authenticates them). Off unless set.
+    #[serde(default)]
+    pub default_host: Option<String>,
+    /// Loop guard: sessions arriving with this many proxy hops are refused.
+    #[serde(default = "default_ttl")]
+    pub proxy_ttl: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Delay before answering a failed login (slows guessing).
+    #[serde(default = "default_auth_delay", with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
+    /// A session that says nothing this long before login is closed.
+    #[serde(default = "default_prelogin_idle", with = "humantime_serde")]
+    pub prelogin_idle_timeout: Duration,
+    /// Largest command (with its literals) accepted before login.
+    #[serde(default = "default_prelogin_bytes")]
+    pub max_prelogin_bytes: usize,
+    /// On shutdown, sessions may finish for this long.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The name in the greeting and EHLO reply.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// SIZE limit in bytes.
+    #[serde(default = "default_max_size")]
+    pub max_message_size: u64,
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Where authenticated senders' mail to non-local recipients goes
+    /// (an outbound MTA, `host:port`). Without it such recipients are refused.
+    #[serde(default)]
+    pub outbound_relay: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    pub listen: Vec<Listener>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    pub directory: DirectoryConfig,
+    #[serde(default = "default_backend")]
+    pub backend: BackendConfig,
+    #[serde(default = "default_session")]
+    pub session: SessionConfig,
+    #[serde(default = "default_smtp")]
+    pub smtp: SmtpConfig,
+    /// The balancer's agent check connects here (`agent-port`).
+    #[serde(default)]
+    pub agent_address: Option<SocketAddr>,
+    /// Prometheus text metrics at `/metrics`.
+    #[serde(default)]
+    pub metrics_address: Option<SocketAddr>,
+}
+
+impl ProxyConfig {
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks what serde cannot: TLS present where a listener
+    /// needs it, filters that use their placeholders, a password source.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: ProxyConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.listen.is_empty() {
+            return Err("no [[listen]] entries: the proxy would serve nothing".into());
+        }
+        let needs_tls = config.listen.iter().find(|l| l.tls != ListenerTls::None);
+        if let (None, Some(l)) = (&config.tls, needs_tls) {
+            return Err(format!(
+                "listener {} ({}) uses TLS but there is no [tls] section",
+                l.address,
+                l.protocol.name()
+            ));
+        }
+        if config.backend.tls && config.backend.tls_ca.is_none() {
+            return Err(
+                "backend.tls needs backend.tls_ca (the CA that signed the back-ends)".into(),
+            );
+        }
+        let dir = &config.directory;
+        if dir.urls.is_empty() {
+            return Err("directory.urls is empty".into());
+        }
+        for url in &dir.urls {
+            if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+                return Err(format!(
+                    "directory url {url:?}: expected ldap:// or ldaps://"
+                ));
+            }
+        }
+        if !dir.user_filter.contains("%u") || !dir.recipient_filter.contains("%u") {
+            return Err("directory user_filter and recipient_filter must contain %u".into());
+        }
+        if !dir.domain_filter.contains("%d") {
+            return Err("directory domain_filter must contain %d".into());
+        }
+        if dir.bind_password.is_some() == dir.bind_password_file.is_some() {
+            return Err("directory: set exactly one of bind_password, bind_password_file".into());
+        }
+        if dir.pool_size == 0 {
+            return Err("directory.pool_size must be at least 1".into());
+        }
+        Ok(config)
+    }
+
+    pub fn bind_password(&self) -> Result<String, String> {
+        match (
+            &self.directory.bind_password,
+            &self.directory.bind_password_file,
+        ) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| s.lines().next().unwrap_or_default().to_string())
+                .map_err(|e| format!("{}: {e}", f.display())),
+            (None, None) => Err("no directory password".into()),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_user_filter() -> String {
+    "(&(objectClass=inetLocalMailRecipient)(|(uid=%u)(mailLocalAddress=%u)))".into()
+}
+fn default_recipient_filter() -> String {
+    "(&(objectClass=inetLocalMailRecipient)(mailLocalAddress=%u))".into()
+}
+fn default_domain_filter() -> String {
+    "(&(objectClass=inetLocalMailRecipient)(associatedDomain=%d))".into()
+}
+fn default_host_attribute() -> String {
+    "mailHost".into()
+}
+fn default_ldap_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_pool_size() -> usize {
+    8
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_imap_port() -> u16 {
+    143
+}
+fn default_pop3_port() -> u16 {
+    110
+}
+fn default_delivery_port() -> u16 {
+    24
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_ttl() -> u8 {
+    5
+}
+fn default_auth_delay() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_prelogin_idle() -> Duration {
+    Duration::from_secs(180)
+}
+fn default_prelogin_bytes() -> usize {
+    64 * 1024
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+fn default_max_size() -> u64 {
+    50 * 1024 * 1024
+}
+fn default_max_recipients() -> usize {
+    1000
+}
+fn default_backend() -> BackendConfig {
+    toml::from_str("").expect("backend defaults")
+}
+fn default_session() -> SessionConfig {
+    toml::from_str("").expect("session defaults")
+}
+fn default_smtp() -> SmtpConfig {
+    toml::from_str("").expect("smtp defaults")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[listen]]
+        protocol = "imap"
+        address = "198.18.1.11:143"
+        tls = "none"
+        [directory]
+        urls = ["ldap://198.18.2.20"]
+        bind_dn = "cn=proxy,dc=fulmar,dc=test"
+        bind_password = "x"
+        base_dn = "dc=fulmar,dc=test"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = ProxyConfig::parse(MINIMAL).unwrap();
+        assert_eq!(c.backend.imap_port, 143);
+        assert_eq!(c.backend.delivery, DeliveryProtocol::Lmtp);
+        assert!(
+            c.backend.default_host.is_none(),
+            "default route is off unless set"
+        );
+        assert_eq!(c.directory.host_attribute, "mailHost");
+    }
+
+    #[test]
+    fn bad_configs_are_named() {
+        let no_tls = MINIMAL.replace("tls = \"none\"", "tls = \"implicit\"");
+        assert!(
+            ProxyConfig::parse(&no_tls)
+                .unwrap_err()
+                .contains("no [tls] section")
+        );
+        let typo = MINIMAL.replace("base_dn", "basedn");
+        assert!(ProxyConfig::parse(&typo).unwrap_err().contains("basedn"));
+        let url = MINIMAL.replace("ldap://198", "http://198");
+        assert!(ProxyConfig::parse(&url).unwrap_err().contains("ldap://"));
+        let filter = MINIMAL.replace("base_dn = ", "user_filter = \"(uid=*)\"\nbase_dn = ");
+        assert!(ProxyConfig::parse(&filter).unwrap_err().contains("%u"));
+    }
+}

@@ -1,0 +1,117 @@
+//! A buffered connection for the pre-login phases: bounded line reads with
+//! an idle timeout, writes, and the STARTTLS switch (which discards any
+//! plain text that arrived behind the STARTTLS command).
+use std::{io, time::Duration};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+
+use crate::stream::Stream;
+
+pub enum Line {
+    /// A line without its CRLF (a bare LF is accepted as the end too).
+    Text(Vec<u8>),
+    /// Longer than allowed; the rest of it was skipped.
+    TooLong,
+    /// The peer closed, or stayed silent past the timeout.
+    End,
+}
+
+pub struct Conn {
+    stream: Option<Stream>,
+    /// Bytes read but not yet consumed (pipelined input waits here).
+    pub buf: Vec<u8>,
+    idle: Duration,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, idle: Duration) -> Self {
+        Self {
+            stream: Some(stream),
+            buf: Vec::new(),
+            idle,
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut Stream {
+        self.stream.as_mut().expect("stream present")
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.stream.as_ref().is_some_and(Stream::is_tls)
+    }
+
+    /// The stream and the unread input, for splicing.
+    pub fn into_parts(mut self) -> (Stream, Vec<u8>) {
+        (
+            self.stream.take().expect("stream present"),
+            std::mem::take(&mut self.buf),
+        )
+    }
+
+    pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        let stream = self.stream();
+        stream.write_all(data).await?;
+        stream.flush().await
+    }
+
+    /// Writes without flushing: replies to pipelined commands go out
+    /// together once the input is used up.
+    pub async fn queue(&mut self, data: &[u8]) -> io::Result<()> {
+        self.stream().write_all(data).await
+    }
+
+    pub async fn flush_if_idle(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            self.stream().flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn starttls(&mut self, acceptor: TlsAcceptor) -> io::Result<()> {
+        self.buf.clear();
+        let plain = self.stream.take().expect("stream present");
+        self.stream = Some(plain.accept_tls(acceptor).await?);
+        Ok(())
+    }
+
+    /// Reads more input; false at end of input or after the idle timeout.
+    pub async fn fill(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 8192];
+        let idle = self.idle;
+        match tokio::time::timeout(idle, self.stream().read(&mut chunk)).await {
+            Ok(n) => {
+                let n = n?;
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(n > 0)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        let mut too_long = false;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(if too_long || line.len() > max {
+                    Line::TooLong
+                } else {
+                    Line::Text(line)
+                });
+            }
+            if self.buf.len() > max {
+                too_long = true;
+                self.buf.clear();
+            }
+            self.flush_if_idle().await?;
+            if !self.fill().await? {
+                return Ok(Line::End);
+            }
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! IMAP: everything before login happens on the proxy, with imap-codec
+//! parsing each command (literals included); after LOGIN on the home
+//! instance, the two connections are spliced and bytes pass untouched.
+use std::{io, sync::Arc};
+
+use imap_codec::{
+    AuthenticateDataCodec, CommandCodec, GreetingCodec, ResponseCodec,
+    decode::{AuthenticateDataDecodeError, CommandDecodeError, Decoder, ResponseDecodeError},
+    encode::{Encoder, Fragment},
+    imap_types::{
+        auth::{AuthMechanism, AuthenticateData},
+        command::{Command, CommandBody},
+        core::{IString, LiteralMode, NString, Tag},
+        response::{GreetingKind, Response, Status, StatusKind},
+    },
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{
+    config::{Listener, ListenerTls, Protocol},
+    conn::Conn,
+    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
+    stream::Stream,
+};
+
+/// Our tags towards the back-end.
+const ID_TAG: &str = "F1";
+const LOGIN_TAG: &str = "F2";
+
+/// A pre-login command, parsed and copied out of the input buffer.
+enum Action {
+    Capability(String),
+    Noop(String),
+    Logout(String),
+    StartTls(String),
+    Login {
+        tag: String,
+        user: Vec<u8>,
+        pass: Vec<u8>,
+    },
+    Authenticate {
+        tag: String,
+        plain: bool,
+        initial: Option<Vec<u8>>,
+    },
+    Id {
+        tag: String,
+        ttl: Option<u8>,
+    },
+    /// Valid IMAP that needs a logged-in session.
+    NotYet {
+        tag: String,
+        name: &'static str,
+    },
+}
+
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: Listener,
+    client: Stream,
+    peer: Peer,
+) -> io::Result<()> {
+    let ttl = ctx.config.backend.proxy_ttl;
+    let idle = ctx.config.session.prelogin_idle_timeout;
+    let session = PreLogin {
+        ctx,
+        listener,
+        conn: Conn::new(client, idle),
+        peer,
+        ttl,
+    };
+    session.run().await
+}
+
+struct PreLogin {
+    ctx: Arc<Ctx>,
+    listener: Listener,
+    conn: Conn,
+    peer: Peer,
+    /// Hops left before a proxy loop is declared.
+    ttl: u8,
+}
+
+impl PreLogin {
+    fn starttls_offered(&self) -> bool {
+        !self.conn.is_tls() && self.listener.tls == ListenerTls::Starttls && self.ctx.tls.is_some()
+    }
+
+    /// Plain-text logins are refused before STARTTLS where it is offered
+    /// and the configuration asks for it.
+    fn login_allowed(&self) -> bool {
+        !self.starttls_offered()
+            || !self
+                .ctx
+                .config
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.require_for_auth)
+    }
+
+    fn capabilities(&self) -> String {
+        let mut caps = String::from("IMAP4rev1 SASL-IR ID LITERAL+");
+        if self.starttls_offered() {
+            caps.push_str(" STARTTLS");
+        }
+        caps.push_str(if self.login_allowed() {
+            " AUTH=PLAIN"
+        } else {
+            " LOGINDISABLED"
+        });
+        caps
+    }
+
+    async fn send(&mut self, text: &str) -> io::Result<()> {
+        self.conn.send(text.as_bytes()).await
+    }
+
+    async fn run(mut self) -> io::Result<()> {
+        let greeting = format!(
+            "* OK [CAPABILITY {}] fulmar ready.\r\n",
+            self.capabilities()
+        );
+        self.send(&greeting).await?;
+        loop {
+            let Some(action) = self.next_command().await? else {
+                return Ok(());
+            };
+            match action {
+                Action::Capability(tag) => {
+                    let text = format!(
+                        "* CAPABILITY {}\r\n{tag} OK Capability completed.\r\n",
+                        self.capabilities()
+                    );
+                    self.send(&text).await?;
+                }
+                Action::Noop(tag) => self.send(&format!("{tag} OK NOOP completed.\r\n")).await?,
+                Action::Logout(tag) => {
+                    self.send(&format!(
+                        "* BYE Logging out.\r\n{tag} OK Logout completed.\r\n"
+                    ))
+                    .await?;
+                    return Ok(());
+                }
+                Action::StartTls(tag) => {
+                    if !self.starttls_offered() {
+                        self.send(&format!("{tag} BAD STARTTLS not available here.\r\n"))
+                            .await?;
+                        continue;
+                    }
+                    self.send(&format!("{tag} OK Begin TLS negotiation now.\r\n"))
+                        .await?;
+                    let acceptor = self.ctx.tls.as_ref().expect("tls offered").acceptor();
+                    self.conn.starttls(acceptor).await?;
+                }
+                Action::Id { tag, ttl } => {
+                    if let Some(t) = ttl {
+                        self.ttl = self.ttl.min(t);
+                    }
+                    self.send(&format!(
+                        "* ID (\"name\" \"fulmar\")\r\n{tag} OK ID completed.\r\n"
+                    ))
+                    .await?;
+                }
+                Action::NotYet { tag, name } => {
+                    self.send(&format!("{tag} BAD {name} needs a logged-in session.\r\n"))
+                        .await?;
+                }
+                Action::Login { tag, user, pass } => {
+                    if let Some(home) = self.try_login(&tag, &user, &pass).await? {
+                        return self.splice(home).await;
+                    }
+                }
+                Action::Authenticate {
+                    tag,
+                    plain,
+                    initial,
+                } => {
+                    if !plain {
+                        self.send(&format!(
+                            "{tag} NO Unsupported authentication mechanism.\r\n"
+                        ))
+                        .await?;
+                        continue;
+                    }
+                    let data = match initial {
+                        Some(d) => d,
+                        None => match self.sasl_response(&tag).await? {
+                            Some(d) => d,
+                            None => continue,
+                        },
+                    };
+                    match sasl_plain(&data) {
+                        Some((user, pass)) => {
+                            let home = self
+                                .try_login(&tag, user.as_bytes(), pass.as_bytes())
+                                .await?;
+                            if let Some(home) = home {
+                                return self.splice(home).await;
+                            }
+                        }
+                        None => {
+                            self.send(&format!("{tag} BAD Invalid PLAIN response.\r\n"))
+                                .await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the client's answer to `+ `; None when it cancelled or erred
+    /// (already answered).
+    async fn sasl_response(&mut self, tag: &str) -> io::Result<Option<Vec<u8>>> {
+        self.send("+ \r\n").await?;
+        loop {
+            match AuthenticateDataCodec::default().decode(&self.conn.buf) {
+                Ok((rem, data)) => {
+                    let consumed = self.conn.buf.len() - rem.len();
+                    let out = match data {
+                        AuthenticateData::Continue(secret) => Some(secret.declassify().to_vec()),
+                        AuthenticateData::Cancel => None,
+                    };
+                    self.conn.buf.drain(..consumed);
+                    if out.is_none() {
+                        self.send(&format!("{tag} BAD Authentication cancelled.\r\n"))
+                            .await?;
+                    }
+                    return Ok(out);
+                }
+                Err(AuthenticateDataDecodeError::Incomplete) => {
+                    if !self.conn.fill().await? {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(AuthenticateDataDecodeError::Failed) => {
+                    self.drop_line().await?;
+                    self.send(&format!("{tag} BAD Invalid base64 response.\r\n"))
+                        .await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Logs in on the home instance; Some once the back-end accepted (the
+    /// failures are answered here).
+    async fn try_login(&mut self, tag: &str, user: &[u8], pass: &[u8]) -> io::Result<Option<Home>> {
+        if !self.login_allowed() {
+            self.send(&format!(
+                "{tag} NO [PRIVACYREQUIRED] Use STARTTLS first.\r\n"
+            ))
+            .await?;
+            return Ok(None);
+        }
+        let (Ok(user), Ok(pass)) = (std::str::from_utf8(user), std::str::from_utf8(pass)) else {
+            self.send(&format!(
+                "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+            ))
+            .await?;
+            return Ok(None);
+        };
+        if self.ttl == 0 {
+            tracing::warn!(user, client = %self.peer.client, "proxy loop: no hops left");
+            self.send(&format!("{tag} NO [UNAVAILABLE] Proxy loop detected.\r\n"))
+                .await?;
+            return Ok(None);
+        }
+        let host = match login(&self.ctx, Protocol::Imap, user, pass).await {
+            Login::Home { host, .. } => host,
+            Login::Failed => {
+                self.send(&format!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+                ))
+                .await?;
+                return Ok(None);
+            }
+            Login::Unavailable(_) => {
+                self.send(&format!(
+                    "{tag} NO [UNAVAILABLE] Account directory unavailable, try again later.\r\n"
+                ))
+                .await?;
+                return Ok(None);
+            }
+        };
+        let port = self.ctx.config.backend.imap_port;
+        let unavailable =
+            format!("{tag} NO [UNAVAILABLE] Mail store unavailable, try again later.\r\n");
+        let Ok(stream) = connect_backend(&self.ctx, Protocol::Imap, &host, port).await else {
+            self.send(&unavailable).await?;
+            return Ok(None);
+        };
+        let mut backend = Backend {
+            stream,
+            buf: Vec::new(),
+        };
+        let reply = match backend
+            .login(&self.peer, self.ttl - 1, user, pass, tag)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.ctx.metrics.backend_error(Protocol::Imap);
+                tracing::warn!(user, %host, "back-end login: {e}");
+                self.send(&unavailable).await?;
+                return Ok(None);
+            }
+        };
+        if !reply.ok {
+            self.conn.send(&reply.to_client).await?;
+            return Ok(None);
+        }
+        tracing::info!(user, %host, client = %self.peer.client, session = %self.peer.session_id, "imap login");
+        Ok(Some(Home {
+            backend,
+            reply: reply.to_client,
+        }))
+    }
+
+    /// Commands the client pipelined behind LOGIN go on to the back-end.
+    async fn splice(self, home: Home) -> io::Result<()> {
+        let (client, pending) = self.conn.into_parts();
+        splice(
+            client,
+            &home.reply,
+            &pending,
+            home.backend.stream,
+            &home.backend.buf,
+        )
+        .await
+    }
+
+    /// The next complete command, answering sync-literal continuations and
+    /// syntax errors on the way; None at end of input.
+    async fn next_command(&mut self) -> io::Result<Option<Action>> {
+        let max = self.ctx.config.session.max_prelogin_bytes;
+        loop {
+            match CommandCodec::default().decode(&self.conn.buf) {
+                Ok((rem, command)) => {
+                    let consumed = self.conn.buf.len() - rem.len();
+                    let action = action(command);
+                    self.conn.buf.drain(..consumed);
+                    return Ok(Some(action));
+                }
+                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
+                    if self.conn.buf.len() + length as usize > max {
+                        let tag = tag.as_ref().to_string();
+                        if mode == LiteralMode::Sync {
+                            // The client sends nothing more of this command.
+                            self.conn.buf.clear();
+                            self.send(&format!("{tag} BAD Literal too large before login.\r\n"))
+                                .await?;
+                            continue;
+                        }
+                        self.send("* BYE Literal too large before login.\r\n")
+                            .await?;
+                        return Ok(None);
+                    }
+                    if mode == LiteralMode::Sync {
+                        self.send("+ Ready for literal data.\r\n").await?;
+                    }
+                    if !self.conn.fill().await? {
+                        return Ok(None);
+                    }
+                }
+                Err(CommandDecodeError::Incomplete) => {
+                    if self.conn.buf.len() > max {
+                        self.send("* BYE Command too long before login.\r\n")
+                            .await?;
+                        return Ok(None);
+                    }
+                    if !self.conn.fill().await? {
+                        return Ok(None);
+                    }
+                }
+                Err(CommandDecodeError::Failed) => {
+                    let tag = self.conn.buf.split(|b| *b == b' ').next().and_then(|t| {
+                        std::str::from_utf8(t)
+                            .ok()
+                            .filter(|t| Tag::try_from(*t).is_ok())
+                            .map(str::to_string)
+                    });
+                    if !self.drop_line().await? {
+                        return Ok(None);
+                    }
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.send(&format!("{tag} BAD Syntax error.\r\n")).await?;
+                }
+            }
+        }
+    }
+
+    /// Drops input up to and including the next CRLF (reading to it).
+    async fn drop_line(&mut self) -> io::Result<bool> {
+        loop {
+            if let Some(pos) = self.conn.buf.windows(2).position(|w| w == b"\r\n") {
+                self.conn.buf.drain(..pos + 2);
+                return Ok(true);
+            }
+            if self.conn.buf.len() > self.ctx.config.session.max_prelogin_bytes {
+                self.conn.buf.clear();
+            }
+            if !self.conn.fill().await? {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+fn action(command: Command<'_>) -> Action {
+    let tag = command.tag.as_ref().to_string();
+    match command.body {
+        CommandBody::Capability => Action::Capability(tag),
+        CommandBody::Noop => Action::Noop(tag),
+        CommandBody::Logout => Action::Logout(tag),
+        CommandBody::StartTLS => Action::StartTls(tag),
+        CommandBody::Login { username, password } => Action::Login {
+            tag,
+            user: username.as_ref().to_vec(),
+            pass: password.declassify().as_ref().to_vec(),
+        },
+        CommandBody::Authenticate {
+            mechanism,
+            initial_response,
+        } => Action::Authenticate {
+            tag,
+            plain: mechanism == AuthMechanism::Plain,
+            initial: initial_response.map(|r| r.declassify().to_vec()),
+        },
+        CommandBody::Id { parameters } => {
+            let ttl = parameters.unwrap_or_default().iter().find_map(|(k, v)| {
+                let key: &[u8] = k.as_ref();
+                let value: &[u8] = v.0.as_ref()?.as_ref();
+                key.eq_ignore_ascii_case(b"x-proxy-ttl")
+                    .then(|| std::str::from_utf8(value).ok()?.parse().ok())
+                    .flatten()
+            });
+            Action::Id { tag, ttl }
+        }
+        other => Action::NotYet {
+            tag,
+            name: other.name(),
+        },
+    }
+}
+
+/// A back-end that accepted the login, and its reply for the client.
+struct Home {
+    backend: Backend,
+    reply: Vec<u8>,
+}
+
+/// What the back-end said to our LOGIN, ready for the client.
+struct LoginReply {
+    ok: bool,
+    /// Untagged responses, then the tagged one under the client's tag.
+    to_client: Vec<u8>,
+}
+
+struct Backend {
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+/// One decoded back-end response: its bytes, and for a tagged status its
+/// tag, kind and the same response re-encoded under another tag.
+struct Reply {
+    raw: Vec<u8>,
+    tagged: Option<(String, StatusKind, Vec<u8>)>,
+    continuation: bool,
+}
+
+impl Backend {
+    /// Greeting, ID with the client's address and our session id, LOGIN.
+    async fn login(
+        &mut self,
+        peer: &Peer,
+        ttl: u8,
+        user: &str,
+        pass: &str,
+        client_tag: &str,
+    ) -> io::Result<LoginReply> {
+        self.greeting().await?;
+        let client_ip = peer.client.ip().to_string();
+        let client_port = peer.client.port().to_string();
+        let local_ip = peer.local.ip().to_string();
+        let local_port = peer.local.port().to_string();
+        let ttl = ttl.to_string();
+        let fields = [
+            ("x-originating-ip", client_ip.as_str()),
+            ("x-originating-port", client_port.as_str()),
+            ("x-connected-ip", local_ip.as_str()),
+            ("x-connected-port", local_port.as_str()),
+            ("x-session-ext-id", peer.session_id.as_str()),
+            ("x-proxy-ttl", ttl.as_str()),
+        ];
+        let mut parameters = Vec::new();
+        for (k, v) in fields {
+            parameters.push((
+                IString::try_from(k).map_err(invalid)?,
+                NString(Some(IString::try_from(v).map_err(invalid)?)),
+            ));
+        }
+        let id = Command::new(
+            ID_TAG,
+            CommandBody::Id {
+                parameters: Some(parameters),
+            },
+        )
+        .map_err(invalid)?;
+        self.command(&id).await?;
+        loop {
+            let reply = self.reply(client_tag).await?;
+            if reply.tagged.is_some_and(|(t, _, _)| t == ID_TAG) {
+                break;
+            }
+        }
+        let body = CommandBody::login(user, pass).map_err(|_| invalid("login not encodable"))?;
+        let login = Command::new(LOGIN_TAG, body).map_err(invalid)?;
+        self.command(&login).await?;
+        let mut to_client = Vec::new();
+        loop {
+            let reply = self.reply(client_tag).await?;
+            match reply.tagged {
+                Some((tag, kind, retagged)) if tag == LOGIN_TAG => {
+                    to_client.extend_from_slice(&retagged);
+                    return Ok(LoginReply {
+                        ok: kind == StatusKind::Ok,
+                        to_client,
+                    });
+                }
+                _ => to_client.extend_from_slice(&reply.raw),
+            }
+        }
+    }
+
+    async fn greeting(&mut self) -> io::Result<()> {
+        loop {
+            match GreetingCodec::default().decode(&self.buf) {
+                Ok((rem, greeting)) => {
+                    if greeting.kind != GreetingKind::Ok {
+                        return Err(io::Error::other(format!(
+                            "back-end greeting is {:?}",
+                            greeting.kind
+                        )));
+                    }
+                    let consumed = self.buf.len() - rem.len();
+                    self.buf.drain(..consumed);
+                    return Ok(());
+                }
+                Err(imap_codec::decode::GreetingDecodeError::Incomplete) => self.fill().await?,
+                Err(_) => return Err(io::Error::other("back-end greeting does not parse")),
+            }
+        }
+    }
+
+    /// Sends a command, waiting for `+` before each synchronising literal.
+    async fn command(&mut self, command: &Command<'_>) -> io::Result<()> {
+        for fragment in CommandCodec::default().encode(command) {
+            match fragment {
+                Fragment::Line { data } => self.stream.write_all(&data).await?,
+                Fragment::Literal { data, mode } => {
+                    if mode == LiteralMode::Sync {
+                        self.stream.flush().await?;
+                        let reply = self.reply("*").await?;
+                        if !reply.continuation {
+                            return Err(io::Error::other("back-end refused a literal"));
+                        }
+                    }
+                    self.stream.write_all(&data).await?;
+                }
+            }
+        }
+        self.stream.flush().await
+    }
+
+    async fn reply(&mut self, client_tag: &str) -> io::Result<Reply> {
+        loop {
+            match ResponseCodec::default().decode(&self.buf) {
+                Ok((rem, response)) => {
+                    let consumed = self.buf.len() - rem.len();
+                    let continuation = matches!(response, Response::CommandContinuationRequest(_));
+                    let tagged = match response {
+                        Response::Status(Status::Tagged(mut tagged)) => {
+                            let tag = tagged.tag.as_ref().to_string();
+                            let kind = tagged.body.kind;
+                            tagged.tag =
+                                Tag::try_from(client_tag.to_string()).unwrap_or(tagged.tag);
+                            let bytes = ResponseCodec::default()
+                                .encode(&Response::Status(Status::Tagged(tagged)))
+                                .dump();
+                            Some((tag, kind, bytes))
+                        }
+                        _ => None,
+                    };
+                    let raw = self.buf.drain(..consumed).collect();
+                    return Ok(Reply {
+                        raw,
+                        tagged,
+                        continuation,
+                    });
+                }
+                Err(ResponseDecodeError::Incomplete) => self.fill().await?,
+                Err(e) => {
+                    let line =
+                        String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)]).into_owned();
+                    return Err(io::Error::other(format!(
+                        "back-end response does not parse ({e:?}): {line:?}"
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn invalid(e: impl std::fmt::Debug) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}"))
+}

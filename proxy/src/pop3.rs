@@ -1,0 +1,295 @@
+//! POP3: USER/PASS, AUTH PLAIN, CAPA and STLS on the proxy; then XCLIENT
+//! (when the back-end offers it) and AUTH PLAIN on the home instance, and a
+//! splice. The credentials travel base64-encoded, so nothing a client
+//! typed can become a second command line on the back-end.
+use std::{io, sync::Arc};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{
+    config::{Listener, ListenerTls, Protocol},
+    conn::{Conn, Line},
+    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
+    stream::Stream,
+};
+
+/// RFC 1939 allows 255 octets; SASL responses and long passwords need more.
+const MAX_LINE: usize = 4096;
+
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: Listener,
+    client: Stream,
+    peer: Peer,
+) -> io::Result<()> {
+    let conn = Conn::new(client, ctx.config.session.prelogin_idle_timeout);
+    let session = Session {
+        ctx,
+        listener,
+        conn,
+        peer,
+        user: None,
+    };
+    session.run().await
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    listener: Listener,
+    conn: Conn,
+    peer: Peer,
+    /// From USER, waiting for PASS.
+    user: Option<String>,
+}
+
+impl Session {
+    fn stls_offered(&self) -> bool {
+        !self.conn.is_tls() && self.listener.tls == ListenerTls::Starttls && self.ctx.tls.is_some()
+    }
+
+    fn login_allowed(&self) -> bool {
+        !self.stls_offered()
+            || !self
+                .ctx
+                .config
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.require_for_auth)
+    }
+
+    async fn reply(&mut self, text: &str) -> io::Result<()> {
+        self.conn.queue(text.as_bytes()).await?;
+        self.conn.flush_if_idle().await
+    }
+
+    async fn run(mut self) -> io::Result<()> {
+        self.conn.send(b"+OK fulmar ready.\r\n").await?;
+        loop {
+            let line = match self.conn.read_line(MAX_LINE).await? {
+                Line::Text(l) => l,
+                Line::TooLong => {
+                    self.reply("-ERR Line too long.\r\n").await?;
+                    continue;
+                }
+                Line::End => return Ok(()),
+            };
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+            match verb.to_ascii_uppercase().as_str() {
+                "CAPA" => {
+                    let mut caps = String::from(
+                        "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n",
+                    );
+                    if self.login_allowed() {
+                        caps.push_str("USER\r\nSASL PLAIN\r\n");
+                    }
+                    if self.stls_offered() {
+                        caps.push_str("STLS\r\n");
+                    }
+                    caps.push_str(".\r\n");
+                    self.reply(&caps).await?;
+                }
+                "STLS" => {
+                    if !self.stls_offered() {
+                        self.reply("-ERR STLS not available here.\r\n").await?;
+                        continue;
+                    }
+                    self.conn.send(b"+OK Begin TLS negotiation.\r\n").await?;
+                    let acceptor = self.ctx.tls.as_ref().expect("tls offered").acceptor();
+                    self.conn.starttls(acceptor).await?;
+                    self.user = None;
+                }
+                "QUIT" => {
+                    self.conn.send(b"+OK Bye.\r\n").await?;
+                    return Ok(());
+                }
+                "USER" if !arg.is_empty() => {
+                    if !self.login_allowed() {
+                        self.reply("-ERR [AUTH] Use STLS first.\r\n").await?;
+                        continue;
+                    }
+                    self.user = Some(arg.to_string());
+                    self.reply("+OK\r\n").await?;
+                }
+                "PASS" => {
+                    let Some(user) = self.user.take() else {
+                        self.reply("-ERR USER first.\r\n").await?;
+                        continue;
+                    };
+                    if let Some(home) = self.try_login(&user, arg).await? {
+                        return self.splice(home).await;
+                    }
+                }
+                "AUTH" if arg.is_empty() => self.reply("+OK\r\nPLAIN\r\n.\r\n").await?,
+                "AUTH" => {
+                    let (mech, initial) = arg.split_once(' ').unwrap_or((arg, ""));
+                    if !mech.eq_ignore_ascii_case("PLAIN") {
+                        self.reply("-ERR Unsupported mechanism.\r\n").await?;
+                        continue;
+                    }
+                    let response = if initial.is_empty() {
+                        self.conn.send(b"+ \r\n").await?;
+                        match self.conn.read_line(MAX_LINE).await? {
+                            Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
+                            Line::TooLong => String::new(),
+                            Line::End => return Ok(()),
+                        }
+                    } else {
+                        initial.to_string()
+                    };
+                    if response == "*" {
+                        self.reply("-ERR Authentication cancelled.\r\n").await?;
+                        continue;
+                    }
+                    let Some((user, pass)) = BASE64
+                        .decode(response.trim())
+                        .ok()
+                        .and_then(|d| sasl_plain(&d))
+                    else {
+                        self.reply("-ERR Invalid PLAIN response.\r\n").await?;
+                        continue;
+                    };
+                    if let Some(home) = self.try_login(&user, &pass).await? {
+                        return self.splice(home).await;
+                    }
+                }
+                _ => {
+                    self.reply("-ERR Unknown command, or log in first.\r\n")
+                        .await?
+                }
+            }
+        }
+    }
+
+    async fn try_login(&mut self, user: &str, pass: &str) -> io::Result<Option<Home>> {
+        if !self.login_allowed() {
+            self.reply("-ERR [AUTH] Use STLS first.\r\n").await?;
+            return Ok(None);
+        }
+        let host = match login(&self.ctx, Protocol::Pop3, user, pass).await {
+            Login::Home { host, .. } => host,
+            Login::Failed => {
+                self.reply("-ERR [AUTH] Authentication failed.\r\n").await?;
+                return Ok(None);
+            }
+            Login::Unavailable(_) => {
+                self.reply("-ERR [SYS/TEMP] Account directory unavailable, try again later.\r\n")
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let port = self.ctx.config.backend.pop3_port;
+        let result = match connect_backend(&self.ctx, Protocol::Pop3, &host, port).await {
+            Ok(stream) => {
+                backend_login(
+                    stream,
+                    &self.peer,
+                    self.ctx.config.backend.proxy_ttl,
+                    user,
+                    pass,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Ok(home)) => {
+                tracing::info!(user, %host, client = %self.peer.client, session = %self.peer.session_id, "pop3 login");
+                Ok(Some(home))
+            }
+            Ok(Err(refusal)) => {
+                self.reply(&refusal).await?;
+                Ok(None)
+            }
+            Err(e) => {
+                self.ctx.metrics.backend_error(Protocol::Pop3);
+                tracing::warn!(user, %host, "pop3 back-end: {e}");
+                self.reply("-ERR [SYS/TEMP] Mail store unavailable, try again later.\r\n")
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn splice(self, home: Home) -> io::Result<()> {
+        let (client, pending) = self.conn.into_parts();
+        splice(client, &home.reply, &pending, home.stream, &home.pending).await
+    }
+}
+
+/// A back-end that accepted the login.
+struct Home {
+    stream: Stream,
+    /// Its `+OK` to AUTH, for the client.
+    reply: Vec<u8>,
+    /// Bytes it sent after that.
+    pending: Vec<u8>,
+}
+
+/// Logs in on the back-end. Ok(Err(line)): it refused, `line` is its answer.
+async fn backend_login(
+    stream: Stream,
+    peer: &Peer,
+    ttl: u8,
+    user: &str,
+    pass: &str,
+) -> io::Result<Result<Home, String>> {
+    let mut conn = Conn::new(stream, std::time::Duration::from_secs(30));
+    let greeting = response_line(&mut conn).await?;
+    if !greeting.starts_with("+OK") {
+        return Err(io::Error::other(format!("greeting {greeting:?}")));
+    }
+    conn.send(b"CAPA\r\n").await?;
+    let mut xclient = false;
+    if response_line(&mut conn).await?.starts_with("+OK") {
+        loop {
+            let cap = response_line(&mut conn).await?;
+            if cap == "." {
+                break;
+            }
+            xclient |= cap
+                .split(' ')
+                .next()
+                .is_some_and(|c| c.eq_ignore_ascii_case("XCLIENT"));
+        }
+    }
+    if xclient {
+        let line = format!(
+            "XCLIENT ADDR={} PORT={} SESSION={} TTL={}\r\n",
+            peer.client.ip(),
+            peer.client.port(),
+            peer.session_id,
+            ttl.saturating_sub(1)
+        );
+        conn.send(line.as_bytes()).await?;
+        let answer = response_line(&mut conn).await?;
+        if !answer.starts_with("+OK") {
+            tracing::warn!("pop3 back-end refused XCLIENT: {answer}");
+        }
+    }
+    let plain = BASE64.encode(format!("\0{user}\0{pass}"));
+    conn.send(format!("AUTH PLAIN {plain}\r\n").as_bytes())
+        .await?;
+    let answer = response_line(&mut conn).await?;
+    if !answer.starts_with("+OK") {
+        return Ok(Err(format!("{answer}\r\n")));
+    }
+    let (stream, pending) = conn.into_parts();
+    Ok(Ok(Home {
+        stream,
+        reply: format!("{answer}\r\n").into_bytes(),
+        pending,
+    }))
+}
+
+async fn response_line(conn: &mut Conn) -> io::Result<String> {
+    match conn.read_line(MAX_LINE).await? {
+        Line::Text(l) => Ok(String::from_utf8_lossy(&l).into_owned()),
+        Line::TooLong => Err(io::Error::other("back-end line too long")),
+        Line::End => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+#[allow(unused_imports)]
+use {AsyncReadExt as _, AsyncWriteExt as _};

@@ -1,0 +1,203 @@
+//! What every protocol's session shares: the daemon's context, who the
+//! client is, the login decision and the connection to a back-end.
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio_rustls::TlsConnector;
+
+use crate::{
+    config::{Protocol, ProxyConfig},
+    directory::Directory,
+    metrics::{LoginResult, Metrics},
+    stream::{ServerTls, Stream, tls_to},
+};
+
+pub struct Ctx {
+    pub config: ProxyConfig,
+    pub directory: Directory,
+    pub metrics: Arc<Metrics>,
+    pub tls: Option<ServerTls>,
+    pub backend_tls: Option<TlsConnector>,
+    /// Set on shutdown: the agent reports `drain`, sessions may finish.
+    pub draining: AtomicBool,
+}
+
+impl Ctx {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// The client as the back-end should see it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client (from PROXY v2 when the listener expects it).
+    pub client: SocketAddr,
+    /// The address the client connected to (the VIP in DR mode).
+    pub local: SocketAddr,
+    /// Logged on both tiers so one session can be followed through.
+    pub session_id: String,
+}
+
+impl Peer {
+    pub fn new(client: SocketAddr, local: SocketAddr) -> Self {
+        Self {
+            client,
+            local,
+            session_id: format!("{:016x}", rand::random::<u64>()),
+        }
+    }
+}
+
+/// A login's outcome, decided on the proxy.
+#[derive(Debug)]
+pub enum Login {
+    /// Open the session on this host; `verified` says the proxy checked
+    /// the password (false: the default back-end will).
+    Home { host: String, verified: bool },
+    /// Wrong password or unknown user: the protocol's normal failure.
+    Failed,
+    /// The directory could not say: a temporary failure, never a guess.
+    Unavailable(String),
+}
+
+/// Authenticates `user` against the directory and finds its home. A failed
+/// login is answered only after `auth_failure_delay`.
+pub async fn login(ctx: &Ctx, protocol: Protocol, user: &str, password: &str) -> Login {
+    let outcome = decide(ctx, user, password).await;
+    let result = match &outcome {
+        Login::Home { .. } => LoginResult::Ok,
+        Login::Failed => LoginResult::Failed,
+        Login::Unavailable(why) => {
+            tracing::warn!(user, protocol = protocol.name(), "login unavailable: {why}");
+            LoginResult::Unavailable
+        }
+    };
+    ctx.metrics.login(protocol, result);
+    if matches!(outcome, Login::Failed) {
+        tracing::info!(user, protocol = protocol.name(), "login failed");
+        tokio::time::sleep(ctx.config.session.auth_failure_delay).await;
+    }
+    outcome
+}
+
+async fn decide(ctx: &Ctx, user: &str, password: &str) -> Login {
+    let account = match ctx.directory.account(user).await {
+        Ok(a) => a,
+        Err(e) => return Login::Unavailable(e.to_string()),
+    };
+    let Some(account) = account else {
+        return match &ctx.config.backend.default_host {
+            Some(host) if !password.is_empty() => Login::Home {
+                host: host.clone(),
+                verified: false,
+            },
+            _ => Login::Failed,
+        };
+    };
+    match ctx.directory.authenticate(&account.dn, password).await {
+        Err(e) => Login::Unavailable(e.to_string()),
+        Ok(false) => Login::Failed,
+        Ok(true) => match account
+            .host
+            .or_else(|| ctx.config.backend.default_host.clone())
+        {
+            Some(host) => Login::Home {
+                host,
+                verified: true,
+            },
+            None => Login::Unavailable(format!("{} has no {}", account.dn, "mailHost")),
+        },
+    }
+}
+
+/// Connects to `host:port`, in TLS when the back-ends are configured so.
+pub async fn connect_backend(
+    ctx: &Ctx,
+    protocol: Protocol,
+    host: &str,
+    port: u16,
+) -> io::Result<Stream> {
+    let result = async {
+        let timeout = ctx.config.backend.connect_timeout;
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{host}:{port}: connect timed out"),
+                )
+            })?
+            .map_err(|e| io::Error::new(e.kind(), format!("{host}:{port}: {e}")))?;
+        tcp.set_nodelay(true)?;
+        match &ctx.backend_tls {
+            Some(connector) => tls_to(connector, host, tcp).await,
+            None => Ok(Stream::Plain(tcp)),
+        }
+    }
+    .await;
+    if let Err(e) = &result {
+        ctx.metrics.backend_error(protocol);
+        tracing::warn!(protocol = protocol.name(), "back-end {host}:{port}: {e}");
+    }
+    result
+}
+
+/// Hands the session to the back-end: the login reply to the client, what
+/// each side sent early to the other, then bytes both ways until either
+/// side closes.
+pub async fn splice(
+    mut client: Stream,
+    to_client: &[u8],
+    client_pending: &[u8],
+    mut backend: Stream,
+    backend_pending: &[u8],
+) -> io::Result<()> {
+    client.write_all(to_client).await?;
+    client.write_all(backend_pending).await?;
+    client.flush().await?;
+    backend.write_all(client_pending).await?;
+    backend.flush().await?;
+    tokio::io::copy_bidirectional(&mut client, &mut backend).await?;
+    Ok(())
+}
+
+/// Decodes SASL PLAIN (`authzid NUL authcid NUL password`). An authzid
+/// other than empty or the authcid is refused: no proxy authorization.
+pub fn sasl_plain(data: &[u8]) -> Option<(String, String)> {
+    let mut parts = data.split(|b| *b == 0);
+    let (authz, authc, pass) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || authc.is_empty() || !(authz.is_empty() || authz == authc) {
+        return None;
+    }
+    Some((
+        String::from_utf8(authc.to_vec()).ok()?,
+        String::from_utf8(pass.to_vec()).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sasl_plain_forms() {
+        assert_eq!(sasl_plain(b"\0ann\0pw"), Some(("ann".into(), "pw".into())));
+        assert_eq!(sasl_plain(b"ann\0ann\0pw").unwrap().0, "ann");
+        assert_eq!(
+            sasl_plain(b"root\0ann\0pw"),
+            None,
+            "no authorization as another user"
+        );
+        assert_eq!(sasl_plain(b"ann\0pw"), None);
+        assert_eq!(sasl_plain(b"\0\0pw"), None);
+        assert_eq!(sasl_plain(b"\0a\0b\0c"), None);
+    }
+}

@@ -1,0 +1,540 @@
+//! SMTP in: the client's session is held on the proxy. Each recipient is
+//! looked up in the directory at RCPT; at DATA the message streams to every
+//! involved instance at once (one transaction each), and the client gets
+//! 250 only when all of them accepted it.
+mod delivery;
+
+use std::{collections::BTreeMap, io, sync::Arc};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+
+pub use delivery::{Reply, read_reply, xtext};
+
+use crate::{
+    config::{DeliveryProtocol, Listener, ListenerTls, Protocol},
+    conn::{Conn, Line},
+    directory::Recipient,
+    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain},
+    stream::Stream,
+};
+use delivery::{Delivery, Envelope};
+
+/// RFC 5321: 512 octets per command line; AUTH lines carry more.
+const MAX_COMMAND: usize = 4096;
+
+/// Where a group of recipients is delivered.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Destination {
+    /// A back-end instance (by `mailHost`), over the configured protocol.
+    Instance(String),
+    /// The outbound relay (`host:port`), over SMTP.
+    Relay(String),
+}
+
+struct Transaction {
+    from: String,
+    size: Option<u64>,
+    eight_bit: bool,
+    rcpts: BTreeMap<Destination, Vec<String>>,
+    count: usize,
+}
+
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: Listener,
+    client: Stream,
+    peer: Peer,
+) -> io::Result<()> {
+    let conn = Conn::new(client, ctx.config.session.prelogin_idle_timeout);
+    let session = Session {
+        ctx,
+        listener,
+        conn,
+        peer,
+        helo: None,
+        user: None,
+        tx: None,
+    };
+    session.run().await
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    listener: Listener,
+    conn: Conn,
+    peer: Peer,
+    helo: Option<String>,
+    /// The authenticated user (submission only).
+    user: Option<String>,
+    tx: Option<Transaction>,
+}
+
+impl Session {
+    fn submission(&self) -> bool {
+        self.listener.protocol == Protocol::Submission
+    }
+
+    fn starttls_offered(&self) -> bool {
+        !self.conn.is_tls() && self.listener.tls == ListenerTls::Starttls && self.ctx.tls.is_some()
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.submission()
+            && self.user.is_none()
+            && (!self.starttls_offered()
+                || !self
+                    .ctx
+                    .config
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.require_for_auth))
+    }
+
+    async fn reply(&mut self, text: &str) -> io::Result<()> {
+        self.conn.queue(format!("{text}\r\n").as_bytes()).await?;
+        self.conn.flush_if_idle().await
+    }
+
+    async fn run(mut self) -> io::Result<()> {
+        let greeting = format!("220 {} ESMTP fulmar", self.ctx.config.smtp.hostname);
+        self.reply(&greeting).await?;
+        loop {
+            let line = match self.conn.read_line(MAX_COMMAND).await? {
+                Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
+                Line::TooLong => {
+                    self.reply("500 5.5.2 Line too long").await?;
+                    continue;
+                }
+                Line::End => return Ok(()),
+            };
+            let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+            let arg = arg.trim();
+            match verb.to_ascii_uppercase().as_str() {
+                "EHLO" | "HELO" if arg.is_empty() => {
+                    self.reply("501 5.5.4 Say who you are").await?
+                }
+                "EHLO" => self.ehlo(arg).await?,
+                "HELO" => {
+                    self.helo = Some(arg.to_string());
+                    self.tx = None;
+                    let text = format!("250 {}", self.ctx.config.smtp.hostname);
+                    self.reply(&text).await?;
+                }
+                "STARTTLS" => {
+                    if !self.starttls_offered() {
+                        self.reply("502 5.5.1 STARTTLS not available here").await?;
+                        continue;
+                    }
+                    self.conn.send(b"220 2.0.0 Ready to start TLS\r\n").await?;
+                    let acceptor = self.ctx.tls.as_ref().expect("tls offered").acceptor();
+                    self.conn.starttls(acceptor).await?;
+                    // RFC 3207: the session starts over.
+                    self.helo = None;
+                    self.tx = None;
+                }
+                "AUTH" => self.auth(arg).await?,
+                "MAIL" => self.mail(arg).await?,
+                "RCPT" => self.rcpt(arg).await?,
+                "DATA" => self.data().await?,
+                "RSET" => {
+                    self.tx = None;
+                    self.reply("250 2.0.0 Ok").await?;
+                }
+                "NOOP" => self.reply("250 2.0.0 Ok").await?,
+                "VRFY" => {
+                    self.reply("252 2.5.0 Cannot verify, send some mail")
+                        .await?
+                }
+                "QUIT" => {
+                    self.conn.send(b"221 2.0.0 Bye\r\n").await?;
+                    return Ok(());
+                }
+                _ => self.reply("500 5.5.2 Command not recognised").await?,
+            }
+        }
+    }
+
+    async fn ehlo(&mut self, name: &str) -> io::Result<()> {
+        self.helo = Some(name.to_string());
+        self.tx = None;
+        let smtp = &self.ctx.config.smtp;
+        let mut lines = vec![
+            smtp.hostname.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", smtp.max_message_size),
+            "8BITMIME".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ];
+        if self.starttls_offered() {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN".into());
+        }
+        let last = lines.len() - 1;
+        let mut text = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            text.push_str(&format!("250{}{l}\r\n", if i == last { ' ' } else { '-' }));
+        }
+        self.conn.queue(text.as_bytes()).await?;
+        self.conn.flush_if_idle().await
+    }
+
+    async fn auth(&mut self, arg: &str) -> io::Result<()> {
+        if !self.submission() {
+            return self
+                .reply("502 5.5.1 AUTH is for the submission port")
+                .await;
+        }
+        if self.user.is_some() {
+            return self.reply("503 5.5.1 Already authenticated").await;
+        }
+        if !self.auth_offered() {
+            return self
+                .reply("530 5.7.0 Must issue a STARTTLS command first")
+                .await;
+        }
+        if self.tx.is_some() {
+            return self
+                .reply("503 5.5.1 AUTH not allowed during a mail transaction")
+                .await;
+        }
+        let (mech, initial) = arg.split_once(' ').unwrap_or((arg, ""));
+        if !mech.eq_ignore_ascii_case("PLAIN") {
+            return self.reply("504 5.5.4 Unsupported mechanism").await;
+        }
+        let response = if initial.is_empty() {
+            self.conn.send(b"334 \r\n").await?;
+            match self.conn.read_line(MAX_COMMAND).await? {
+                Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
+                Line::TooLong => String::new(),
+                Line::End => return Ok(()),
+            }
+        } else {
+            initial.to_string()
+        };
+        if response.trim() == "*" {
+            return self.reply("501 5.7.0 Authentication cancelled").await;
+        }
+        let Some((user, pass)) = BASE64
+            .decode(response.trim())
+            .ok()
+            .and_then(|d| sasl_plain(&d))
+        else {
+            return self.reply("501 5.5.2 Invalid PLAIN response").await;
+        };
+        match login(&self.ctx, Protocol::Submission, &user, &pass).await {
+            // The default back-end cannot vouch for a submission login.
+            Login::Home { verified: true, .. } => {
+                tracing::info!(user, client = %self.peer.client, "smtp auth");
+                self.user = Some(user);
+                self.reply("235 2.7.0 Authentication successful").await
+            }
+            Login::Home { .. } | Login::Failed => {
+                self.reply("535 5.7.8 Authentication credentials invalid")
+                    .await
+            }
+            Login::Unavailable(_) => {
+                self.reply("454 4.7.0 Temporary authentication failure")
+                    .await
+            }
+        }
+    }
+
+    async fn mail(&mut self, arg: &str) -> io::Result<()> {
+        if self.helo.is_none() {
+            return self.reply("503 5.5.1 EHLO first").await;
+        }
+        if self.tx.is_some() {
+            return self.reply("503 5.5.1 Nested MAIL command").await;
+        }
+        if self.submission() && self.user.is_none() {
+            return self.reply("530 5.7.0 Authentication required").await;
+        }
+        let Some((from, params)) = path(arg, "FROM:") else {
+            return self.reply("501 5.5.4 Syntax: MAIL FROM:<address>").await;
+        };
+        let mut size = None;
+        let mut eight_bit = false;
+        for p in params.split_whitespace() {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k.to_ascii_uppercase().as_str() {
+                "SIZE" => match v.parse::<u64>() {
+                    Ok(n) => size = Some(n),
+                    Err(_) => return self.reply("501 5.5.4 Bad SIZE").await,
+                },
+                "BODY" => eight_bit = v.eq_ignore_ascii_case("8BITMIME"),
+                _ => return self.reply("555 5.5.4 Unsupported MAIL parameter").await,
+            }
+        }
+        if size.is_some_and(|s| s > self.ctx.config.smtp.max_message_size) {
+            return self
+                .reply("552 5.3.4 Message size exceeds fixed limit")
+                .await;
+        }
+        self.tx = Some(Transaction {
+            from,
+            size,
+            eight_bit,
+            rcpts: BTreeMap::new(),
+            count: 0,
+        });
+        self.reply("250 2.1.0 Ok").await
+    }
+
+    async fn rcpt(&mut self, arg: &str) -> io::Result<()> {
+        let Some(count) = self.tx.as_ref().map(|t| t.count) else {
+            return self.reply("503 5.5.1 MAIL first").await;
+        };
+        let Some((address, params)) = path(arg, "TO:").filter(|(a, _)| !a.is_empty()) else {
+            return self.reply("501 5.5.4 Syntax: RCPT TO:<address>").await;
+        };
+        if !params.trim().is_empty() {
+            return self.reply("555 5.5.4 Unsupported RCPT parameter").await;
+        }
+        if count >= self.ctx.config.smtp.max_recipients {
+            return self.reply("452 4.5.3 Too many recipients").await;
+        }
+        let destination = match self.ctx.directory.recipient(&address).await {
+            Err(e) => {
+                tracing::warn!(%address, "recipient lookup: {e}");
+                return self
+                    .reply("451 4.3.0 Directory unavailable, try again later")
+                    .await;
+            }
+            Ok(Recipient::UnknownLocal) => {
+                return self.reply("550 5.1.1 No such user here").await;
+            }
+            Ok(Recipient::Local(host)) => {
+                match host.or_else(|| self.ctx.config.backend.default_host.clone()) {
+                    Some(h) => Destination::Instance(h),
+                    None => return self.reply("451 4.3.0 No mail store for this user").await,
+                }
+            }
+            Ok(Recipient::Remote) => match (&self.user, &self.ctx.config.smtp.outbound_relay) {
+                (Some(_), Some(relay)) => Destination::Relay(relay.clone()),
+                (Some(_), None) => {
+                    return self.reply("554 5.7.1 No outbound relay configured").await;
+                }
+                (None, _) => return self.reply("554 5.7.1 Relay access denied").await,
+            },
+        };
+        let tx = self.tx.as_mut().expect("transaction");
+        tx.rcpts.entry(destination).or_default().push(address);
+        tx.count += 1;
+        self.reply("250 2.1.5 Ok").await
+    }
+
+    async fn data(&mut self) -> io::Result<()> {
+        let Some(tx) = self.tx.take() else {
+            return self.reply("503 5.5.1 MAIL first").await;
+        };
+        if tx.count == 0 {
+            return self.reply("554 5.5.1 No valid recipients").await;
+        }
+        let mut deliveries = self.open_deliveries(&tx).await;
+        if !deliveries.iter().any(Delivery::ready) {
+            let worst = verdict(
+                deliveries
+                    .iter()
+                    .filter_map(|d| d.failure.clone())
+                    .collect(),
+                0,
+            );
+            return self.reply(&worst).await;
+        }
+        self.conn
+            .send(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            .await?;
+        let max = self.ctx.config.smtp.max_message_size;
+        let mut size: u64 = 0;
+        let mut too_big = false;
+        // The last bytes seen, so a terminator split across reads is found;
+        // the data starts at the beginning of a line.
+        let mut tail: Vec<u8> = b"\r\n".to_vec();
+        loop {
+            if self.conn.buf.is_empty() && !self.conn.fill().await? {
+                return Ok(()); // the client went away: nothing is delivered
+            }
+            let chunk = std::mem::take(&mut self.conn.buf);
+            let (body, rest) = match find_end(&tail, &chunk) {
+                Some(end) => (&chunk[..end], Some(&chunk[end..])),
+                None => (&chunk[..], None),
+            };
+            size += body.len() as u64;
+            // The count includes the terminator's ".CRLF".
+            if size.saturating_sub(3) > max {
+                too_big = true;
+            }
+            if !too_big {
+                for d in deliveries.iter_mut() {
+                    d.write(body).await;
+                }
+            }
+            if let Some(rest) = rest {
+                self.conn.buf = rest.to_vec();
+                break;
+            }
+            let keep = chunk.len().min(4);
+            tail = [&tail[..], &chunk[chunk.len() - keep..]].concat();
+            tail.drain(..tail.len() - tail.len().min(4));
+        }
+        if too_big {
+            // Dropping the back-end connections mid-DATA makes them discard it.
+            drop(deliveries);
+            return self
+                .reply("552 5.3.4 Message size exceeds fixed limit")
+                .await;
+        }
+        let mut failures = Vec::new();
+        for d in deliveries.iter_mut() {
+            if let Err(reply) = d.finish().await {
+                failures.push(reply);
+            }
+        }
+        let text = verdict(failures, deliveries.len());
+        tracing::info!(from = %tx.from, rcpts = tx.count, size, session = %self.peer.session_id, "smtp: {text}");
+        self.reply(&text).await
+    }
+
+    async fn open_deliveries(&self, tx: &Transaction) -> Vec<Delivery> {
+        let backend = &self.ctx.config.backend;
+        let mut out = Vec::new();
+        for (destination, rcpts) in &tx.rcpts {
+            let (host, port, protocol) = match destination {
+                Destination::Instance(h) => (h.clone(), backend.delivery_port, backend.delivery),
+                Destination::Relay(r) => match r
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h, p.parse().ok()?)))
+                {
+                    Some((h, p)) => (
+                        h.trim_matches(['[', ']']).to_string(),
+                        p,
+                        DeliveryProtocol::Smtp,
+                    ),
+                    None => (r.clone(), 25, DeliveryProtocol::Smtp),
+                },
+            };
+            let env = Envelope {
+                client_ip: self.peer.client.ip().to_string(),
+                client_port: self.peer.client.port(),
+                helo: self.helo.as_deref().unwrap_or(""),
+                login: self.user.as_deref(),
+                ttl: backend.proxy_ttl.saturating_sub(1),
+                our_name: &self.ctx.config.smtp.hostname,
+                from: &tx.from,
+                size: tx.size,
+                eight_bit: tx.eight_bit,
+            };
+            let delivery =
+                match connect_backend(&self.ctx, self.listener.protocol, &host, port).await {
+                    Ok(stream) => Delivery::open(stream, protocol, &env, rcpts).await,
+                    Err(e) => Delivery::failed(Reply {
+                        code: 451,
+                        lines: vec![format!("4.4.1 {host}: {e}")],
+                    }),
+                };
+            if let Some(f) = &delivery.failure {
+                tracing::warn!(%host, "delivery refused: {} {}", f.code, f.text());
+            }
+            out.push(delivery);
+        }
+        out
+    }
+}
+
+/// The client's reply from the groups' outcomes: 250 only if none failed;
+/// if some instance already took the message, a temporary failure (the
+/// client retries; duplicates beat loss); otherwise the failures decide.
+fn verdict(failures: Vec<Reply>, groups: usize) -> String {
+    if failures.is_empty() {
+        return "250 2.0.0 Ok: delivered".into();
+    }
+    let delivered = groups.saturating_sub(failures.len());
+    if delivered > 0 {
+        return format!(
+            "451 4.3.0 Delivered to {delivered} of {groups} mail stores; the others failed, try again later"
+        );
+    }
+    match failures.iter().find(|f| f.transient()).or(failures.first()) {
+        Some(f) if f.transient() => format!("451 4.3.0 Mail store failed: {}", f.text()),
+        Some(f) => format!(
+            "554 5.0.0 Mail store refused the message: {} {}",
+            f.code,
+            f.text()
+        ),
+        None => "451 4.3.0 Mail store failed".into(),
+    }
+}
+
+/// `FROM:<a@b> PARAMS` → (`a@b`, `PARAMS`); `<>` is the null path.
+fn path(arg: &str, keyword: &str) -> Option<(String, String)> {
+    let head = arg.get(..keyword.len())?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = arg[keyword.len()..].trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let (address, params) = rest.split_once('>')?;
+    if address.contains(['<', ' ', '\r', '\n']) {
+        return None;
+    }
+    Some((address.to_string(), params.trim().to_string()))
+}
+
+/// The end of `chunk`'s data: the index just past `CRLF.CRLF`, where the
+/// first bytes may complete a terminator begun in `tail`.
+fn find_end(tail: &[u8], chunk: &[u8]) -> Option<usize> {
+    const END: &[u8] = b"\r\n.\r\n";
+    let joined = [tail, chunk].concat();
+    joined
+        .windows(END.len())
+        .position(|w| w == END)
+        .map(|p| p + END.len() - tail.len())
+        .filter(|end| *end <= chunk.len() && *end > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            path("FROM:<a@b.test> SIZE=10", "FROM:"),
+            Some(("a@b.test".into(), "SIZE=10".into()))
+        );
+        assert_eq!(path("from: <>", "FROM:"), Some(("".into(), "".into())));
+        assert_eq!(path("TO:a@b", "TO:"), None);
+        assert_eq!(path("TO:<a@b", "TO:"), None);
+    }
+
+    #[test]
+    fn terminator_across_reads() {
+        assert_eq!(find_end(b"\r\n", b".\r\n"), Some(3));
+        assert_eq!(find_end(b"\r\n", b"hi\r\n.\r\nQUIT\r\n"), Some(7));
+        assert_eq!(find_end(b"hi\r\n", b".\r\n"), Some(3));
+        assert_eq!(find_end(b"i\r\n.", b"\r\n"), Some(2));
+        assert_eq!(find_end(b"\r\n", b"..\r\n"), None, "a stuffed dot is data");
+        assert_eq!(find_end(b"x\r\n", b"line\r\n"), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        let t = Reply {
+            code: 452,
+            lines: vec!["4.2.2 full".into()],
+        };
+        let p = Reply {
+            code: 550,
+            lines: vec!["5.1.1 gone".into()],
+        };
+        assert!(verdict(vec![], 2).starts_with("250"));
+        assert!(
+            verdict(vec![p.clone()], 2).starts_with("451"),
+            "partial: retry"
+        );
+        assert!(verdict(vec![p.clone()], 1).starts_with("554"));
+        assert!(verdict(vec![p, t], 2).starts_with("451"));
+    }
+}
