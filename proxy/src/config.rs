@@ -90,6 +90,10 @@ pub struct DirectoryConfig {
     pub domain_filter: String,
     #[serde(default = "default_host_attribute")]
     pub host_attribute: String,
+    /// The account's name on its back-end (IMAP/POP3 login, LMTP
+    /// recipient), whatever alias the client typed.
+    #[serde(default = "default_user_attribute")]
+    pub user_attribute: String,
     #[serde(default = "default_ldap_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Connections kept open per pool (searches; user binds).
@@ -273,6 +277,9 @@ fn default_domain_filter() -> String {
 }
 fn default_host_attribute() -> String {
     "mailHost".into()
+}
+fn default_user_attribute() -> String {
+    "uid".into()
 }
 fn default_ldap_timeout() -> Duration {
     Duration::from_secs(3)

@@ -27,6 +27,8 @@ pub struct Unavailable(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub dn: String,
+    /// Its name on the back-end (`user_attribute`).
+    pub user: Option<String>,
     /// The home instance (`mailHost`), the account's own or its domain's.
     pub host: Option<String>,
 }
@@ -34,9 +36,13 @@ pub struct Account {
 /// Where SMTP-in sends mail for one recipient address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {
-    /// A known account, living on this instance (`None`: the directory
-    /// names no instance, neither on the account nor on its domain).
-    Local(Option<String>),
+    /// A known account: the instance it lives on (`None`: the directory
+    /// names none, neither on the account nor on its domain) and its name
+    /// there.
+    Local {
+        host: Option<String>,
+        user: Option<String>,
+    },
     /// The domain is ours but no account takes this address.
     UnknownLocal,
     /// Not one of our domains.
@@ -97,7 +103,11 @@ impl Directory {
                         None => None,
                     },
                 };
-                Some(Account { dn: entry.dn, host })
+                Some(Account {
+                    user: self.attr(&entry, &self.config.user_attribute),
+                    dn: entry.dn,
+                    host,
+                })
             }
             n => {
                 tracing::warn!(
@@ -129,12 +139,14 @@ impl Directory {
                     "address on several accounts"
                 );
             }
-            match self.host_of(entry) {
-                Some(h) => Recipient::Local(Some(h)),
-                None => match &domain {
-                    Some(d) => Recipient::Local(self.domain(d).await?.flatten()),
-                    None => Recipient::Local(None),
-                },
+            let host = match (self.host_of(entry), &domain) {
+                (Some(h), _) => Some(h),
+                (None, Some(d)) => self.domain(d).await?.flatten(),
+                (None, None) => None,
+            };
+            Recipient::Local {
+                host,
+                user: self.attr(entry, &self.config.user_attribute),
             }
         } else {
             match &domain {
@@ -203,7 +215,11 @@ impl Directory {
 
     async fn search_entries(&self, filter: &str) -> Result<Vec<SearchEntry>, Unavailable> {
         let started = Instant::now();
-        let attrs = [self.config.host_attribute.as_str(), "mailLocalAddress"];
+        let attrs = [
+            self.config.host_attribute.as_str(),
+            self.config.user_attribute.as_str(),
+            "mailLocalAddress",
+        ];
         let slot = self.next_search.fetch_add(1, Ordering::Relaxed) % self.search.len();
         let mut last = Unavailable("no attempt".into());
         for attempt in 0..2 {
@@ -270,13 +286,18 @@ impl Directory {
     }
 
     fn host_of(&self, entry: &SearchEntry) -> Option<String> {
-        // Attribute names are case-insensitive; servers echo their own case.
+        self.attr(entry, &self.config.host_attribute)
+    }
+
+    /// An attribute's first value; names are case-insensitive and servers
+    /// echo their own case.
+    fn attr(&self, entry: &SearchEntry, name: &str) -> Option<String> {
         entry
             .attrs
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&self.config.host_attribute))
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| v.first())
-            .filter(|h| !h.is_empty())
+            .filter(|v| !v.is_empty())
             .cloned()
     }
 

@@ -265,8 +265,8 @@ impl PreLogin {
                 .await?;
             return Ok(None);
         }
-        let host = match login(&self.ctx, Protocol::Imap, user, pass).await {
-            Login::Home { host, .. } => host,
+        let (host, user) = match login(&self.ctx, Protocol::Imap, user, pass).await {
+            Login::Home { host, user, .. } => (host, user),
             Login::Failed => {
                 self.send(&format!(
                     "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
@@ -294,7 +294,7 @@ impl PreLogin {
             buf: Vec::new(),
         };
         let reply = match backend
-            .login(&self.peer, self.ttl - 1, user, pass, tag)
+            .login(&self.peer, self.ttl - 1, &user, pass, tag)
             .await
         {
             Ok(r) => r,

@@ -4,15 +4,13 @@
 //! typed can become a second command line on the back-end.
 use std::{io, sync::Arc};
 
-use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::{
     config::{Listener, ListenerTls, Protocol},
     conn::{Conn, Line},
     session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
     stream::Stream,
 };
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 
 /// RFC 1939 allows 255 octets; SASL responses and long passwords need more.
 const MAX_LINE: usize = 4096;
@@ -167,8 +165,8 @@ impl Session {
             self.reply("-ERR [AUTH] Use STLS first.\r\n").await?;
             return Ok(None);
         }
-        let host = match login(&self.ctx, Protocol::Pop3, user, pass).await {
-            Login::Home { host, .. } => host,
+        let (host, user) = match login(&self.ctx, Protocol::Pop3, user, pass).await {
+            Login::Home { host, user, .. } => (host, user),
             Login::Failed => {
                 self.reply("-ERR [AUTH] Authentication failed.\r\n").await?;
                 return Ok(None);
@@ -186,7 +184,7 @@ impl Session {
                     stream,
                     &self.peer,
                     self.ctx.config.backend.proxy_ttl,
-                    user,
+                    &user,
                     pass,
                 )
                 .await
@@ -195,7 +193,7 @@ impl Session {
         };
         match result {
             Ok(Ok(home)) => {
-                tracing::info!(user, %host, client = %self.peer.client, session = %self.peer.session_id, "pop3 login");
+                tracing::info!(%user, %host, client = %self.peer.client, session = %self.peer.session_id, "pop3 login");
                 Ok(Some(home))
             }
             Ok(Err(refusal)) => {
@@ -204,7 +202,7 @@ impl Session {
             }
             Err(e) => {
                 self.ctx.metrics.backend_error(Protocol::Pop3);
-                tracing::warn!(user, %host, "pop3 back-end: {e}");
+                tracing::warn!(%user, %host, "pop3 back-end: {e}");
                 self.reply("-ERR [SYS/TEMP] Mail store unavailable, try again later.\r\n")
                     .await?;
                 Ok(None)
@@ -240,9 +238,13 @@ async fn backend_login(
     if !greeting.starts_with("+OK") {
         return Err(io::Error::other(format!("greeting {greeting:?}")));
     }
-    conn.send(b"CAPA\r\n").await?;
-    let mut xclient = false;
-    if response_line(&mut conn).await?.starts_with("+OK") {
+    // Dovecot announces XCLIENT in the greeting to trusted peers; others
+    // may list it in CAPA.
+    let mut xclient = greeting.contains("[XCLIENT]");
+    if !xclient {
+        conn.send(b"CAPA\r\n").await?;
+    }
+    if !xclient && response_line(&mut conn).await?.starts_with("+OK") {
         loop {
             let cap = response_line(&mut conn).await?;
             if cap == "." {
@@ -290,6 +292,3 @@ async fn response_line(conn: &mut Conn) -> io::Result<String> {
         Line::End => Err(io::ErrorKind::UnexpectedEof.into()),
     }
 }
-
-#[allow(unused_imports)]
-use {AsyncReadExt as _, AsyncWriteExt as _};

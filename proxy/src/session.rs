@@ -59,9 +59,14 @@ impl Peer {
 /// A login's outcome, decided on the proxy.
 #[derive(Debug)]
 pub enum Login {
-    /// Open the session on this host; `verified` says the proxy checked
-    /// the password (false: the default back-end will).
-    Home { host: String, verified: bool },
+    /// Open the session on this host as `user` (the account's canonical
+    /// name, or the login as typed when the directory has none); `verified`
+    /// says the proxy checked the password (false: the default back-end will).
+    Home {
+        host: String,
+        user: String,
+        verified: bool,
+    },
     /// Wrong password or unknown user: the protocol's normal failure.
     Failed,
     /// The directory could not say: a temporary failure, never a guess.
@@ -93,16 +98,20 @@ async fn decide(ctx: &Ctx, user: &str, password: &str) -> Login {
         Ok(a) => a,
         Err(e) => return Login::Unavailable(e.to_string()),
     };
+    tracing::debug!(user, ?account, "directory lookup");
     let Some(account) = account else {
         return match &ctx.config.backend.default_host {
             Some(host) if !password.is_empty() => Login::Home {
                 host: host.clone(),
+                user: user.to_string(),
                 verified: false,
             },
             _ => Login::Failed,
         };
     };
-    match ctx.directory.authenticate(&account.dn, password).await {
+    let verdict = ctx.directory.authenticate(&account.dn, password).await;
+    tracing::debug!(dn = account.dn, ?verdict, "bind");
+    match verdict {
         Err(e) => Login::Unavailable(e.to_string()),
         Ok(false) => Login::Failed,
         Ok(true) => match account
@@ -111,6 +120,7 @@ async fn decide(ctx: &Ctx, user: &str, password: &str) -> Login {
         {
             Some(host) => Login::Home {
                 host,
+                user: account.user.unwrap_or_else(|| user.to_string()),
                 verified: true,
             },
             None => Login::Unavailable(format!("{} has no {}", account.dn, "mailHost")),

@@ -36,6 +36,8 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        // journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = ProxyConfig::load(&args.config).map_err(anyhow::Error::msg)?;
     let bind_password = config.bind_password().map_err(anyhow::Error::msg)?;

@@ -286,7 +286,7 @@ impl Session {
         let Some(count) = self.tx.as_ref().map(|t| t.count) else {
             return self.reply("503 5.5.1 MAIL first").await;
         };
-        let Some((address, params)) = path(arg, "TO:").filter(|(a, _)| !a.is_empty()) else {
+        let Some((mut address, params)) = path(arg, "TO:").filter(|(a, _)| !a.is_empty()) else {
             return self.reply("501 5.5.4 Syntax: RCPT TO:<address>").await;
         };
         if !params.trim().is_empty() {
@@ -305,9 +305,18 @@ impl Session {
             Ok(Recipient::UnknownLocal) => {
                 return self.reply("550 5.1.1 No such user here").await;
             }
-            Ok(Recipient::Local(host)) => {
+            Ok(Recipient::Local { host, user }) => {
                 match host.or_else(|| self.ctx.config.backend.default_host.clone()) {
-                    Some(h) => Destination::Instance(h),
+                    // LMTP delivers to the account's name on the instance;
+                    // SMTP leaves the address for the instance's MTA.
+                    Some(h) => {
+                        if let (Some(u), DeliveryProtocol::Lmtp) =
+                            (user, self.ctx.config.backend.delivery)
+                        {
+                            address = u;
+                        }
+                        Destination::Instance(h)
+                    }
                     None => return self.reply("451 4.3.0 No mail store for this user").await,
                 }
             }

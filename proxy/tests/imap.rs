@@ -1,0 +1,223 @@
+//! IMAP through the proxy against a real slapd and real Dovecot back-ends.
+mod support;
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use support::*;
+
+fn login_lines(site: &Site, host: &str, user: &str) -> Vec<String> {
+    site.dovecot_log(host)
+        .lines()
+        .filter(|l| l.contains("imap-login: Info: Login:") && l.contains(&format!("user=<{user}>")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn routes_each_account_to_its_mail_host() {
+    let site = Site::start(Options::default());
+    // imaplib over STARTTLS (the 143 listener refuses plain-text logins).
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for user, pw in [("ann", "{ann}"), ("ann.alias@mail.test", "{ann}"), ("bob", {bob:?}), ("carol", "{carol}")]:
+    m = imaplib.IMAP4("{PROXY}", 143)
+    assert "LOGINDISABLED" in m.capabilities, m.capabilities
+    m.starttls(ssl_context=ctx)
+    typ, _ = m.login(user, pw)
+    assert typ == "OK"
+    assert "IDLE" in m.capabilities or True
+    typ, data = m.select("INBOX")
+    assert typ == "OK", data
+    m.logout()
+    print("ok", user)
+"#,
+        ann = ANN.1,
+        bob = BOB.1,
+        carol = CAROL.1,
+    );
+    let out = site.python(&script);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    // ann (and her alias) on be1; bob (own mailHost) and carol (her
+    // domain's mailHost) on be2. The back-end saw the client's address.
+    let ann = login_lines(&site, "be1", "ann");
+    assert_eq!(ann.len(), 2, "{}", site.dovecot_log("be1"));
+    assert!(ann[0].contains(&format!("rip={CLIENT}")), "{}", ann[0]);
+    assert!(login_lines(&site, "be2", "ann").is_empty());
+    assert_eq!(login_lines(&site, "be2", "bob").len(), 1);
+    assert_eq!(login_lines(&site, "be2", "carol").len(), 1);
+    assert!(login_lines(&site, "be1", "bob").is_empty());
+}
+
+#[test]
+fn refusals_wrong_password_metacharacters_and_directory_down() {
+    let mut site = Site::start(Options::default());
+    let mut c = site.connect(1143);
+    assert!(c.line().starts_with("* OK [CAPABILITY IMAP4rev1"));
+    c.send(format!("a LOGIN ann wrong\r\n").as_bytes());
+    assert_eq!(
+        c.line(),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    // Filter metacharacters match nobody, even with a real password.
+    for login in ["*", "a)(uid=*", "*)(|(uid=*", "ann)(uid=*", "ann\\\\"] {
+        c.send(format!("b LOGIN \"{login}\" {}\r\n", ANN.1).as_bytes());
+        assert_eq!(
+            c.line(),
+            "b NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+            "{login}"
+        );
+    }
+    // An empty password is never an (anonymous) LDAP bind.
+    c.send(b"c LOGIN ann \"\"\r\n");
+    assert_eq!(
+        c.line(),
+        "c NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    // Unknown user without a default route.
+    c.send(b"d LOGIN nobody x\r\n");
+    assert_eq!(
+        c.line(),
+        "d NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    assert!(login_lines(&site, "be1", "ann").is_empty());
+    // The directory goes away: a temporary failure, never a login.
+    site.stop_slapd();
+    c.send(format!("e LOGIN ann {}\r\n", ANN.1).as_bytes());
+    assert_eq!(
+        c.line(),
+        "e NO [UNAVAILABLE] Account directory unavailable, try again later.\r\n"
+    );
+    c.send(b"f LOGOUT\r\n");
+    assert_eq!(
+        c.until("f "),
+        ["* BYE Logging out.\r\n", "f OK Logout completed.\r\n"]
+    );
+    let metrics = site.python(&format!(
+        "import urllib.request; print(urllib.request.urlopen('http://{PROXY}:9425/metrics').read().decode())"
+    ));
+    assert!(
+        metrics.contains("fulmar_proxy_logins_total{protocol=\"imap\",result=\"failed\"} 8"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fulmar_proxy_logins_total{protocol=\"imap\",result=\"unavailable\"} 1")
+    );
+}
+
+#[test]
+fn literals_pipelining_id_and_sasl_before_login() {
+    let site = Site::start(Options::default());
+    let mut c = site.connect(1143);
+    c.line();
+    // ID with a synchronising literal: the proxy asks for the data.
+    c.send(b"a ID (\"name\" {6}\r\n");
+    assert!(c.line().starts_with("+ "));
+    c.send(b"tester \"x-proxy-ttl\" \"3\")\r\n");
+    assert_eq!(
+        c.until("a "),
+        ["* ID (\"name\" \"fulmar\")\r\n", "a OK ID completed.\r\n"]
+    );
+    // Garbage gets BAD and the session stays in step.
+    c.send(b"b FROB\r\n* bad tag\r\nc NOOP\r\n");
+    assert_eq!(c.line(), "b BAD Syntax error.\r\n");
+    assert_eq!(c.line(), "* BAD Syntax error.\r\n");
+    assert_eq!(c.line(), "c OK NOOP completed.\r\n");
+    c.send(b"d SELECT INBOX\r\n");
+    assert_eq!(c.line(), "d BAD SELECT needs a logged-in session.\r\n");
+    // A huge literal before login is refused without reading it.
+    c.send(b"e LOGIN ann {999999999}\r\n");
+    assert_eq!(c.line(), "e BAD Literal too large before login.\r\n");
+    // LOGIN with non-synchronising literals, with SELECT and LOGOUT
+    // pipelined behind it: they run on the back-end.
+    let pw = ANN.1;
+    c.send(
+        format!(
+            "f LOGIN {{3+}}\r\nann {{{}+}}\r\n{pw}\r\ng SELECT INBOX\r\nh LOGOUT\r\n",
+            pw.len()
+        )
+        .as_bytes(),
+    );
+    let lines = c.until("h ");
+    let login = lines
+        .iter()
+        .find(|l| l.starts_with("f "))
+        .expect("tagged LOGIN reply");
+    assert!(login.starts_with("f OK"), "{lines:?}");
+    // The back-end's post-login capabilities reach the client.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("IDLE") && l.contains("MOVE")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("g OK")), "{lines:?}");
+    assert!(lines.last().unwrap().starts_with("h OK"));
+
+    // AUTHENTICATE PLAIN, with and without SASL-IR.
+    let ir = BASE64.encode(format!("\0bob\0{}", BOB.1));
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(format!("a AUTHENTICATE PLAIN {ir}\r\n").as_bytes());
+    let lines = c.until("a ");
+    assert!(lines.last().unwrap().starts_with("a OK"), "{lines:?}");
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(b"a AUTHENTICATE PLAIN\r\n");
+    assert_eq!(c.line(), "+ \r\n");
+    c.send(b"*\r\n");
+    assert_eq!(c.line(), "a BAD Authentication cancelled.\r\n");
+    c.send(b"b AUTHENTICATE PLAIN\r\n");
+    assert_eq!(c.line(), "+ \r\n");
+    c.send(format!("{ir}\r\n").as_bytes());
+    assert!(c.until("b ").last().unwrap().starts_with("b OK"));
+    // Authorization as someone else is refused.
+    let other = BASE64.encode(format!("ann\0bob\0{}", BOB.1));
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(format!("a AUTHENTICATE PLAIN {other}\r\n").as_bytes());
+    assert_eq!(c.line(), "a BAD Invalid PLAIN response.\r\n");
+}
+
+#[test]
+fn implicit_tls_proxy_protocol_default_route_and_agent() {
+    let site = Site::start(Options {
+        default_host: true,
+        ..Options::default()
+    });
+    // Implicit TLS on 993; the legacy account (not in LDAP) goes to the
+    // default back-end, which checks its password itself.
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("{PROXY}", 993, ssl_context=ctx)
+m.login("legacy", "{pw}"); m.logout()
+m = imaplib.IMAP4_SSL("{PROXY}", 993, ssl_context=ctx)
+try:
+    m.login("legacy", "wrong"); print("accepted")
+except imaplib.IMAP4.error as e:
+    print("refused", e)
+print(open("/dev/null").read() or "done")
+"#,
+        pw = LEGACY.1
+    );
+    let out = site.python(&script);
+    assert!(out.contains("refused"), "{out}");
+    assert_eq!(login_lines(&site, "be2", "legacy").len(), 1);
+    // PROXY v2: the back-end sees the address from the header.
+    let mut c = site.connect(1144);
+    let header = fulmar_proxy::proxy_protocol::header(
+        "198.18.7.7:4242".parse().unwrap(),
+        format!("{PROXY}:143").parse().unwrap(),
+    );
+    c.send(&header);
+    c.line();
+    c.send(format!("a LOGIN ann {}\r\nb LOGOUT\r\n", ANN.1).as_bytes());
+    c.until("b ");
+    let ann = login_lines(&site, "be1", "ann");
+    assert!(ann.last().unwrap().contains("rip=198.18.7.7"), "{ann:?}");
+    // The balancer's agent check.
+    let mut agent = site.connect(7070);
+    assert_eq!(agent.line(), "up ready\n");
+}

@@ -1,0 +1,433 @@
+//! A mail site in network namespaces for the proxy's tests: a real slapd
+//! (misc.schema, hashed passwords), two Dovecot back-ends, the proxy
+//! binary, and a client host. Everything is torn down on drop.
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use fulmar_lab::{Lab, LabSpec};
+
+pub const PROXY: &str = "198.18.5.2";
+pub const CLIENT: &str = "198.18.5.10";
+pub const BE1: &str = "198.18.5.11";
+pub const BE2: &str = "198.18.5.12";
+pub const DIRECTORY: &str = "198.18.5.20";
+pub const BASE: &str = "dc=fulmar,dc=test";
+
+/// Accounts: (uid, password, addresses, mailHost).
+pub const ANN: (&str, &str) = ("ann", "ann-secret");
+/// A password that IMAP must send quoted (space, parens, quote).
+pub const BOB: (&str, &str) = ("bob", "b0b (x) \"y\"");
+/// No mailHost of her own: her domain's entry places her on BE2.
+pub const CAROL: (&str, &str) = ("carol", "carol-secret");
+/// Not in the directory; only BE2 knows her (default-route test).
+pub const LEGACY: (&str, &str) = ("legacy", "legacy-secret");
+
+pub struct Options {
+    pub default_host: bool,
+    pub outbound_relay: Option<String>,
+    pub extra_proxy_config: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            default_host: false,
+            outbound_relay: None,
+            extra_proxy_config: String::new(),
+        }
+    }
+}
+
+pub struct Site {
+    pub lab: Lab,
+    pub work: PathBuf,
+    slapd_pid: Option<u32>,
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Site {
+    pub fn start(options: Options) -> Self {
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the proxy tests need root (CI runs as root)"
+        );
+        let spec = LabSpec::lan(&[
+            ("px", &format!("{PROXY}/24")),
+            ("cl", &format!("{CLIENT}/24")),
+            ("be1", &format!("{BE1}/24")),
+            ("be2", &format!("{BE2}/24")),
+            ("dir", &format!("{DIRECTORY}/24")),
+        ]);
+        let lab = Lab::build(&spec).expect("lab");
+        let work = lab.log_dir().join("site");
+        fs::create_dir_all(&work).unwrap();
+        let mut site = Site {
+            lab,
+            work,
+            slapd_pid: None,
+        };
+        site.start_slapd();
+        site.start_dovecot("be1", BE1, false);
+        site.start_dovecot("be2", BE2, true);
+        site.start_proxy(&options);
+        site
+    }
+
+    fn start_slapd(&mut self) {
+        let dir = self.work.join("ldap");
+        fs::create_dir_all(dir.join("db")).unwrap();
+        let conf = dir.join("slapd.conf");
+        fs::write(
+            &conf,
+            format!(
+                "include /etc/ldap/schema/core.schema\n\
+                 include /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\n\
+                 include /etc/ldap/schema/misc.schema\n\
+                 pidfile {pid}\n\
+                 modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+                 database mdb\nmaxsize 67108864\n\
+                 suffix \"{BASE}\"\nrootdn \"cn=admin,{BASE}\"\n\
+                 directory {db}\n\
+                 index objectClass,uid,mailLocalAddress,associatedDomain eq\n\
+                 access to attrs=userPassword by anonymous auth by * none\n\
+                 access to * by dn.exact=\"cn=proxy,{BASE}\" read by * none\n",
+                pid = dir.join("slapd.pid").display(),
+                db = dir.join("db").display(),
+            ),
+        )
+        .unwrap();
+        let hash = |pw: &str| {
+            run(Command::new("slappasswd").args(["-s", pw]))
+                .trim()
+                .to_string()
+        };
+        let person = |(uid, pw): (&str, &str), extra: &str| {
+            format!(
+                "dn: uid={uid},ou=people,{BASE}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n\
+                 uid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {}\nmailLocalAddress: {uid}@mail.test\n{extra}\n",
+                hash(pw)
+            )
+        };
+        let ldif = format!(
+            "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: fulmar\ndc: fulmar\n\n\
+             dn: cn=proxy,{BASE}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: proxy\nuserPassword: {}\n\n\
+             dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: ou=domains,{BASE}\nobjectClass: organizationalUnit\nou: domains\n\n\
+             dn: dc=mail.test,ou=domains,{BASE}\nobjectClass: domain\nobjectClass: domainRelatedObject\n\
+             objectClass: inetLocalMailRecipient\ndc: mail.test\nassociatedDomain: mail.test\nmailHost: {BE2}\n\n\
+             {}\n{}\n{}",
+            hash("proxy-secret"),
+            person(
+                ANN,
+                &format!("mailLocalAddress: ann.alias@mail.test\nmailHost: {BE1}")
+            ),
+            person(BOB, &format!("mailHost: {BE2}")),
+            person(CAROL, ""),
+        );
+        let ldif_path = dir.join("data.ldif");
+        fs::write(&ldif_path, ldif).unwrap();
+        run(Command::new("slapadd")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-l")
+            .arg(&ldif_path));
+        let url = format!("ldap://{DIRECTORY}:389/");
+        let pid = self
+            .lab
+            .spawn(
+                "dir",
+                "slapd",
+                "slapd",
+                &["-f", conf.to_str().unwrap(), "-h", &url, "-d", "0"],
+            )
+            .expect("slapd");
+        self.slapd_pid = Some(pid);
+        self.wait_port("dir", DIRECTORY, 389);
+    }
+
+    /// Kills the directory server (the "directory down" tests).
+    pub fn stop_slapd(&mut self) {
+        if let Some(pid) = self.slapd_pid.take() {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.can_connect("cl", DIRECTORY, 389) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// A Dovecot instance: IMAP 143, POP3 110, LMTP 24. With `passwords`
+    /// it checks passwords itself (a passwd-file); without, it trusts the
+    /// proxy's address (the proxy verified against LDAP).
+    fn start_dovecot(&mut self, host: &str, addr: &str, passwords: bool) {
+        let dir = self.work.join(host);
+        let mail = dir.join("mail");
+        fs::create_dir_all(dir.join("run")).unwrap();
+        fs::create_dir_all(&mail).unwrap();
+        run(Command::new("chown").arg("dovecot:dovecot").arg(&mail));
+        let passdb = if passwords {
+            let file = dir.join("passwd");
+            let lines: String = [BOB, CAROL, LEGACY]
+                .iter()
+                .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
+                .collect();
+            fs::write(&file, lines).unwrap();
+            format!(
+                "passdb {{\n  driver = passwd-file\n  args = {}\n}}\n",
+                file.display()
+            )
+        } else {
+            format!(
+                "passdb {{\n  driver = static\n  args = nopassword=y allow_real_nets={PROXY}/32\n}}\n"
+            )
+        };
+        let conf = format!(
+            "protocols = imap pop3 lmtp\nlisten = {addr}\n\
+             base_dir = {run}\nstate_dir = {run}\ninstance_name = {host}\n\
+             log_path = {log}\nssl = no\ndisable_plaintext_auth = no\n\
+             auth_mechanisms = plain login\nlogin_trusted_networks = {PROXY}/32\n\
+             mail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n\
+             {passdb}\
+             userdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={mail}/%u allow_all_users=yes\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = 143\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service pop3-login {{\n  inet_listener pop3 {{\n    port = 110\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n\
+             service lmtp {{\n  inet_listener lmtp {{\n    port = 24\n  }}\n}}\n",
+            run = dir.join("run").display(),
+            log = dir.join("dovecot.log").display(),
+            mail = mail.display(),
+        );
+        let conf_path = dir.join("dovecot.conf");
+        fs::write(&conf_path, conf).unwrap();
+        self.lab
+            .spawn(
+                host,
+                "dovecot",
+                "dovecot",
+                &["-F", "-c", conf_path.to_str().unwrap()],
+            )
+            .expect("dovecot");
+        for port in [143, 110, 24] {
+            self.wait_port(host, addr, port);
+        }
+    }
+
+    pub fn dovecot_log(&self, host: &str) -> String {
+        fs::read_to_string(self.work.join(host).join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn start_proxy(&mut self, options: &Options) {
+        let dir = self.work.join("proxy");
+        fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["mail.fulmar.test".into()]).unwrap();
+        fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+        fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+        let default_host = if options.default_host {
+            format!("default_host = \"{BE2}\"\n")
+        } else {
+            String::new()
+        };
+        let relay = options
+            .outbound_relay
+            .as_ref()
+            .map(|r| format!("outbound_relay = \"{r}\"\n"))
+            .unwrap_or_default();
+        let config = format!(
+            r#"agent_address = "{PROXY}:7070"
+metrics_address = "{PROXY}:9425"
+{extra}
+[[listen]]
+protocol = "imap"
+address = "{PROXY}:143"
+tls = "starttls"
+[[listen]]
+protocol = "imap"
+address = "{PROXY}:993"
+tls = "implicit"
+[[listen]]
+protocol = "imap"
+address = "{PROXY}:1143"
+tls = "none"
+[[listen]]
+protocol = "imap"
+address = "{PROXY}:1144"
+tls = "none"
+proxy_protocol = true
+[[listen]]
+protocol = "pop3"
+address = "{PROXY}:110"
+tls = "starttls"
+[[listen]]
+protocol = "pop3"
+address = "{PROXY}:1110"
+tls = "none"
+[[listen]]
+protocol = "smtp"
+address = "{PROXY}:25"
+tls = "starttls"
+[[listen]]
+protocol = "submission"
+address = "{PROXY}:587"
+tls = "starttls"
+
+[tls]
+certificate = "{dir}/cert.pem"
+key = "{dir}/key.pem"
+
+[directory]
+urls = ["ldap://{DIRECTORY}:389"]
+bind_dn = "cn=proxy,{BASE}"
+bind_password = "proxy-secret"
+base_dn = "{BASE}"
+timeout = "1s"
+cache_ttl = "0s"
+
+[backend]
+{default_host}
+[session]
+auth_failure_delay = "200ms"
+drain_timeout = "5s"
+
+[smtp]
+hostname = "px.fulmar.test"
+max_message_size = 41943040
+{relay}"#,
+            dir = dir.display(),
+            extra = options.extra_proxy_config,
+        );
+        let path = dir.join("proxy.toml");
+        fs::write(&path, config).unwrap();
+        let bin = env!("CARGO_BIN_EXE_fulmar-proxyd");
+        self.lab
+            .spawn("px", "proxy", bin, &["--config", path.to_str().unwrap()])
+            .expect("proxy");
+        self.wait_port("px", PROXY, 143);
+        self.wait_port("px", PROXY, 587);
+    }
+
+    pub fn proxy_log(&self) -> String {
+        self.lab.log("px", "proxy")
+    }
+
+    fn can_connect(&self, host: &str, addr: &str, port: u16) -> bool {
+        let target: SocketAddr = format!("{addr}:{port}").parse().unwrap();
+        self.lab
+            .in_host(host, move || {
+                TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
+            })
+            .unwrap()
+    }
+
+    fn wait_port(&self, host: &str, addr: &str, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.can_connect(host, addr, port) {
+            assert!(
+                Instant::now() < deadline,
+                "{addr}:{port} on {host} did not come up; proxy log:\n{}",
+                self.proxy_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a Python script on the client host (imaplib, poplib, smtplib:
+    /// an independent client implementation). Returns its stdout.
+    pub fn python(&self, script: &str) -> String {
+        let out = self
+            .lab
+            .exec("cl", "python3", &["-c", script])
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "client script failed:\n{}\n--- proxy log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.proxy_log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A raw TCP connection from the client host.
+    pub fn connect(&self, port: u16) -> Raw {
+        let target: SocketAddr = format!("{PROXY}:{port}").parse().unwrap();
+        let stream = self
+            .lab
+            .in_host("cl", move || TcpStream::connect(target))
+            .unwrap()
+            .expect("connect to the proxy");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", self.proxy_log());
+        }
+        let _ = fs::remove_dir_all(&self.work);
+    }
+}
+
+/// A line-oriented raw client for protocol-edge tests.
+pub struct Raw {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn send(&mut self, data: &[u8]) {
+        self.stream.write_all(data).unwrap();
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line
+    }
+
+    /// Lines up to and including the first that starts with `prefix`.
+    pub fn until(&mut self, prefix: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            assert!(!line.is_empty(), "connection closed; got {lines:?}");
+            let done = line.starts_with(prefix);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0))
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
