@@ -8,11 +8,14 @@ LLVM_MAJOR=22
 
 # Debian packages: LLVM for bpf-linker, protoc for etcd-client, and the real
 # peers the lab and tests run (iproute2, bpftool, xdp-tools), systemd for
-# `systemd-analyze verify` of the units, util-linux for `unshare`.
+# `systemd-analyze verify` of the units, util-linux for `unshare`; the proxy
+# tests run a real OpenLDAP (slapd, misc.schema) and real Dovecot back-ends,
+# driven by Python's imaplib/poplib/smtplib.
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
   build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
   procps psmisc netcat-openbsd systemd util-linux
+  slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd python3
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
