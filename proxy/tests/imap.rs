@@ -54,7 +54,7 @@ fn refusals_wrong_password_metacharacters_and_directory_down() {
     let mut site = Site::start(Options::default());
     let mut c = site.connect(1143);
     assert!(c.line().starts_with("* OK [CAPABILITY IMAP4rev1"));
-    c.send(format!("a LOGIN ann wrong\r\n").as_bytes());
+    c.send(b"a LOGIN ann wrong\r\n");
     assert_eq!(
         c.line(),
         "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"

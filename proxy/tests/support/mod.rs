@@ -30,20 +30,11 @@ pub const CAROL: (&str, &str) = ("carol", "carol-secret");
 /// Not in the directory; only BE2 knows her (default-route test).
 pub const LEGACY: (&str, &str) = ("legacy", "legacy-secret");
 
+#[derive(Default)]
 pub struct Options {
     pub default_host: bool,
     pub outbound_relay: Option<String>,
     pub extra_proxy_config: String,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            default_host: false,
-            outbound_relay: None,
-            extra_proxy_config: String::new(),
-        }
-    }
 }
 
 pub struct Site {
