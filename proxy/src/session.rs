@@ -161,8 +161,9 @@ pub async fn connect_backend(
 }
 
 /// Hands the session to the back-end: the login reply to the client, what
-/// each side sent early to the other, then bytes both ways until either
-/// side closes.
+/// each side sent early to the other, then bytes both ways. The session
+/// ends when the back-end closes (after LOGOUT, QUIT or its own timeout);
+/// a client's close is passed on and the back-end's last words still flow.
 pub async fn splice(
     mut client: Stream,
     to_client: &[u8],
@@ -175,8 +176,22 @@ pub async fn splice(
     client.flush().await?;
     backend.write_all(client_pending).await?;
     backend.flush().await?;
-    tokio::io::copy_bidirectional(&mut client, &mut backend).await?;
-    Ok(())
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let (mut backend_rx, mut backend_tx) = tokio::io::split(backend);
+    let up = async {
+        let _ = tokio::io::copy(&mut client_rx, &mut backend_tx).await;
+        let _ = backend_tx.shutdown().await;
+    };
+    let down = async {
+        let copied = tokio::io::copy(&mut backend_rx, &mut client_tx).await;
+        let _ = client_tx.shutdown().await;
+        copied
+    };
+    tokio::pin!(up, down);
+    tokio::select! {
+        copied = &mut down => copied.map(|_| ()),
+        _ = &mut up => down.await.map(|_| ()),
+    }
 }
 
 /// Decodes SASL PLAIN (`authzid NUL authcid NUL password`). An authzid

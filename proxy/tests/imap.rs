@@ -221,3 +221,44 @@ print(open("/dev/null").read() or "done")
     let mut agent = site.connect(7070);
     assert_eq!(agent.line(), "up ready\n");
 }
+
+#[test]
+fn sighup_reloads_the_certificate_and_sigterm_drains() {
+    let site = Site::start(Options::default());
+    let fetch_cert =
+        format!("import ssl; print(ssl.get_server_certificate((\"{PROXY}\", 993)).strip())");
+    let before = site.python(&fetch_cert);
+    let dir = site.work.join("proxy");
+    let fresh = rcgen::generate_simple_self_signed(vec!["renewed.fulmar.test".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), fresh.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), fresh.signing_key.serialize_pem()).unwrap();
+    let pid = site.lab.state().pids.last().copied().expect("proxy pid");
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = site.python(&fetch_cert);
+    assert_ne!(before, after);
+    assert_eq!(after.trim(), fresh.cert.pem().trim());
+
+    // A logged-in session survives SIGTERM; the agent says drain.
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(format!("a LOGIN ann {}\r\n", ANN.1).as_bytes());
+    assert!(c.until("a ").last().unwrap().starts_with("a OK"));
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(site.connect(7070).line(), "drain\n");
+    c.send(b"b NOOP\r\n");
+    assert!(c.until("b ").last().unwrap().starts_with("b OK"));
+    c.send(b"c LOGOUT\r\n");
+    c.until("c ");
+    // With no sessions left (and the 1 s grace over), the daemon exits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while unsafe { libc::kill(pid as i32, 0) } == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        site.proxy_log().contains("drain over"),
+        "{}",
+        site.proxy_log()
+    );
+}

@@ -1,0 +1,102 @@
+//! What ships for proxy nodes: the example config parses and keeps the
+//! code's defaults, the unit passes `systemd-analyze verify` with the real
+//! binary at its install path (in a private mount namespace), and a bad
+//! config is named by `--check`.
+use std::{path::Path, process::Command};
+
+use fulmar_proxy::config::ProxyConfig;
+
+fn dist(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dist")
+        .join(name)
+}
+
+#[test]
+fn shipped_config_parses_with_the_code_defaults() {
+    let shipped = ProxyConfig::load(&dist("proxy.toml")).unwrap();
+    let minimal = ProxyConfig::parse(
+        "[[listen]]\nprotocol = \"imap\"\naddress = \"0.0.0.0:143\"\ntls = \"none\"\n\
+         [directory]\nurls = [\"ldap://x\"]\nbind_dn = \"\"\nbind_password = \"\"\nbase_dn = \"\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", shipped.session),
+        format!("{:?}", minimal.session)
+    );
+    let (s, d) = (&shipped.directory, &minimal.directory);
+    assert_eq!(
+        (
+            &s.user_filter,
+            &s.recipient_filter,
+            &s.domain_filter,
+            &s.host_attribute,
+            &s.user_attribute
+        ),
+        (
+            &d.user_filter,
+            &d.recipient_filter,
+            &d.domain_filter,
+            &d.host_attribute,
+            &d.user_attribute
+        )
+    );
+    assert_eq!(
+        (s.timeout, s.pool_size, s.cache_ttl),
+        (d.timeout, d.pool_size, d.cache_ttl)
+    );
+    assert_eq!(shipped.backend.imap_port, minimal.backend.imap_port);
+    assert_eq!(shipped.backend.default_host, None);
+    assert_eq!(shipped.smtp.max_message_size, minimal.smtp.max_message_size);
+}
+
+#[test]
+fn unit_passes_systemd_analyze_verify() {
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /usr/local/sbin
+mount -t tmpfs tmpfs /etc/systemd/system
+cp {bin} /usr/local/sbin/
+cp {dist}/fulmar-proxyd.service /etc/systemd/system/
+systemd-analyze verify --man=no fulmar-proxyd.service 2>&1
+"#,
+        bin = env!("CARGO_BIN_EXE_fulmar-proxyd"),
+        dist = dist("").display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let findings: Vec<&str> = text.lines().filter(|l| l.contains("fulmar")).collect();
+    assert!(out.status.success() && findings.is_empty(), "{text}");
+}
+
+#[test]
+fn check_names_what_is_wrong() {
+    let dir = std::env::temp_dir().join(format!("fulmar-proxy-dist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("proxy.toml");
+    let shipped = std::fs::read_to_string(dist("proxy.toml")).unwrap();
+    for (bad, expect) in [
+        (shipped.replace("base_dn", "basedn"), "basedn"),
+        (
+            shipped.replace("protocol = \"pop3\"", "protocol = \"pop2\""),
+            "pop2",
+        ),
+        (shipped.replace("[tls]", "[tls_off]"), "tls_off"),
+    ] {
+        std::fs::write(&path, bad).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_fulmar-proxyd"))
+            .args(["--check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expect),
+            "{expect}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
