@@ -22,6 +22,8 @@ pub enum LabError {
     },
     #[error("bad lab spec: {0}")]
     Spec(String),
+    #[error("{0}")]
+    NotReady(String),
     #[error("cannot read {what} from: {text}")]
     Parse { what: String, text: String },
 }

@@ -6,6 +6,7 @@
 //! never collide, and dropping a [`Lab`] (also while a test panics) kills
 //! its processes and deletes its namespaces and pinned BPF directories.
 mod cmd;
+pub mod mail;
 pub mod spec;
 pub mod topology;
 

@@ -8,11 +8,10 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
-use fulmar_lab::{Lab, LabSpec};
+use fulmar_lab::{Lab, LabSpec, mail};
 
 pub const PROXY: &str = "198.18.5.2";
 pub const CLIENT: &str = "198.18.5.10";
@@ -41,16 +40,6 @@ pub struct Site {
     pub lab: Lab,
     pub work: PathBuf,
     slapd_pid: Option<u32>,
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Site {
@@ -83,76 +72,30 @@ impl Site {
     }
 
     fn start_slapd(&mut self) {
-        let dir = self.work.join("ldap");
-        fs::create_dir_all(dir.join("db")).unwrap();
-        let conf = dir.join("slapd.conf");
-        fs::write(
-            &conf,
-            format!(
-                "include /etc/ldap/schema/core.schema\n\
-                 include /etc/ldap/schema/cosine.schema\n\
-                 include /etc/ldap/schema/inetorgperson.schema\n\
-                 include /etc/ldap/schema/misc.schema\n\
-                 pidfile {pid}\n\
-                 modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
-                 database mdb\nmaxsize 67108864\n\
-                 suffix \"{BASE}\"\nrootdn \"cn=admin,{BASE}\"\n\
-                 directory {db}\n\
-                 index objectClass,uid,mailLocalAddress,associatedDomain eq\n\
-                 access to attrs=userPassword by anonymous auth by * none\n\
-                 access to * by dn.exact=\"cn=proxy,{BASE}\" read by * none\n",
-                pid = dir.join("slapd.pid").display(),
-                db = dir.join("db").display(),
-            ),
-        )
-        .unwrap();
-        let hash = |pw: &str| {
-            run(Command::new("slappasswd").args(["-s", pw]))
-                .trim()
-                .to_string()
+        let work = self.work.join("ldap");
+        let person =
+            |(uid, password): (&'static str, &'static str), extra: &[&str], host| mail::Account {
+                uid,
+                password,
+                addresses: [format!("{uid}@mail.test")]
+                    .into_iter()
+                    .chain(extra.iter().map(|a| a.to_string()))
+                    .collect(),
+                mail_host: host,
+            };
+        let directory = mail::Directory {
+            base: BASE,
+            service_password: "proxy-secret",
+            accounts: vec![
+                person(ANN, &["ann.alias@mail.test"], Some(BE1)),
+                person(BOB, &[], Some(BE2)),
+                person(CAROL, &[], None),
+            ],
+            domains: vec![("mail.test", BE2)],
         };
-        let person = |(uid, pw): (&str, &str), extra: &str| {
-            format!(
-                "dn: uid={uid},ou=people,{BASE}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n\
-                 uid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {}\nmailLocalAddress: {uid}@mail.test\n{extra}\n",
-                hash(pw)
-            )
-        };
-        let ldif = format!(
-            "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: fulmar\ndc: fulmar\n\n\
-             dn: cn=proxy,{BASE}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: proxy\nuserPassword: {}\n\n\
-             dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n\n\
-             dn: ou=domains,{BASE}\nobjectClass: organizationalUnit\nou: domains\n\n\
-             dn: dc=mail.test,ou=domains,{BASE}\nobjectClass: domain\nobjectClass: domainRelatedObject\n\
-             objectClass: inetLocalMailRecipient\ndc: mail.test\nassociatedDomain: mail.test\nmailHost: {BE2}\n\n\
-             {}\n{}\n{}",
-            hash("proxy-secret"),
-            person(
-                ANN,
-                &format!("mailLocalAddress: ann.alias@mail.test\nmailHost: {BE1}")
-            ),
-            person(BOB, &format!("mailHost: {BE2}")),
-            person(CAROL, ""),
-        );
-        let ldif_path = dir.join("data.ldif");
-        fs::write(&ldif_path, ldif).unwrap();
-        run(Command::new("slapadd")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-l")
-            .arg(&ldif_path));
-        let url = format!("ldap://{DIRECTORY}:389/");
-        let pid = self
-            .lab
-            .spawn(
-                "dir",
-                "slapd",
-                "slapd",
-                &["-f", conf.to_str().unwrap(), "-h", &url, "-d", "0"],
-            )
-            .expect("slapd");
+        let pid =
+            mail::start_slapd(&mut self.lab, "dir", DIRECTORY, &work, &directory).expect("slapd");
         self.slapd_pid = Some(pid);
-        self.wait_port("dir", DIRECTORY, 389);
     }
 
     /// Kills the directory server (the "directory down" tests).
@@ -166,59 +109,17 @@ impl Site {
         }
     }
 
-    /// A Dovecot instance: IMAP 143, POP3 110, LMTP 24. With `passwords`
-    /// it checks passwords itself (a passwd-file); without, it trusts the
-    /// proxy's address (the proxy verified against LDAP).
-    fn start_dovecot(&mut self, host: &str, addr: &str, passwords: bool) {
-        let dir = self.work.join(host);
-        let mail = dir.join("mail");
-        fs::create_dir_all(dir.join("run")).unwrap();
-        fs::create_dir_all(&mail).unwrap();
-        run(Command::new("chown").arg("dovecot:dovecot").arg(&mail));
-        let passdb = if passwords {
-            let file = dir.join("passwd");
-            let lines: String = [BOB, CAROL, LEGACY]
-                .iter()
-                .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
-                .collect();
-            fs::write(&file, lines).unwrap();
-            format!(
-                "passdb {{\n  driver = passwd-file\n  args = {}\n}}\n",
-                file.display()
-            )
+    /// be1 trusts the proxy (it verified the password); be2 checks
+    /// passwords itself, as the default back-end must.
+    fn start_dovecot(&mut self, host: &str, addr: &str, own_passwords: bool) {
+        let passwords = if own_passwords {
+            mail::Passwords::Own(&[BOB, CAROL, LEGACY])
         } else {
-            format!(
-                "passdb {{\n  driver = static\n  args = nopassword=y allow_real_nets={PROXY}/32\n}}\n"
-            )
+            mail::Passwords::TrustProxies(&[PROXY])
         };
-        let conf = format!(
-            "protocols = imap pop3 lmtp\nlisten = {addr}\n\
-             base_dir = {run}\nstate_dir = {run}\ninstance_name = {host}\n\
-             log_path = {log}\nssl = no\ndisable_plaintext_auth = no\n\
-             auth_mechanisms = plain login\nlogin_trusted_networks = {PROXY}/32\n\
-             mail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n\
-             {passdb}\
-             userdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={mail}/%u allow_all_users=yes\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = 143\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-             service pop3-login {{\n  inet_listener pop3 {{\n    port = 110\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n\
-             service lmtp {{\n  inet_listener lmtp {{\n    port = 24\n  }}\n}}\n",
-            run = dir.join("run").display(),
-            log = dir.join("dovecot.log").display(),
-            mail = mail.display(),
-        );
-        let conf_path = dir.join("dovecot.conf");
-        fs::write(&conf_path, conf).unwrap();
-        self.lab
-            .spawn(
-                host,
-                "dovecot",
-                "dovecot",
-                &["-F", "-c", conf_path.to_str().unwrap()],
-            )
+        let work = self.work.join(host);
+        mail::start_dovecot(&mut self.lab, host, addr, &work, &[PROXY], passwords)
             .expect("dovecot");
-        for port in [143, 110, 24] {
-            self.wait_port(host, addr, port);
-        }
     }
 
     pub fn dovecot_log(&self, host: &str) -> String {
@@ -328,14 +229,8 @@ max_message_size = 41943040
     }
 
     fn wait_port(&self, host: &str, addr: &str, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.can_connect(host, addr, port) {
-            assert!(
-                Instant::now() < deadline,
-                "{addr}:{port} on {host} did not come up; proxy log:\n{}",
-                self.proxy_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        if let Err(e) = mail::wait_port(&self.lab, host, addr, port) {
+            panic!("{e}; proxy log:\n{}", self.proxy_log());
         }
     }
 

@@ -1,0 +1,218 @@
+//! Real mail peers for the lab: an OpenLDAP directory (misc.schema,
+//! hashed passwords, per-domain entries) and Dovecot back-ends (IMAP 143,
+//! POP3 110, LMTP 24), each started in a lab host and killed with the lab.
+use std::{
+    fs,
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use crate::{Lab, LabError, cmd};
+
+/// One account entry (objectClass inetOrgPerson + inetLocalMailRecipient).
+pub struct Account<'a> {
+    pub uid: &'a str,
+    pub password: &'a str,
+    /// `mailLocalAddress` values.
+    pub addresses: Vec<String>,
+    /// `mailHost`; None leaves routing to the domain's entry.
+    pub mail_host: Option<&'a str>,
+}
+
+pub struct Directory<'a> {
+    pub base: &'a str,
+    /// `cn=proxy,<base>`: the proxies' service account (read access).
+    pub service_password: &'a str,
+    pub accounts: Vec<Account<'a>>,
+    /// (domain, mailHost): entries that make a domain local and place
+    /// accounts without a mailHost of their own.
+    pub domains: Vec<(&'a str, &'a str)>,
+}
+
+fn hash(password: &str) -> Result<String, LabError> {
+    let mut c = Command::new("slappasswd");
+    c.args(["-s", password]);
+    Ok(cmd::checked(c)?.trim().to_string())
+}
+
+/// Writes the directory to `work`, loads it with slapadd and starts slapd
+/// on `addr:389` in `host`. Returns slapd's pid.
+pub fn start_slapd(
+    lab: &mut Lab,
+    host: &str,
+    addr: &str,
+    work: &Path,
+    dir: &Directory,
+) -> Result<u32, LabError> {
+    let db = work.join("db");
+    fs::create_dir_all(&db).map_err(|e| LabError::io(&db, e))?;
+    let base = dir.base;
+    let conf = work.join("slapd.conf");
+    let text = format!(
+        "include /etc/ldap/schema/core.schema\n\
+         include /etc/ldap/schema/cosine.schema\n\
+         include /etc/ldap/schema/inetorgperson.schema\n\
+         include /etc/ldap/schema/misc.schema\n\
+         pidfile {pid}\n\
+         modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+         database mdb\nmaxsize 67108864\n\
+         suffix \"{base}\"\nrootdn \"cn=admin,{base}\"\n\
+         directory {db}\n\
+         index objectClass,uid,mailLocalAddress,associatedDomain eq\n\
+         access to attrs=userPassword by anonymous auth by * none\n\
+         access to * by dn.exact=\"cn=proxy,{base}\" read by * none\n",
+        pid = work.join("slapd.pid").display(),
+        db = db.display(),
+    );
+    fs::write(&conf, text).map_err(|e| LabError::io(&conf, e))?;
+    let mut ldif = format!(
+        "dn: {base}\nobjectClass: dcObject\nobjectClass: organization\no: fulmar\ndc: {dc}\n\n\
+         dn: cn=proxy,{base}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
+         cn: proxy\nuserPassword: {pw}\n\n\
+         dn: ou=people,{base}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=domains,{base}\nobjectClass: organizationalUnit\nou: domains\n\n",
+        dc = base
+            .split(',')
+            .next()
+            .and_then(|d| d.strip_prefix("dc="))
+            .unwrap_or("fulmar"),
+        pw = hash(dir.service_password)?,
+    );
+    for (domain, mail_host) in &dir.domains {
+        ldif.push_str(&format!(
+            "dn: dc={domain},ou=domains,{base}\nobjectClass: domain\nobjectClass: domainRelatedObject\n\
+             objectClass: inetLocalMailRecipient\ndc: {domain}\nassociatedDomain: {domain}\n\
+             mailHost: {mail_host}\n\n"
+        ));
+    }
+    for a in &dir.accounts {
+        let uid = a.uid;
+        ldif.push_str(&format!(
+            "dn: uid={uid},ou=people,{base}\nobjectClass: inetOrgPerson\n\
+             objectClass: inetLocalMailRecipient\nuid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {}\n",
+            hash(a.password)?
+        ));
+        for address in &a.addresses {
+            ldif.push_str(&format!("mailLocalAddress: {address}\n"));
+        }
+        if let Some(h) = a.mail_host {
+            ldif.push_str(&format!("mailHost: {h}\n"));
+        }
+        ldif.push('\n');
+    }
+    let ldif_path = work.join("data.ldif");
+    fs::write(&ldif_path, ldif).map_err(|e| LabError::io(&ldif_path, e))?;
+    let mut load = Command::new("slapadd");
+    load.arg("-q")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-l")
+        .arg(&ldif_path);
+    cmd::checked(load)?;
+    let url = format!("ldap://{addr}:389/");
+    let conf = conf.to_string_lossy().into_owned();
+    let pid = lab.spawn(
+        host,
+        "slapd",
+        "slapd",
+        &["-f", &conf, "-h", &url, "-d", "0"],
+    )?;
+    wait_port(lab, host, addr, 389)?;
+    Ok(pid)
+}
+
+/// How a Dovecot back-end checks logins.
+pub enum Passwords<'a> {
+    /// It trusts connections from the proxies' real addresses (they
+    /// verified the password against LDAP) — `allow_real_nets`.
+    TrustProxies(&'a [&'a str]),
+    /// It checks (user, password) pairs itself.
+    Own(&'a [(&'a str, &'a str)]),
+}
+
+/// A Dovecot instance on `addr` in `host`: IMAP 143, POP3 110, LMTP 24, mail
+/// under `work`. `trusted` are the proxies whose ID/XCLIENT it honours.
+pub fn start_dovecot(
+    lab: &mut Lab,
+    host: &str,
+    addr: &str,
+    work: &Path,
+    trusted: &[&str],
+    passwords: Passwords,
+) -> Result<u32, LabError> {
+    let mail = work.join("mail");
+    let run = work.join("run");
+    for d in [&mail, &run] {
+        fs::create_dir_all(d).map_err(|e| LabError::io(d, e))?;
+    }
+    let mut own = Command::new("chown");
+    own.arg("dovecot:dovecot").arg(&mail);
+    cmd::checked(own)?;
+    let trusted: Vec<String> = trusted.iter().map(|a| format!("{a}/32")).collect();
+    let trusted = trusted.join(" ");
+    let passdb = match passwords {
+        Passwords::TrustProxies(_) => format!(
+            "passdb {{\n  driver = static\n  args = nopassword=y allow_real_nets={}\n}}\n",
+            trusted.replace(' ', ",")
+        ),
+        Passwords::Own(users) => {
+            let file = work.join("passwd");
+            let lines: String = users
+                .iter()
+                .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
+                .collect();
+            fs::write(&file, lines).map_err(|e| LabError::io(&file, e))?;
+            format!(
+                "passdb {{\n  driver = passwd-file\n  args = {}\n}}\n",
+                file.display()
+            )
+        }
+    };
+    let conf = format!(
+        "protocols = imap pop3 lmtp\nlisten = {addr}\n\
+         base_dir = {run}\nstate_dir = {run}\ninstance_name = {host}\n\
+         log_path = {log}\nssl = no\ndisable_plaintext_auth = no\n\
+         auth_mechanisms = plain login\nlogin_trusted_networks = {trusted}\n\
+         mail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n\
+         {passdb}\
+         userdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={mail}/%u allow_all_users=yes\n}}\n\
+         service imap-login {{\n  inet_listener imap {{\n    port = 143\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+         service pop3-login {{\n  inet_listener pop3 {{\n    port = 110\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n\
+         service lmtp {{\n  inet_listener lmtp {{\n    port = 24\n  }}\n}}\n",
+        run = run.display(),
+        log = work.join("dovecot.log").display(),
+        mail = mail.display(),
+    );
+    let path = work.join("dovecot.conf");
+    fs::write(&path, conf).map_err(|e| LabError::io(&path, e))?;
+    let path = path.to_string_lossy().into_owned();
+    let pid = lab.spawn(host, "dovecot", "dovecot", &["-F", "-c", &path])?;
+    for port in [143, 110, 24] {
+        wait_port(lab, host, addr, port)?;
+    }
+    Ok(pid)
+}
+
+/// Connects from `host` until `addr:port` answers (15 s at most).
+pub fn wait_port(lab: &Lab, host: &str, addr: &str, port: u16) -> Result<(), LabError> {
+    let target: SocketAddr = format!("{addr}:{port}")
+        .parse()
+        .map_err(|_| LabError::Spec(format!("address {addr}:{port}")))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let up = lab.in_host(host, move || {
+            TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
+        })?;
+        if up {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::NotReady(format!(
+                "{target} did not come up in {host}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
