@@ -176,6 +176,7 @@ pub fn start_dovecot(
          log_path = {log}\nssl = no\ndisable_plaintext_auth = no\n\
          auth_mechanisms = plain login\nlogin_trusted_networks = {trusted}\n\
          mail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n\
+         default_process_limit = 1000\ndefault_client_limit = 4000\nmail_max_userip_connections = 1000\n\
          {passdb}\
          userdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={mail}/%u allow_all_users=yes\n}}\n\
          service imap-login {{\n  inet_listener imap {{\n    port = 143\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\

@@ -3,6 +3,7 @@ mod attach;
 mod bench;
 mod build;
 mod lab;
+mod proxy_bench;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Lab(lab::Args),
     /// Measure the data path: ns/packet by BPF_PROG_TEST_RUN and Mpps over veth.
     Bench(bench::Args),
+    /// Measure the proxy: IMAP sessions/s and latency vs direct, memory per idle session.
+    ProxyBench(proxy_bench::Args),
     /// (lab internal) Serve a banner on ports, standing in for the proxy tier.
     #[command(hide = true)]
     LabServe(lab::ServeArgs),
@@ -45,5 +48,6 @@ fn main() -> Result<()> {
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
         Command::LabServe(args) => lab::serve(args),
+        Command::ProxyBench(args) => proxy_bench::run(args),
     }
 }
