@@ -2,19 +2,19 @@
 //! so far, left running so an operator can poke at it.
 //!
 //! Built so far: the XDP balancer (issue 3) run by `fulmar-lbd` on the
-//! shipped config and units' kernel tuning (issue 4). The proxy tier
-//! (issue 5) is not, so each proxy host runs a stand-in listener that greets
-//! with its host name and answers the health checks.
+//! shipped config and units' kernel tuning (issue 4), and `fulmar-proxyd` on
+//! the three proxy hosts (issue 5), authenticating against a real slapd on
+//! the directory host. Until the back-end instance exists (issue 6), node1
+//! and node2 run Dovecot as the accounts' home instances.
 use std::{
-    collections::BTreeMap,
     io::{BufRead, BufReader, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
-use fulmar_lab::{Lab, LabState, teardown, topology};
+use fulmar_lab::{Lab, LabState, mail, teardown, topology};
 use fulmar_lb::{Balancer, LoadOptions, PinLayout, config::DaemonConfig};
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
@@ -35,14 +35,6 @@ enum Action {
     Down,
 }
 
-#[derive(clap::Args)]
-pub struct ServeArgs {
-    #[arg(long)]
-    name: String,
-    #[arg(long = "port", required = true)]
-    ports: Vec<u16>,
-}
-
 pub fn run(args: Args) -> Result<()> {
     match args.action {
         Action::Up => up(),
@@ -55,20 +47,131 @@ pub fn run(args: Args) -> Result<()> {
 const LAB_DIR: &str = "/run/fulmar-lab";
 
 /// The workspace's binaries, built now in xtask's own profile.
-fn build_bins() -> Result<(PathBuf, PathBuf)> {
+fn build_bins() -> Result<(PathBuf, PathBuf, PathBuf)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "fulmar-lb", "--bins"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "fulmar-lb",
+            "-p",
+            "fulmar-proxy",
+            "--bins",
+        ])
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("building fulmar-lbd and fulmar failed");
+        bail!("building fulmar-lbd, fulmar and fulmar-proxyd failed");
     }
     let dir = std::env::current_exe()?
         .parent()
         .context("xtask's directory")?
         .to_path_buf();
-    Ok((dir.join("fulmar-lbd"), dir.join("fulmar")))
+    Ok((
+        dir.join("fulmar-lbd"),
+        dir.join("fulmar"),
+        dir.join("fulmar-proxyd"),
+    ))
+}
+
+/// Accounts of the lab's directory: (uid, password, home node address).
+const ACCOUNTS: [(&str, &str, &str); 2] = [
+    ("ann", "ann-secret", "198.18.2.11"),
+    ("bob", "bob-secret", "198.18.2.12"),
+];
+const DIRECTORY: &str = "198.18.2.20";
+const PROXY_ADDRS: [&str; 3] = ["198.18.1.11", "198.18.1.12", "198.18.1.13"];
+
+/// The directory, the back-end instances and a proxy on each proxy host.
+fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
+    let work = Path::new(LAB_DIR);
+    let directory = mail::Directory {
+        base: "dc=fulmar,dc=test",
+        service_password: "proxy-secret",
+        accounts: ACCOUNTS
+            .iter()
+            .map(|(uid, password, host)| mail::Account {
+                uid,
+                password,
+                addresses: vec![format!("{uid}@mail.test")],
+                mail_host: Some(host),
+            })
+            .collect(),
+        domains: vec![("mail.test", "198.18.2.12")],
+    };
+    mail::start_slapd(lab, "directory", DIRECTORY, &work.join("ldap"), &directory)?;
+    for (node, addr) in [("node1", "198.18.2.11"), ("node2", "198.18.2.12")] {
+        let passwords = mail::Passwords::TrustProxies(&PROXY_ADDRS);
+        mail::start_dovecot(lab, node, addr, &work.join(node), &PROXY_ADDRS, passwords)?;
+    }
+    let cert = rcgen::generate_simple_self_signed(vec!["mail.fulmar.test".into()])?;
+    std::fs::write(work.join("proxy.crt"), cert.cert.pem())?;
+    std::fs::write(work.join("proxy.key"), cert.signing_key.serialize_pem())?;
+    let mut config = String::from("agent_address = \"[::]:7070\"\n");
+    for port in MAIL_PORTS {
+        let (protocol, tls) = match port {
+            25 => ("smtp", "starttls"),
+            587 => ("submission", "starttls"),
+            465 => ("submission", "implicit"),
+            110 => ("pop3", "starttls"),
+            995 => ("pop3", "implicit"),
+            993 => ("imap", "implicit"),
+            _ => ("imap", "starttls"),
+        };
+        config += &format!(
+            "[[listen]]\nprotocol = \"{protocol}\"\naddress = \"[::]:{port}\"\ntls = \"{tls}\"\n"
+        );
+    }
+    config += &format!(
+        "[tls]\ncertificate = \"{dir}/proxy.crt\"\nkey = \"{dir}/proxy.key\"\n\
+         # lab only: lets the demo log in without TLS\nrequire_for_auth = false\n\
+         [directory]\nurls = [\"ldap://{DIRECTORY}\"]\nbind_dn = \"cn=proxy,dc=fulmar,dc=test\"\n\
+         bind_password = \"proxy-secret\"\nbase_dn = \"dc=fulmar,dc=test\"\n\
+         [smtp]\nhostname = \"mx.fulmar.test\"\n",
+        dir = work.display()
+    );
+    let path = work.join("proxy.toml");
+    std::fs::write(&path, config)?;
+    let path = path.to_str().context("path")?;
+    for proxy in topology::PROXIES {
+        lab.spawn(proxy, "fulmar-proxyd", proxyd, &["--config", path])?;
+    }
+    for (proxy, addr) in topology::PROXIES.iter().zip(PROXY_ADDRS) {
+        mail::wait_port(lab, proxy, addr, 143)?;
+    }
+    Ok(())
+}
+
+/// Logs in over `to` as `user` and returns the server's lines.
+fn imap_login(
+    lab: &Lab,
+    to: SocketAddr,
+    user: &'static str,
+    password: &'static str,
+) -> Result<Vec<String>> {
+    lab.in_host("client", move || -> Result<Vec<String>> {
+        let conn = TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut write = conn.try_clone()?;
+        let mut read = BufReader::new(conn);
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        read.read_line(&mut line)?;
+        lines.push(line.trim_end().to_string());
+        write.write_all(format!("a LOGIN {user} {password}\r\nb LOGOUT\r\n").as_bytes())?;
+        loop {
+            line.clear();
+            if read.read_line(&mut line)? == 0 {
+                break;
+            }
+            lines.push(line.trim_end().to_string());
+            if line.starts_with("b ") {
+                break;
+            }
+        }
+        Ok(lines)
+    })?
 }
 
 /// The shipped dist/lb.toml with only its paths moved into the lab.
@@ -81,8 +184,8 @@ fn lab_config(prefix: &str) -> Result<DaemonConfig> {
     Ok(config)
 }
 
-/// Every mail port on both VIPs, lc over the three proxies. The stand-ins
-/// speak plain text on the TLS ports too, so their checks do not use TLS.
+/// Every mail port on both VIPs, lc over the three proxies; the checks
+/// speak TLS on the TLS ports and ask each proxy's agent for its state.
 fn lab_services() -> String {
     let mut out = String::from("# written by cargo xtask lab up\n");
     for (vip, net) in [
@@ -98,7 +201,12 @@ fn lab_services() -> String {
                 } else {
                     format!("{net}{id}")
                 };
-                out += &format!("real add {svc} {real} tls off\n");
+                let tls = if matches!(port, 465 | 993 | 995) {
+                    "on"
+                } else {
+                    "off"
+                };
+                out += &format!("real add {svc} {real} tls {tls} agent 7070\n");
             }
         }
     }
@@ -109,29 +217,25 @@ fn up() -> Result<()> {
     if Path::new(STATE_FILE).exists() {
         bail!("a lab is already up ({STATE_FILE}); run `cargo xtask lab down` first");
     }
-    let (lbd, fulmar) = build_bins()?;
-    let (lbd, fulmar) = (
+    let (lbd, fulmar, proxyd) = build_bins()?;
+    let (lbd, fulmar, proxyd) = (
         lbd.to_str().context("path")?,
         fulmar.to_str().context("path")?,
+        proxyd.to_str().context("path")?,
     );
     let mut lab = Lab::build(&topology::reference()).context("building the lab")?;
     std::fs::create_dir_all(LAB_DIR)?;
 
-    // Proxies: what fulmar-realserver.service does on a proxy node.
-    let exe = std::env::current_exe()?;
+    // Proxies: what fulmar-realserver.service does on a proxy node, then
+    // the directory, the back-end instances and fulmar-proxyd.
     for proxy in topology::PROXIES {
         lab.check(
             proxy,
             fulmar,
             &["realserver", "prepare", topology::VIP4, topology::VIP6],
         )?;
-        let mut args = vec!["lab-serve".to_string(), "--name".into(), proxy.to_string()];
-        for port in MAIL_PORTS {
-            args.extend(["--port".into(), port.to_string()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        lab.spawn(proxy, "stand-in", exe.to_str().context("exe path")?, &args)?;
     }
+    start_mail_tiers(&mut lab, proxyd)?;
 
     // Balancer: the kernel-tuning drop-in, then fulmar-lbd on the shipped config.
     let tuning =
@@ -197,11 +301,8 @@ fn up() -> Result<()> {
 
     println!("fulmar lab {} is up\n", lab.prefix());
     println!("{:<10} {:<16} {:<22} RUNNING", "HOST", "ADDRESS", "ROLE");
-    const PROXY: (&str, &str) = (
-        "front end",
-        "stand-in listener (proxy: issue 5); realserver prepared",
-    );
-    const NODE: &str = "back-end tier: issues 6, 8";
+    const PROXY: (&str, &str) = ("front end", "fulmar-proxyd (IMAP/POP3/SMTP, LDAP routing)");
+    const NODE: &str = "Dovecot as home instance (issues 6, 8)";
     let roles = [
         ("client", ("client", "-")),
         ("router", ("router", "forwarding")),
@@ -217,8 +318,11 @@ fn up() -> Result<()> {
         ("proxy3", PROXY),
         ("node1", ("back-end node", NODE)),
         ("node2", ("back-end node", NODE)),
-        ("standby", ("hot standby", NODE)),
-        ("directory", ("directory", "LDAP: issue 5")),
+        (
+            "standby",
+            ("hot standby", "idle (failover manager: issue 8)"),
+        ),
+        ("directory", ("directory", "slapd (misc.schema, mailHost)")),
     ];
     for (host, (role, running)) in roles {
         let addr = lab
@@ -237,36 +341,27 @@ fn up() -> Result<()> {
         topology::VIP6
     );
 
-    // Show it working: connections from the client, the proxy that answered each.
-    let mut answered: BTreeMap<String, u32> = BTreeMap::new();
-    let mut held = Vec::new();
-    for (vip, port) in [
-        (topology::VIP4, 143u16),
-        (topology::VIP6, 25),
-        (topology::VIP4, 110),
-    ] {
-        for _ in 0..6 {
-            let to = SocketAddr::new(vip.parse()?, port);
-            let conn = lab.in_host("client", move || {
-                TcpStream::connect_timeout(&to, Duration::from_secs(3))
-            })??;
-            conn.set_read_timeout(Some(Duration::from_secs(3)))?;
-            let mut greeting = String::new();
-            BufReader::new(conn.try_clone()?).read_line(&mut greeting)?;
-            let who = greeting
-                .split_whitespace()
-                .find(|w| w.starts_with("proxy"))
-                .unwrap_or("?")
-                .to_string();
-            println!(
-                "client -> {to:<22} answered by {who}: {}",
-                greeting.trim_end()
-            );
-            *answered.entry(who).or_default() += 1;
-            held.push(conn);
-        }
+    // Show it working: logins from the client through the VIPs; the
+    // balancer picks a proxy, the proxy asks LDAP and opens the session on
+    // the account's home node.
+    for (i, vip) in [topology::VIP4, topology::VIP6]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let (user, password, home) = ACCOUNTS[i % ACCOUNTS.len()];
+        let to = SocketAddr::new(vip.parse()?, 143);
+        let lines = imap_login(&lab, to, user, password)?;
+        let login = lines
+            .iter()
+            .find(|l| l.starts_with("a "))
+            .cloned()
+            .unwrap_or_default();
+        let login: String = login.chars().take(60).collect();
+        println!("client -> {to:<22} LOGIN {user:<4} (home {home}): {login}...");
     }
-    println!("\nconnections per proxy: {answered:?}\n");
+    println!();
     println!("$ fulmar -s real show {}:143", topology::VIP4);
     print!(
         "{}",
@@ -274,12 +369,11 @@ fn up() -> Result<()> {
     );
     println!("$ fulmar flow count");
     print!("{}", cli(&["flow", "count"])?);
-    drop(held);
 
     let state = lab.persist();
     std::fs::write(STATE_FILE, serde_json::to_string_pretty(&state)?)?;
     println!(
-        "\ntry: ip netns exec {}-client nc {} 143",
+        "\ntry: ip netns exec {}-client nc {} 143   (a LOGIN ann ann-secret)",
         state.prefix,
         topology::VIP4
     );
@@ -306,71 +400,4 @@ fn down() -> Result<()> {
     }
     println!("lab {} is down", state.prefix);
     Ok(())
-}
-
-/// The greeting a mail client expects on `port`, naming the stand-in.
-fn greeting(name: &str, port: u16) -> String {
-    match port {
-        25 | 465 | 587 => format!("220 {name} fulmar lab stand-in ESMTP\r\n"),
-        110 | 995 => format!("+OK {name} fulmar lab stand-in POP3\r\n"),
-        _ => format!("* OK {name} fulmar lab stand-in IMAP\r\n"),
-    }
-}
-
-pub fn serve(args: ServeArgs) -> Result<()> {
-    let mut threads = Vec::new();
-    for port in args.ports {
-        // Dual-stack: one socket takes IPv4 and IPv6.
-        let listener =
-            TcpListener::bind(("::", port)).with_context(|| format!("binding port {port}"))?;
-        let name = args.name.clone();
-        threads.push(std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let text = greeting(&name, port);
-                std::thread::spawn(move || answer(conn, &text, port));
-            }
-        }));
-    }
-    for thread in threads {
-        let _ = thread.join();
-    }
-    Ok(())
-}
-
-/// Greets, then answers what the health checks send (EHLO, QUIT, LOGOUT);
-/// anything else is swallowed until the client leaves.
-fn answer(conn: TcpStream, greeting: &str, port: u16) {
-    let mut write = match conn.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
-    if write.write_all(greeting.as_bytes()).is_err() {
-        return;
-    }
-    for line in BufReader::new(conn).lines() {
-        let Ok(line) = line else { return };
-        let word = line
-            .split_whitespace()
-            .last()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        let first = line
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        let reply = match (first.as_str(), word.as_str()) {
-            ("EHLO" | "HELO", _) => "250 fulmar lab stand-in\r\n",
-            ("QUIT", _) if matches!(port, 110 | 995) => "+OK bye\r\n",
-            ("QUIT", _) => "221 bye\r\n",
-            (_, "LOGOUT") => "* BYE\r\n",
-            _ => continue,
-        };
-        if write.write_all(reply.as_bytes()).is_err()
-            || reply.contains("bye")
-            || reply.contains("BYE")
-        {
-            return;
-        }
-    }
 }

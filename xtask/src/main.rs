@@ -29,9 +29,6 @@ enum Command {
     Bench(bench::Args),
     /// Measure the proxy: IMAP sessions/s and latency vs direct, memory per idle session.
     ProxyBench(proxy_bench::Args),
-    /// (lab internal) Serve a banner on ports, standing in for the proxy tier.
-    #[command(hide = true)]
-    LabServe(lab::ServeArgs),
 }
 
 fn main() -> Result<()> {
@@ -47,7 +44,6 @@ fn main() -> Result<()> {
         Command::Detach(args) => attach::detach(args),
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::LabServe(args) => lab::serve(args),
         Command::ProxyBench(args) => proxy_bench::run(args),
     }
 }
