@@ -46,6 +46,8 @@ pub fn start_slapd(
     work: &Path,
     dir: &Directory,
 ) -> Result<u32, LabError> {
+    // A fresh database each time: slapadd refuses entries that exist.
+    let _ = fs::remove_dir_all(work);
     let db = work.join("db");
     fs::create_dir_all(&db).map_err(|e| LabError::io(&db, e))?;
     let base = dir.base;

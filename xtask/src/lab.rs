@@ -393,7 +393,8 @@ fn down() -> Result<()> {
     };
     let state: LabState = serde_json::from_str(&text).context("reading the lab state")?;
     teardown(&state);
-    std::fs::remove_file(STATE_FILE)?;
+    // Configs, the directory's database and the instances' mail.
+    std::fs::remove_dir_all(LAB_DIR)?;
     let left = fulmar_lab::leftovers(&state.prefix);
     if !left.is_empty() {
         bail!("left behind: {left:?}");
