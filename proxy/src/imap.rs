@@ -17,7 +17,7 @@ use imap_codec::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    config::{Listener, ListenerTls, Protocol},
+    config::{Listener, Protocol},
     conn::Conn,
     session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
     stream::Stream,
@@ -82,32 +82,21 @@ struct PreLogin {
 }
 
 impl PreLogin {
-    fn starttls_offered(&self) -> bool {
-        !self.conn.is_tls() && self.listener.tls == ListenerTls::Starttls && self.ctx.tls.is_some()
-    }
-
-    /// Plain-text logins are refused before STARTTLS where it is offered
-    /// and the configuration asks for it.
-    fn login_allowed(&self) -> bool {
-        !self.starttls_offered()
-            || !self
-                .ctx
-                .config
-                .tls
-                .as_ref()
-                .is_some_and(|t| t.require_for_auth)
-    }
-
     fn capabilities(&self) -> String {
         let mut caps = String::from("IMAP4rev1 SASL-IR ID LITERAL+");
-        if self.starttls_offered() {
+        if self
+            .ctx
+            .starttls_offered(&self.listener, self.conn.is_tls())
+        {
             caps.push_str(" STARTTLS");
         }
-        caps.push_str(if self.login_allowed() {
-            " AUTH=PLAIN"
-        } else {
-            " LOGINDISABLED"
-        });
+        caps.push_str(
+            if self.ctx.login_allowed(&self.listener, self.conn.is_tls()) {
+                " AUTH=PLAIN"
+            } else {
+                " LOGINDISABLED"
+            },
+        );
         caps
     }
 
@@ -142,7 +131,10 @@ impl PreLogin {
                     return Ok(());
                 }
                 Action::StartTls(tag) => {
-                    if !self.starttls_offered() {
+                    if !self
+                        .ctx
+                        .starttls_offered(&self.listener, self.conn.is_tls())
+                    {
                         self.send(&format!("{tag} BAD STARTTLS not available here.\r\n"))
                             .await?;
                         continue;
@@ -245,7 +237,7 @@ impl PreLogin {
     /// Logs in on the home instance; Some once the back-end accepted (the
     /// failures are answered here).
     async fn try_login(&mut self, tag: &str, user: &[u8], pass: &[u8]) -> io::Result<Option<Home>> {
-        if !self.login_allowed() {
+        if !self.ctx.login_allowed(&self.listener, self.conn.is_tls()) {
             self.send(&format!(
                 "{tag} NO [PRIVACYREQUIRED] Use STARTTLS first.\r\n"
             ))

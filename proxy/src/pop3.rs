@@ -5,7 +5,7 @@
 use std::{io, sync::Arc};
 
 use crate::{
-    config::{Listener, ListenerTls, Protocol},
+    config::{Listener, Protocol},
     conn::{Conn, Line},
     session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
     stream::Stream,
@@ -42,20 +42,6 @@ struct Session {
 }
 
 impl Session {
-    fn stls_offered(&self) -> bool {
-        !self.conn.is_tls() && self.listener.tls == ListenerTls::Starttls && self.ctx.tls.is_some()
-    }
-
-    fn login_allowed(&self) -> bool {
-        !self.stls_offered()
-            || !self
-                .ctx
-                .config
-                .tls
-                .as_ref()
-                .is_some_and(|t| t.require_for_auth)
-    }
-
     async fn reply(&mut self, text: &str) -> io::Result<()> {
         self.conn.queue(text.as_bytes()).await?;
         self.conn.flush_if_idle().await
@@ -79,17 +65,23 @@ impl Session {
                     let mut caps = String::from(
                         "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n",
                     );
-                    if self.login_allowed() {
+                    if self.ctx.login_allowed(&self.listener, self.conn.is_tls()) {
                         caps.push_str("USER\r\nSASL PLAIN\r\n");
                     }
-                    if self.stls_offered() {
+                    if self
+                        .ctx
+                        .starttls_offered(&self.listener, self.conn.is_tls())
+                    {
                         caps.push_str("STLS\r\n");
                     }
                     caps.push_str(".\r\n");
                     self.reply(&caps).await?;
                 }
                 "STLS" => {
-                    if !self.stls_offered() {
+                    if !self
+                        .ctx
+                        .starttls_offered(&self.listener, self.conn.is_tls())
+                    {
                         self.reply("-ERR STLS not available here.\r\n").await?;
                         continue;
                     }
@@ -103,7 +95,7 @@ impl Session {
                     return Ok(());
                 }
                 "USER" if !arg.is_empty() => {
-                    if !self.login_allowed() {
+                    if !self.ctx.login_allowed(&self.listener, self.conn.is_tls()) {
                         self.reply("-ERR [AUTH] Use STLS first.\r\n").await?;
                         continue;
                     }
@@ -161,7 +153,7 @@ impl Session {
     }
 
     async fn try_login(&mut self, user: &str, pass: &str) -> io::Result<Option<Home>> {
-        if !self.login_allowed() {
+        if !self.ctx.login_allowed(&self.listener, self.conn.is_tls()) {
             self.reply("-ERR [AUTH] Use STLS first.\r\n").await?;
             return Ok(None);
         }

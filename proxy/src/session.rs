@@ -13,7 +13,7 @@ use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tokio_rustls::TlsConnector;
 
 use crate::{
-    config::{Protocol, ProxyConfig},
+    config::{Listener, ListenerTls, Protocol, ProxyConfig},
     directory::Directory,
     metrics::{LoginResult, Metrics},
     stream::{ServerTls, Stream, tls_to},
@@ -32,6 +32,19 @@ pub struct Ctx {
 impl Ctx {
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// STARTTLS / STLS is offered on a plain connection to a `starttls`
+    /// listener when a certificate is configured.
+    pub fn starttls_offered(&self, listener: &Listener, tls_active: bool) -> bool {
+        !tls_active && listener.tls == ListenerTls::Starttls && self.tls.is_some()
+    }
+
+    /// Plain-text logins are refused before STARTTLS where it is offered
+    /// and `tls.require_for_auth` asks for it.
+    pub fn login_allowed(&self, listener: &Listener, tls_active: bool) -> bool {
+        !self.starttls_offered(listener, tls_active)
+            || !self.config.tls.as_ref().is_some_and(|t| t.require_for_auth)
     }
 }
 

@@ -48,31 +48,38 @@ const LAB_DIR: &str = "/run/fulmar-lab";
 
 /// The workspace's binaries, built now in xtask's own profile.
 fn build_bins() -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "fulmar-lb",
-            "-p",
-            "fulmar-proxy",
-            "--bins",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building fulmar-lbd, fulmar and fulmar-proxyd failed");
-    }
-    let dir = std::env::current_exe()?
-        .parent()
-        .context("xtask's directory")?
-        .to_path_buf();
+    let dir = cargo_build_bins(&["fulmar-lb", "fulmar-proxy"], false)?;
     Ok((
         dir.join("fulmar-lbd"),
         dir.join("fulmar"),
         dir.join("fulmar-proxyd"),
     ))
+}
+
+/// Builds the packages' binaries (in xtask's profile, or release) and
+/// returns the directory that holds them.
+pub fn cargo_build_bins(packages: &[&str], release: bool) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--quiet", "--bins"]);
+    if release {
+        command.arg("--release");
+    }
+    for p in packages {
+        command.args(["-p", p]);
+    }
+    if !command.status().context("running cargo build")?.success() {
+        bail!("building {packages:?} failed");
+    }
+    let dir = std::env::current_exe()?
+        .parent()
+        .context("xtask's directory")?
+        .to_path_buf();
+    Ok(if release {
+        dir.parent().context("target directory")?.join("release")
+    } else {
+        dir
+    })
 }
 
 /// Accounts of the lab's directory: (uid, password, home node address).

@@ -5,7 +5,6 @@
 //! LDAP search and an LDAP bind.
 use std::{
     net::SocketAddr,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -40,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("proxy-bench builds network namespaces: run as root");
     }
-    let proxyd = build_proxy()?;
+    let proxyd = crate::lab::cargo_build_bins(&["fulmar-proxy"], true)?.join("fulmar-proxyd");
     let spec = LabSpec::lan(&[
         ("px", &format!("{PROXY}/24")),
         ("cl", &format!("{CLIENT}/24")),
@@ -131,31 +130,6 @@ pub fn run(args: Args) -> Result<()> {
         "idle proxied sessions: {held}; proxy RSS {before} KiB -> {after} KiB = {per:.1} KiB per session (target <= 64 KiB)"
     );
     Ok(())
-}
-
-/// The proxy in release, built now.
-fn build_proxy() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "fulmar-proxy",
-            "--bins",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building fulmar-proxyd failed");
-    }
-    let target = std::env::current_exe()?
-        .parent()
-        .and_then(|d| d.parent())
-        .context("target directory")?
-        .to_path_buf();
-    Ok(target.join("release").join("fulmar-proxyd"))
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {

@@ -11,7 +11,7 @@ use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 pub use delivery::{Reply, read_reply, xtext};
 
 use crate::{
-    config::{DeliveryProtocol, Listener, ListenerTls, Protocol},
+    config::{DeliveryProtocol, Listener, Protocol},
     conn::{Conn, Line},
     directory::Recipient,
     session::{Ctx, Login, Peer, connect_backend, login, sasl_plain},
@@ -74,20 +74,10 @@ impl Session {
         self.listener.protocol == Protocol::Submission
     }
 
-    fn starttls_offered(&self) -> bool {
-        !self.conn.is_tls() && self.listener.tls == ListenerTls::Starttls && self.ctx.tls.is_some()
-    }
-
     fn auth_offered(&self) -> bool {
         self.submission()
             && self.user.is_none()
-            && (!self.starttls_offered()
-                || !self
-                    .ctx
-                    .config
-                    .tls
-                    .as_ref()
-                    .is_some_and(|t| t.require_for_auth))
+            && self.ctx.login_allowed(&self.listener, self.conn.is_tls())
     }
 
     async fn reply(&mut self, text: &str) -> io::Result<()> {
@@ -121,7 +111,10 @@ impl Session {
                     self.reply(&text).await?;
                 }
                 "STARTTLS" => {
-                    if !self.starttls_offered() {
+                    if !self
+                        .ctx
+                        .starttls_offered(&self.listener, self.conn.is_tls())
+                    {
                         self.reply("502 5.5.1 STARTTLS not available here").await?;
                         continue;
                     }
@@ -165,7 +158,10 @@ impl Session {
             "8BITMIME".into(),
             "ENHANCEDSTATUSCODES".into(),
         ];
-        if self.starttls_offered() {
+        if self
+            .ctx
+            .starttls_offered(&self.listener, self.conn.is_tls())
+        {
             lines.push("STARTTLS".into());
         }
         if self.auth_offered() {
