@@ -185,7 +185,8 @@ certificate = "{dir}/cert.pem"
 key = "{dir}/key.pem"
 
 [directory]
-urls = ["ldap://{DIRECTORY}:389"]
+# The first URL refuses connections: every test also runs the failover.
+urls = ["ldap://{DIRECTORY}:3389", "ldap://{DIRECTORY}:389"]
 bind_dn = "cn=proxy,{BASE}"
 bind_password = "proxy-secret"
 base_dn = "{BASE}"
