@@ -47,7 +47,11 @@ for user, pw in [("ann", "{ann}"), ("ann.alias@mail.test", "{ann}"), ("bob", {bo
     assert_eq!(login_lines(&site, "be2", "bob").len(), 1);
     assert_eq!(login_lines(&site, "be2", "carol").len(), 1);
     assert!(login_lines(&site, "be1", "bob").is_empty());
-    assert!(site.proxy_log().contains("directory failover"), "{}", site.proxy_log());
+    assert!(
+        site.proxy_log().contains("directory failover"),
+        "{}",
+        site.proxy_log()
+    );
 }
 
 #[test]
