@@ -127,9 +127,9 @@ pub fn start_slapd(
 
 /// How a Dovecot back-end checks logins.
 pub enum Passwords<'a> {
-    /// It trusts connections from the proxies' real addresses (they
-    /// verified the password against LDAP) — `allow_real_nets`.
-    TrustProxies(&'a [&'a str]),
+    /// It trusts connections from the real addresses of `trusted` (the
+    /// proxies verified the password against LDAP) — `allow_real_nets`.
+    TrustProxies,
     /// It checks (user, password) pairs itself.
     Own(&'a [(&'a str, &'a str)]),
 }
@@ -155,7 +155,7 @@ pub fn start_dovecot(
     let trusted: Vec<String> = trusted.iter().map(|a| format!("{a}/32")).collect();
     let trusted = trusted.join(" ");
     let passdb = match passwords {
-        Passwords::TrustProxies(_) => format!(
+        Passwords::TrustProxies => format!(
             "passdb {{\n  driver = static\n  args = nopassword=y allow_real_nets={}\n}}\n",
             trusted.replace(' ', ",")
         ),

@@ -7,7 +7,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
@@ -321,11 +321,6 @@ impl Directory {
             cache.clear();
         }
         cache.insert(key, (Instant::now(), value));
-    }
-
-    /// Test hook: how long a lookup may be reused.
-    pub fn cache_ttl(&self) -> Duration {
-        self.config.cache_ttl
     }
 }
 

@@ -131,18 +131,15 @@ impl PreLogin {
                     return Ok(());
                 }
                 Action::StartTls(tag) => {
+                    let go_ahead = format!("{tag} OK Begin TLS negotiation now.\r\n");
                     if !self
                         .ctx
-                        .starttls_offered(&self.listener, self.conn.is_tls())
+                        .starttls(&self.listener, &mut self.conn, go_ahead.as_bytes())
+                        .await?
                     {
                         self.send(&format!("{tag} BAD STARTTLS not available here.\r\n"))
                             .await?;
-                        continue;
                     }
-                    self.send(&format!("{tag} OK Begin TLS negotiation now.\r\n"))
-                        .await?;
-                    let acceptor = self.ctx.tls.as_ref().expect("tls offered").acceptor();
-                    self.conn.starttls(acceptor).await?;
                 }
                 Action::Id { tag, ttl } => {
                     if let Some(t) = ttl {

@@ -7,7 +7,7 @@ use std::{io, sync::Arc};
 use crate::{
     config::{Listener, Protocol},
     conn::{Conn, Line},
-    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
+    session::{Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain, splice},
     stream::Stream,
 };
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
@@ -78,17 +78,16 @@ impl Session {
                     self.reply(&caps).await?;
                 }
                 "STLS" => {
-                    if !self
-                        .ctx
-                        .starttls_offered(&self.listener, self.conn.is_tls())
-                    {
+                    let tls = self.ctx.starttls(
+                        &self.listener,
+                        &mut self.conn,
+                        b"+OK Begin TLS negotiation.\r\n",
+                    );
+                    if tls.await? {
+                        self.user = None;
+                    } else {
                         self.reply("-ERR STLS not available here.\r\n").await?;
-                        continue;
                     }
-                    self.conn.send(b"+OK Begin TLS negotiation.\r\n").await?;
-                    let acceptor = self.ctx.tls.as_ref().expect("tls offered").acceptor();
-                    self.conn.starttls(acceptor).await?;
-                    self.user = None;
                 }
                 "QUIT" => {
                     self.conn.send(b"+OK Bye.\r\n").await?;
@@ -118,27 +117,18 @@ impl Session {
                         self.reply("-ERR Unsupported mechanism.\r\n").await?;
                         continue;
                     }
-                    let response = if initial.is_empty() {
-                        self.conn.send(b"+ \r\n").await?;
-                        match self.conn.read_line(MAX_LINE).await? {
-                            Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
-                            Line::TooLong => String::new(),
-                            Line::End => return Ok(()),
+                    let answer = read_plain(&mut self.conn, initial, b"+ \r\n", MAX_LINE);
+                    let (user, pass) = match answer.await? {
+                        PlainAnswer::Credentials(u, p) => (u, p),
+                        PlainAnswer::Cancelled => {
+                            self.reply("-ERR Authentication cancelled.\r\n").await?;
+                            continue;
                         }
-                    } else {
-                        initial.to_string()
-                    };
-                    if response == "*" {
-                        self.reply("-ERR Authentication cancelled.\r\n").await?;
-                        continue;
-                    }
-                    let Some((user, pass)) = BASE64
-                        .decode(response.trim())
-                        .ok()
-                        .and_then(|d| sasl_plain(&d))
-                    else {
-                        self.reply("-ERR Invalid PLAIN response.\r\n").await?;
-                        continue;
+                        PlainAnswer::Invalid => {
+                            self.reply("-ERR Invalid PLAIN response.\r\n").await?;
+                            continue;
+                        }
+                        PlainAnswer::Closed => return Ok(()),
                     };
                     if let Some(home) = self.try_login(&user, &pass).await? {
                         return self.splice(home).await;

@@ -9,11 +9,13 @@ use std::{
     },
 };
 
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tokio_rustls::TlsConnector;
 
 use crate::{
     config::{Listener, ListenerTls, Protocol, ProxyConfig},
+    conn::{Conn, Line},
     directory::Directory,
     metrics::{LoginResult, Metrics},
     stream::{ServerTls, Stream, tls_to},
@@ -38,6 +40,28 @@ impl Ctx {
     /// listener when a certificate is configured.
     pub fn starttls_offered(&self, listener: &Listener, tls_active: bool) -> bool {
         !tls_active && listener.tls == ListenerTls::Starttls && self.tls.is_some()
+    }
+
+    /// STARTTLS / STLS: sends `go_ahead` in plain text, then does the
+    /// handshake. False when TLS is not offered here; the caller refuses in
+    /// its protocol's words.
+    pub async fn starttls(
+        &self,
+        listener: &Listener,
+        conn: &mut Conn,
+        go_ahead: &[u8],
+    ) -> io::Result<bool> {
+        if !self.starttls_offered(listener, conn.is_tls()) {
+            return Ok(false);
+        }
+        conn.send(go_ahead).await?;
+        let acceptor = self
+            .tls
+            .as_ref()
+            .expect("offered, so configured")
+            .acceptor();
+        conn.starttls(acceptor).await?;
+        Ok(true)
     }
 
     /// Plain-text logins are refused before STARTTLS where it is offered
@@ -205,6 +229,46 @@ pub async fn splice(
         copied = &mut down => copied.map(|_| ()),
         _ = &mut up => down.await.map(|_| ()),
     }
+}
+
+/// The client's side of AUTH PLAIN on a line protocol (POP3, SMTP).
+pub enum PlainAnswer {
+    Credentials(String, String),
+    Cancelled,
+    Invalid,
+    /// The client went away.
+    Closed,
+}
+
+/// Reads AUTH PLAIN: the initial response if given, else `prompt` and the
+/// client's next line; `*` cancels.
+pub async fn read_plain(
+    conn: &mut Conn,
+    initial: &str,
+    prompt: &[u8],
+    max: usize,
+) -> io::Result<PlainAnswer> {
+    let response = if initial.is_empty() {
+        conn.send(prompt).await?;
+        match conn.read_line(max).await? {
+            Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
+            Line::TooLong => String::new(),
+            Line::End => return Ok(PlainAnswer::Closed),
+        }
+    } else {
+        initial.to_string()
+    };
+    let response = response.trim();
+    if response == "*" {
+        return Ok(PlainAnswer::Cancelled);
+    }
+    Ok(BASE64
+        .decode(response)
+        .ok()
+        .and_then(|d| sasl_plain(&d))
+        .map_or(PlainAnswer::Invalid, |(u, p)| {
+            PlainAnswer::Credentials(u, p)
+        }))
 }
 
 /// Decodes SASL PLAIN (`authzid NUL authcid NUL password`). An authzid

@@ -109,7 +109,7 @@ fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
     };
     mail::start_slapd(lab, "directory", DIRECTORY, &work.join("ldap"), &directory)?;
     for (node, addr) in [("node1", "198.18.2.11"), ("node2", "198.18.2.12")] {
-        let passwords = mail::Passwords::TrustProxies(&PROXY_ADDRS);
+        let passwords = mail::Passwords::TrustProxies;
         mail::start_dovecot(lab, node, addr, &work.join(node), &PROXY_ADDRS, passwords)?;
     }
     let cert = rcgen::generate_simple_self_signed(vec!["mail.fulmar.test".into()])?;

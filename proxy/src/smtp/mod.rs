@@ -6,15 +6,13 @@ mod delivery;
 
 use std::{collections::BTreeMap, io, sync::Arc};
 
-use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-
-pub use delivery::{Reply, read_reply, xtext};
+use delivery::Reply;
 
 use crate::{
     config::{DeliveryProtocol, Listener, Protocol},
     conn::{Conn, Line},
     directory::Recipient,
-    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain},
+    session::{Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain},
     stream::Stream,
 };
 use delivery::{Delivery, Envelope};
@@ -111,19 +109,18 @@ impl Session {
                     self.reply(&text).await?;
                 }
                 "STARTTLS" => {
-                    if !self
+                    let go_ahead = b"220 2.0.0 Ready to start TLS\r\n";
+                    if self
                         .ctx
-                        .starttls_offered(&self.listener, self.conn.is_tls())
+                        .starttls(&self.listener, &mut self.conn, go_ahead)
+                        .await?
                     {
+                        // RFC 3207: the session starts over.
+                        self.helo = None;
+                        self.tx = None;
+                    } else {
                         self.reply("502 5.5.1 STARTTLS not available here").await?;
-                        continue;
                     }
-                    self.conn.send(b"220 2.0.0 Ready to start TLS\r\n").await?;
-                    let acceptor = self.ctx.tls.as_ref().expect("tls offered").acceptor();
-                    self.conn.starttls(acceptor).await?;
-                    // RFC 3207: the session starts over.
-                    self.helo = None;
-                    self.tx = None;
                 }
                 "AUTH" => self.auth(arg).await?,
                 "MAIL" => self.mail(arg).await?,
@@ -199,25 +196,15 @@ impl Session {
         if !mech.eq_ignore_ascii_case("PLAIN") {
             return self.reply("504 5.5.4 Unsupported mechanism").await;
         }
-        let response = if initial.is_empty() {
-            self.conn.send(b"334 \r\n").await?;
-            match self.conn.read_line(MAX_COMMAND).await? {
-                Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
-                Line::TooLong => String::new(),
-                Line::End => return Ok(()),
+        let (user, pass) = match read_plain(&mut self.conn, initial, b"334 \r\n", MAX_COMMAND)
+            .await?
+        {
+            PlainAnswer::Credentials(u, p) => (u, p),
+            PlainAnswer::Cancelled => {
+                return self.reply("501 5.7.0 Authentication cancelled").await;
             }
-        } else {
-            initial.to_string()
-        };
-        if response.trim() == "*" {
-            return self.reply("501 5.7.0 Authentication cancelled").await;
-        }
-        let Some((user, pass)) = BASE64
-            .decode(response.trim())
-            .ok()
-            .and_then(|d| sasl_plain(&d))
-        else {
-            return self.reply("501 5.5.2 Invalid PLAIN response").await;
+            PlainAnswer::Invalid => return self.reply("501 5.5.2 Invalid PLAIN response").await,
+            PlainAnswer::Closed => return Ok(()),
         };
         match login(&self.ctx, Protocol::Submission, &user, &pass).await {
             // The default back-end cannot vouch for a submission login.
@@ -357,15 +344,15 @@ impl Session {
         // The last bytes seen, so a terminator split across reads is found;
         // the data starts at the beginning of a line.
         let mut tail: Vec<u8> = b"\r\n".to_vec();
+        // Chunks are passed on from the input buffer itself, which keeps
+        // its capacity from read to read.
         loop {
             if self.conn.buf.is_empty() && !self.conn.fill().await? {
                 return Ok(()); // the client went away: nothing is delivered
             }
-            let chunk = std::mem::take(&mut self.conn.buf);
-            let (body, rest) = match find_end(&tail, &chunk) {
-                Some(end) => (&chunk[..end], Some(&chunk[end..])),
-                None => (&chunk[..], None),
-            };
+            let chunk = &self.conn.buf;
+            let end = find_end(&tail, chunk);
+            let body = &chunk[..end.unwrap_or(chunk.len())];
             size += body.len() as u64;
             // The count includes the terminator's ".CRLF".
             if size.saturating_sub(3) > max {
@@ -376,13 +363,13 @@ impl Session {
                     d.write(body).await;
                 }
             }
-            if let Some(rest) = rest {
-                self.conn.buf = rest.to_vec();
+            if let Some(end) = end {
+                // What follows the terminator is the next (pipelined) command.
+                self.conn.buf.drain(..end);
                 break;
             }
-            let keep = chunk.len().min(4);
-            tail = [&tail[..], &chunk[chunk.len() - keep..]].concat();
-            tail.drain(..tail.len() - tail.len().min(4));
+            tail = last_bytes(&tail, chunk);
+            self.conn.buf.clear();
         }
         if too_big {
             // Dropping the back-end connections mid-DATA makes them discard it.
@@ -491,12 +478,26 @@ fn path(arg: &str, keyword: &str) -> Option<(String, String)> {
 /// first bytes may complete a terminator begun in `tail`.
 fn find_end(tail: &[u8], chunk: &[u8]) -> Option<usize> {
     const END: &[u8] = b"\r\n.\r\n";
-    let joined = [tail, chunk].concat();
-    joined
+    // A terminator begun in `tail` (at most 4 bytes) ends within the
+    // chunk's first 4 bytes; any other lies wholly in the chunk, later.
+    let seam = [tail, &chunk[..chunk.len().min(END.len() - 1)]].concat();
+    let across = seam
         .windows(END.len())
         .position(|w| w == END)
-        .map(|p| p + END.len() - tail.len())
-        .filter(|end| *end <= chunk.len() && *end > 0)
+        .map(|p| p + END.len() - tail.len());
+    across.or_else(|| {
+        chunk
+            .windows(END.len())
+            .position(|w| w == END)
+            .map(|p| p + END.len())
+    })
+}
+
+/// The last 4 bytes of `tail` followed by `chunk`.
+fn last_bytes(tail: &[u8], chunk: &[u8]) -> Vec<u8> {
+    let mut t = [tail, &chunk[chunk.len().saturating_sub(4)..]].concat();
+    t.drain(..t.len().saturating_sub(4));
+    t
 }
 
 #[cfg(test)]

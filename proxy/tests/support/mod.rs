@@ -115,7 +115,7 @@ impl Site {
         let passwords = if own_passwords {
             mail::Passwords::Own(&[BOB, CAROL, LEGACY])
         } else {
-            mail::Passwords::TrustProxies(&[PROXY])
+            mail::Passwords::TrustProxies
         };
         let work = self.work.join(host);
         mail::start_dovecot(&mut self.lab, host, addr, &work, &[PROXY], passwords)
