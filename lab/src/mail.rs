@@ -134,8 +134,20 @@ pub enum Passwords<'a> {
     Own(&'a [(&'a str, &'a str)]),
 }
 
-/// A Dovecot instance on `addr` in `host`: IMAP 143, POP3 110, LMTP 24, mail
-/// under `work`. `trusted` are the proxies whose ID/XCLIENT it honours.
+/// A certificate and key (PEM files) for a back-end that speaks TLS.
+pub struct Tls<'a> {
+    pub certificate: &'a Path,
+    pub key: &'a Path,
+}
+
+/// The back-end ports: plain IMAP 143, POP3 110, LMTP 24; with TLS, implicit
+/// TLS on IMAP 993, POP3 995 and LMTP 24.
+pub fn dovecot_ports(tls: bool) -> [u16; 3] {
+    if tls { [993, 995, 24] } else { [143, 110, 24] }
+}
+
+/// A Dovecot instance on `addr` in `host` on [`dovecot_ports`], mail under
+/// `work`. `trusted` are the proxies whose ID/XCLIENT it honours.
 pub fn start_dovecot(
     lab: &mut Lab,
     host: &str,
@@ -143,6 +155,7 @@ pub fn start_dovecot(
     work: &Path,
     trusted: &[&str],
     passwords: Passwords,
+    tls: Option<Tls>,
 ) -> Result<u32, LabError> {
     let mail = work.join("mail");
     let run = work.join("run");
@@ -172,18 +185,30 @@ pub fn start_dovecot(
             )
         }
     };
+    let [imap, pop3, lmtp] = dovecot_ports(tls.is_some());
+    let (ssl, listener_ssl) = match &tls {
+        Some(t) => (
+            format!(
+                "ssl = required\nssl_cert = <{}\nssl_key = <{}\n",
+                t.certificate.display(),
+                t.key.display()
+            ),
+            "\n    ssl = yes",
+        ),
+        None => ("ssl = no\n".to_string(), ""),
+    };
     let conf = format!(
         "protocols = imap pop3 lmtp\nlisten = {addr}\n\
          base_dir = {run}\nstate_dir = {run}\ninstance_name = {host}\n\
-         log_path = {log}\nssl = no\ndisable_plaintext_auth = no\n\
+         log_path = {log}\n{ssl}disable_plaintext_auth = no\n\
          auth_mechanisms = plain login\nlogin_trusted_networks = {trusted}\n\
          mail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n\
          default_process_limit = 1000\ndefault_client_limit = 4000\nmail_max_userip_connections = 1000\n\
          {passdb}\
          userdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={mail}/%u allow_all_users=yes\n}}\n\
-         service imap-login {{\n  inet_listener imap {{\n    port = 143\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-         service pop3-login {{\n  inet_listener pop3 {{\n    port = 110\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n\
-         service lmtp {{\n  inet_listener lmtp {{\n    port = 24\n  }}\n}}\n",
+         service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n  inet_listener fulmar {{\n    port = {imap}{listener_ssl}\n  }}\n}}\n\
+         service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n  inet_listener fulmar {{\n    port = {pop3}{listener_ssl}\n  }}\n}}\n\
+         service lmtp {{\n  inet_listener lmtp {{\n    port = {lmtp}{listener_ssl}\n  }}\n}}\n",
         run = run.display(),
         log = work.join("dovecot.log").display(),
         mail = mail.display(),
@@ -192,7 +217,7 @@ pub fn start_dovecot(
     fs::write(&path, conf).map_err(|e| LabError::io(&path, e))?;
     let path = path.to_string_lossy().into_owned();
     let pid = lab.spawn(host, "dovecot", "dovecot", &["-F", "-c", &path])?;
-    for port in [143, 110, 24] {
+    for port in [imap, pop3, lmtp] {
         wait_port(lab, host, addr, port)?;
     }
     Ok(pid)

@@ -267,3 +267,57 @@ fn sighup_reloads_the_certificate_and_sigterm_drains() {
         site.proxy_log()
     );
 }
+
+#[test]
+fn tls_to_the_back_ends_with_idle_and_delivery() {
+    let site = Site::start(Options {
+        backend_tls: true,
+        ..Options::default()
+    });
+    // ann idles on be1 through the proxy (proxy → be1 in TLS, checked
+    // against the test CA).
+    let mut idle = site.connect(1143);
+    idle.line();
+    idle.send(format!("a LOGIN ann {}\r\nb SELECT INBOX\r\nc IDLE\r\n", ANN.1).as_bytes());
+    let lines = idle.until("+ ");
+    assert!(lines.iter().any(|l| l.starts_with("a OK")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("* 0 EXISTS")),
+        "{lines:?}"
+    );
+    // A message for ann through SMTP in (proxy → be1 LMTP in TLS) must
+    // reach the idling session at once; bob logs in to be2 over POP3.
+    let script = format!(
+        r#"
+import smtplib, poplib
+s = smtplib.SMTP("{PROXY}", 25); s.ehlo("cl.test")
+print(s.sendmail("x@remote.test", ["ann@mail.test"], "Subject: idle\r\n\r\nwake up\r\n"))
+s.quit()
+p = poplib.POP3("{PROXY}", 1110); p.user("bob"); p.pass_({bob:?}); print("pop3", p.stat()); p.quit()
+"#,
+        bob = BOB.1,
+    );
+    let out = site.python(&script);
+    assert!(out.contains("{}") && out.contains("pop3 (0, 0)"), "{out}");
+    let woke = idle.until("* 1 EXISTS");
+    assert!(!woke.is_empty());
+    idle.send(b"DONE\r\nd FETCH 1 BODY[TEXT]\r\ne LOGOUT\r\n");
+    let rest = idle.until("e OK");
+    assert!(rest.iter().any(|l| l.starts_with("c OK")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("wake up")), "{rest:?}");
+    // Dovecot marks logins made over TLS; every one here was. (Its LMTP
+    // does not log TLS, but the proxy's connector speaks nothing else.)
+    let be1 = site.dovecot_log("be1");
+    let ann = login_lines(&site, "be1", "ann");
+    assert!(ann.len() == 1 && ann[0].contains("TLS"), "{be1}");
+    assert!(
+        be1.contains("lmtp(ann)") && be1.contains("saved mail to INBOX"),
+        "{be1}"
+    );
+    let bob = site.dovecot_log("be2");
+    assert!(
+        bob.lines()
+            .any(|l| l.contains("pop3-login") && l.contains("user=<bob>") && l.contains("TLS")),
+        "{bob}"
+    );
+}

@@ -110,7 +110,8 @@ fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
     mail::start_slapd(lab, "directory", DIRECTORY, &work.join("ldap"), &directory)?;
     for (node, addr) in [("node1", "198.18.2.11"), ("node2", "198.18.2.12")] {
         let passwords = mail::Passwords::TrustProxies;
-        mail::start_dovecot(lab, node, addr, &work.join(node), &PROXY_ADDRS, passwords)?;
+        let work = work.join(node);
+        mail::start_dovecot(lab, node, addr, &work, &PROXY_ADDRS, passwords, None)?;
     }
     let cert = rcgen::generate_simple_self_signed(vec!["mail.fulmar.test".into()])?;
     std::fs::write(work.join("proxy.crt"), cert.cert.pem())?;

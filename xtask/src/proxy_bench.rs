@@ -69,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
         &work.join("be"),
         &[PROXY],
         mail::Passwords::Own(&[USER]),
+        None,
     )?;
     let config = format!(
         "[[listen]]\nprotocol = \"imap\"\naddress = \"{PROXY}:143\"\ntls = \"none\"\n\

@@ -34,6 +34,9 @@ pub struct Options {
     pub default_host: bool,
     pub outbound_relay: Option<String>,
     pub extra_proxy_config: String,
+    /// The back-ends speak implicit TLS (certificates from a test CA) and
+    /// the proxy checks them against that CA.
+    pub backend_tls: bool,
 }
 
 pub struct Site {
@@ -65,8 +68,11 @@ impl Site {
             slapd_pid: None,
         };
         site.start_slapd();
-        site.start_dovecot("be1", BE1, false);
-        site.start_dovecot("be2", BE2, true);
+        if options.backend_tls {
+            site.make_backend_certificates();
+        }
+        site.start_dovecot("be1", BE1, false, options.backend_tls);
+        site.start_dovecot("be2", BE2, true, options.backend_tls);
         site.start_proxy(&options);
         site
     }
@@ -111,15 +117,40 @@ impl Site {
 
     /// be1 trusts the proxy (it verified the password); be2 checks
     /// passwords itself, as the default back-end must.
-    fn start_dovecot(&mut self, host: &str, addr: &str, own_passwords: bool) {
+    fn start_dovecot(&mut self, host: &str, addr: &str, own_passwords: bool, tls: bool) {
         let passwords = if own_passwords {
             mail::Passwords::Own(&[BOB, CAROL, LEGACY])
         } else {
             mail::Passwords::TrustProxies
         };
         let work = self.work.join(host);
-        mail::start_dovecot(&mut self.lab, host, addr, &work, &[PROXY], passwords)
+        let certificate = self.work.join(format!("{host}.crt"));
+        let key = self.work.join(format!("{host}.key"));
+        let tls = tls.then_some(mail::Tls {
+            certificate: &certificate,
+            key: &key,
+        });
+        mail::start_dovecot(&mut self.lab, host, addr, &work, &[PROXY], passwords, tls)
             .expect("dovecot");
+    }
+
+    /// A test CA (`backend-ca.crt`) and, per back-end, a certificate for
+    /// its address: the proxy verifies the back-end by its mailHost.
+    fn make_backend_certificates(&self) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        fs::write(self.work.join("backend-ca.crt"), ca.pem()).unwrap();
+        for (host, addr) in [("be1", BE1), ("be2", BE2)] {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![addr.to_string()])
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            fs::write(self.work.join(format!("{host}.crt")), cert.pem()).unwrap();
+            fs::write(self.work.join(format!("{host}.key")), key.serialize_pem()).unwrap();
+        }
     }
 
     pub fn dovecot_log(&self, host: &str) -> String {
@@ -134,6 +165,15 @@ impl Site {
         fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
         let default_host = if options.default_host {
             format!("default_host = \"{BE2}\"\n")
+        } else {
+            String::new()
+        };
+        let backend_tls = if options.backend_tls {
+            let [imap, pop3, _] = mail::dovecot_ports(true);
+            format!(
+                "tls = true\ntls_ca = \"{}\"\nimap_port = {imap}\npop3_port = {pop3}\n",
+                self.work.join("backend-ca.crt").display()
+            )
         } else {
             String::new()
         };
@@ -194,7 +234,7 @@ timeout = "1s"
 cache_ttl = "0s"
 
 [backend]
-{default_host}
+{default_host}{backend_tls}
 [session]
 auth_failure_delay = "200ms"
 drain_timeout = "5s"
