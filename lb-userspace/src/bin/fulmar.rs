@@ -17,10 +17,11 @@ use fulmar_lb::{
 const USAGE: &str = "\
 Usage: fulmar [ OPTIONS ] OBJECT { COMMAND | help }
        fulmar [ -s ] -batch FILE
-OBJECT := { service | real | flow | stats | attach | save | monitor | realserver }
+OBJECT := { service | real | flow | stats | attach | save | monitor | realserver | fence }
 OPTIONS := { -j[son] | -p[retty] | -s[tatistics] (twice for more) |
              -b[atch] FILE (all lines or none; - reads stdin) |
-             -S PATH | -so[cket] PATH (default /run/fulmar/lb.sock) | -V[ersion] | -h[elp] }
+             -S PATH | -so[cket] PATH (default /run/fulmar/lb.sock) |
+             -F PATH | -fe[ncing] PATH (default /etc/fulmar/fencing.toml) | -V[ersion] | -h[elp] }
 Every keyword may be shortened to an unambiguous prefix: fulmar ser sh, fulmar real se SVC REAL w 2.";
 
 const REALSERVER_USAGE: &str = "\
@@ -37,6 +38,7 @@ struct Options {
     stats: u8,
     batch: Option<String>,
     socket: PathBuf,
+    fencing: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         stats: 0,
         batch: None,
         socket: DEFAULT_SOCKET.into(),
+        fencing: fulmar_fencing::config::DEFAULT_PATH.into(),
     };
     let mut rest = args.as_slice();
     while let Some(first) = rest.first().filter(|a| a.starts_with('-') && a.len() > 1) {
@@ -67,6 +70,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "s" => "statistics",
             "b" => "batch",
             "S" => "socket",
+            "F" => "fencing",
             "V" => "Version",
             "h" => "help",
             word => keyword(
@@ -77,6 +81,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     "statistics",
                     "batch",
                     "socket",
+                    "fencing",
                     "Version",
                     "help",
                 ],
@@ -98,6 +103,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "statistics" => opts.stats = opts.stats.saturating_add(1),
             "batch" => opts.batch = Some(value()?),
             "socket" => opts.socket = value()?.into(),
+            "fencing" => opts.fencing = value()?.into(),
             "Version" => {
                 println!("fulmar {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
@@ -120,9 +126,12 @@ fn run(args: Vec<String>) -> Result<(), String> {
         return Ok(());
     }
     let mut objects = command::OBJECTS.to_vec();
-    objects.push("realserver");
-    if keyword(object, &objects, "object")? == "realserver" {
-        return realserver(&rest[1..]);
+    objects.extend(["realserver", "fence"]);
+    match keyword(object, &objects, "object")? {
+        "realserver" => return realserver(&rest[1..]),
+        // Local, like realserver: fencing needs no balancer daemon.
+        "fence" => return fulmar_fencing::cli::run(&rest[1..], &opts.fencing, opts.json, keyword),
+        _ => {}
     }
     // Parse here first: a typo is reported even when the daemon is down.
     let parsed = command::parse(rest)?;

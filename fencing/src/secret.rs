@@ -1,0 +1,73 @@
+//! Passwords: read from the config or a file, never printed.
+use std::{fmt, path::Path};
+
+use serde::{Deserialize, Deserializer};
+
+/// A password. `Debug` and `Display` print stars, so a config or device
+/// that ends up in a log line or an error message leaks nothing.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The first line of `path` (a trailing newline is not part of it).
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("password file {}: {e}", path.display()))?;
+        Ok(Secret(text.lines().next().unwrap_or("").to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// `password` or `password_file` from a device's config.
+pub fn resolve(
+    password: &Option<Secret>,
+    file: &Option<std::path::PathBuf>,
+) -> Result<Secret, String> {
+    match (password, file) {
+        (Some(_), Some(_)) => Err("set password or password_file, not both".into()),
+        (Some(p), None) => Ok(p.clone()),
+        (None, Some(f)) => Secret::from_file(f),
+        (None, None) => Ok(Secret::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_printed() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "\"********\" ********");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}
