@@ -10,13 +10,21 @@ LLVM_MAJOR=22
 # peers the lab and tests run (iproute2, bpftool, xdp-tools), systemd for
 # `systemd-analyze verify` of the units, util-linux for `unshare`; the proxy
 # tests run a real OpenLDAP (slapd, misc.schema) and real Dovecot back-ends,
-# driven by Python's imaplib/poplib/smtplib.
+# driven by Python's imaplib/poplib/smtplib. Fencing runs Debian's
+# fence-agents and ipmitool against PyPI's Redfish and IPMI emulators, and
+# cuts nodes off loop-attached ext4 volumes (e2fsprogs).
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
   build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
   procps psmisc netcat-openbsd systemd util-linux
   slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd python3
+  python3-venv fence-agents ipmitool e2fsprogs
 )
+
+# Real power-management peers for the fencing tests, from PyPI, in a venv
+# of their own: the sushy-tools Redfish emulator and pyghmi's fakebmc.
+PEERS_VENV="${FULMAR_PEERS:-/opt/fulmar-peers}"
+PEERS_PACKAGES=("sushy-tools==2.2.0" "pyghmi==1.6.19" "bcrypt==5.0.0")
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 
@@ -37,6 +45,15 @@ install_apt() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_peers() {
+  if [ -x "$PEERS_VENV/bin/sushy-emulator" ] && [ -x "$PEERS_VENV/bin/fakebmc" ]; then
+    return 0
+  fi
+  log "installing ${PEERS_PACKAGES[*]} into $PEERS_VENV"
+  python3 -m venv "$PEERS_VENV"
+  "$PEERS_VENV/bin/pip" install -q --disable-pip-version-check "${PEERS_PACKAGES[@]}"
 }
 
 install_rust_components() {
@@ -62,6 +79,7 @@ install_bpf_linker() {
 main() {
   need_root
   install_apt
+  install_peers
   install_rust_components
   install_bpf_linker
   # bpffs: the balancer pins its maps under /sys/fs/bpf.

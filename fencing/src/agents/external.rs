@@ -79,9 +79,13 @@ impl ExternalAgent {
             .spawn()
             .map_err(|e| failed(format!("{}: {e}", self.program.display())))?;
         let mut pipe = child.stdin.take().expect("piped stdin");
-        pipe.write_all(input.as_bytes())
-            .await
-            .map_err(|e| failed(format!("writing options: {e}")))?;
+        // An agent that exits without reading says why in its exit code.
+        match pipe.write_all(input.as_bytes()).await {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(failed(format!("writing options: {e}")));
+            }
+            _ => {}
+        }
         drop(pipe);
         let output = child
             .wait_with_output()
@@ -91,12 +95,14 @@ impl ExternalAgent {
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let problem = || {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let said = stderr
-                .lines()
-                .chain(stdout.lines())
-                .filter(|l| !l.trim().is_empty())
-                .last()
-                .unwrap_or("no message")
+            let last = |text: &str| {
+                text.lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            };
+            let said = last(&stderr)
+                .or_else(|| last(&stdout))
+                .unwrap_or("no message".into())
                 .trim()
                 .to_string();
             failed(format!(

@@ -254,10 +254,8 @@ fn device_config(o: &Options) -> Result<DeviceConfig, String> {
             ));
         }
     }
-    if let Some(p) = get("password") {
-        if matches!(agent.as_str(), "redfish" | "ipmi") {
-            c.insert("password".into(), json!(p));
-        }
+    if let Some(p) = get("password").filter(|_| matches!(agent.as_str(), "redfish" | "ipmi")) {
+        c.insert("password".into(), json!(p));
     }
     serde_json::from_value(Value::Object(c)).map_err(|e| e.to_string())
 }

@@ -1,0 +1,152 @@
+//! The I/O barrier on a real loop-attached ext4 volume: once node1 is cut
+//! off, its writes fail and never reach the disk; what it had fsynced is
+//! there when node2 mounts the volume.
+mod support;
+
+use std::{
+    fs,
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use fulmar_fencing::{
+    Action, Answer, Device, PowerState,
+    agents::io_barrier::{access_path, disk, grant},
+    config::{DeviceConfig, IoBarrierConfig},
+};
+
+const T: Duration = Duration::from_secs(10);
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Mounts and loop devices made by the test, undone on drop (also when
+/// the barrier already undid them).
+struct Volume {
+    dir: PathBuf,
+    mounts: Vec<PathBuf>,
+    loops: Vec<String>,
+}
+
+impl Volume {
+    fn new() -> Volume {
+        support::require_root();
+        let dir = std::env::temp_dir().join(format!("fulmar-io-barrier-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let image = disk(&dir);
+        fs::File::create(&image).unwrap().set_len(32 << 20).unwrap();
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        Volume {
+            dir,
+            mounts: Vec::new(),
+            loops: Vec::new(),
+        }
+    }
+
+    /// Attaches the volume through `node`'s access path and mounts it.
+    fn attach(&mut self, node: &str) -> PathBuf {
+        let device = run(
+            "losetup",
+            &[
+                "-f",
+                "--show",
+                access_path(&self.dir, node).to_str().unwrap(),
+            ],
+        );
+        self.loops.push(device.clone());
+        let mount = self.dir.join(format!("mnt-{node}"));
+        fs::create_dir_all(&mount).unwrap();
+        run("mount", &[&device, mount.to_str().unwrap()]);
+        self.mounts.push(mount.clone());
+        mount
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        for m in self.mounts.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        for l in &self.loops {
+            let _ = Command::new("losetup").arg("-d").arg(l).status();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn mounted(path: &Path) -> bool {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+}
+
+#[test]
+fn a_cut_off_node_writes_nothing_more() {
+    let mut volume = Volume::new();
+    grant(&volume.dir, "node1").unwrap();
+    let mnt1 = volume.attach("node1");
+    let mut acked = fs::File::create(mnt1.join("acked")).unwrap();
+    acked.write_all(b"acknowledged before the fence").unwrap();
+    acked.sync_all().unwrap();
+    let mut late = fs::File::create(mnt1.join("late")).unwrap();
+    late.sync_all().unwrap();
+
+    let barrier = Device::new(&DeviceConfig::IoBarrier(IoBarrierConfig {
+        volume: volume.dir.clone(),
+        node: "node1".into(),
+        timeout: T,
+    }))
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(barrier.status(T)), Ok(PowerState::On));
+    assert_eq!(rt.block_on(barrier.run(Action::Off, T)), Ok(Answer::Done));
+    assert_eq!(rt.block_on(barrier.status(T)), Ok(PowerState::Off));
+
+    // node1 still holds an open file; nothing it writes lands.
+    let wrote = late
+        .write_all(b"written after the fence")
+        .and_then(|_| late.sync_all());
+    assert!(wrote.is_err(), "a write after the fence succeeded");
+    assert!(!mounted(&mnt1), "still mounted through node1's path");
+    assert!(!access_path(&volume.dir, "node1").exists());
+    // node1 cannot attach again: its access path is gone.
+    let again = Command::new("losetup")
+        .args([
+            "-f",
+            "--show",
+            access_path(&volume.dir, "node1").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    // node2 takes over: the acknowledged data is there, the late write not.
+    grant(&volume.dir, "node2").unwrap();
+    let mnt2 = volume.attach("node2");
+    let mut text = String::new();
+    fs::File::open(mnt2.join("acked"))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "acknowledged before the fence");
+    assert_eq!(fs::read(mnt2.join("late")).unwrap(), b"");
+
+    // on re-grants node1 (unfencing); node2's access is untouched.
+    assert_eq!(rt.block_on(barrier.run(Action::On, T)), Ok(Answer::Done));
+    assert!(access_path(&volume.dir, "node1").exists());
+    assert!(mounted(&mnt2));
+}
