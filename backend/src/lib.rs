@@ -1,1 +1,20 @@
-//! Back-end tier: mail service instances and the failover manager (issues 6 and 8; not built yet).
+//! The back-end node: a service instance is one unit (volume, virtual IP,
+//! service) that the failover manager moves between nodes.
+//!
+//! - [`instance`]: what an instance is (TOML).
+//! - [`volume`]: attach through this node's access path, mount, unmount;
+//!   the generation written on the volume as fencing token.
+//! - [`vip`]: the instance address via rtnetlink; [`announce`]: gratuitous
+//!   ARP and unsolicited neighbour advertisements after a move.
+//! - [`service`], [`probe`]: run the service; check it answers and the
+//!   storage takes writes.
+//! - [`takeover`]: the start order (mount, generation, VIP, announce,
+//!   service, probe) with each step timed, rolled back in reverse on
+//!   failure; stop in reverse.
+pub mod announce;
+pub mod instance;
+pub mod probe;
+pub mod service;
+pub mod takeover;
+pub mod vip;
+pub mod volume;

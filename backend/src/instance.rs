@@ -1,0 +1,94 @@
+//! A service instance as the cluster config describes it.
+//!
+//! ```toml
+//! [instance.mail1]
+//! address = "198.51.100.21/24"
+//! interface = "eth0"
+//! volume = "/srv/fulmar/volumes/mail1"     # disk.img + access/NODE.img
+//! mountpoint = "/srv/fulmar/mail1"
+//! start = ["/usr/sbin/dovecot", "-F", "-c", "/srv/fulmar/mail1/dovecot.conf"]
+//! probe_ports = [143, 24]
+//! ```
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSpec {
+    /// `ADDR/PREFIX`: the instance's virtual IP (IPv4 or IPv6).
+    pub address: String,
+    /// The interface the address lives on.
+    pub interface: String,
+    /// The volume directory: `disk.img` and one access path per node.
+    pub volume: PathBuf,
+    pub mountpoint: PathBuf,
+    /// The service's command line; it runs in the foreground. It gets
+    /// FULMAR_INSTANCE, FULMAR_GENERATION and FULMAR_MOUNT.
+    pub start: Vec<String>,
+    /// Stops it (e.g. `systemctl stop UNIT`); SIGTERM when unset.
+    #[serde(default)]
+    pub stop: Option<Vec<String>>,
+    /// TCP ports on the instance address that must answer.
+    #[serde(default)]
+    pub probe_ports: Vec<u16>,
+    /// How long the service may take to answer its probe after starting.
+    #[serde(default = "default_start_timeout", with = "humantime_serde")]
+    pub start_timeout: Duration,
+    /// How long it may take to stop before SIGKILL.
+    #[serde(default = "default_stop_timeout", with = "humantime_serde")]
+    pub stop_timeout: Duration,
+}
+
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_stop_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+impl InstanceSpec {
+    /// The address and prefix length.
+    pub fn vip(&self) -> Result<(IpAddr, u8), String> {
+        let (addr, prefix) = self
+            .address
+            .split_once('/')
+            .ok_or_else(|| format!("address {:?} needs a /prefix", self.address))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("address {:?} is not an IP address", self.address))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        match prefix.parse::<u8>() {
+            Ok(p) if p <= max => Ok((addr, p)),
+            _ => Err(format!("prefix /{prefix} does not fit {addr}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(address: &str) -> InstanceSpec {
+        InstanceSpec {
+            address: address.into(),
+            interface: "eth0".into(),
+            volume: "/v".into(),
+            mountpoint: "/m".into(),
+            start: vec!["true".into()],
+            stop: None,
+            probe_ports: vec![],
+            start_timeout: default_start_timeout(),
+            stop_timeout: default_stop_timeout(),
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(spec("198.18.9.100/24").vip().unwrap().1, 24);
+        assert_eq!(spec("2001:db8:9::100/64").vip().unwrap().1, 64);
+        assert!(spec("198.18.9.100").vip().unwrap_err().contains("/prefix"));
+        assert!(spec("198.18.9.100/33").vip().is_err());
+        assert!(spec("mail1/24").vip().is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! The instance's service process.
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use crate::instance::InstanceSpec;
+
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+}
+
+impl Service {
+    pub fn start(name: &str, spec: &InstanceSpec, generation: u64) -> Result<Service, String> {
+        let (program, args) = spec
+            .start
+            .split_first()
+            .ok_or_else(|| format!("instance {name} has an empty start command"))?;
+        let log = spec.mountpoint.join(format!("{name}.service.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(program)
+            .args(args)
+            .env("FULMAR_INSTANCE", name)
+            .env("FULMAR_GENERATION", generation.to_string())
+            .env("FULMAR_MOUNT", &spec.mountpoint)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {program}: {e}"))?;
+        Ok(Service { child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it still runs (an exited service fails its probe).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The stop command, or SIGTERM; SIGKILL after `stop_timeout`.
+    pub fn stop(mut self, spec: &InstanceSpec) -> Result<(), String> {
+        match &spec.stop {
+            Some(cmd) if !cmd.is_empty() => {
+                let status = Command::new(&cmd[0])
+                    .args(&cmd[1..])
+                    .status()
+                    .map_err(|e| format!("{}: {e}", cmd[0]))?;
+                if !status.success() {
+                    tracing::warn!("stop command {:?} failed: {status}", cmd);
+                }
+            }
+            // SAFETY: kill(2) on our own child.
+            _ => unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            },
+        }
+        let deadline = Instant::now() + spec.stop_timeout;
+        while Instant::now() < deadline {
+            if !self.running() {
+                return Ok(());
+            }
+            sleep(Duration::from_millis(20));
+        }
+        tracing::warn!(pid = self.child.id(), "service ignored stop; killing");
+        let _ = self.child.kill();
+        self.child.wait().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Whether the storage takes a durable write.
+pub fn storage_writable(mountpoint: &Path) -> Result<(), String> {
+    let path = mountpoint.join(".fulmar-probe");
+    let result = std::fs::write(&path, b"probe")
+        .and_then(|_| std::fs::File::open(&path)?.sync_all())
+        .and_then(|_| std::fs::remove_file(&path));
+    result.map_err(|e| format!("storage not writable: {}: {e}", path.display()))
+}

@@ -1,0 +1,185 @@
+//! Starting an instance on this node, in the order that keeps a moved
+//! instance safe: mount the volume (through this node's access path) →
+//! stamp the generation (refused if the volume carries a newer one) → add
+//! the address → announce it → start the service → probe until it answers.
+//! A failed step undoes the ones before it, in reverse. Stop is the
+//! reverse: service, address, volume. (Fencing the previous node comes
+//! before all this and is the failover manager's step.)
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    announce::announce,
+    instance::InstanceSpec,
+    probe::probe,
+    service::Service,
+    vip::Netlink,
+    volume::{self, Mounted},
+};
+
+/// One timed step, for the failover report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: &'static str,
+    pub took: Duration,
+}
+
+/// An instance running here.
+#[derive(Debug)]
+pub struct Running {
+    pub name: String,
+    pub generation: u64,
+    pub steps: Vec<Step>,
+    mounted: Mounted,
+    ifindex: u32,
+    addr: IpAddr,
+    service: Service,
+}
+
+impl Running {
+    pub fn service_pid(&self) -> u32 {
+        self.service.pid()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("starting {instance} (generation {generation}) failed at {step}: {reason}")]
+pub struct StartError {
+    pub instance: String,
+    pub generation: u64,
+    pub step: &'static str,
+    pub reason: String,
+    /// Whether the volume carried a newer generation.
+    pub superseded: bool,
+}
+
+/// What has been done so far, to undo on failure.
+#[derive(Default)]
+struct Undo {
+    mounted: Option<Mounted>,
+    address: Option<(u32, IpAddr)>,
+    service: Option<Service>,
+}
+
+impl Undo {
+    async fn run(mut self, spec: &InstanceSpec, netlink: Option<&Netlink>) {
+        if let Some(s) = self.service.take()
+            && let Err(e) = s.stop(spec)
+        {
+            tracing::error!("rollback: stopping the service: {e}");
+        }
+        if let (Some((index, addr)), Some(nl)) = (self.address, netlink)
+            && let Err(e) = nl.del(index, addr).await
+        {
+            tracing::error!("rollback: {e}");
+        }
+        if let Some(m) = self.mounted.take()
+            && let Err(e) = volume::unmount(&m)
+        {
+            tracing::error!("rollback: {e}");
+        }
+    }
+}
+
+pub async fn start(
+    name: &str,
+    spec: &InstanceSpec,
+    node: &str,
+    generation: u64,
+) -> Result<Running, StartError> {
+    let fail = |step: &'static str, reason: String, superseded: bool| StartError {
+        instance: name.to_string(),
+        generation,
+        step,
+        reason,
+        superseded,
+    };
+    let mut steps = Vec::new();
+    let mut undo = Undo::default();
+    let (addr, prefix) = spec.vip().map_err(|e| fail("config", e, false))?;
+    let netlink = Netlink::connect().map_err(|e| fail("config", e, false))?;
+    let link = netlink
+        .link(&spec.interface)
+        .await
+        .map_err(|e| fail("config", e, false))?;
+
+    let mut clock = Instant::now();
+    let mut lap = |name: &'static str, steps: &mut Vec<Step>| {
+        steps.push(Step {
+            name,
+            took: clock.elapsed(),
+        });
+        clock = Instant::now();
+    };
+
+    let outcome: Result<Service, StartError> = async {
+        undo.mounted = Some(
+            volume::mount(&spec.volume, node, &spec.mountpoint)
+                .map_err(|e| fail("mount", e.to_string(), false))?,
+        );
+        lap("mount", &mut steps);
+        volume::claim(&spec.mountpoint, node, generation).map_err(|e| {
+            let superseded = matches!(e, volume::VolumeError::Stale { .. });
+            fail("generation", e.to_string(), superseded)
+        })?;
+        lap("generation", &mut steps);
+        netlink
+            .add(link.index, addr, prefix)
+            .await
+            .map_err(|e| fail("address", e, false))?;
+        undo.address = Some((link.index, addr));
+        lap("address", &mut steps);
+        announce(link.index, link.mac, addr).map_err(|e| fail("announce", e.to_string(), false))?;
+        lap("announce", &mut steps);
+        undo.service =
+            Some(Service::start(name, spec, generation).map_err(|e| fail("service", e, false))?);
+        lap("service", &mut steps);
+        let deadline = Instant::now() + spec.start_timeout;
+        loop {
+            let service = undo.service.as_mut().expect("started");
+            if !service.running() {
+                return Err(fail("probe", "the service exited".into(), false));
+            }
+            match probe(addr, &spec.probe_ports, &spec.mountpoint).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(fail(
+                        "probe",
+                        format!("{e} after {:?}", spec.start_timeout),
+                        false,
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        lap("probe", &mut steps);
+        Ok(undo.service.take().expect("started"))
+    }
+    .await;
+    match outcome {
+        Ok(service) => Ok(Running {
+            name: name.to_string(),
+            generation,
+            steps,
+            mounted: undo.mounted.take().expect("mounted"),
+            ifindex: link.index,
+            addr,
+            service,
+        }),
+        Err(e) => {
+            tracing::error!("{e}; rolling back");
+            undo.run(spec, Some(&netlink)).await;
+            Err(e)
+        }
+    }
+}
+
+/// Stops a running instance: service, address, volume.
+pub async fn stop(running: Running, spec: &InstanceSpec) -> Result<(), String> {
+    running.service.stop(spec)?;
+    let netlink = Netlink::connect()?;
+    netlink.del(running.ifindex, running.addr).await?;
+    volume::unmount(&running.mounted).map_err(|e| e.to_string())
+}

@@ -1,0 +1,148 @@
+//! An instance volume on this node: attached only through this node's
+//! access path (which the I/O barrier revokes when the node is fenced),
+//! mounted, and stamped with the generation that owns it.
+use std::{
+    ffi::CString,
+    fs,
+    io::{self, Write},
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use fulmar_fencing::agents::io_barrier::access_path;
+
+/// The fencing token on the volume.
+pub const GENERATION_FILE: &str = ".fulmar-generation";
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{0}")]
+    Io(String),
+    #[error(
+        "volume generation {found} (owner {owner}) is newer than ours ({ours}): \
+         this node was superseded and must not run the instance"
+    )]
+    Stale {
+        found: u64,
+        owner: String,
+        ours: u64,
+    },
+}
+
+fn io(what: impl std::fmt::Display, e: impl std::fmt::Display) -> VolumeError {
+    VolumeError::Io(format!("{what}: {e}"))
+}
+
+#[derive(Debug)]
+pub struct Mounted {
+    pub device: String,
+    pub mountpoint: PathBuf,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String, VolumeError> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| io(program, e))?;
+    if !out.status.success() {
+        return Err(io(
+            format!("{program} {}", args.join(" ")),
+            String::from_utf8_lossy(&out.stderr).trim(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Attaches `volume` through `node`'s access path and mounts it. Fails
+/// when the node has no access (never granted, or revoked by a fence).
+pub fn mount(volume: &Path, node: &str, mountpoint: &Path) -> Result<Mounted, VolumeError> {
+    let path = access_path(volume, node);
+    if !path.exists() {
+        return Err(io(
+            path.display(),
+            "no access path: this node was never granted the volume, or was fenced off it",
+        ));
+    }
+    fs::create_dir_all(mountpoint).map_err(|e| io(mountpoint.display(), e))?;
+    let device = run("losetup", &["-f", "--show", &path.to_string_lossy()])?;
+    let src = CString::new(device.as_bytes()).expect("device path");
+    let dst =
+        CString::new(mountpoint.as_os_str().as_bytes()).map_err(|e| io(mountpoint.display(), e))?;
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            c"ext4".as_ptr(),
+            libc::MS_NOATIME,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        let _ = run("losetup", &["-d", &device]);
+        return Err(io(
+            format!("mounting {device} on {}", mountpoint.display()),
+            e,
+        ));
+    }
+    Ok(Mounted {
+        device,
+        mountpoint: mountpoint.to_path_buf(),
+    })
+}
+
+/// Unmounts and detaches. Fails (and leaves it mounted) when something
+/// still uses it: the caller stops the service first.
+pub fn unmount(m: &Mounted) -> Result<(), VolumeError> {
+    let dst = CString::new(m.mountpoint.as_os_str().as_bytes())
+        .map_err(|e| io(m.mountpoint.display(), e))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(dst.as_ptr(), 0) } != 0 {
+        return Err(io(
+            format!("unmounting {}", m.mountpoint.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    run("losetup", &["-d", &m.device]).map(|_| ())
+}
+
+/// The generation and owner stamped on a mounted volume.
+pub fn read_generation(mountpoint: &Path) -> Result<Option<(u64, String)>, VolumeError> {
+    let path = mountpoint.join(GENERATION_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path.display(), e)),
+    };
+    let mut words = text.split_whitespace();
+    let generation = words
+        .next()
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| io(path.display(), "unreadable generation"))?;
+    Ok(Some((generation, words.next().unwrap_or("?").to_string())))
+}
+
+/// Stamps `generation` for `node`, durably, unless the volume already
+/// carries a newer one: then this node was superseded (the fencing token).
+pub fn claim(mountpoint: &Path, node: &str, generation: u64) -> Result<(), VolumeError> {
+    if let Some((found, owner)) = read_generation(mountpoint)?
+        && found > generation
+    {
+        return Err(VolumeError::Stale {
+            found,
+            owner,
+            ours: generation,
+        });
+    }
+    let tmp = mountpoint.join(format!("{GENERATION_FILE}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(|e| io(tmp.display(), e))?;
+    file.write_all(format!("{generation} {node}\n").as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| io(tmp.display(), e))?;
+    fs::rename(&tmp, mountpoint.join(GENERATION_FILE)).map_err(|e| io(tmp.display(), e))?;
+    fs::File::open(mountpoint)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(mountpoint.display(), e))
+}
