@@ -3,7 +3,7 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use netlink_packet_route::{
-    address::{AddressAttribute, AddressFlags},
+    address::{AddressAttribute, AddressFlags, AddressMessage},
     link::LinkAttribute,
 };
 use rtnetlink::{Handle, new_connection};
@@ -69,19 +69,21 @@ impl Netlink {
             .map_err(|e| format!("adding {addr}/{prefix}: {e}"))
     }
 
-    pub async fn del(&self, index: u32, addr: IpAddr) -> Result<(), String> {
-        let mut addresses = self
-            .handle
+    /// The address messages for `addr` on `index` (zero or one).
+    async fn find(&self, index: u32, addr: IpAddr) -> Result<Vec<AddressMessage>, String> {
+        self.handle
             .address()
             .get()
             .set_link_index_filter(index)
             .set_address_filter(addr)
-            .execute();
-        while let Some(message) = addresses
-            .try_next()
+            .execute()
+            .try_collect()
             .await
-            .map_err(|e| format!("listing addresses: {e}"))?
-        {
+            .map_err(|e| format!("listing addresses: {e}"))
+    }
+
+    pub async fn del(&self, index: u32, addr: IpAddr) -> Result<(), String> {
+        for message in self.find(index, addr).await? {
             self.handle
                 .address()
                 .del(message)
@@ -93,17 +95,6 @@ impl Netlink {
     }
 
     pub async fn has(&self, index: u32, addr: IpAddr) -> Result<bool, String> {
-        let mut addresses = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_address_filter(addr)
-            .execute();
-        Ok(addresses
-            .try_next()
-            .await
-            .map_err(|e| format!("listing addresses: {e}"))?
-            .is_some())
+        Ok(!self.find(index, addr).await?.is_empty())
     }
 }
