@@ -105,13 +105,22 @@ impl Site {
             ),
         )
         .unwrap();
+        // The fake driver keeps power states in $TMPDIR/sushy-emulator
+        // (sqlite): a private TMPDIR keeps parallel tests and earlier runs
+        // from sharing one board.
+        let tmp = format!("TMPDIR={}", self.work.display());
         let bin = peers.join("bin/sushy-emulator");
         self.lab
             .spawn(
                 "bmc",
                 "sushy",
-                bin.to_str().unwrap(),
-                &["--config", conf.to_str().unwrap()],
+                "env",
+                &[
+                    &tmp,
+                    bin.to_str().unwrap(),
+                    "--config",
+                    conf.to_str().unwrap(),
+                ],
             )
             .expect("sushy-emulator");
         if let Err(e) = wait_port(&self.lab, "ctl", BMC, REDFISH_PORT) {
