@@ -8,8 +8,6 @@ use std::{
 
 use tokio::net::TcpStream;
 
-use crate::service::storage_writable;
-
 pub async fn probe(addr: IpAddr, ports: &[u16], mountpoint: &Path) -> Result<(), String> {
     for &port in ports {
         let target = SocketAddr::new(addr, port);
@@ -20,4 +18,13 @@ pub async fn probe(addr: IpAddr, ports: &[u16], mountpoint: &Path) -> Result<(),
         }
     }
     storage_writable(mountpoint)
+}
+
+/// Whether the storage takes a durable write.
+pub fn storage_writable(mountpoint: &Path) -> Result<(), String> {
+    let path = mountpoint.join(".fulmar-probe");
+    let result = std::fs::write(&path, b"probe")
+        .and_then(|_| std::fs::File::open(&path)?.sync_all())
+        .and_then(|_| std::fs::remove_file(&path));
+    result.map_err(|e| format!("storage not writable: {}: {e}", path.display()))
 }

@@ -1,6 +1,5 @@
 //! The instance's service process.
 use std::{
-    path::Path,
     process::{Child, Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
@@ -76,13 +75,4 @@ impl Service {
         let _ = self.child.kill();
         self.child.wait().map(|_| ()).map_err(|e| e.to_string())
     }
-}
-
-/// Whether the storage takes a durable write.
-pub fn storage_writable(mountpoint: &Path) -> Result<(), String> {
-    let path = mountpoint.join(".fulmar-probe");
-    let result = std::fs::write(&path, b"probe")
-        .and_then(|_| std::fs::File::open(&path)?.sync_all())
-        .and_then(|_| std::fs::remove_file(&path));
-    result.map_err(|e| format!("storage not writable: {}: {e}", path.display()))
 }

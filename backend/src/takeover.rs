@@ -64,14 +64,14 @@ struct Undo {
 }
 
 impl Undo {
-    async fn run(mut self, spec: &InstanceSpec, netlink: Option<&Netlink>) {
+    async fn run(mut self, spec: &InstanceSpec, netlink: &Netlink) {
         if let Some(s) = self.service.take()
             && let Err(e) = s.stop(spec)
         {
             tracing::error!("rollback: stopping the service: {e}");
         }
-        if let (Some((index, addr)), Some(nl)) = (self.address, netlink)
-            && let Err(e) = nl.del(index, addr).await
+        if let Some((index, addr)) = self.address
+            && let Err(e) = netlink.del(index, addr).await
         {
             tracing::error!("rollback: {e}");
         }
@@ -170,7 +170,7 @@ pub async fn start(
         }),
         Err(e) => {
             tracing::error!("{e}; rolling back");
-            undo.run(spec, Some(&netlink)).await;
+            undo.run(spec, &netlink).await;
             Err(e)
         }
     }

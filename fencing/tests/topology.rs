@@ -11,7 +11,7 @@ use support::*;
 
 fn config(site: &Site, volume: &std::path::Path) -> FencingConfig {
     let hung = site.path("fence_hung");
-    write_file(&hung, "#!/bin/sh\nexec sleep 60\n");
+    fs::write(&hung, "#!/bin/sh\nexec sleep 60\n").unwrap();
     fs::set_permissions(&hung, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     FencingConfig::parse(&format!(
         r#"

@@ -138,31 +138,14 @@ fn detach(mount: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// LOOP_CLR_FD; with users left the kernel detaches when the last goes.
+/// LOOP_CLR_FD. With users left (files open on a lazily unmounted file
+/// system) the kernel marks the device autoclear and detaches it when the
+/// last one goes.
 fn clear_loop(name: &str) {
     const LOOP_CLR_FD: libc::c_ulong = 0x4c01;
-    const LOOP_SET_STATUS64: libc::c_ulong = 0x4c04;
-    const LOOP_GET_STATUS64: libc::c_ulong = 0x4c05;
-    const LO_FLAGS_AUTOCLEAR: u32 = 4;
-    let Ok(dev) = fs::OpenOptions::new()
-        .read(true)
-        .open(format!("/dev/{name}"))
-    else {
-        return;
-    };
-    // SAFETY: ioctls on an open loop device with a correctly sized buffer
-    // (struct loop_info64 is 232 bytes; lo_flags at offset 52).
-    unsafe {
-        if libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) == 0 {
-            return;
-        }
-        let mut info = [0u8; 232];
-        if libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, info.as_mut_ptr()) == 0 {
-            let flags =
-                u32::from_ne_bytes(info[52..56].try_into().expect("4 bytes")) | LO_FLAGS_AUTOCLEAR;
-            info[52..56].copy_from_slice(&flags.to_ne_bytes());
-            libc::ioctl(dev.as_raw_fd(), LOOP_SET_STATUS64, info.as_ptr());
-        }
+    if let Ok(dev) = fs::File::open(format!("/dev/{name}")) {
+        // SAFETY: an argument-less ioctl on an open loop device.
+        unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) };
     }
 }
 

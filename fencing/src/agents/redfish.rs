@@ -141,9 +141,7 @@ impl Redfish {
     async fn reset(&self, reset_type: &str, want: PowerState) -> DeviceResult {
         let system = self.system().await?.to_string();
         let body = self.get(&system).await?;
-        if body["PowerState"].as_str() == Some(if want == PowerState::Off { "Off" } else { "On" })
-            && reset_type != "ForceRestart"
-        {
+        if reset_type != "ForceRestart" && power_of(&body) == Ok(want) {
             return Ok(Answer::Done);
         }
         let target = body["Actions"]["#ComputerSystem.Reset"]["target"]
@@ -174,6 +172,19 @@ impl Redfish {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// A system resource's `PowerState`.
+fn power_of(system: &Value) -> Result<PowerState, DeviceError> {
+    match system["PowerState"].as_str() {
+        Some("On") => Ok(PowerState::On),
+        Some("Off") => Ok(PowerState::Off),
+        // PoweringOn / PoweringOff: not confirmed either way yet.
+        other => Err(failed(format!(
+            "PowerState is {}",
+            other.unwrap_or("missing")
+        ))),
     }
 }
 

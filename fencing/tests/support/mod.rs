@@ -4,11 +4,7 @@
 //! /opt/fulmar-peers, or $FULMAR_PEERS).
 #![allow(dead_code)]
 
-use std::{
-    fs,
-    future::Future,
-    path::{Path, PathBuf},
-};
+use std::{fs, future::Future, path::PathBuf};
 
 use fulmar_lab::{Lab, LabSpec, mail::wait_port};
 
@@ -198,8 +194,4 @@ impl Site {
             })
             .unwrap()
     }
-}
-
-pub fn write_file(path: &Path, text: &str) {
-    fs::write(path, text).unwrap();
 }
