@@ -8,6 +8,9 @@
 //! mountpoint = "/srv/fulmar/mail1"
 //! start = ["/usr/sbin/dovecot", "-F", "-c", "/srv/fulmar/mail1/dovecot.conf"]
 //! probe_ports = [143, 24]
+//! allowed = ["node1", "node2", "node3"]   # empty: every node
+//! preferred = ["node1"]
+//! sticky = true          # stay where it runs when node1 comes back
 //! ```
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
@@ -38,6 +41,20 @@ pub struct InstanceSpec {
     /// How long it may take to stop before SIGKILL.
     #[serde(default = "default_stop_timeout", with = "humantime_serde")]
     pub stop_timeout: Duration,
+    /// Nodes that may run it; empty means every node.
+    #[serde(default)]
+    pub allowed: Vec<String>,
+    /// Nodes it goes to first, in order.
+    #[serde(default)]
+    pub preferred: Vec<String>,
+    /// Stay on the node it runs on when a preferred node comes back (no
+    /// automatic failback, which would cut sessions a second time).
+    #[serde(default = "default_true")]
+    pub sticky: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_start_timeout() -> Duration {
@@ -80,6 +97,9 @@ mod tests {
             probe_ports: vec![],
             start_timeout: default_start_timeout(),
             stop_timeout: default_stop_timeout(),
+            allowed: vec![],
+            preferred: vec![],
+            sticky: true,
         }
     }
 

@@ -11,10 +11,24 @@
 //! - [`takeover`]: the start order (mount, generation, VIP, announce,
 //!   service, probe) with each step timed, rolled back in reverse on
 //!   failure; stop in reverse.
+//!
+//! The failover manager on top, with its state in etcd:
+//! - [`config`]: the cluster file; [`state`]: the keys in etcd.
+//! - [`lease`]: membership and the self-fencing deadline.
+//! - [`agent`]: runs what is placed on this node; [`leader`] applies the
+//!   [`plan`] (placement, fencing before takeover).
+//! - [`cli`]: `fulmar cluster|instance|node`.
+pub mod agent;
 pub mod announce;
+pub mod cli;
+pub mod config;
 pub mod instance;
+pub mod leader;
+pub mod lease;
+pub mod plan;
 pub mod probe;
 pub mod service;
+pub mod state;
 pub mod takeover;
 pub mod vip;
 pub mod volume;

@@ -1,5 +1,8 @@
-//! The instance's service process.
+//! The instance's service process, in its own process group so that a stop
+//! reaches the workers it forked (Dovecot's imap and lmtp processes hold
+//! files on the volume, which could not be unmounted otherwise).
 use std::{
+    os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
@@ -33,6 +36,7 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("starting {program}: {e}"))?;
         Ok(Service { child })
@@ -59,20 +63,39 @@ impl Service {
                     tracing::warn!("stop command {:?} failed: {status}", cmd);
                 }
             }
-            // SAFETY: kill(2) on our own child.
-            _ => unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            },
+            _ => self.signal(libc::SIGTERM),
         }
         let deadline = Instant::now() + spec.stop_timeout;
         while Instant::now() < deadline {
-            if !self.running() {
+            if !self.running() && !self.group_alive() {
                 return Ok(());
             }
             sleep(Duration::from_millis(20));
         }
         tracing::warn!(pid = self.child.id(), "service ignored stop; killing");
-        let _ = self.child.kill();
-        self.child.wait().map(|_| ()).map_err(|e| e.to_string())
+        self.kill()
+    }
+
+    /// SIGKILL to the whole group at once: self-fencing has no time to wait.
+    pub fn kill(&mut self) -> Result<(), String> {
+        self.signal(libc::SIGKILL);
+        self.child.wait().map(|_| ()).map_err(|e| e.to_string())?;
+        // Workers may outlive the leader by a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.group_alive() && Instant::now() < deadline {
+            self.signal(libc::SIGKILL);
+            sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the process group we created.
+        unsafe { libc::kill(-(self.child.id() as i32), signal) };
+    }
+
+    fn group_alive(&self) -> bool {
+        // SAFETY: signal 0 only checks existence.
+        unsafe { libc::kill(-(self.child.id() as i32), 0) == 0 }
     }
 }

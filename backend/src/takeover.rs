@@ -179,7 +179,52 @@ pub async fn start(
 /// Stops a running instance: service, address, volume.
 pub async fn stop(running: Running, spec: &InstanceSpec) -> Result<(), String> {
     running.service.stop(spec)?;
-    let netlink = Netlink::connect()?;
-    netlink.del(running.ifindex, running.addr).await?;
-    volume::unmount(&running.mounted).map_err(|e| e.to_string())
+    release(running.ifindex, running.addr, &running.mounted).await
+}
+
+/// Self-fencing: SIGKILL the service, drop the address, unmount, with no
+/// grace period. Every step is tried even when one fails.
+pub async fn stop_now(mut running: Running) -> Result<(), String> {
+    let killed = running.service.kill();
+    let released = release(running.ifindex, running.addr, &running.mounted).await;
+    killed.and(released)
+}
+
+async fn release(ifindex: u32, addr: IpAddr, mounted: &Mounted) -> Result<(), String> {
+    let address = match Netlink::connect() {
+        Ok(netlink) => netlink.del(ifindex, addr).await,
+        Err(e) => Err(e),
+    };
+    let volume = volume::unmount(mounted).map_err(|e| e.to_string());
+    address.and(volume)
+}
+
+/// Restarts the service in place (same volume, address and generation) and
+/// waits for its probe; the instance stays here.
+pub async fn restart_service(running: &mut Running, spec: &InstanceSpec) -> Result<(), String> {
+    // The old one is dead or failing: nothing of it may hold the ports.
+    running.service.kill()?;
+    running.service = Service::start(&running.name, spec, running.generation)?;
+    let deadline = Instant::now() + spec.start_timeout;
+    loop {
+        if !running.service.running() {
+            return Err("the service exited".into());
+        }
+        match probe(running.addr, &spec.probe_ports, &spec.mountpoint).await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+impl Running {
+    /// The health probe: the service runs, its ports answer, the volume
+    /// takes a durable write.
+    pub async fn healthy(&mut self, spec: &InstanceSpec) -> Result<(), String> {
+        if !self.service.running() {
+            return Err("the service exited".into());
+        }
+        probe(self.addr, &spec.probe_ports, &spec.mountpoint).await
+    }
 }

@@ -76,6 +76,9 @@ fn spec(volume: &Path, mountpoint: &Path, start: &[&str]) -> InstanceSpec {
         probe_ports: vec![8080],
         start_timeout: Duration::from_secs(10),
         stop_timeout: Duration::from_secs(5),
+        allowed: vec![],
+        preferred: vec![],
+        sticky: true,
     }
 }
 

@@ -96,6 +96,16 @@ impl DeviceConfig {
         }
     }
 
+    /// Devices that cut access rather than power need `on` when the node
+    /// comes back ("unfencing").
+    pub fn unfences(&self) -> bool {
+        match self {
+            DeviceConfig::IoBarrier(_) => true,
+            DeviceConfig::Agent(c) => matches!(c.agent.as_str(), "fence_scsi" | "fence_mpath"),
+            _ => false,
+        }
+    }
+
     pub fn timeout(&self) -> Duration {
         match self {
             DeviceConfig::Agent(c) => c.timeout,

@@ -120,6 +120,34 @@ impl Fencer {
         Ok(record)
     }
 
+    /// Lifts the I/O barriers of a node that came back after a fence (the
+    /// devices that revoke access rather than power, e.g. fence_scsi
+    /// re-registers its key): every level's devices that unfence, `on`.
+    pub async fn unfence(&self, node: &str) -> Result<(), String> {
+        let plan = self
+            .config
+            .node
+            .get(node)
+            .ok_or_else(|| format!("node {node:?} has no fencing configuration"))?;
+        let devices: Vec<&String> = plan
+            .levels
+            .iter()
+            .flatten()
+            .filter(|d| self.config.device.get(*d).is_some_and(|c| c.unfences()))
+            .collect();
+        let results = join_all(devices.iter().map(|d| self.device_action(d, Action::On))).await;
+        let errors: Vec<String> = devices
+            .iter()
+            .zip(results)
+            .filter_map(|(d, r)| r.err().map(|e| format!("{d}: {e}")))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
     /// An operator's word that `node` is off (checked by hand).
     pub fn confirm_manual(&self, node: &str, by: &str) -> Result<Record, String> {
         if !self.config.node.contains_key(node) {

@@ -5,6 +5,7 @@
 //! Every namespace name starts with the lab's unique prefix, so parallel runs
 //! never collide, and dropping a [`Lab`] (also while a test panics) kills
 //! its processes and deletes its namespaces and pinned BPF directories.
+pub mod cluster;
 mod cmd;
 pub mod mail;
 pub mod spec;

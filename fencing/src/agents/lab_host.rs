@@ -1,9 +1,10 @@
 //! Lab only: "power off" a host of the netns lab. Every process with a
 //! thread in the host's network namespace is killed (SIGKILL, repeated
 //! until none is left, so children forked meanwhile die too) and its links
-//! go down. `status` is off only when no process remains and every link
-//! is down; `on` brings the links back (processes do not come back, as
-//! after a real power cycle).
+//! go down and lose their addresses (a powered-off host answers for
+//! nothing). `status` is off only when no process remains and every link
+//! is down; `on` brings the links back (processes and addresses do not
+//! come back: after a real power cycle the boot configuration does that).
 use std::{fs, os::unix::fs::MetadataExt, path::PathBuf, time::Duration};
 
 use tokio::process::Command;
@@ -141,6 +142,19 @@ impl LabHost {
                     "ip -n {} link set {name} {state} failed",
                     self.netns
                 )));
+            }
+            if state == "down" {
+                let status = Command::new("ip")
+                    .args(["-n", &self.netns, "address", "flush", "dev", &name])
+                    .status()
+                    .await
+                    .map_err(|e| failed(format!("ip: {e}")))?;
+                if !status.success() {
+                    return Err(failed(format!(
+                        "ip -n {} address flush dev {name} failed",
+                        self.netns
+                    )));
+                }
             }
         }
         Ok(())

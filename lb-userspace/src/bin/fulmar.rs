@@ -17,11 +17,13 @@ use fulmar_lb::{
 const USAGE: &str = "\
 Usage: fulmar [ OPTIONS ] OBJECT { COMMAND | help }
        fulmar [ -s ] -batch FILE
-OBJECT := { service | real | flow | stats | attach | save | monitor | realserver | fence }
+OBJECT := { service | real | flow | stats | attach | save | monitor | realserver | fence |
+           cluster | instance | node }
 OPTIONS := { -j[son] | -p[retty] | -s[tatistics] (twice for more) |
              -b[atch] FILE (all lines or none; - reads stdin) |
              -S PATH | -so[cket] PATH (default /run/fulmar/lb.sock) |
-             -F PATH | -fe[ncing] PATH (default /etc/fulmar/fencing.toml) | -V[ersion] | -h[elp] }
+             -F PATH | -fe[ncing] PATH (default /etc/fulmar/fencing.toml) |
+             -C PATH | -cl[uster] PATH (default /etc/fulmar/cluster.toml) | -V[ersion] | -h[elp] }
 Every keyword may be shortened to an unambiguous prefix: fulmar ser sh, fulmar real se SVC REAL w 2.";
 
 const REALSERVER_USAGE: &str = "\
@@ -39,6 +41,7 @@ struct Options {
     batch: Option<String>,
     socket: PathBuf,
     fencing: PathBuf,
+    cluster: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         batch: None,
         socket: DEFAULT_SOCKET.into(),
         fencing: fulmar_fencing::config::DEFAULT_PATH.into(),
+        cluster: fulmar_backend::config::DEFAULT_PATH.into(),
     };
     let mut rest = args.as_slice();
     while let Some(first) = rest.first().filter(|a| a.starts_with('-') && a.len() > 1) {
@@ -71,6 +75,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "b" => "batch",
             "S" => "socket",
             "F" => "fencing",
+            "C" => "cluster",
             "V" => "Version",
             "h" => "help",
             word => keyword(
@@ -82,6 +87,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     "batch",
                     "socket",
                     "fencing",
+                    "cluster",
                     "Version",
                     "help",
                 ],
@@ -104,6 +110,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "batch" => opts.batch = Some(value()?),
             "socket" => opts.socket = value()?.into(),
             "fencing" => opts.fencing = value()?.into(),
+            "cluster" => opts.cluster = value()?.into(),
             "Version" => {
                 println!("fulmar {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
@@ -126,11 +133,15 @@ fn run(args: Vec<String>) -> Result<(), String> {
         return Ok(());
     }
     let mut objects = command::OBJECTS.to_vec();
-    objects.extend(["realserver", "fence"]);
+    objects.extend(["realserver", "fence", "cluster", "instance", "node"]);
     match keyword(object, &objects, "object")? {
         "realserver" => return realserver(&rest[1..]),
         // Local, like realserver: fencing needs no balancer daemon.
         "fence" => return fulmar_fencing::cli::run(&rest[1..], &opts.fencing, opts.json, keyword),
+        // The failover manager's objects talk to etcd, not to a daemon here.
+        object @ ("cluster" | "instance" | "node") => {
+            return fulmar_backend::cli::run(object, &rest[1..], &opts.cluster, opts.json, keyword);
+        }
         _ => {}
     }
     // Parse here first: a typo is reported even when the daemon is down.

@@ -1,0 +1,96 @@
+//! fulmar-noded: the failover agent of a back-end node (see
+//! `fulmar_backend::agent`).
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use fulmar_backend::{
+    agent::Agent,
+    config::{ClusterConfig, DEFAULT_PATH},
+};
+use fulmar_fencing::{Fencer, FencingConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// fulmar back-end node agent: joins the cluster in etcd with a lease, runs
+/// the service instances placed on this node (mount, VIP, gratuitous ARP,
+/// service, probe), restarts them in place on probe failures, stops them
+/// itself when its lease deadline passes, and, when elected leader, places
+/// instances and fences failed nodes before any takeover. SIGTERM stops the
+/// instances here and leaves the cluster (the leader moves them at once).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Cluster configuration (TOML), the same on every node.
+    #[arg(long, short = 'c', default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    /// This node's name in the config [default: the host name].
+    #[arg(long, short = 'n')]
+    node: Option<String>,
+    /// Check the cluster and fencing configs, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = ClusterConfig::load(&args.config).map_err(anyhow::Error::msg)?;
+    let fencing = FencingConfig::load(&config.fencing).map_err(anyhow::Error::msg)?;
+    let node = match args.node {
+        Some(n) => n,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name")?
+            .trim()
+            .to_string(),
+    };
+    if !config.node.contains_key(&node) {
+        anyhow::bail!("node {node:?} is not in {}", args.config.display());
+    }
+    if args.check {
+        println!(
+            "{}: ok; node {node}, {} nodes, {} instances",
+            args.config.display(),
+            config.node.len(),
+            config.instance.len()
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let agent = Agent::connect(config, &node, Fencer::new(fencing))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        notify("READY=1");
+        agent
+            .run(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                notify("STOPPING=1");
+            })
+            .await;
+        Ok(())
+    })
+}
+
+/// systemd notification (Type=notify); a no-op outside systemd.
+fn notify(state: &str) {
+    if let (Some(path), Ok(sock)) = (
+        std::env::var_os("NOTIFY_SOCKET"),
+        std::os::unix::net::UnixDatagram::unbound(),
+    ) {
+        let _ = sock.send_to(state.as_bytes(), path);
+    }
+}

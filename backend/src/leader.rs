@@ -1,0 +1,219 @@
+//! Leadership: one agent holds `leader` on its lease and applies the
+//! [`plan`](crate::plan). Each write is a transaction that holds only while
+//! `leader` is still on this node's lease, so a deposed or cut-off leader
+//! cannot place anything. Fencing runs in the background, one at a time per
+//! node, and is recorded in etcd (and in the local fence history).
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+};
+
+/// Fences in progress (None) or recorded at a revision a snapshot may not
+/// have seen yet (Some): both mean "do not fence again".
+type Fencing = Arc<Mutex<BTreeMap<String, Option<i64>>>>;
+
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use fulmar_fencing::{Fencer, Outcome, Record, history::now_ms};
+
+use crate::{
+    config::ClusterConfig,
+    lease::LeaseHandle,
+    plan::{Decision, plan},
+    state::{self, Fence, Keys, Snapshot, encode},
+};
+
+pub async fn run(
+    config: Arc<ClusterConfig>,
+    client: Client,
+    node: String,
+    lease: LeaseHandle,
+    fencer: Arc<Fencer>,
+) {
+    let keys = Keys::new(&config.etcd.prefix);
+    let fencing: Fencing = Arc::default();
+    let mut tick = tokio::time::interval(config.timing.reconcile_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_leader = false;
+    loop {
+        tick.tick().await;
+        if !lease.valid() {
+            return;
+        }
+        let mut c = client.clone();
+        let s = match state::load(&mut c, &keys).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("leader: {e}");
+                continue;
+            }
+        };
+        match &s.leader {
+            Some((n, l)) if *n == node && *l == lease.id => {}
+            Some(_) => {
+                was_leader = false;
+                continue;
+            }
+            None => {
+                campaign(&mut c, &keys, &node, lease.id).await;
+                continue;
+            }
+        }
+        if !was_leader {
+            tracing::info!(node, "leading the cluster");
+            was_leader = true;
+        }
+        let in_flight: BTreeSet<String> = {
+            let mut f = fencing.lock().expect("fencing set");
+            f.retain(|_, recorded| recorded.is_none_or(|r| r > s.revision));
+            f.keys().cloned().collect()
+        };
+        for decision in plan(&config, &s, &in_flight) {
+            if !lease.valid() {
+                return;
+            }
+            apply(decision, &s, &mut c, &keys, &lease, &fencer, &fencing).await;
+        }
+    }
+}
+
+async fn campaign(c: &mut Client, keys: &Keys, node: &str, lease: i64) {
+    let key = keys.leader();
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key.as_str(),
+            node,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    if let Err(e) = c.txn(txn).await {
+        tracing::warn!("campaigning: {e}");
+    }
+}
+
+/// Writes `ops` only while this node's lease still holds `leader`.
+async fn as_leader(c: &mut Client, keys: &Keys, lease: i64, ops: Vec<TxnOp>) -> bool {
+    let txn = Txn::new()
+        .when([Compare::lease(keys.leader(), CompareOp::Equal, lease)])
+        .and_then(ops);
+    match c.txn(txn).await {
+        Ok(r) => r.succeeded(),
+        Err(e) => {
+            tracing::warn!("leader write: {e}");
+            false
+        }
+    }
+}
+
+async fn apply(
+    decision: Decision,
+    s: &Snapshot,
+    c: &mut Client,
+    keys: &Keys,
+    lease: &LeaseHandle,
+    fencer: &Arc<Fencer>,
+    fencing: &Fencing,
+) {
+    match decision {
+        Decision::Place {
+            instance,
+            placement,
+        } => {
+            tracing::info!(
+                instance,
+                node = placement.node,
+                generation = placement.generation,
+                "placing"
+            );
+            let ops = vec![
+                TxnOp::put(keys.placement(&instance), encode(&placement), None),
+                TxnOp::delete(keys.why(&instance), None),
+            ];
+            as_leader(c, keys, lease.id, ops).await;
+        }
+        Decision::Stop { instance } => {
+            let Some(mut p) = s.placement.get(&instance).cloned() else {
+                return;
+            };
+            tracing::info!(instance, node = p.node, "asking to stop");
+            p.stop = true;
+            let ops = vec![TxnOp::put(keys.placement(&instance), encode(&p), None)];
+            as_leader(c, keys, lease.id, ops).await;
+        }
+        Decision::Relocated { instance } => {
+            let mut admin = s.instance_admin.get(&instance).cloned().unwrap_or_default();
+            admin.relocate = None;
+            let ops = vec![TxnOp::put(
+                keys.instance_admin(&instance),
+                encode(&admin),
+                None,
+            )];
+            as_leader(c, keys, lease.id, ops).await;
+        }
+        Decision::Why { instance, reason } => {
+            if !reason.is_empty() {
+                tracing::warn!(instance, "{reason}");
+            }
+            let op = if reason.is_empty() {
+                TxnOp::delete(keys.why(&instance), None)
+            } else {
+                TxnOp::put(keys.why(&instance), reason, None)
+            };
+            as_leader(c, keys, lease.id, vec![op]).await;
+        }
+        Decision::Fence { node, incarnation } => {
+            fencing
+                .lock()
+                .expect("fencing set")
+                .insert(node.clone(), None);
+            let (fencer, fencing, mut c, keys) =
+                (fencer.clone(), fencing.clone(), c.clone(), keys.clone());
+            tokio::spawn(async move {
+                tracing::warn!(node, incarnation, "fencing");
+                let record = fencer.fence(&node).await.unwrap_or_else(|e| Record {
+                    node: node.clone(),
+                    started_ms: now_ms(),
+                    delay_ms: 0,
+                    duration_ms: 0,
+                    levels: Vec::new(),
+                    outcome: Outcome::Unfenceable { reasons: vec![e] },
+                });
+                tracing::warn!(node, "{}", record.summary());
+                let fence = Fence {
+                    incarnation,
+                    record: record.clone(),
+                    unfenced: false,
+                };
+                // A fact, not a decision: recorded even if leadership moved.
+                let txn = Txn::new().and_then([
+                    TxnOp::put(keys.fence(&node), encode(&fence), None),
+                    TxnOp::put(keys.fencelog(&record), encode(&record), None),
+                ]);
+                let recorded = match c.txn(txn).await {
+                    Ok(r) => r.header().map(|h| h.revision()).unwrap_or(i64::MAX),
+                    Err(e) => {
+                        tracing::error!(node, "recording the fence: {e}");
+                        0
+                    }
+                };
+                fencing
+                    .lock()
+                    .expect("fencing set")
+                    .insert(node.clone(), Some(recorded));
+            });
+        }
+        Decision::Unfence { node } => {
+            let Some(mut fence) = s.fence.get(&node).cloned() else {
+                return;
+            };
+            match fencer.unfence(&node).await {
+                Ok(()) => {
+                    tracing::info!(node, "unfenced");
+                    fence.unfenced = true;
+                    let ops = vec![TxnOp::put(keys.fence(&node), encode(&fence), None)];
+                    as_leader(c, keys, lease.id, ops).await;
+                }
+                Err(e) => tracing::error!(node, "unfencing: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Membership: this node's etcd lease and the local deadline that
+//! self-fencing keys on.
+//!
+//! The deadline is `send time of the last acknowledged keep-alive + TTL −
+//! margin`, measured on this node's monotonic clock. etcd cannot expire the
+//! lease before the TTL has run from that acknowledgement, so an instance
+//! stopped by the deadline is down before anyone may decide the node failed —
+//! without waiting for an error from a cut-off connection.
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+
+use crate::state::{Alive, Keys, encode};
+
+/// What the agent and the leader share about the lease.
+#[derive(Debug, Clone)]
+pub struct LeaseHandle {
+    pub id: i64,
+    /// The create revision of `alive/NODE`.
+    pub incarnation: i64,
+    last_ack: Arc<Mutex<Instant>>,
+    lost: Arc<AtomicBool>,
+    ttl: Duration,
+    margin: Duration,
+}
+
+impl LeaseHandle {
+    pub fn deadline(&self) -> Instant {
+        *self.last_ack.lock().expect("lease clock") + self.ttl - self.margin
+    }
+
+    /// Whether this node may still act as a member.
+    pub fn valid(&self) -> bool {
+        !self.lost.load(Ordering::Acquire) && Instant::now() < self.deadline()
+    }
+}
+
+pub struct Lease {
+    handle: LeaseHandle,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+impl Lease {
+    /// Grants a lease and registers `alive/NODE` on it. Fails while another
+    /// incarnation of this node still holds its key (it must expire and be
+    /// fenced, or be revoked on a clean shutdown).
+    pub async fn join(
+        client: &Client,
+        keys: &Keys,
+        node: &str,
+        ttl: Duration,
+        margin: Duration,
+    ) -> Result<Lease, String> {
+        let mut c = client.clone();
+        let sent = Instant::now();
+        let grant = c
+            .lease_grant(ttl.as_secs() as i64, None)
+            .await
+            .map_err(|e| format!("etcd lease grant: {e}"))?;
+        let id = grant.id();
+        let key = keys.alive(node);
+        let alive = Alive {
+            node: node.into(),
+            pid: std::process::id(),
+        };
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                encode(&alive),
+                Some(PutOptions::new().with_lease(id)),
+            )]);
+        let resp = c.txn(txn).await.map_err(|e| format!("etcd: {e}"))?;
+        if !resp.succeeded() {
+            let _ = c.lease_revoke(id).await;
+            return Err(format!(
+                "{key} is still held by an earlier incarnation of {node}; waiting for it to go"
+            ));
+        }
+        let incarnation = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let handle = LeaseHandle {
+            id,
+            incarnation,
+            last_ack: Arc::new(Mutex::new(sent)),
+            lost: Arc::new(AtomicBool::new(false)),
+            ttl,
+            margin,
+        };
+        let keeper = tokio::spawn(keep_alive(client.clone(), handle.clone()));
+        Ok(Lease { handle, keeper })
+    }
+
+    pub fn handle(&self) -> &LeaseHandle {
+        &self.handle
+    }
+
+    /// A clean leave: the key goes at once and nobody needs to fence us.
+    pub async fn revoke(self, client: &Client) {
+        let mut c = client.clone();
+        if let Err(e) = c.lease_revoke(self.handle.id).await {
+            tracing::warn!("revoking lease: {e}");
+        }
+    }
+}
+
+/// Renews every TTL/4. Each renewal waits at most TTL/4 for its answer; a
+/// stream that fails is opened again (possibly on another etcd member).
+async fn keep_alive(mut client: Client, h: LeaseHandle) {
+    let period = h.ttl / 4;
+    let mut stream = None;
+    loop {
+        let sent = Instant::now();
+        if stream.is_none() {
+            match tokio::time::timeout(period, client.lease_keep_alive(h.id)).await {
+                Ok(Ok(s)) => stream = Some(s),
+                Ok(Err(e)) => tracing::warn!("lease keep-alive stream: {e}"),
+                Err(_) => tracing::warn!("lease keep-alive stream: no answer in {period:?}"),
+            }
+        }
+        if let Some((keeper, answers)) = stream.as_mut() {
+            let answer = tokio::time::timeout(period, async {
+                keeper.keep_alive().await?;
+                answers.message().await
+            })
+            .await;
+            match answer {
+                Ok(Ok(Some(a))) if a.ttl() > 0 => *h.last_ack.lock().expect("lease clock") = sent,
+                Ok(Ok(Some(_))) => {
+                    tracing::error!(lease = h.id, "lease expired");
+                    h.lost.store(true, Ordering::Release);
+                    return;
+                }
+                Ok(Ok(None)) => stream = None,
+                Ok(Err(e)) => {
+                    tracing::warn!("lease keep-alive: {e}");
+                    stream = None;
+                }
+                Err(_) => {
+                    tracing::warn!("lease keep-alive: no answer in {period:?}");
+                    stream = None;
+                }
+            }
+        }
+        tokio::time::sleep_until((sent + period).into()).await;
+    }
+}
