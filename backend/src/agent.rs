@@ -330,6 +330,28 @@ impl Agent {
     }
 }
 
+/// A client on the first endpoint that answers: for one-shot commands,
+/// which cannot wait for a balanced channel to learn that a member is down.
+pub async fn connect_any(config: &ClusterConfig) -> Result<Client, String> {
+    let mut errors = Vec::new();
+    for endpoint in &config.etcd.endpoints {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(2));
+        let attempt = async {
+            let mut c = Client::connect([endpoint], Some(options)).await?;
+            c.status().await?;
+            Ok::<_, etcd_client::Error>(c)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => errors.push(format!("{endpoint}: {e}")),
+            Err(_) => errors.push(format!("{endpoint}: no answer in 2s")),
+        }
+    }
+    Err(format!("no etcd member answers: {}", errors.join("; ")))
+}
+
 /// An etcd client over every endpoint; requests go to any live member.
 pub async fn connect(config: &ClusterConfig) -> Result<Client, String> {
     let options = etcd_client::ConnectOptions::new()

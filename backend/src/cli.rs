@@ -7,7 +7,7 @@ use fulmar_fencing::{Fencer, FencingConfig, Record};
 use serde_json::json;
 
 use crate::{
-    agent::connect,
+    agent::connect_any,
     config::ClusterConfig,
     state::{self, Fence, InstanceAdmin, Keys, NodeAdmin, Relocate, Snapshot, encode},
 };
@@ -68,7 +68,7 @@ pub fn run(
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut c = connect(&config).await?;
+        let mut c = connect_any(&config).await?;
         let keys = Keys::new(&config.etcd.prefix);
         let s = state::load(&mut c, &keys).await?;
         match (object, verb) {

@@ -4,12 +4,12 @@
 //! checks that no two nodes ever hold the VIP or have the volume mounted,
 //! and every acknowledged message must be in the mailbox afterwards.
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, Options, Sampler};
+use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Options, Sampler};
 
 /// The faults share the two cores with three etcds and three agents: one
 /// cluster at a time keeps lease timing honest.
@@ -34,13 +34,18 @@ fn cluster(fencing: Fencing) -> ClusterLab {
     c
 }
 
-fn fulmar() -> &'static Path {
-    // The operator's tool is built by the lb crate; tests run after
-    // `cargo build --all-targets`.
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/debug/fulmar"
-    ))
+/// The operator's tool, built by the lb crate next to this test binary
+/// (the suite runs after `cargo build --all-targets`).
+fn fulmar() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let tool = dir.join("fulmar");
+    assert!(
+        tool.exists(),
+        "{} missing: cargo build first",
+        tool.display()
+    );
+    tool
 }
 
 /// Ends a fault: stop the client and the sampler, then check the two
@@ -129,26 +134,196 @@ fn node_killed_then_partitioned_then_leader_killed() {
     );
     c.boot(&second).unwrap();
 
-    // 3. the leader killed (a node that does not hold the instance).
+    // 3. the leader killed; it must not be the holder, so move the
+    // instance off it first if need be.
     let leader = c.leader().expect("a leader");
-    if leader != third {
+    let mut holder = (third, g3);
+    if leader == holder.0 {
+        let to = NODES.iter().find(|n| **n != leader).unwrap();
+        c.fulmar(&fulmar(), &["instance", "relocate", "mail1", "to", to])
+            .unwrap();
+        let from = holder.0.clone();
+        holder = c
+            .wait_running(Duration::from_secs(30), |n, _| n != from)
+            .expect("relocated off the leader");
+    }
+    let fault = Instant::now();
+    c.kill_node(&leader).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.leader().is_none_or(|l| l == leader) {
+        assert!(Instant::now() < deadline, "no new leader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "new leader {:?} {:?} after killing {leader}",
+        c.leader(),
+        fault.elapsed()
+    );
+    assert_eq!(
+        c.running(),
+        Some(holder),
+        "the instance stayed where it was"
+    );
+    verdict(&c, client, sampler);
+}
+
+#[test]
+fn service_killed_restarts_in_place_then_relocates() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster(Fencing::Lab);
+    let (node, generation) = c
+        .wait_running(Duration::from_secs(30), |_, _| true)
+        .expect("instance starts");
+    let client = Deliverer::start(&c.lab, Duration::from_millis(10));
+    let sampler = Sampler::start(&c, Duration::from_millis(20));
+    assert!(
+        client
+            .wait_ack_after(Instant::now(), Duration::from_secs(10))
+            .is_some()
+    );
+
+    // Two service deaths: restarted in place, same node, same generation.
+    for attempt in 1..=2 {
+        let pid = c.service_pid().expect("dovecot runs");
         let fault = Instant::now();
-        c.kill_node(&leader).unwrap();
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while c.leader().is_none_or(|l| l == leader) {
-            assert!(Instant::now() < deadline, "no new leader");
+        loop {
+            let status = c.record("status/mail1").unwrap_or_default();
+            if status["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(&format!("restarted in place ({attempt})")))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no restart {attempt}: {status}\n{}",
+                c.agent_logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!(
-            "new leader {:?} {:?} after killing {leader}",
-            c.leader(),
-            fault.elapsed()
-        );
-        assert_eq!(
-            c.running(),
-            Some((third.clone(), g3)),
-            "the instance did not move"
-        );
+        assert_eq!(c.running(), Some((node.clone(), generation)));
+        serving_again(&client, fault, &format!("service killed ({attempt})"));
     }
+    // The third within the window: given up here and relocated.
+    let pid = c.service_pid().expect("dovecot runs");
+    let fault = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let (moved, g) = c
+        .wait_running(Duration::from_secs(30), |n, g| n != node && g > generation)
+        .expect("relocated after the threshold");
+    serving_again(&client, fault, "service killed past the threshold");
+    let placement = c.record("placement/mail1").unwrap();
+    assert_eq!(placement["avoid"][0], node.as_str(), "{placement}");
+    eprintln!("moved from {node} to {moved} (generation {g})");
+    verdict(&c, client, sampler);
+}
+
+#[test]
+fn fencing_level_fallback_and_unfenceable_node() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster(Fencing::Varied);
+    let fulmar = fulmar();
+    c.wait_running(Duration::from_secs(30), |_, _| true)
+        .expect("instance starts");
+    let client = Deliverer::start(&c.lab, Duration::from_millis(10));
+    let sampler = Sampler::start(&c, Duration::from_millis(20));
+
+    // node2: level 1 (a BMC that never answers) fails, level 2 fences.
+    c.fulmar(&fulmar, &["instance", "relocate", "mail1", "to", "node2"])
+        .unwrap();
+    let (_, g) = c
+        .wait_running(Duration::from_secs(30), |n, _| n == "node2")
+        .expect("relocated to node2");
+    let fault = Instant::now();
+    c.kill_node("node2").unwrap();
+    let (_, g2) = c
+        .wait_running(Duration::from_secs(30), |n, g2| n != "node2" && g2 > g)
+        .expect("taken over from node2");
+    serving_again(&client, fault, "node2 killed (fence level 2)");
+    let fence = c.record("fence/node2").unwrap();
+    assert_eq!(fence["record"]["outcome"]["level"], 2, "{fence}");
+    assert_eq!(fence["record"]["levels"][0]["ok"], false, "{fence}");
+
+    // node3: its only level fails. Nothing takes over; the state says why.
+    c.fulmar(&fulmar, &["instance", "relocate", "mail1", "to", "node3"])
+        .unwrap();
+    let (_, g3) = c
+        .wait_running(Duration::from_secs(30), |n, g| n == "node3" && g > g2)
+        .expect("relocated to node3");
+    c.kill_node("node3").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let why = loop {
+        let why = c
+            .state()
+            .unwrap()
+            .get("why/mail1")
+            .cloned()
+            .unwrap_or_default();
+        if why.contains("unfenceable") {
+            break why;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unfenceable state: {why}\n{}",
+            c.agent_logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(why.contains("fulmar node confirm node3"), "{why}");
+    // It stays down: no other node took over while node3 may still write.
+    std::thread::sleep(Duration::from_secs(3));
+    let placement = c.record("placement/mail1").unwrap();
+    assert_eq!(placement["node"], "node3", "{placement}");
+    assert_eq!(placement["generation"], g3, "{placement}");
+    let status = c.fulmar(&fulmar, &["cluster", "status"]).unwrap();
+    assert!(status.contains("unfenceable"), "{status}");
+
+    // The operator pulls the plug, then confirms: the instance comes back.
+    let fault = Instant::now();
+    c.unplug("node3").unwrap();
+    let out = c.fulmar(&fulmar, &["node", "confirm", "node3"]).unwrap();
+    assert!(out.contains("manual fence confirmed"), "{out}");
+    let (n, _) = c
+        .wait_running(Duration::from_secs(30), |n, g| n != "node3" && g > g3)
+        .expect("taken over after the confirmation");
+    serving_again(&client, fault, "node3 after manual confirmation");
+    eprintln!("running on {n} after the confirmation");
+    verdict(&c, client, sampler);
+}
+
+#[test]
+fn etcd_member_lost() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster(Fencing::Lab);
+    let running = c
+        .wait_running(Duration::from_secs(30), |_, _| true)
+        .expect("instance starts");
+    let client = Deliverer::start(&c.lab, Duration::from_millis(10));
+    let sampler = Sampler::start(&c, Duration::from_millis(20));
+    assert!(
+        client
+            .wait_ack_after(Instant::now(), Duration::from_secs(10))
+            .is_some()
+    );
+    let fault = Instant::now();
+    c.kill_etcd(1).unwrap();
+    // Leases ride through on the two members left: nothing moves, nobody
+    // self-fences, and the tool still answers.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(c.running(), Some(running), "{}", c.agent_logs());
+    assert!(
+        !c.agent_logs().contains("self-fencing"),
+        "{}",
+        c.agent_logs()
+    );
+    let status = c.fulmar(&fulmar(), &["cluster", "status"]).unwrap();
+    assert!(status.contains("instance mail1 running on"), "{status}");
+    let gap = client.longest_gap_after(fault);
+    eprintln!("etcd member lost: longest pause in deliveries {gap:?}");
+    assert!(gap < Duration::from_secs(2), "deliveries stalled {gap:?}");
     verdict(&c, client, sampler);
 }

@@ -231,6 +231,37 @@ impl ClusterLab {
         Ok(())
     }
 
+    /// What an operator does before confirming a manual fence: pulls the
+    /// plug. Processes die, the address goes, and the kernel's hold on the
+    /// volume (mount, loop device) goes with the power.
+    pub fn unplug(&self, node: &str) -> Result<(), LabError> {
+        kill_netns(&self.lab.netns(node))?;
+        self.lab
+            .check(node, "ip", &["addr", "flush", "dev", "eth0"])?;
+        self.lab
+            .check(node, "ip", &["link", "set", "eth0", "down"])?;
+        if mounted_by(&self.volume).contains(node) {
+            let mnt = self.mountpoint.to_string_lossy().into_owned();
+            let mut c = Command::new("umount");
+            c.args(["-l", &mnt]);
+            cmd::checked(c)?;
+        }
+        Ok(())
+    }
+
+    /// The pid of the instance's Dovecot master on whichever node runs it.
+    pub fn service_pid(&self) -> Option<i32> {
+        let conf = format!("{}/dovecot.conf", self.mountpoint.display());
+        let mut c = Command::new("pgrep");
+        c.args(["-f", &format!("dovecot -F -c {conf}$")]);
+        cmd::checked(c)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Kills the etcd member `i` (1–3).
     pub fn kill_etcd(&self, i: usize) -> Result<(), LabError> {
         kill_netns(&self.lab.netns(&format!("etcd{i}")))
@@ -624,6 +655,18 @@ impl Deliverer {
             prev = at;
         }
         end.map(|e| e - t)
+    }
+
+    /// The longest pause between 250s after `t`.
+    pub fn longest_gap_after(&self, t: Instant) -> Duration {
+        let acked = self.acked.lock().expect("acked");
+        let mut prev = t;
+        let mut longest = Duration::ZERO;
+        for at in acked.iter().map(|(_, at)| *at).filter(|at| *at > t) {
+            longest = longest.max(at - prev);
+            prev = at;
+        }
+        longest
     }
 
     /// Waits for a 250 after `t`.
