@@ -228,3 +228,276 @@ fn list<'a>(items: impl Iterator<Item = &'a String>) -> String {
         v.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fulmar_fencing::{Outcome, Record};
+
+    use super::*;
+    use crate::state::{Fence, InstanceAdmin, NodeAdmin, Relocate, Status};
+
+    fn config(sticky: bool) -> ClusterConfig {
+        ClusterConfig::parse(&format!(
+            r#"
+            [etcd]
+            endpoints = ["http://198.18.9.1:2379"]
+            [node.node1]
+            [node.node2]
+            [node.node3]
+            [instance.mail1]
+            address = "198.18.9.100/24"
+            interface = "eth0"
+            volume = "/v1"
+            mountpoint = "/m1"
+            start = ["true"]
+            preferred = ["node1"]
+            sticky = {sticky}
+            [instance.mail2]
+            address = "198.18.9.101/24"
+            interface = "eth0"
+            volume = "/v2"
+            mountpoint = "/m2"
+            start = ["true"]
+            allowed = ["node2", "node3"]
+            "#
+        ))
+        .unwrap()
+    }
+
+    fn alive(nodes: &[(&str, i64)]) -> Snapshot {
+        Snapshot {
+            revision: 100,
+            alive: nodes.iter().map(|(n, i)| (n.to_string(), (*i, 1))).collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    fn placed(s: &mut Snapshot, instance: &str, node: &str, incarnation: i64, generation: u64) {
+        s.placement.insert(
+            instance.into(),
+            Placement {
+                node: node.into(),
+                incarnation,
+                generation,
+                stop: false,
+                avoid: vec![],
+            },
+        );
+    }
+
+    fn places(d: &[Decision]) -> Vec<(String, String, u64)> {
+        d.iter()
+            .filter_map(|d| match d {
+                Decision::Place {
+                    instance,
+                    placement,
+                } => Some((instance.clone(), placement.node.clone(), placement.generation)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn record(outcome: Outcome) -> Record {
+        Record {
+            node: "node1".into(),
+            started_ms: 1,
+            delay_ms: 0,
+            duration_ms: 5,
+            levels: vec![],
+            outcome,
+        }
+    }
+
+    #[test]
+    fn first_placement_prefers_then_spreads() {
+        let s = alive(&[("node1", 10), ("node2", 11), ("node3", 12)]);
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert_eq!(
+            places(&d),
+            [
+                ("mail1".into(), "node1".into(), 1),
+                ("mail2".into(), "node2".into(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lost_node_is_fenced_before_anything_moves() {
+        let mut s = alive(&[("node2", 11), ("node3", 12)]);
+        placed(&mut s, "mail1", "node1", 10, 4);
+        placed(&mut s, "mail2", "node2", 11, 1);
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert!(places(&d).is_empty(), "{d:?}");
+        assert!(d.contains(&Decision::Fence {
+            node: "node1".into(),
+            incarnation: 10
+        }));
+        // While the fence runs: no second fence, still no move.
+        let fencing = BTreeSet::from(["node1".to_string()]);
+        let d = plan(&config(true), &s, &fencing);
+        assert!(!d.iter().any(|d| matches!(d, Decision::Fence { .. })));
+        assert!(places(&d).is_empty());
+        // Fenced: it moves with the next generation, away from mail2's node.
+        s.fence.insert(
+            "node1".into(),
+            Fence {
+                incarnation: 10,
+                record: record(Outcome::Fenced { level: 1 }),
+                unfenced: false,
+            },
+        );
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert_eq!(places(&d), [("mail1".into(), "node3".into(), 5)]);
+    }
+
+    #[test]
+    fn a_fence_of_an_older_incarnation_does_not_count() {
+        let mut s = alive(&[("node2", 11)]);
+        placed(&mut s, "mail1", "node1", 20, 2);
+        placed(&mut s, "mail2", "node2", 11, 1);
+        s.fence.insert(
+            "node1".into(),
+            Fence {
+                incarnation: 10,
+                record: record(Outcome::Fenced { level: 1 }),
+                unfenced: true,
+            },
+        );
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert!(places(&d).is_empty());
+        assert!(d.contains(&Decision::Fence {
+            node: "node1".into(),
+            incarnation: 20
+        }));
+    }
+
+    #[test]
+    fn unfenceable_waits_for_a_confirmation() {
+        let mut s = alive(&[("node2", 11)]);
+        placed(&mut s, "mail1", "node1", 10, 2);
+        placed(&mut s, "mail2", "node2", 11, 1);
+        s.fence.insert(
+            "node1".into(),
+            Fence {
+                incarnation: 10,
+                record: record(Outcome::Unfenceable {
+                    reasons: vec!["level 1 bmc: timed out".into()],
+                }),
+                unfenced: false,
+            },
+        );
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert!(places(&d).is_empty());
+        assert!(!d.iter().any(|d| matches!(d, Decision::Fence { .. })));
+        let why = d
+            .iter()
+            .find_map(|d| match d {
+                Decision::Why { instance, reason } if instance == "mail1" => Some(reason.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(why.contains("fulmar node confirm node1"), "{why}");
+        s.fence.get_mut("node1").unwrap().record = record(Outcome::ManuallyConfirmed {
+            by: "ops".into(),
+        });
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert_eq!(places(&d)[0], ("mail1".into(), "node2".into(), 3));
+    }
+
+    #[test]
+    fn stopped_or_failed_frees_without_a_fence() {
+        let mut s = alive(&[("node1", 10), ("node2", 11), ("node3", 12)]);
+        placed(&mut s, "mail1", "node1", 10, 2);
+        s.status.insert(
+            "mail1".into(),
+            Status {
+                node: "node1".into(),
+                generation: 2,
+                state: RunState::Failed,
+                detail: "probe".into(),
+                steps: vec![],
+                at_ms: 0,
+            },
+        );
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert!(!d.iter().any(|d| matches!(d, Decision::Fence { .. })));
+        let Some(Decision::Place { placement, .. }) =
+            d.iter().find(|d| matches!(d, Decision::Place { .. }))
+        else {
+            panic!("{d:?}")
+        };
+        assert_ne!(placement.node, "node1", "a failed node is avoided");
+        assert_eq!(placement.avoid, ["node1"]);
+        assert_eq!(placement.generation, 3);
+    }
+
+    #[test]
+    fn operators_move_instances() {
+        let mut s = alive(&[("node1", 10), ("node2", 11), ("node3", 12)]);
+        placed(&mut s, "mail1", "node1", 10, 1);
+        placed(&mut s, "mail2", "node2", 11, 1);
+        // relocate asks the holder to stop first.
+        s.instance_admin.insert(
+            "mail1".into(),
+            InstanceAdmin {
+                relocate: Some(Relocate {
+                    from: "node1".into(),
+                    to: Some("node3".into()),
+                }),
+                ..InstanceAdmin::default()
+            },
+        );
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert!(d.contains(&Decision::Stop {
+            instance: "mail1".into()
+        }));
+        s.status.insert(
+            "mail1".into(),
+            Status {
+                node: "node1".into(),
+                generation: 1,
+                state: RunState::Stopped,
+                detail: String::new(),
+                steps: vec![],
+                at_ms: 0,
+            },
+        );
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert_eq!(places(&d), [("mail1".into(), "node3".into(), 2)]);
+        assert!(d.contains(&Decision::Relocated {
+            instance: "mail1".into()
+        }));
+        // standby empties a node; frozen instances stay put.
+        let mut s = alive(&[("node1", 10), ("node2", 11), ("node3", 12)]);
+        placed(&mut s, "mail2", "node2", 11, 1);
+        s.node_admin
+            .insert("node2".into(), NodeAdmin { standby: true });
+        placed(&mut s, "mail1", "node1", 10, 1);
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert!(d.contains(&Decision::Stop {
+            instance: "mail2".into()
+        }));
+        s.instance_admin.insert(
+            "mail2".into(),
+            InstanceAdmin {
+                frozen: true,
+                ..InstanceAdmin::default()
+            },
+        );
+        let d = plan(&config(true), &s, &BTreeSet::new());
+        assert!(!d.contains(&Decision::Stop {
+            instance: "mail2".into()
+        }));
+    }
+
+    #[test]
+    fn failback_only_when_not_sticky() {
+        let mut s = alive(&[("node1", 10), ("node2", 11), ("node3", 12)]);
+        placed(&mut s, "mail1", "node2", 11, 3);
+        let stop = Decision::Stop {
+            instance: "mail1".into(),
+        };
+        assert!(!plan(&config(true), &s, &BTreeSet::new()).contains(&stop));
+        assert!(plan(&config(false), &s, &BTreeSet::new()).contains(&stop));
+    }
+}
