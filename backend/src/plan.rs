@@ -267,7 +267,10 @@ mod tests {
     fn alive(nodes: &[(&str, i64)]) -> Snapshot {
         Snapshot {
             revision: 100,
-            alive: nodes.iter().map(|(n, i)| (n.to_string(), (*i, 1))).collect(),
+            alive: nodes
+                .iter()
+                .map(|(n, i)| (n.to_string(), (*i, 1)))
+                .collect(),
             ..Snapshot::default()
         }
     }
@@ -291,7 +294,11 @@ mod tests {
                 Decision::Place {
                     instance,
                     placement,
-                } => Some((instance.clone(), placement.node.clone(), placement.generation)),
+                } => Some((
+                    instance.clone(),
+                    placement.node.clone(),
+                    placement.generation,
+                )),
                 _ => None,
             })
             .collect()
@@ -397,9 +404,8 @@ mod tests {
             })
             .unwrap();
         assert!(why.contains("fulmar node confirm node1"), "{why}");
-        s.fence.get_mut("node1").unwrap().record = record(Outcome::ManuallyConfirmed {
-            by: "ops".into(),
-        });
+        s.fence.get_mut("node1").unwrap().record =
+            record(Outcome::ManuallyConfirmed { by: "ops".into() });
         let d = plan(&config(true), &s, &BTreeSet::new());
         assert_eq!(places(&d)[0], ("mail1".into(), "node2".into(), 3));
     }

@@ -2,6 +2,7 @@
 mod attach;
 mod bench;
 mod build;
+mod failover_bench;
 mod lab;
 mod proxy_bench;
 
@@ -29,6 +30,8 @@ enum Command {
     Bench(bench::Args),
     /// Measure the proxy: IMAP sessions/s and latency vs direct, memory per idle session.
     ProxyBench(proxy_bench::Args),
+    /// Measure failover: node failures in a lab cluster, detection/fencing/start vs a planned move.
+    FailoverBench(failover_bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -45,5 +48,6 @@ fn main() -> Result<()> {
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
         Command::ProxyBench(args) => proxy_bench::run(args),
+        Command::FailoverBench(args) => failover_bench::run(args),
     }
 }
