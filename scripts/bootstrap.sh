@@ -12,13 +12,16 @@ LLVM_MAJOR=22
 # tests run a real OpenLDAP (slapd, misc.schema) and real Dovecot back-ends,
 # driven by Python's imaplib/poplib/smtplib. Fencing runs Debian's
 # fence-agents and ipmitool against PyPI's Redfish and IPMI emulators, and
-# cuts nodes off loop-attached ext4 volumes (e2fsprogs).
+# cuts nodes off loop-attached ext4 volumes (e2fsprogs). The failover
+# manager keeps its state in etcd (a 3-member etcd-server in the lab;
+# etcd-client builds its protos with protoc and libprotobuf-dev's types).
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
   build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
   procps psmisc netcat-openbsd systemd util-linux
   slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd python3
   python3-venv fence-agents ipmitool e2fsprogs
+  libprotobuf-dev etcd-server etcd-client
 )
 
 # Real power-management peers for the fencing tests, from PyPI, in a venv
@@ -45,6 +48,11 @@ install_apt() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package starts a single-node etcd on localhost; the tests run their
+  # own members in the lab, so one we just installed is switched off.
+  if printf '%s\n' "${missing[@]}" | grep -qx etcd-server; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  fi
 }
 
 install_peers() {
