@@ -1,6 +1,6 @@
 //! The lab agent powers off a lab host: after `off`, no process of that
 //! host survives (forking loops and detached daemons included) and its
-//! links are down.
+//! links are down and have no address.
 mod support;
 
 use std::time::Duration;
@@ -71,6 +71,16 @@ fn off_leaves_nothing_running_and_links_down() {
         links.lines().all(|l| l.contains(": lo:")),
         "links still up: {links}"
     );
+    // A powered-off host answers for no address: none is left but lo's.
+    let addrs = site
+        .lab
+        .check(
+            "ctl",
+            "ip",
+            &["-n", &netns, "-o", "addr", "show", "scope", "global"],
+        )
+        .unwrap();
+    assert_eq!(addrs.trim(), "", "addresses survived");
     // The host is unreachable from its peers.
     let target: std::net::SocketAddr = format!("{VICTIM}:8080").parse().unwrap();
     let reached = site
