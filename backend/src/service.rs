@@ -10,6 +10,11 @@ use std::{
 
 use crate::instance::InstanceSpec;
 
+/// The service's stdout and stderr, on the volume with the instance.
+pub fn log_path(name: &str, spec: &InstanceSpec) -> std::path::PathBuf {
+    spec.mountpoint.join(format!("{name}.service.log"))
+}
+
 #[derive(Debug)]
 pub struct Service {
     child: Child,
@@ -21,7 +26,7 @@ impl Service {
             .start
             .split_first()
             .ok_or_else(|| format!("instance {name} has an empty start command"))?;
-        let log = spec.mountpoint.join(format!("{name}.service.log"));
+        let log = log_path(name, spec);
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

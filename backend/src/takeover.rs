@@ -140,7 +140,7 @@ pub async fn start(
         loop {
             let service = undo.service.as_mut().expect("started");
             if !service.running() {
-                return Err(fail("probe", "the service exited".into(), false));
+                return Err(fail("probe", exited(name, spec), false));
             }
             match probe(addr, &spec.probe_ports, &spec.mountpoint).await {
                 Ok(()) => break,
@@ -208,7 +208,7 @@ pub async fn restart_service(running: &mut Running, spec: &InstanceSpec) -> Resu
     let deadline = Instant::now() + spec.start_timeout;
     loop {
         if !running.service.running() {
-            return Err("the service exited".into());
+            return Err(exited(&running.name, spec));
         }
         match probe(running.addr, &spec.probe_ports, &spec.mountpoint).await {
             Ok(()) => return Ok(()),
@@ -223,8 +223,22 @@ impl Running {
     /// takes a durable write.
     pub async fn healthy(&mut self, spec: &InstanceSpec) -> Result<(), String> {
         if !self.service.running() {
-            return Err("the service exited".into());
+            return Err(exited(&self.name, spec));
         }
         probe(self.addr, &spec.probe_ports, &spec.mountpoint).await
+    }
+}
+
+/// "the service exited", with the last lines it logged: the reason an
+/// operator needs is usually there.
+fn exited(name: &str, spec: &InstanceSpec) -> String {
+    let log = crate::service::log_path(name, spec);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    if tail.is_empty() {
+        "the service exited".into()
+    } else {
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("the service exited: {}", tail.join(" | "))
     }
 }
