@@ -21,25 +21,14 @@ fn shipped_config_parses() {
 
 #[test]
 fn unit_passes_systemd_analyze_verify() {
-    let script = format!(
-        r#"set -e
-mount -t tmpfs tmpfs /usr/local/sbin
-mount -t tmpfs tmpfs /etc/systemd/system
-cp {bin} /usr/local/sbin/
-cp {dist}/fulmar-noded.service /etc/systemd/system/
-systemd-analyze verify --man=no fulmar-noded.service 2>&1
-"#,
-        bin = env!("CARGO_BIN_EXE_fulmar-noded"),
-        dist = dist("").display(),
-    );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("unshare");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let findings: Vec<&str> = text.lines().filter(|l| l.contains("fulmar")).collect();
-    assert!(out.status.success() && findings.is_empty(), "{text}");
+    fulmar_lab::dist::verify_units(
+        &[env!("CARGO_BIN_EXE_fulmar-noded")],
+        &dist(""),
+        &["fulmar-noded.service"],
+        &["fulmar-noded.service"],
+        "",
+    )
+    .unwrap_or_else(|text| panic!("{text}"));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! its processes and deletes its namespaces and pinned BPF directories.
 pub mod cluster;
 mod cmd;
+pub mod dist;
 pub mod mail;
 pub mod spec;
 pub mod topology;

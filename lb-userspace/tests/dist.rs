@@ -20,28 +20,18 @@ fn shipped_config_is_the_documented_default() {
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
-    let script = format!(
-        r#"set -e
-mount -t tmpfs tmpfs /usr/local/sbin
-mount -t tmpfs tmpfs /etc/systemd/system
-cp {lbd} {cli} /usr/local/sbin/
-cp -r {dist}/fulmar-lbd.service {dist}/fulmar-lbd.service.d {dist}/fulmar-realserver.service /etc/systemd/system/
-systemd-analyze verify --man=no fulmar-lbd.service fulmar-realserver.service 2>&1
-systemd-analyze cat-config systemd/system/fulmar-lbd.service.d/10-kernel-tuning.conf >/dev/null
-"#,
-        lbd = env!("CARGO_BIN_EXE_fulmar-lbd"),
-        cli = env!("CARGO_BIN_EXE_fulmar"),
-        dist = dist("").display(),
-    );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("unshare");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    // verify prints nothing for a clean unit; anything mentioning ours is a finding.
-    let findings: Vec<&str> = text.lines().filter(|l| l.contains("fulmar")).collect();
-    assert!(out.status.success() && findings.is_empty(), "{text}");
+    fulmar_lab::dist::verify_units(
+        &[env!("CARGO_BIN_EXE_fulmar-lbd"), env!("CARGO_BIN_EXE_fulmar")],
+        &dist(""),
+        &[
+            "fulmar-lbd.service",
+            "fulmar-lbd.service.d",
+            "fulmar-realserver.service",
+        ],
+        &["fulmar-lbd.service", "fulmar-realserver.service"],
+        "systemd-analyze cat-config systemd/system/fulmar-lbd.service.d/10-kernel-tuning.conf >/dev/null",
+    )
+    .unwrap_or_else(|text| panic!("{text}"));
 }
 
 /// `fulmar-lbd --check`: success, and what it wrote to stderr.
