@@ -45,10 +45,10 @@ pub fn plan(config: &ClusterConfig, s: &Snapshot, fencing: &BTreeSet<String>) ->
     let mut out = Vec::new();
     let mut fence_wanted = BTreeMap::new();
     // Instances per node, counting what this round places.
-    let mut load: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
     for p in s.placement.values() {
         if s.incarnation(&p.node) == Some(p.incarnation) && !p.stop {
-            *load.entry(p.node.as_str()).or_default() += 1;
+            *load.entry(p.node.clone()).or_default() += 1;
         }
     }
 
@@ -158,15 +158,13 @@ pub fn plan(config: &ClusterConfig, s: &Snapshot, fencing: &BTreeSet<String>) ->
                                 .node
                                 .keys()
                                 .filter(|n| candidate(n))
-                                .min_by_key(|n| load.get(n.as_str()).copied().unwrap_or(0))
+                                .min_by_key(|n| load.get(*n).copied().unwrap_or(0))
                                 .cloned()
                         }),
                 };
                 match node {
                     Some(node) => {
-                        *load
-                            .entry(config.node.get_key_value(&node).unwrap().0)
-                            .or_default() += 1;
+                        *load.entry(node.clone()).or_default() += 1;
                         out.push(Decision::Place {
                             instance: name.clone(),
                             placement: Placement {

@@ -136,24 +136,10 @@ pub async fn start(
         undo.service =
             Some(Service::start(name, spec, generation).map_err(|e| fail("service", e, false))?);
         lap("service", &mut steps);
-        let deadline = Instant::now() + spec.start_timeout;
-        loop {
-            let service = undo.service.as_mut().expect("started");
-            if !service.running() {
-                return Err(fail("probe", exited(name, spec), false));
-            }
-            match probe(addr, &spec.probe_ports, &spec.mountpoint).await {
-                Ok(()) => break,
-                Err(e) if Instant::now() > deadline => {
-                    return Err(fail(
-                        "probe",
-                        format!("{e} after {:?}", spec.start_timeout),
-                        false,
-                    ));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        let service = undo.service.as_mut().expect("started");
+        until_healthy(name, service, addr, spec)
+            .await
+            .map_err(|e| fail("probe", e, false))?;
         lap("probe", &mut steps);
         Ok(undo.service.take().expect("started"))
     }
@@ -205,14 +191,27 @@ pub async fn restart_service(running: &mut Running, spec: &InstanceSpec) -> Resu
     // The old one is dead or failing: nothing of it may hold the ports.
     running.service.kill()?;
     running.service = Service::start(&running.name, spec, running.generation)?;
+    until_healthy(&running.name, &mut running.service, running.addr, spec).await
+}
+
+/// Probes a just-started service until it passes, it exits, or
+/// `start_timeout` runs out.
+async fn until_healthy(
+    name: &str,
+    service: &mut Service,
+    addr: IpAddr,
+    spec: &InstanceSpec,
+) -> Result<(), String> {
     let deadline = Instant::now() + spec.start_timeout;
     loop {
-        if !running.service.running() {
-            return Err(exited(&running.name, spec));
+        if !service.running() {
+            return Err(exited(name, spec));
         }
-        match probe(running.addr, &spec.probe_ports, &spec.mountpoint).await {
+        match probe(addr, &spec.probe_ports, &spec.mountpoint).await {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("{e} after {:?}", spec.start_timeout));
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }

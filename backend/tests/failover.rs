@@ -48,6 +48,22 @@ fn fulmar() -> PathBuf {
     tool
 }
 
+/// Waits for the instance, then starts the client and the sampler and
+/// waits for the first delivery: (where it runs, client, sampler).
+fn under_load(c: &ClusterLab) -> ((String, u64), Deliverer, Sampler) {
+    let running = c
+        .wait_running(Duration::from_secs(30), |_, _| true)
+        .expect("instance starts");
+    let client = Deliverer::start(&c.lab, Duration::from_millis(10));
+    let sampler = Sampler::start(c, Duration::from_millis(20));
+    assert!(
+        client
+            .wait_ack_after(Instant::now(), Duration::from_secs(10))
+            .is_some()
+    );
+    (running, client, sampler)
+}
+
 /// Ends a fault: stop the client and the sampler, then check the two
 /// invariants.
 fn verdict(c: &ClusterLab, client: Deliverer, sampler: Sampler) -> usize {
@@ -97,17 +113,8 @@ fn serving_again(client: &Deliverer, fault: Instant, what: &str) -> Duration {
 fn node_killed_then_partitioned_then_leader_killed() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = cluster(Fencing::Lab);
-    let (first, g1) = c
-        .wait_running(Duration::from_secs(30), |_, _| true)
-        .expect("instance starts");
+    let ((first, g1), client, sampler) = under_load(&c);
     assert_eq!(first, "node1", "goes to its preferred node");
-    let client = Deliverer::start(&c.lab, Duration::from_millis(10));
-    let sampler = Sampler::start(&c, Duration::from_millis(20));
-    assert!(
-        client
-            .wait_ack_after(Instant::now(), Duration::from_secs(10))
-            .is_some()
-    );
 
     // 1. kill -9 of every process of the holder.
     let fault = Instant::now();
@@ -171,16 +178,7 @@ fn node_killed_then_partitioned_then_leader_killed() {
 fn service_killed_restarts_in_place_then_relocates() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let c = cluster(Fencing::Lab);
-    let (node, generation) = c
-        .wait_running(Duration::from_secs(30), |_, _| true)
-        .expect("instance starts");
-    let client = Deliverer::start(&c.lab, Duration::from_millis(10));
-    let sampler = Sampler::start(&c, Duration::from_millis(20));
-    assert!(
-        client
-            .wait_ack_after(Instant::now(), Duration::from_secs(10))
-            .is_some()
-    );
+    let ((node, generation), client, sampler) = under_load(&c);
 
     // Two service deaths: restarted in place, same node, same generation.
     for attempt in 1..=2 {
@@ -299,16 +297,7 @@ fn fencing_level_fallback_and_unfenceable_node() {
 fn etcd_member_lost() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let c = cluster(Fencing::Lab);
-    let running = c
-        .wait_running(Duration::from_secs(30), |_, _| true)
-        .expect("instance starts");
-    let client = Deliverer::start(&c.lab, Duration::from_millis(10));
-    let sampler = Sampler::start(&c, Duration::from_millis(20));
-    assert!(
-        client
-            .wait_ack_after(Instant::now(), Duration::from_secs(10))
-            .is_some()
-    );
+    let (running, client, sampler) = under_load(&c);
     let fault = Instant::now();
     c.kill_etcd(1).unwrap();
     // Leases ride through on the two members left: nothing moves, nobody

@@ -407,25 +407,13 @@ impl ClusterLab {
     }
 }
 
+/// etcdctl's JSON carries keys and values in standard base64.
 fn b64(text: &str) -> String {
-    // etcdctl's JSON carries keys and values in standard base64.
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let Some(v) = ALPHABET.iter().position(|a| *a == c) else {
-            continue;
-        };
-        bits = (bits << 6) | v as u32;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn kill_netns(netns: &str) -> Result<(), LabError> {
@@ -630,7 +618,7 @@ impl Deliverer {
     }
 
     /// The first 250 after `t`, if any.
-    pub fn first_ack_after(&self, t: Instant) -> Option<Instant> {
+    fn first_ack_after(&self, t: Instant) -> Option<Instant> {
         self.acked
             .lock()
             .expect("acked")
@@ -643,27 +631,24 @@ impl Deliverer {
     /// gap between 250s after it (replies in flight at `t` do not count as
     /// serving again). None while nothing was acknowledged since.
     pub fn outage_after(&self, t: Instant) -> Option<Duration> {
-        let acked = self.acked.lock().expect("acked");
-        let mut prev = t;
-        let mut end = None;
-        let mut longest = Duration::ZERO;
-        for at in acked.iter().map(|(_, at)| *at).filter(|at| *at > t) {
-            if at - prev >= longest {
-                longest = at - prev;
-                end = Some(at);
-            }
-            prev = at;
-        }
-        end.map(|e| e - t)
+        self.longest_gap(t).map(|(_, end)| end - t)
     }
 
     /// The longest pause between 250s after `t`.
     pub fn longest_gap_after(&self, t: Instant) -> Duration {
+        self.longest_gap(t).map(|(gap, _)| gap).unwrap_or_default()
+    }
+
+    /// (length, end) of the longest gap between 250s after `t`, counting
+    /// from `t`; the later one wins a tie.
+    fn longest_gap(&self, t: Instant) -> Option<(Duration, Instant)> {
         let acked = self.acked.lock().expect("acked");
         let mut prev = t;
-        let mut longest = Duration::ZERO;
+        let mut longest = None;
         for at in acked.iter().map(|(_, at)| *at).filter(|at| *at > t) {
-            longest = longest.max(at - prev);
+            if longest.is_none_or(|(gap, _)| at - prev >= gap) {
+                longest = Some((at - prev, at));
+            }
             prev = at;
         }
         longest

@@ -70,10 +70,9 @@ pub fn run(args: Args) -> Result<()> {
             &["instance", "relocate", "mail1", "to", to],
         )?;
         c.wait_running(Duration::from_secs(30), |n, g2| n == *to && g2 > g)?;
-        let resumed = client
+        client
             .wait_ack_after(Instant::now(), Duration::from_secs(30))
             .context("no delivery after the move")?;
-        let _ = resumed;
         let took = client.outage_after(t0).context("outage")?;
         println!("relocation {:2}: {from} → {to}: {:6.0} ms", i + 1, ms(took));
         moves.push(took);
