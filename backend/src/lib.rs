@@ -18,6 +18,8 @@
 //! - [`agent`]: runs what is placed on this node; [`leader`] applies the
 //!   [`plan`] (placement, fencing before takeover).
 //! - [`cli`]: `fulmar cluster|instance|node`.
+//!
+//! [`provision`]: `fulmar account|domain`, placing accounts on instances.
 pub mod agent;
 pub mod announce;
 pub mod cli;
@@ -27,6 +29,7 @@ pub mod leader;
 pub mod lease;
 pub mod plan;
 pub mod probe;
+pub mod provision;
 pub mod service;
 pub mod state;
 pub mod takeover;

@@ -18,12 +18,13 @@ const USAGE: &str = "\
 Usage: fulmar [ OPTIONS ] OBJECT { COMMAND | help }
        fulmar [ -s ] -batch FILE
 OBJECT := { service | real | flow | stats | attach | save | monitor | realserver | fence |
-           cluster | instance | node }
+           cluster | instance | node | account | domain }
 OPTIONS := { -j[son] | -p[retty] | -s[tatistics] (twice for more) |
              -b[atch] FILE (all lines or none; - reads stdin) |
              -S PATH | -so[cket] PATH (default /run/fulmar/lb.sock) |
              -F PATH | -fe[ncing] PATH (default /etc/fulmar/fencing.toml) |
-             -C PATH | -cl[uster] PATH (default /etc/fulmar/cluster.toml) | -V[ersion] | -h[elp] }
+             -C PATH | -cl[uster] PATH (default /etc/fulmar/cluster.toml) |
+             -P PATH | -pro[vision] PATH (default /etc/fulmar/provision.toml) | -V[ersion] | -h[elp] }
 Every keyword may be shortened to an unambiguous prefix: fulmar ser sh, fulmar real se SVC REAL w 2.";
 
 const REALSERVER_USAGE: &str = "\
@@ -42,6 +43,7 @@ struct Options {
     socket: PathBuf,
     fencing: PathBuf,
     cluster: PathBuf,
+    provision: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         socket: DEFAULT_SOCKET.into(),
         fencing: fulmar_fencing::config::DEFAULT_PATH.into(),
         cluster: fulmar_backend::config::DEFAULT_PATH.into(),
+        provision: fulmar_backend::provision::config::DEFAULT_PATH.into(),
     };
     let mut rest = args.as_slice();
     while let Some(first) = rest.first().filter(|a| a.starts_with('-') && a.len() > 1) {
@@ -76,6 +79,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "S" => "socket",
             "F" => "fencing",
             "C" => "cluster",
+            "P" => "provision",
             "V" => "Version",
             "h" => "help",
             word => keyword(
@@ -88,6 +92,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     "socket",
                     "fencing",
                     "cluster",
+                    "provision",
                     "Version",
                     "help",
                 ],
@@ -111,6 +116,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "socket" => opts.socket = value()?.into(),
             "fencing" => opts.fencing = value()?.into(),
             "cluster" => opts.cluster = value()?.into(),
+            "provision" => opts.provision = value()?.into(),
             "Version" => {
                 println!("fulmar {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
@@ -133,7 +139,15 @@ fn run(args: Vec<String>) -> Result<(), String> {
         return Ok(());
     }
     let mut objects = command::OBJECTS.to_vec();
-    objects.extend(["realserver", "fence", "cluster", "instance", "node"]);
+    objects.extend([
+        "realserver",
+        "fence",
+        "cluster",
+        "instance",
+        "node",
+        "account",
+        "domain",
+    ]);
     match keyword(object, &objects, "object")? {
         "realserver" => return realserver(&rest[1..]),
         // Local, like realserver: fencing needs no balancer daemon.
@@ -141,6 +155,16 @@ fn run(args: Vec<String>) -> Result<(), String> {
         // The failover manager's objects talk to etcd, not to a daemon here.
         object @ ("cluster" | "instance" | "node") => {
             return fulmar_backend::cli::run(object, &rest[1..], &opts.cluster, opts.json, keyword);
+        }
+        // Provisioning talks to the directory and the instances.
+        object @ ("account" | "domain") => {
+            return fulmar_backend::provision::cli::run(
+                object,
+                &rest[1..],
+                &opts.provision,
+                opts.json,
+                keyword,
+            );
         }
         _ => {}
     }
