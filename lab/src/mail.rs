@@ -29,6 +29,9 @@ pub struct Directory<'a> {
     /// (domain, mailHost): entries that make a domain local and place
     /// accounts without a mailHost of their own.
     pub domains: Vec<(&'a str, &'a str)>,
+    /// `cn=admin,<base>`'s password (rootpw), for tools that write the
+    /// directory; None leaves it read-only over the network.
+    pub admin_password: Option<&'a str>,
 }
 
 fn hash(password: &str) -> Result<String, LabError> {
@@ -60,13 +63,18 @@ pub fn start_slapd(
          pidfile {pid}\n\
          modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
          database mdb\nmaxsize 67108864\n\
-         suffix \"{base}\"\nrootdn \"cn=admin,{base}\"\n\
+         dbnosync\n\
+         suffix \"{base}\"\nrootdn \"cn=admin,{base}\"\n{rootpw}\
          directory {db}\n\
          index objectClass,uid,mailLocalAddress,associatedDomain eq\n\
          access to attrs=userPassword by anonymous auth by * none\n\
          access to * by dn.exact=\"cn=proxy,{base}\" read by * none\n",
         pid = work.join("slapd.pid").display(),
         db = db.display(),
+        rootpw = match dir.admin_password {
+            Some(p) => format!("rootpw \"{}\"\n", hash(p)?),
+            None => String::new(),
+        },
     );
     fs::write(&conf, text).map_err(|e| LabError::io(&conf, e))?;
     let mut ldif = format!(
@@ -132,6 +140,10 @@ pub enum Passwords<'a> {
     TrustProxies,
     /// It checks (user, password) pairs itself.
     Own(&'a [(&'a str, &'a str)]),
+    /// Trusts the proxies, and lets a master user (user, password) act
+    /// for any account with SASL PLAIN's authorization identity: how
+    /// provisioning reaches mailboxes.
+    TrustProxiesWithMaster(&'a str, &'a str),
 }
 
 /// A certificate and key (PEM files) for a back-end that speaks TLS.
@@ -167,11 +179,21 @@ pub fn start_dovecot(
     cmd::checked(own)?;
     let trusted: Vec<String> = trusted.iter().map(|a| format!("{a}/32")).collect();
     let trusted = trusted.join(" ");
+    let trust_proxies = format!(
+        "passdb {{\n  driver = static\n  args = nopassword=y allow_real_nets={}\n}}\n",
+        trusted.replace(' ', ",")
+    );
     let passdb = match passwords {
-        Passwords::TrustProxies => format!(
-            "passdb {{\n  driver = static\n  args = nopassword=y allow_real_nets={}\n}}\n",
-            trusted.replace(' ', ",")
-        ),
+        Passwords::TrustProxies => trust_proxies,
+        Passwords::TrustProxiesWithMaster(user, password) => {
+            let file = work.join("master-users");
+            fs::write(&file, format!("{user}:{{PLAIN}}{password}\n"))
+                .map_err(|e| LabError::io(&file, e))?;
+            format!(
+                "passdb {{\n  driver = passwd-file\n  master = yes\n  args = {}\n}}\n{trust_proxies}",
+                file.display()
+            )
+        }
         Passwords::Own(users) => {
             let file = work.join("passwd");
             let lines: String = users
@@ -201,7 +223,8 @@ pub fn start_dovecot(
         "protocols = imap pop3 lmtp\nlisten = {addr}\n\
          base_dir = {run}\nstate_dir = {run}\ninstance_name = {host}\n\
          log_path = {log}\n{ssl}disable_plaintext_auth = no\n\
-         auth_mechanisms = plain login\nlogin_trusted_networks = {trusted}\n\
+         auth_mechanisms = plain login\n\
+         auth_username_chars =\nlogin_trusted_networks = {trusted}\n\
          mail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n\
          default_process_limit = 1000\ndefault_client_limit = 4000\nmail_max_userip_connections = 1000\n\
          {passdb}\

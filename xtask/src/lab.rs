@@ -106,6 +106,7 @@ fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
             })
             .collect(),
         domains: vec![("mail.test", "198.18.2.12")],
+        admin_password: None,
     };
     mail::start_slapd(lab, "directory", DIRECTORY, &work.join("ldap"), &directory)?;
     for (node, addr) in [("node1", "198.18.2.11"), ("node2", "198.18.2.12")] {

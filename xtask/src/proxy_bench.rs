@@ -58,6 +58,7 @@ pub fn run(args: Args) -> Result<()> {
             mail_host: Some(BACKEND),
         }],
         domains: vec![],
+        admin_password: None,
     };
     mail::start_slapd(&mut lab, "dir", DIRECTORY, &work.join("ldap"), &directory)?;
     // The back-end checks the password itself, so the direct path and the

@@ -144,8 +144,13 @@ pub async fn add(
         }
     }
     let (mut placer, mut taken) = placer(config, &mut dir, algorithm, seed).await?;
-    let planned = plan(config, &mut placer, &mut taken, std::slice::from_ref(&candidate))?
-        .remove(0);
+    let planned = plan(
+        config,
+        &mut placer,
+        &mut taken,
+        std::slice::from_ref(&candidate),
+    )?
+    .remove(0);
     create(config, &mut dir, &candidate, &planned).await?;
     dir.unbind().await;
     Ok(planned)
@@ -183,7 +188,10 @@ pub async fn import(
     }
     let failed_set: BTreeSet<&str> = failed.iter().map(|(a, _)| a.as_str()).collect();
     let mut added: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in planned.iter().filter(|p| !failed_set.contains(p.address.as_str())) {
+    for p in planned
+        .iter()
+        .filter(|p| !failed_set.contains(p.address.as_str()))
+    {
         *added.entry(p.instance.as_str()).or_default() += 1;
     }
     let summary = before
@@ -289,9 +297,7 @@ pub async fn delete(
     dir.unbind().await;
     let messages_removed = match (&instance, keep_mail) {
         (Some(i), false) => Some(mailbox::remove(config, i, &entry.uid).await.map_err(|e| {
-            format!(
-                "the directory entry is gone, but the mailbox on {i} could not be removed: {e}"
-            )
+            format!("the directory entry is gone, but the mailbox on {i} could not be removed: {e}")
         })?),
         _ => None,
     };

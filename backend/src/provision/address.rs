@@ -13,7 +13,10 @@ pub fn normalize(addr: &str) -> Result<String, String> {
     // RFC 5322 dot-atom: atext runs separated by single dots. Quoted local
     // parts are refused; they are never worth their trouble.
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
-    if local.split('.').any(|run| run.is_empty() || !run.chars().all(atext)) {
+    if local
+        .split('.')
+        .any(|run| run.is_empty() || !run.chars().all(atext))
+    {
         return Err(bad("the local part is not a dot-atom"));
     }
     domain_name(domain).map_err(|e| bad(&e))?;
@@ -62,7 +65,14 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 /// A value that is already a hash slapd understands (`{SCHEME}...`).
 pub fn is_hash(value: &str) -> bool {
     const SCHEMES: [&str; 9] = [
-        "{CRYPT}", "{SSHA}", "{SHA}", "{SMD5}", "{MD5}", "{SSHA256}", "{SSHA512}", "{ARGON2}",
+        "{CRYPT}",
+        "{SSHA}",
+        "{SHA}",
+        "{SMD5}",
+        "{MD5}",
+        "{SSHA256}",
+        "{SSHA512}",
+        "{ARGON2}",
         "{PBKDF2",
     ];
     let upper = value.to_ascii_uppercase();
@@ -75,7 +85,10 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(normalize("Ann.Lee+tag@Example.TEST").unwrap(), "ann.lee+tag@example.test");
+        assert_eq!(
+            normalize("Ann.Lee+tag@Example.TEST").unwrap(),
+            "ann.lee+tag@example.test"
+        );
         for bad in [
             "ann",
             "@example.test",

@@ -50,8 +50,9 @@ pub fn run(
     };
     let verb = match args.first() {
         None => "show",
-        Some(v) => keyword(v, verbs, &format!("{object} command"))
-            .map_err(|e| format!("{e}\n{USAGE}"))?,
+        Some(v) => {
+            keyword(v, verbs, &format!("{object} command")).map_err(|e| format!("{e}\n{USAGE}"))?
+        }
     };
     if verb == "help" || (object == "account" && args.is_empty()) {
         println!("{USAGE}");
@@ -256,7 +257,12 @@ fn placement_options(
     for (k, v) in opts {
         match *k {
             "placement" => algorithm = v.parse()?,
-            "seed" => seed = Some(v.parse().map_err(|_| format!("seed {v:?} is not a number"))?),
+            "seed" => {
+                seed = Some(
+                    v.parse()
+                        .map_err(|_| format!("seed {v:?} is not a number"))?,
+                )
+            }
             _ => {}
         }
     }
@@ -272,7 +278,15 @@ async fn add(
     let addr = address::normalize(need(args, 0, "ADDRESS")?)?;
     let opts = options(
         &args[1..],
-        &["password", "password-file", "alias", "name", "instance", "placement", "seed"],
+        &[
+            "password",
+            "password-file",
+            "alias",
+            "name",
+            "instance",
+            "placement",
+            "seed",
+        ],
         &[],
         keyword,
     )?;
@@ -312,7 +326,11 @@ async fn add(
     if json {
         println!("{}", json!(p));
     } else {
-        let how = if p.via_domain { " (by its domain's entry)" } else { "" };
+        let how = if p.via_domain {
+            " (by its domain's entry)"
+        } else {
+            ""
+        };
         println!("{}: created on {}{how}", p.address, p.instance);
     }
     Ok(())
@@ -351,7 +369,11 @@ async fn list(
     let mut rows: Vec<(String, Option<String>, bool)> = all
         .iter()
         .map(|a| match &a.mail_host {
-            Some(h) => (a.uid.clone(), config.instance_by_host(h).map(String::from), false),
+            Some(h) => (
+                a.uid.clone(),
+                config.instance_by_host(h).map(String::from),
+                false,
+            ),
             None => (
                 a.uid.clone(),
                 a.domain().and_then(|d| table.get(&d).cloned()),
@@ -390,13 +412,21 @@ async fn import_file(
         keyword,
     )?;
     let (algorithm, seed) = placement_options(config, &opts)?;
-    let mut format = if file.ends_with(".ldif") { "ldif" } else { "csv" };
+    let mut format = if file.ends_with(".ldif") {
+        "ldif"
+    } else {
+        "csv"
+    };
     let mut jobs = 4;
     let mut dry_run = false;
     for (k, v) in &opts {
         match *k {
             "format" => format = keyword(v, &["csv", "ldif"], "format")?,
-            "jobs" => jobs = v.parse().map_err(|_| format!("jobs {v:?} is not a number"))?,
+            "jobs" => {
+                jobs = v
+                    .parse()
+                    .map_err(|_| format!("jobs {v:?} is not a number"))?
+            }
             "dry-run" => dry_run = true,
             _ => {}
         }
@@ -423,9 +453,16 @@ async fn import_file(
         for (a, e) in &r.failed {
             println!("{a}: FAILED: {e}");
         }
-        println!("instance  before  added  after   ({}{})", r.placement, if dry_run { ", dry run" } else { "" });
+        println!(
+            "instance  before  added  after   ({}{})",
+            r.placement,
+            if dry_run { ", dry run" } else { "" }
+        );
         for s in &r.summary {
-            println!("{:<9} {:>6} {:>6} {:>6}", s.instance, s.before, s.added, s.after);
+            println!(
+                "{:<9} {:>6} {:>6} {:>6}",
+                s.instance, s.before, s.added, s.after
+            );
         }
     }
     if r.failed.is_empty() {

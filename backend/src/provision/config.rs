@@ -139,8 +139,11 @@ impl ProvisionConfig {
         {
             return Err("weighted placement: no open instance has a weight above 0".into());
         }
-        secret(&self.directory.admin_password, &self.directory.admin_password_file)
-            .map_err(|e| format!("directory: {e}"))?;
+        secret(
+            &self.directory.admin_password,
+            &self.directory.admin_password_file,
+        )
+        .map_err(|e| format!("directory: {e}"))?;
         secret(&self.imap.master_password, &self.imap.master_password_file)
             .map_err(|e| format!("imap: {e}"))?;
         for f in &self.folders {
@@ -152,7 +155,10 @@ impl ProvisionConfig {
     }
 
     pub fn admin_password(&self) -> Result<String, String> {
-        secret(&self.directory.admin_password, &self.directory.admin_password_file)
+        secret(
+            &self.directory.admin_password,
+            &self.directory.admin_password_file,
+        )
     }
 
     pub fn master_password(&self) -> Result<String, String> {
@@ -199,7 +205,9 @@ fn secret(inline: &Option<String>, file: &Option<PathBuf>) -> Result<String, Str
 }
 
 fn default_folders() -> Vec<String> {
-    ["Sent", "Drafts", "Trash", "Junk"].map(String::from).to_vec()
+    ["Sent", "Drafts", "Trash", "Junk"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_host_attribute() -> String {
     "mailHost".into()
@@ -246,20 +254,33 @@ weight = 3
         assert_eq!(c.instance["mail1"].weight, 1);
         assert_eq!(c.imap_address("mail2").unwrap(), "198.18.9.12:143");
         assert_eq!(c.instance_by_host("198.18.9.12"), Some("mail2"));
-        assert!(c.imap_address("mail9").unwrap_err().contains("mail1, mail2"));
+        assert!(
+            c.imap_address("mail9")
+                .unwrap_err()
+                .contains("mail1, mail2")
+        );
     }
 
     #[test]
     fn refuses_bad_config() {
         let bad = [
-            (BASE.replace("198.18.9.12\"", "198.18.9.11\""), "share mail_host"),
-            (format!("placement = \"roulette\"\n{BASE}"), "unknown variant"),
+            (
+                BASE.replace("198.18.9.12\"", "198.18.9.11\""),
+                "share mail_host",
+            ),
+            (
+                format!("placement = \"roulette\"\n{BASE}"),
+                "unknown variant",
+            ),
             (BASE.replace("admin_password = \"x\"", ""), "no password"),
             (format!("folders = [\"INBOX\"]\n{BASE}"), "INBOX"),
             (format!("{BASE}bogus = 1\n"), "unknown field"),
             (
-                format!("placement = \"weighted\"\n{}", BASE.replace("weight = 3", "weight = 0"))
-                    .replace("[instance.mail1]", "[instance.mail1]\nweight = 0"),
+                format!(
+                    "placement = \"weighted\"\n{}",
+                    BASE.replace("weight = 3", "weight = 0")
+                )
+                .replace("[instance.mail1]", "[instance.mail1]\nweight = 0"),
                 "weight above 0",
             ),
         ];

@@ -161,13 +161,7 @@ impl Directory {
     ) -> Result<Vec<SearchEntry>, String> {
         let mut stream = self
             .ldap
-            .streaming_search_with(
-                PagedResults::new(PAGE),
-                base,
-                Scope::Subtree,
-                filter,
-                attrs,
-            )
+            .streaming_search_with(PagedResults::new(PAGE), base, Scope::Subtree, filter, attrs)
             .await
             .map_err(|e| self.fail("search", e))?;
         let mut out = Vec::new();

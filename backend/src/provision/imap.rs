@@ -165,8 +165,8 @@ impl Session {
     /// Messages in the selected folder: UID and flags, by UID.
     pub async fn messages(&mut self) -> Result<Vec<MessageInfo>, ImapError> {
         let items = vec![MessageDataItemName::Uid, MessageDataItemName::Flags];
-        let body = CommandBody::fetch("1:*", items, true)
-            .map_err(|e| self.io(format!("FETCH: {e:?}")))?;
+        let body =
+            CommandBody::fetch("1:*", items, true).map_err(|e| self.io(format!("FETCH: {e:?}")))?;
         let mut out = Vec::new();
         for d in self.run(body, "FETCH").await? {
             if let Data::Fetch { items, .. } = d {
@@ -399,8 +399,8 @@ impl Session {
                     self.fill().await?
                 }
                 Err(e) => {
-                    let head = String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
-                        .into_owned();
+                    let head =
+                        String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)]).into_owned();
                     return Err(self.io(format!("response does not parse ({e:?}): {head:?}")));
                 }
             }

@@ -41,7 +41,11 @@ fn finish(mut c: Candidate, config: &ProvisionConfig) -> Result<Candidate, Strin
     if let Some(i) = &c.instance
         && !config.instance.contains_key(i)
     {
-        return Err(format!("{}: {}", c.origin, super::config::unknown_instance(config, i)));
+        return Err(format!(
+            "{}: {}",
+            c.origin,
+            super::config::unknown_instance(config, i)
+        ));
     }
     match &c.password {
         Password::Clear(p) if p.is_empty() => Err(format!("{}: empty password", c.origin)),
@@ -72,7 +76,10 @@ pub fn csv(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Strin
         "instance",
     ];
     if let Some(h) = headers.iter().find(|h| !KNOWN.contains(&h.as_str())) {
-        return Err(format!("CSV header: unknown column {h:?} (known: {})", KNOWN.join(", ")));
+        return Err(format!(
+            "CSV header: unknown column {h:?} (known: {})",
+            KNOWN.join(", ")
+        ));
     }
     let col = |name: &str| headers.iter().position(|h| h == name);
     let address = col("address").ok_or("CSV header: no address column")?;
@@ -119,7 +126,9 @@ pub fn ldif(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Stri
                 .collect()
         };
         if !values("changetype").is_empty() {
-            return Err(format!("{origin}: change records are not imported, only entries"));
+            return Err(format!(
+                "{origin}: change records are not imported, only entries"
+            ));
         }
         let mut locals = values("mailLocalAddress");
         let address = values("uid")
@@ -254,9 +263,18 @@ mail_host = "198.18.9.11"
         let cases = [
             ("address,pw\nx@y.test,1\n", "unknown column \"pw\""),
             ("password\nx\n", "no address column"),
-            ("address,password\nnot-an-address,x\n", "line 2: invalid address"),
-            ("address,password\na@b.test,x\nc@d.test,\n", "line 3: no password"),
-            ("address,password,instance\na@b.test,x,zz\n", "unknown instance \"zz\""),
+            (
+                "address,password\nnot-an-address,x\n",
+                "line 2: invalid address",
+            ),
+            (
+                "address,password\na@b.test,x\nc@d.test,\n",
+                "line 3: no password",
+            ),
+            (
+                "address,password,instance\na@b.test,x,zz\n",
+                "unknown instance \"zz\"",
+            ),
             ("address,password_hash\na@b.test,plain\n", "not {SCHEME}"),
         ];
         for (text, want) in cases {
@@ -288,7 +306,10 @@ mail_host = "198.18.9.11"
         let c = config();
         let cases = [
             ("dn: x\nuid: a@b.test\n", "no userPassword"),
-            ("dn: x\nuid: a@b.test\nuserPassword: p\nmailHost: 198.18.9.99\n", "no configured"),
+            (
+                "dn: x\nuid: a@b.test\nuserPassword: p\nmailHost: 198.18.9.99\n",
+                "no configured",
+            ),
             ("dn: x\nchangetype: delete\n", "change records"),
             ("dn: x\nuserPassword: p\n", "no address"),
             ("dn: x\nuid:: !!!\n", "base64"),

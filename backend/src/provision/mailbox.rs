@@ -8,11 +8,7 @@ use super::{
 };
 
 /// Logs in to `instance` for `user`.
-pub async fn open(
-    config: &ProvisionConfig,
-    instance: &str,
-    user: &str,
-) -> Result<Session, String> {
+pub async fn open(config: &ProvisionConfig, instance: &str, user: &str) -> Result<Session, String> {
     let address = config.imap_address(instance)?;
     let password = config.master_password()?;
     let fail = |e: ImapError| format!("instance {instance} ({address}): {e}");
@@ -71,7 +67,13 @@ pub async fn remove(config: &ProvisionConfig, instance: &str, user: &str) -> Res
     names.sort_by_key(|n| std::cmp::Reverse(n.len()));
     for name in names {
         s.select(&name).await.map_err(fail)?;
-        let uids: Vec<u32> = s.messages().await.map_err(fail)?.iter().map(|m| m.uid).collect();
+        let uids: Vec<u32> = s
+            .messages()
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|m| m.uid)
+            .collect();
         if !uids.is_empty() {
             s.remove(&uids).await.map_err(fail)?;
             removed += uids.len() as u64;

@@ -100,7 +100,9 @@ pub async fn move_account(
         sync(&mut src, &mut dst, &mut copied, &mut report)
             .await
             .map_err(after_switch)?;
-        let left = clear_source(&mut src, &mut copied).await.map_err(after_switch)?;
+        let left = clear_source(&mut src, &mut copied)
+            .await
+            .map_err(after_switch)?;
         if left == 0 {
             report.ms_total = started.elapsed().as_millis() as u64;
             src.logout().await;
@@ -128,9 +130,18 @@ async fn sync(
                 dst.create(&folder).await.map_err(e)?;
             }
             let old = src.select(&folder).await.map_err(e)?;
-            let new = dst.select(&folder).await.map_err(e)?;
+            let mut new = dst.select(&folder).await.map_err(e)?;
             // Same UIDVALIDITY with new UIDs would make clients trust
-            // stale caches.
+            // stale caches. Servers that take it from the clock (Dovecot)
+            // give two folders first opened in the same second the same
+            // one: make the still-empty copy again a second later.
+            if old == new && !folder.eq_ignore_ascii_case("INBOX") {
+                dst.select("INBOX").await.map_err(e)?;
+                dst.delete(&folder).await.map_err(e)?;
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+                dst.create(&folder).await.map_err(e)?;
+                new = dst.select(&folder).await.map_err(e)?;
+            }
             if old == new {
                 return Err(format!(
                     "{folder}: the destination's UIDVALIDITY equals the source's ({old}); try again in a second"

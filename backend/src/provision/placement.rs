@@ -105,7 +105,9 @@ impl Placer {
     pub fn place(&mut self, domain: &str) -> Result<Placement, String> {
         let placement = match self.algorithm {
             Algorithm::Random => Placement {
-                instance: self.open[self.rng.random_range(0..self.open.len())].0.clone(),
+                instance: self.open[self.rng.random_range(0..self.open.len())]
+                    .0
+                    .clone(),
                 via_domain: false,
             },
             Algorithm::Weighted => {
@@ -141,9 +143,7 @@ impl Placer {
             Algorithm::Domain => {
                 let d = domain.to_ascii_lowercase();
                 let instance = self.domains.get(&d).ok_or_else(|| {
-                    format!(
-                        "domain {d} has no entry to place by (fulmar domain add {d} INSTANCE)"
-                    )
+                    format!("domain {d} has no entry to place by (fulmar domain add {d} INSTANCE)")
                 })?;
                 Placement {
                     instance: instance.clone(),
@@ -207,13 +207,18 @@ mail_host = "198.18.9.13"
     fn least_used_fills_the_emptiest_and_ends_level() {
         let c = config("");
         let mut p = placer(&c, Algorithm::LeastUsed, &[("a", 5), ("b", 2), ("c", 0)]);
-        let first: Vec<String> = (0..3).map(|_| p.place("x.test").unwrap().instance).collect();
+        let first: Vec<String> = (0..3)
+            .map(|_| p.place("x.test").unwrap().instance)
+            .collect();
         assert_eq!(first, ["c", "c", "b"]);
         for _ in 0..100 {
             p.place("x.test").unwrap();
         }
         let n: Vec<usize> = p.counts().values().copied().collect();
-        assert!(n.iter().max().unwrap() - n.iter().min().unwrap() <= 1, "{n:?}");
+        assert!(
+            n.iter().max().unwrap() - n.iter().min().unwrap() <= 1,
+            "{n:?}"
+        );
     }
 
     #[test]
@@ -268,7 +273,10 @@ mail_host = "198.18.9.13"
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
-        assert_eq!("least-used".parse::<Algorithm>().unwrap(), Algorithm::LeastUsed);
+        assert_eq!(
+            "least-used".parse::<Algorithm>().unwrap(),
+            Algorithm::LeastUsed
+        );
         assert!("roulette".parse::<Algorithm>().is_err());
     }
 }

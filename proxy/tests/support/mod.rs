@@ -98,6 +98,7 @@ impl Site {
                 person(CAROL, &[], None),
             ],
             domains: vec![("mail.test", BE2)],
+            admin_password: None,
         };
         let pid =
             mail::start_slapd(&mut self.lab, "dir", DIRECTORY, &work, &directory).expect("slapd");
