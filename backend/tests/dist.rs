@@ -20,6 +20,16 @@ fn shipped_config_parses() {
 }
 
 #[test]
+fn shipped_provisioning_config_parses() {
+    use fulmar_backend::provision::{config::ProvisionConfig, placement::Algorithm};
+    let c = ProvisionConfig::load(&dist("provision.toml")).unwrap();
+    assert_eq!(c.placement, Algorithm::LeastUsed);
+    assert_eq!(c.instance.len(), 3);
+    assert!(c.instance["mail0"].closed);
+    assert_eq!(c.imap_address("mail2").unwrap(), "10.0.1.22:143");
+}
+
+#[test]
 fn unit_passes_systemd_analyze_verify() {
     fulmar_lab::dist::verify_units(
         &[env!("CARGO_BIN_EXE_fulmar-noded")],

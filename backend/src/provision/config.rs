@@ -139,12 +139,14 @@ impl ProvisionConfig {
         {
             return Err("weighted placement: no open instance has a weight above 0".into());
         }
-        secret(
+        // The files are read when needed: the config can be checked
+        // where the secrets are not readable.
+        given(
             &self.directory.admin_password,
             &self.directory.admin_password_file,
         )
         .map_err(|e| format!("directory: {e}"))?;
-        secret(&self.imap.master_password, &self.imap.master_password_file)
+        given(&self.imap.master_password, &self.imap.master_password_file)
             .map_err(|e| format!("imap: {e}"))?;
         for f in &self.folders {
             if f.eq_ignore_ascii_case("INBOX") || f.is_empty() {
@@ -192,15 +194,23 @@ pub fn unknown_instance(config: &ProvisionConfig, name: &str) -> String {
     format!("unknown instance {name:?} (known: {})", known.join(", "))
 }
 
-/// A password given inline or as a file (first line).
-fn secret(inline: &Option<String>, file: &Option<PathBuf>) -> Result<String, String> {
+fn given(inline: &Option<String>, file: &Option<PathBuf>) -> Result<(), String> {
     match (inline, file) {
         (Some(_), Some(_)) => Err("give the password or its file, not both".into()),
-        (Some(p), None) => Ok(p.clone()),
+        (None, None) => Err("no password".into()),
+        _ => Ok(()),
+    }
+}
+
+/// A password given inline or as a file (first line).
+fn secret(inline: &Option<String>, file: &Option<PathBuf>) -> Result<String, String> {
+    given(inline, file)?;
+    match (inline, file) {
+        (Some(p), _) => Ok(p.clone()),
         (None, Some(f)) => std::fs::read_to_string(f)
             .map(|t| t.lines().next().unwrap_or("").to_string())
             .map_err(|e| format!("{}: {e}", f.display())),
-        (None, None) => Err("no password".into()),
+        (None, None) => unreachable!("checked by given()"),
     }
 }
 
