@@ -40,14 +40,21 @@ pub struct ImportReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// Reads the directory's accounts and domains and sets up a placer.
+/// Reads the directory's domains (and its accounts, when least-used
+/// placement needs their counts or `all_addresses` the taken addresses)
+/// and sets up a placer.
 async fn placer(
     config: &ProvisionConfig,
     dir: &mut Directory,
     algorithm: Algorithm,
     seed: Option<u64>,
+    all_addresses: bool,
 ) -> Result<(Placer, BTreeSet<String>), String> {
-    let accounts = dir.accounts().await?;
+    let accounts = if all_addresses || algorithm == Algorithm::LeastUsed {
+        dir.accounts().await?
+    } else {
+        Vec::new()
+    };
     let domains = dir.domains().await?;
     let (counts, _) = directory::usage(config, &accounts, &domains);
     let table = directory::domain_table(config, &domains);
@@ -143,7 +150,8 @@ pub async fn add(
             return Err(format!("address {a} exists (account {})", other.uid));
         }
     }
-    let (mut placer, mut taken) = placer(config, &mut dir, algorithm, seed).await?;
+    // Its addresses were looked up one by one above.
+    let (mut placer, mut taken) = placer(config, &mut dir, algorithm, seed, false).await?;
     let planned = plan(
         config,
         &mut placer,
@@ -166,7 +174,7 @@ pub async fn import(
     jobs: usize,
 ) -> Result<ImportReport, String> {
     let mut dir = Directory::connect(config).await?;
-    let (mut placer, mut taken) = placer(config, &mut dir, algorithm, seed).await?;
+    let (mut placer, mut taken) = placer(config, &mut dir, algorithm, seed, true).await?;
     let before = placer.counts().clone();
     let planned = plan(config, &mut placer, &mut taken, &candidates)?;
     let mut failed = Vec::new();

@@ -27,10 +27,11 @@ Usage: fulmar account add ADDRESS { password PASS | password-file FILE }
        fulmar domain show [ DOMAIN ]
 ALGORITHM := { random | weighted | least-used | domain } (default: the config's)
 The provisioning config is -P PATH (default /etc/fulmar/provision.toml).
-`password-file -` reads the password from stdin. `add` writes the directory
+`password-file -` reads the password from stdin (`password PASS` shows in
+ps; keep it for scripts on single-user hosts). `add` writes the directory
 entry, then creates the mailbox on the chosen instance; if that fails the
 entry is removed again. `move` copies the mailbox (new UIDs, new
-UIDVALIDITY), switches mailHost, and keeps copying for the proxies' cache
+UIDVALIDITY), switches mailHost (the account's own from then on), and keeps copying for the proxies' cache
 lifetime so deliveries during the move are not lost. `import` reads CSV
 (header: address, password | password_hash, aliases, name, instance) or
 LDIF; `dry-run` prints the placement and the accounts per instance.";
