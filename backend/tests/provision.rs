@@ -288,29 +288,15 @@ fn placement_of_a_thousand_accounts_under_each_algorithm() {
         fs::write(&file, csv(domain, 1000)).unwrap();
         let f = file.to_str().unwrap();
         // The dry run writes nothing and plans what the real run does.
-        let dry = site.json(&[
-            "account",
-            "import",
-            f,
-            "placement",
-            placement,
-            "seed",
-            seed,
-            "dry-run",
-        ]);
+        let run = |extra: &[&str]| {
+            let mut args = vec!["account", "import", f, "placement", placement, "seed", seed];
+            args.extend_from_slice(extra);
+            site.json(&args)
+        };
+        let dry = run(&["dry-run"]);
         assert_eq!(site.per_instance(domain).len(), 0);
         let started = std::time::Instant::now();
-        let real = site.json(&[
-            "account",
-            "import",
-            f,
-            "placement",
-            placement,
-            "seed",
-            seed,
-            "jobs",
-            "8",
-        ]);
+        let real = run(&["jobs", "8"]);
         eprintln!(
             "{placement}: 1000 accounts imported in {:?}",
             started.elapsed()

@@ -235,11 +235,18 @@ fn default_weight() -> u32 {
     1
 }
 
+/// A valid config for unit tests: instances mail1 and mail2 (weight 3),
+/// then `extra`.
+#[cfg(test)]
+pub(crate) fn test_config(extra: &str) -> ProvisionConfig {
+    ProvisionConfig::parse(&format!("{}{extra}", tests::BASE)).expect("test config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
+    pub(super) const BASE: &str = r#"
 [directory]
 url = "ldap://198.18.9.20/"
 admin_dn = "cn=admin,dc=fulmar,dc=test"

@@ -100,6 +100,14 @@ impl Directory {
         format!("directory {} ({what}): {e}", self.url)
     }
 
+    /// Ok on success, else an error naming the operation and the entry.
+    fn done(&self, what: &str, dn: &str, r: ldap3::LdapResult) -> Result<(), String> {
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(self.fail(what, format!("{dn}: {rc} {}", r.text))),
+        }
+    }
+
     /// The account that has `address` as its uid or one of its addresses.
     pub async fn find_account(&mut self, address: &str) -> Result<Option<AccountEntry>, String> {
         let a = ldap_escape(address);
@@ -200,15 +208,26 @@ impl Directory {
         if let Some(h) = a.mail_host {
             attrs.push((self.host_attribute.as_str(), [h].into()));
         }
+        self.add(&dn, attrs, || format!("account {} exists", a.address))
+            .await?;
+        Ok(dn)
+    }
+
+    /// Adds an entry; `exists` words the error when the DN is taken.
+    async fn add(
+        &mut self,
+        dn: &str,
+        attrs: Vec<(&str, HashSet<&str>)>,
+        exists: impl FnOnce() -> String,
+    ) -> Result<(), String> {
         let r = self
             .ldap
-            .add(&dn, attrs)
+            .add(dn, attrs)
             .await
             .map_err(|e| self.fail("add", e))?;
         match r.rc {
-            0 => Ok(dn),
-            ALREADY_EXISTS => Err(format!("account {} exists", a.address)),
-            rc => Err(self.fail("add", format!("{dn}: {rc} {}", r.text))),
+            ALREADY_EXISTS => Err(exists()),
+            _ => self.done("add", dn, r),
         }
     }
 
@@ -218,10 +237,7 @@ impl Directory {
             .delete(dn)
             .await
             .map_err(|e| self.fail("delete", e))?;
-        match r.rc {
-            0 => Ok(()),
-            rc => Err(self.fail("delete", format!("{dn}: {rc} {}", r.text))),
-        }
+        self.done("delete", dn, r)
     }
 
     /// Sets (or with None removes) an entry's `mailHost`.
@@ -236,10 +252,7 @@ impl Directory {
             .modify(dn, vec![change])
             .await
             .map_err(|e| self.fail("modify", e))?;
-        match r.rc {
-            0 => Ok(()),
-            rc => Err(self.fail("modify", format!("{dn}: {rc} {}", r.text))),
-        }
+        self.done("modify", dn, r)
     }
 
     pub async fn add_domain(&mut self, domain: &str, host: &str) -> Result<(), String> {
@@ -253,16 +266,8 @@ impl Directory {
             ("associatedDomain", [domain].into()),
             (self.host_attribute.as_str(), [host].into()),
         ];
-        let r = self
-            .ldap
-            .add(&dn, attrs)
+        self.add(&dn, attrs, || format!("domain {domain} exists"))
             .await
-            .map_err(|e| self.fail("add", e))?;
-        match r.rc {
-            0 => Ok(()),
-            ALREADY_EXISTS => Err(format!("domain {domain} exists")),
-            rc => Err(self.fail("add", format!("{dn}: {rc} {}", r.text))),
-        }
     }
 
     pub async fn unbind(mut self) {

@@ -225,34 +225,19 @@ mod tests {
     use super::*;
 
     fn config() -> ProvisionConfig {
-        ProvisionConfig::parse(
-            r#"
-[directory]
-url = "ldap://198.18.9.20/"
-admin_dn = "cn=admin,dc=t"
-admin_password = "x"
-people = "ou=people,dc=t"
-domains = "ou=domains,dc=t"
-[imap]
-master_user = "m"
-master_password = "y"
-[instance.a]
-mail_host = "198.18.9.11"
-"#,
-        )
-        .unwrap()
+        super::super::config::test_config("")
     }
 
     #[test]
     fn csv_rows() {
         let text = "address,password,aliases,instance\n\
-                    Ann@Example.test, s3cret ,ann.lee@example.test a@example.test,a\n\
+                    Ann@Example.test, s3cret ,ann.lee@example.test a@example.test,mail1\n\
                     bob@example.test,\"with,comma\",,\n";
         let got = csv(text, &config()).unwrap();
         assert_eq!(got[0].address, "ann@example.test");
         assert_eq!(got[0].aliases.len(), 2);
         assert_eq!(got[0].password, Password::Clear("s3cret".into()));
-        assert_eq!(got[0].instance.as_deref(), Some("a"));
+        assert_eq!(got[0].instance.as_deref(), Some("mail1"));
         assert_eq!(got[1].password, Password::Clear("with,comma".into()));
         assert_eq!(got[1].instance, None);
     }
@@ -296,7 +281,7 @@ mail_host = "198.18.9.11"
         assert_eq!(got[0].address, "ann@example.test");
         assert_eq!(got[0].aliases, ["ann.lee@example.test"]);
         assert_eq!(got[0].password, Password::Hash("{SSHA}abc".into()));
-        assert_eq!(got[0].instance.as_deref(), Some("a"));
+        assert_eq!(got[0].instance.as_deref(), Some("mail1"));
         assert_eq!(got[0].name.as_deref(), Some("Ann Lee"));
         assert_eq!(got[1].password, Password::Clear("plain".into()));
     }

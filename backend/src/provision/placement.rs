@@ -171,30 +171,17 @@ impl Placer {
 mod tests {
     use super::*;
 
+    /// a (weight 1), b (weight 3), c (weight 1, then `extra`).
     fn config(extra: &str) -> ProvisionConfig {
-        ProvisionConfig::parse(&format!(
-            r#"
-[directory]
-url = "ldap://198.18.9.20/"
-admin_dn = "cn=admin,dc=t"
-admin_password = "x"
-people = "ou=people,dc=t"
-domains = "ou=domains,dc=t"
-[imap]
-master_user = "m"
-master_password = "y"
-[instance.a]
-mail_host = "198.18.9.11"
-weight = 1
-[instance.b]
-mail_host = "198.18.9.12"
-weight = 3
-[instance.c]
-mail_host = "198.18.9.13"
-{extra}
-"#
-        ))
-        .unwrap()
+        let c = crate::provision::config::test_config(&format!(
+            "[instance.c]\nmail_host = \"198.18.9.13\"\n{extra}\n"
+        ));
+        let mut c = c;
+        let a = c.instance.remove("mail1").unwrap();
+        let b = c.instance.remove("mail2").unwrap();
+        c.instance.insert("a".into(), a);
+        c.instance.insert("b".into(), b);
+        c
     }
 
     fn placer(c: &ProvisionConfig, a: Algorithm, counts: &[(&str, usize)]) -> Placer {
