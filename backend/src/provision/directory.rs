@@ -190,6 +190,7 @@ impl Directory {
     }
 
     pub async fn add_account(&mut self, a: &NewAccount<'_>) -> Result<String, String> {
+        let host_attribute = self.host_attribute.clone();
         let dn = self.account_dn(a.address);
         let local = a.address.split('@').next().unwrap_or(a.address);
         let mut addresses: HashSet<&str> = a.aliases.iter().map(String::as_str).collect();
@@ -206,7 +207,7 @@ impl Directory {
             ("mailLocalAddress", addresses),
         ];
         if let Some(h) = a.mail_host {
-            attrs.push((self.host_attribute.as_str(), [h].into()));
+            attrs.push((host_attribute.as_str(), [h].into()));
         }
         self.add(&dn, attrs, || format!("account {} exists", a.address))
             .await?;
@@ -256,6 +257,7 @@ impl Directory {
     }
 
     pub async fn add_domain(&mut self, domain: &str, host: &str) -> Result<(), String> {
+        let host_attribute = self.host_attribute.clone();
         let dn = format!("dc={},{}", dn_escape(domain), self.domains);
         let attrs: Vec<(&str, HashSet<&str>)> = vec![
             (
@@ -264,7 +266,7 @@ impl Directory {
             ),
             ("dc", [domain].into()),
             ("associatedDomain", [domain].into()),
-            (self.host_attribute.as_str(), [host].into()),
+            (host_attribute.as_str(), [host].into()),
         ];
         self.add(&dn, attrs, || format!("domain {domain} exists"))
             .await
