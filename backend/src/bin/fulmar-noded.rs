@@ -33,13 +33,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    fulmar_daemon::init_logging();
     let config = ClusterConfig::load(&args.config).map_err(anyhow::Error::msg)?;
     let fencing = FencingConfig::load(&config.fencing).map_err(anyhow::Error::msg)?;
     let node = match args.node {
@@ -71,26 +65,16 @@ fn main() -> Result<()> {
         let agent = Agent::connect(config, &node, Fencer::new(fencing))
             .await
             .map_err(anyhow::Error::msg)?;
-        notify("READY=1");
+        fulmar_daemon::notify("READY=1");
         agent
             .run(async move {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
-                notify("STOPPING=1");
+                fulmar_daemon::notify("STOPPING=1");
             })
             .await;
         Ok(())
     })
-}
-
-/// systemd notification (Type=notify); a no-op outside systemd.
-fn notify(state: &str) {
-    if let (Some(path), Ok(sock)) = (
-        std::env::var_os("NOTIFY_SOCKET"),
-        std::os::unix::net::UnixDatagram::unbound(),
-    ) {
-        let _ = sock.send_to(state.as_bytes(), path);
-    }
 }

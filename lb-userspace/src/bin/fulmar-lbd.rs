@@ -24,14 +24,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        // journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    fulmar_daemon::init_logging();
     let config =
         if args.config.exists() || args.config.as_path() != std::path::Path::new(DEFAULT_CONFIG) {
             DaemonConfig::load(&args.config).map_err(anyhow::Error::msg)?
@@ -57,7 +50,7 @@ fn main() -> Result<()> {
         let socket = config.control_socket.clone();
         let daemon = Daemon::start(config).await?;
         let server = tokio::spawn(daemon::serve(daemon, socket.clone()));
-        notify_ready();
+        fulmar_daemon::notify("READY=1");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = term.recv() => {}
@@ -70,14 +63,4 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
-}
-
-/// Tells systemd (Type=notify) the maps are applied and the socket is up.
-fn notify_ready() {
-    if let (Some(path), Ok(sock)) = (
-        std::env::var_os("NOTIFY_SOCKET"),
-        std::os::unix::net::UnixDatagram::unbound(),
-    ) {
-        let _ = sock.send_to(b"READY=1", path);
-    }
 }

@@ -31,14 +31,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        // journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    fulmar_daemon::init_logging();
     let config = ProxyConfig::load(&args.config).map_err(anyhow::Error::msg)?;
     let bind_password = config.bind_password().map_err(anyhow::Error::msg)?;
     let tls = match &config.tls {
@@ -92,22 +85,12 @@ fn main() -> Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        notify("READY=1");
+        fulmar_daemon::notify("READY=1");
         server::serve(ctx, listeners, async move {
             shutdown.await;
-            notify("STOPPING=1");
+            fulmar_daemon::notify("STOPPING=1");
         })
         .await?;
         Ok(())
     })
-}
-
-/// systemd notification (Type=notify); a no-op outside systemd.
-fn notify(state: &str) {
-    if let (Some(path), Ok(sock)) = (
-        std::env::var_os("NOTIFY_SOCKET"),
-        std::os::unix::net::UnixDatagram::unbound(),
-    ) {
-        let _ = sock.send_to(state.as_bytes(), path);
-    }
 }

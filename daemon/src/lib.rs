@@ -1,0 +1,25 @@
+//! What every fulmar daemon (`fulmar-lbd`, `fulmar-proxyd`, `fulmar-noded`)
+//! does the same way at start-up and shutdown.
+
+/// Logs to stderr at `RUST_LOG` (default info); colour only on a terminal,
+/// so journald and log files get plain text.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// systemd notification (Type=notify), e.g. `READY=1`; a no-op outside
+/// systemd.
+pub fn notify(state: &str) {
+    if let (Some(path), Ok(sock)) = (
+        std::env::var_os("NOTIFY_SOCKET"),
+        std::os::unix::net::UnixDatagram::unbound(),
+    ) {
+        let _ = sock.send_to(state.as_bytes(), path);
+    }
+}
