@@ -46,13 +46,20 @@ pub async fn folders(
     user: &str,
 ) -> Result<Vec<Folder>, String> {
     let mut s = open(config, instance, user).await?;
-    let fail = |e: ImapError| format!("instance {instance}: {user}: {e}");
+    let out = folders_in(&mut s)
+        .await
+        .map_err(|e| format!("instance {instance}: {user}: {e}"))?;
+    s.logout().await;
+    Ok(out)
+}
+
+/// Every folder of an open session, with its message count.
+pub async fn folders_in(s: &mut Session) -> Result<Vec<Folder>, ImapError> {
     let mut out = Vec::new();
-    for name in s.list().await.map_err(fail)? {
-        let messages = s.count(&name).await.map_err(fail)?;
+    for name in s.list().await? {
+        let messages = s.count(&name).await?;
         out.push(Folder { name, messages });
     }
-    s.logout().await;
     Ok(out)
 }
 

@@ -58,8 +58,9 @@ pub async fn move_account(
     let mut src = mailbox::open(config, from, user).await?;
     let mut dst = mailbox::open(config, to, user).await?;
     let mut report = MoveReport::default();
-    let held: u32 = mailbox::folders(config, to, user)
-        .await?
+    let held: u32 = mailbox::folders_in(&mut dst)
+        .await
+        .map_err(|e| format!("instance {to}: {user}: {e}"))?
         .iter()
         .map(|f| f.messages)
         .sum();
