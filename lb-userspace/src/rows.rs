@@ -24,6 +24,9 @@ pub struct ServiceStatsRow {
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
+    /// Packets (of `packets`) forwarded from a CPU's flow cache.
+    #[serde(default)]
+    pub flow_cache_hits: u64,
     /// Only with -s -s.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub drops: Option<DropsRow>,
@@ -250,6 +253,7 @@ impl Reply {
                                 "    drops no-real {} table-full {} real-down {} stale {} rst-sent {}\n",
                                 d.no_real, d.table_full, d.real_down, d.stale, d.rst_sent
                             );
+                            out += &format!("    flow-cache hits {}\n", s.flow_cache_hits);
                         }
                     }
                 }

@@ -288,6 +288,7 @@ impl Balancer {
         if !stale_slots.is_empty() {
             self.flush_flows(|_, v| v.service == id && stale_slots.contains(&v.slot))?;
         }
+        self.invalidate_flow_caches()?;
         Ok(service)
     }
 
@@ -320,7 +321,7 @@ impl Balancer {
                 }
             }
         }
-        Ok(())
+        self.invalidate_flow_caches()
     }
 
     /// The real in `slot` of a bank of service `id`.
@@ -367,6 +368,7 @@ impl Balancer {
             sum.drop_real_down += v.drop_real_down;
             sum.drop_stale += v.drop_stale;
             sum.rst_sent += v.rst_sent;
+            sum.flow_cache_hits += v.flow_cache_hits;
             sum
         }))
     }

@@ -1,8 +1,8 @@
 //! Flow expiry and eviction, driven from userspace and executed by the
 //! `fulmar_sweep` BPF program, so count changes stay BPF atomics.
 use fulmar_common::{
-    FlowKey, FlowValue, SWEEP_BATCH, SWEEP_EXPIRE, SWEEP_FORCE, SWEEP_REMOVED, SweepEntry,
-    SweepHeader, SweepRequest, program_names,
+    FlowKey, FlowValue, SWEEP_BATCH, SWEEP_EXPIRE, SWEEP_FORCE, SWEEP_INVALIDATE, SWEEP_REMOVED,
+    SweepEntry, SweepHeader, SweepRequest, program_names,
 };
 
 use crate::{balancer::Balancer, error::Result};
@@ -53,6 +53,25 @@ impl Balancer {
             }
         }
         Ok(results)
+    }
+
+    /// Voids every CPU's flow cache: established packets take the full path
+    /// (and see the new service, bank or real state) from now on.
+    pub fn invalidate_flow_caches(&mut self) -> Result<()> {
+        let header = SweepHeader {
+            op: SWEEP_INVALIDATE,
+            count: 0,
+            clock_offset_ns: 0,
+        };
+        // SAFETY: SweepHeader is repr(C) plain data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&header as *const SweepHeader).cast::<u8>(),
+                std::mem::size_of::<SweepHeader>(),
+            )
+        };
+        self.run(program_names::SWEEPER, bytes, 1)?;
+        Ok(())
     }
 
     /// Removes every flow idle past its timeout. `clock_offset_ns` ages the

@@ -486,3 +486,116 @@ fn removing_a_real_removes_its_flows_and_counts() {
             .all(|&r| r == fulmar_common::SWEEP_NOT_FOUND)
     );
 }
+
+/// Keeps this test's runs on CPU 0: the flow cache is per CPU, and a hit
+/// is only predictable when every run sees the same CPU's cache.
+fn stay_on_cpu0() {
+    // SAFETY: sched_setaffinity(2) on this thread with a set we fill in.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+#[test]
+fn the_flow_cache_forwards_established_packets_and_never_outlives_a_change() {
+    stay_on_cpu0();
+    let mut t = TestBalancer::new(1024);
+    let spec = ServiceSpec {
+        reset_on_down: true,
+        ..service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting)
+    };
+    let mut pool = reals(false, 143, &[1, 1]);
+    let id = t.lb.apply_service(&spec, &pool).unwrap().id;
+    let hits = |t: &TestBalancer| t.lb.service_stats(id).unwrap().flow_cache_hits;
+    let send = |t: &mut TestBalancer, port: u16, flags: u8| {
+        let out =
+            t.lb.run_balancer(
+                &frame(&Segment::tcp(client(7), port, ip(VIP4), 143, flags)),
+                1,
+            )
+            .unwrap();
+        (out.action, parse(&out.data).unwrap())
+    };
+    // Opens a flow; returns its real's slot after one established ACK.
+    let open = |t: &mut TestBalancer, port: u16| -> usize {
+        let (_, seen) = send(t, port, SYN);
+        let slot = (0..2).find(|&s| seen.dst_mac == real_mac(s)).unwrap();
+        send(t, port, ACK);
+        slot
+    };
+
+    // Established ACKs after the first come from the cache, to the flow's
+    // real, counted per service and per real; FIN still closes the flow.
+    let a = open(&mut t, 6000);
+    let before = (hits(&t), t.lb.real_stats(id, a as u32).unwrap().packets);
+    for _ in 0..5 {
+        let (action, seen) = send(&mut t, 6000, ACK | PSH);
+        assert_eq!(
+            (action, seen.dst_mac, seen.src_mac),
+            (XDP_TX, real_mac(a), LB_MAC)
+        );
+    }
+    assert_eq!(hits(&t), before.0 + 5);
+    assert_eq!(t.lb.real_stats(id, a as u32).unwrap().packets, before.1 + 5);
+    send(&mut t, 6000, FIN | ACK);
+    assert_eq!(hits(&t), before.0 + 5, "FIN takes the full path");
+    assert_eq!(t.lb.conns(id, a as u32).unwrap().inactive, 1);
+    assert_counts_exact(&t, id, 2);
+
+    // A cached flow still moves FLOWS' last_seen (the cache is trusted for
+    // 25 jiffies, at most 250 ms).
+    open(&mut t, 6001);
+    send(&mut t, 6001, ACK);
+    let last_seen = |t: &TestBalancer| {
+        t.lb.flows()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| u16::from_be(k.sport_be) == 6001)
+            .unwrap()
+            .1
+            .last_seen_ns
+    };
+    let seen_before = last_seen(&t);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let h = hits(&t);
+    send(&mut t, 6001, ACK);
+    assert_eq!(hits(&t), h, "a stale entry is rechecked");
+    assert!(last_seen(&t) > seen_before);
+    send(&mut t, 6001, ACK);
+    assert_eq!(hits(&t), h + 1, "and cached again");
+
+    // An expired flow is not forwarded from the cache.
+    t.lb.expire_flows(8101 * SEC).unwrap();
+    assert!(t.lb.flows().unwrap().is_empty());
+    let (h, midstream) = (hits(&t), global(&t, "unpinned_midstream"));
+    send(&mut t, 6001, ACK);
+    assert_eq!(hits(&t), h);
+    assert_eq!(global(&t, "unpinned_midstream"), midstream + 1);
+
+    // A real marked down: the next packet of its cached flow gets the RST.
+    let c = open(&mut t, 6002);
+    send(&mut t, 6002, ACK);
+    let h = hits(&t);
+    pool[c].state = RealState::Down;
+    t.lb.apply_service(&spec, &pool).unwrap();
+    let (action, seen) = send(&mut t, 6002, ACK);
+    assert_eq!((action, seen.seg.flags), (XDP_TX, RST));
+    assert_eq!(hits(&t), h);
+    assert_counts_exact(&t, id, 2);
+
+    // A deleted service: its cached flows pass untouched.
+    pool[c].state = RealState::Up;
+    t.lb.apply_service(&spec, &pool).unwrap();
+    open(&mut t, 6003);
+    send(&mut t, 6003, ACK);
+    t.lb.delete_service(&spec.key()).unwrap();
+    let passed = global(&t, "pass_no_service");
+    let (action, _) = send(&mut t, 6003, ACK);
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(global(&t, "pass_no_service"), passed + 1);
+}

@@ -32,8 +32,9 @@ pub mod map_names {
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_STATS: &str = "REAL_STATS";
+    pub const FLOW_EPOCH: &str = "FLOW_EPOCH";
     /// Every map, in the order the loader reports them.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         SERVICES,
         REALS,
         CONNS,
@@ -44,6 +45,7 @@ pub mod map_names {
         GLOBAL_STATS,
         SERVICE_STATS,
         REAL_STATS,
+        FLOW_EPOCH,
     ];
 }
 
@@ -144,7 +146,8 @@ pub struct ConnCount {
 }
 
 /// Key of `FLOWS` (client → VIP) and of `NAT_REVERSE` (real → client).
-#[repr(C)]
+/// 8-aligned so the data path can compare and hash it as five u64 words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -232,6 +235,8 @@ pub struct ServiceStats {
     /// Packet of a flow being swept, or whose real slot was reused.
     pub drop_stale: u64,
     pub rst_sent: u64,
+    /// Packets (of `packets`) forwarded from a CPU's flow cache.
+    pub flow_cache_hits: u64,
 }
 
 /// Per-CPU counters per real (`REAL_STATS[conn_index(service, slot)]`).
@@ -291,6 +296,9 @@ pub mod global_stat {
 /// Sweep operations.
 pub const SWEEP_EXPIRE: u32 = 0;
 pub const SWEEP_FORCE: u32 = 1;
+/// No entries: only invalidates every CPU's flow cache (after the control
+/// plane changed a service or its reals).
+pub const SWEEP_INVALIDATE: u32 = 2;
 
 /// Sweep results, written back per entry.
 pub const SWEEP_KEPT: u32 = 0;

@@ -14,7 +14,7 @@ use fulmar_common::{
 };
 
 use crate::{
-    atomic, csum,
+    atomic, csum, flow_cache,
     headers::{
         ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr, TCP_ACK, TCP_FIN,
         TCP_RST, TCP_SYN, TcpHdr, UdpHdr, be16, copy, ptr_at, set_v4,
@@ -78,6 +78,9 @@ fn verdict(stat: u32, action: u32) -> Parsed {
 
 #[inline(always)]
 pub fn try_balance(ctx: &XdpContext) -> Result<u32, ()> {
+    if let Some(action) = flow_cache::fast_path(ctx) {
+        return Ok(action);
+    }
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: per-CPU map value, used by this run only.
     let scratch = unsafe { &mut *scratch };
@@ -93,6 +96,9 @@ pub fn try_balance(ctx: &XdpContext) -> Result<u32, ()> {
     if let Some(action) = parsed {
         return Ok(action);
     }
+    // Read before the service and flow, so a cache entry built from them
+    // is void if either changes meanwhile.
+    let epoch = flow_cache::epoch();
     let key = ServiceKey {
         addr: scratch.pkt.key.dst,
         port_be: scratch.pkt.key.dport_be,
@@ -101,7 +107,7 @@ pub fn try_balance(ctx: &XdpContext) -> Result<u32, ()> {
     };
     match SERVICES.get_ptr(&key) {
         // SAFETY: map value (the control plane replaces, never edits, entries).
-        Some(svc) => Ok(balance(ctx, scratch, unsafe { &*svc })),
+        Some(svc) => Ok(balance(ctx, scratch, unsafe { &*svc }, epoch)),
         None => Ok(nat_reply(ctx, scratch)),
     }
 }
@@ -205,7 +211,7 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, family: u8, proto: u8, l4_off: u
 }
 
 #[inline(always)]
-fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service) -> u32 {
+fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service, epoch: u64) -> u32 {
     let pkt = &scratch.pkt;
     let Some(stats) = SERVICE_STATS.get_ptr_mut(svc.id) else {
         return xdp_action::XDP_ABORTED;
@@ -218,10 +224,10 @@ fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service) -> u32 {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(flow) = FLOWS.get_ptr_mut(&pkt.key) {
-        return established(ctx, pkt, svc, flow, stats, now);
+        return established(ctx, pkt, svc, flow, stats, now, epoch);
     }
     if pkt.opens_flow() {
-        return new_flow(ctx, scratch, svc, stats, now);
+        return new_flow(ctx, scratch, svc, stats, now, epoch);
     }
     if pkt.closes_flow() {
         count_global(global_stat::DROP_CLOSE_NO_FLOW);
@@ -232,7 +238,7 @@ fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service) -> u32 {
     // connection answers RST and the client reconnects.
     count_global(global_stat::UNPINNED_MIDSTREAM);
     match scheduled_real(svc, stats) {
-        Ok((_, real)) => forward(ctx, pkt, svc, real),
+        Ok((_, real)) => forward(ctx, pkt, svc.forward, real),
         Err(action) => action,
     }
 }
@@ -259,6 +265,7 @@ fn new_flow(
     svc: &Service,
     stats: *mut ServiceStats,
     now: u64,
+    epoch: u64,
 ) -> u32 {
     let pkt = &scratch.pkt;
     let (slot, real) = match scheduled_real(svc, stats) {
@@ -278,7 +285,7 @@ fn new_flow(
         Err(err) if err == -EEXIST => {
             // Another CPU opened the same flow a moment ago: join it.
             return match FLOWS.get_ptr_mut(&pkt.key) {
-                Some(flow) => established(ctx, pkt, svc, flow, stats, now),
+                Some(flow) => established(ctx, pkt, svc, flow, stats, now, epoch),
                 None => xdp_action::XDP_DROP,
             };
         }
@@ -317,8 +324,8 @@ fn new_flow(
         };
         let _ = NAT_REVERSE.insert(&scratch.other_key, &nat, 0);
     }
-    count_real(svc, slot, pkt);
-    forward(ctx, pkt, svc, real)
+    count_real(conn_index(svc.id, slot), pkt);
+    forward(ctx, pkt, svc.forward, real)
 }
 
 #[inline(always)]
@@ -329,6 +336,7 @@ fn established(
     flow: *mut FlowValue,
     stats: *mut ServiceStats,
     now: u64,
+    epoch: u64,
 ) -> u32 {
     // SAFETY: map value pointer, valid for this run (FLOWS is not
     // preallocated, so a concurrently deleted entry is not reused under us).
@@ -342,8 +350,7 @@ fn established(
             (*flow).last_seen_ns,
         )
     };
-    let real = REALS.get(real_index(svc.id, svc.bank, slot));
-    let real: &Real = match real {
+    let real: &Real = match REALS.get(real_index(svc.id, svc.bank, slot)) {
         Some(real)
             if state != FLOW_DEAD
                 && service == svc.id
@@ -386,8 +393,12 @@ fn established(
         // SAFETY: map value; a plain store, the sweeper only compares it.
         unsafe { (*flow).last_seen_ns = now };
     }
-    count_real(svc, slot, pkt);
-    forward(ctx, pkt, svc, real)
+    let conn = conn_index(svc.id, slot);
+    if state != FLOW_DEAD && real.state != REAL_DOWN {
+        flow_cache::store(pkt, epoch, svc.id, conn, svc.forward, &real.mac);
+    }
+    count_real(conn, pkt);
+    forward(ctx, pkt, svc.forward, real)
 }
 
 /// ACTIVE → INACTIVE; the CPU that wins the swap moves the count.
@@ -440,8 +451,8 @@ fn move_count(service: u32, slot: u32, to_inactive: bool) {
 }
 
 #[inline(always)]
-fn count_real(svc: &Service, slot: u32, pkt: &Packet) {
-    if let Some(rs) = REAL_STATS.get_ptr_mut(conn_index(svc.id, slot)) {
+fn count_real(conn: u32, pkt: &Packet) {
+    if let Some(rs) = REAL_STATS.get_ptr_mut(conn) {
         // SAFETY: per-CPU slot.
         unsafe {
             (*rs).packets += 1;
@@ -454,8 +465,8 @@ fn count_real(svc: &Service, slot: u32, pkt: &Packet) {
 /// rewrite the MACs (ours as source, the real's as destination) and bounce
 /// it out of the interface it came in on.
 #[inline(always)]
-fn forward(ctx: &XdpContext, pkt: &Packet, svc: &Service, real: &Real) -> u32 {
-    if svc.forward == FWD_NAT
+fn forward(ctx: &XdpContext, pkt: &Packet, forward: u32, real: &Real) -> u32 {
+    if forward == FWD_NAT
         && rewrite(ctx, pkt, Side::Destination, &real.addr, real.port_be).is_none()
     {
         return xdp_action::XDP_DROP;

@@ -14,6 +14,7 @@
 mod atomic;
 mod balancer;
 mod csum;
+mod flow_cache;
 mod headers;
 mod maps;
 mod rst;

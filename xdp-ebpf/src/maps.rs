@@ -1,6 +1,6 @@
 //! Every map of the balancer, pinned by name under the loader's pin directory
 //! so a restarted control plane keeps the flow table and the counts.
-use crate::balancer::Scratch;
+use crate::{balancer::Scratch, flow_cache::CachedFlow};
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
@@ -58,6 +58,16 @@ pub static SERVICE_STATS: PerCpuArray<ServiceStats> = PerCpuArray::pinned(MAX_SE
 /// Per-CPU counters per (service, slot).
 #[map]
 pub static REAL_STATS: PerCpuArray<RealStats> = PerCpuArray::pinned(MAX_SERVICES * MAX_REALS, 0);
+
+/// `[0]`: bumped (atomically) whenever a flow leaves FLOWS or the control
+/// plane changes a service: every CPU's flow cache entry older than it is void.
+#[map]
+pub static FLOW_EPOCH: Array<u64> = Array::pinned(1, 0);
+
+/// Per-CPU direct-mapped cache of established flows (see `flow_cache`).
+#[map]
+pub static FLOW_CACHE: PerCpuArray<CachedFlow> =
+    PerCpuArray::with_max_entries(crate::flow_cache::SLOTS, 0);
 
 /// One packet's working memory per CPU (the 512-byte stack is too small).
 #[map]

@@ -8,14 +8,14 @@ use core::{mem::size_of, ptr::read_volatile};
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use fulmar_common::{
     Config, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FlowKey, IPPROTO_TCP,
-    SWEEP_BATCH, SWEEP_FORCE, SWEEP_KEPT, SWEEP_NOT_FOUND, SWEEP_RACED, SWEEP_REMOVED, SweepEntry,
-    SweepHeader, conn_index,
+    SWEEP_BATCH, SWEEP_FORCE, SWEEP_INVALIDATE, SWEEP_KEPT, SWEEP_NOT_FOUND, SWEEP_RACED,
+    SWEEP_REMOVED, SweepEntry, SweepHeader, conn_index,
 };
 
 use crate::{
     atomic,
     headers::ptr_at,
-    maps::{CONFIG, CONNS, FLOWS},
+    maps::{CONFIG, CONNS, FLOW_EPOCH, FLOWS},
 };
 
 #[inline(always)]
@@ -27,6 +27,7 @@ pub fn try_sweep(ctx: &XdpContext) -> Result<u32, ()> {
     let now = unsafe { bpf_ktime_get_coarse_ns() }.wrapping_add(offset);
     let defaults = Config::default();
     let config = CONFIG.get(0).unwrap_or(&defaults);
+    let mut removed = false;
     let mut i: usize = 0;
     while i < SWEEP_BATCH && i < count as usize {
         let at = size_of::<SweepHeader>() + i * size_of::<SweepEntry>();
@@ -37,8 +38,15 @@ pub fn try_sweep(ctx: &XdpContext) -> Result<u32, ()> {
         // SAFETY: bounds checked by ptr_at; the key goes to the stack for the helpers.
         let key: FlowKey = unsafe { (*entry).key };
         let result = sweep_one(&key, op, now, config, &defaults);
+        removed |= result == SWEEP_REMOVED;
         // SAFETY: bounds checked by ptr_at.
         unsafe { (*entry).result = result };
+    }
+    if removed || op == SWEEP_INVALIDATE {
+        // Every CPU's flow cache entries made before now are void.
+        if let Some(word) = FLOW_EPOCH.get_ptr_mut(0) {
+            atomic::increment(word);
+        }
     }
     Ok(xdp_action::XDP_PASS)
 }

@@ -440,6 +440,7 @@ impl Core {
                         packets: s.packets,
                         bytes: s.bytes,
                         new_flows: s.new_flows,
+                        flow_cache_hits: s.flow_cache_hits,
                         drops: (stats > 1).then_some(DropsRow {
                             no_real: s.drop_no_real,
                             table_full: s.drop_table_full,
