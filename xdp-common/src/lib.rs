@@ -322,6 +322,8 @@ pub struct SweepHeader {
 pub struct SweepEntry {
     pub key: FlowKey,
     pub result: u32,
+    /// FlowKey's 8-byte alignment, spelled out.
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -372,7 +374,7 @@ mod tests {
         assert_eq!(size_of::<FlowValue>(), 32);
         assert_eq!(size_of::<NatValue>(), 20);
         assert_eq!(size_of::<Config>(), 40);
-        assert_eq!(size_of::<SweepEntry>(), 44);
+        assert_eq!(size_of::<SweepEntry>(), 48);
         // The sweep request must fit a test-run page with XDP headroom.
         assert!(size_of::<SweepRequest>() <= 3000);
     }
