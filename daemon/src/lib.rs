@@ -1,4 +1,5 @@
-//! What every fulmar daemon (`fulmar-lbd`, `fulmar-proxyd`, `fulmar-noded`)
+//! What every fulmar daemon (`fulmar-lbd`, `fulmar-proxyd`, `fulmar-noded`,
+//! `fulmar-maild`)
 //! does the same way at start-up and shutdown.
 
 /// Logs to stderr at `RUST_LOG` (default info); colour only on a terminal,
@@ -10,6 +11,19 @@ pub fn init_logging() {
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Logs to `file` (appending, plain text) at `RUST_LOG` (default info): for
+/// a service whose log lives on its own volume.
+pub fn init_logging_to(file: std::fs::File) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
         .init();
 }
 
