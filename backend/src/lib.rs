@@ -20,6 +20,8 @@
 //! - [`cli`]: `fulmar cluster|instance|node`.
 //!
 //! [`provision`]: `fulmar account|domain`, placing accounts on instances.
+//!
+//! [`mail`]: `fulmar-maild`, the built-in mail service of an instance.
 pub mod agent;
 pub mod announce;
 pub mod cli;
@@ -27,6 +29,7 @@ pub mod config;
 pub mod instance;
 pub mod leader;
 pub mod lease;
+pub mod mail;
 pub mod plan;
 pub mod probe;
 pub mod provision;

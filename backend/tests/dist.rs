@@ -32,10 +32,13 @@ fn shipped_provisioning_config_parses() {
 #[test]
 fn unit_passes_systemd_analyze_verify() {
     fulmar_lab::dist::verify_units(
-        &[env!("CARGO_BIN_EXE_fulmar-noded")],
+        &[
+            env!("CARGO_BIN_EXE_fulmar-noded"),
+            env!("CARGO_BIN_EXE_fulmar-maild"),
+        ],
         &dist(""),
-        &["fulmar-noded.service"],
-        &["fulmar-noded.service"],
+        &["fulmar-noded.service", "fulmar-maild@.service"],
+        &["fulmar-noded.service", "fulmar-maild@mail1.service"],
         "",
     )
     .unwrap_or_else(|text| panic!("{text}"));

@@ -1,0 +1,20 @@
+//! The built-in back-end mail service (`fulmar-maild`), first part: one
+//! instance's volume, its owner lock, crash-safe maildir storage and LMTP
+//! delivery. Everything lives under the instance's root (its mounted volume):
+//!
+//! ```text
+//! ROOT/config/mail.toml     the instance's config (see `config`)
+//! ROOT/mail/ACCOUNT/INBOX/  maildirs: tmp/ new/ cur/ and the UID list
+//! ROOT/run/lock             owner node, generation and pid (see `lock`)
+//! ROOT/log/INSTANCE.log     the service's log
+//! ```
+//!
+//! - [`lock`]: one live owner per volume; a start with an older generation
+//!   than the volume has seen is refused (the failover manager's fencing token).
+//! - [`maildir`]: tmp → new by rename after fsync of the file and directory;
+//!   UIDs, UIDVALIDITY and flags kept in a UID list replaced atomically.
+//! - [`lmtp`]: RFC 2033 delivery, a status per recipient, 250 only when durable.
+pub mod config;
+pub mod lmtp;
+pub mod lock;
+pub mod maildir;
