@@ -116,17 +116,8 @@ impl Instance {
     }
 
     fn python(&self, script: &str) -> String {
-        let out = self
-            .lab
-            .exec("cl", "python3", &["-c", script])
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "client script failed:\n{}\n--- maild log ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.lab.log("mail", &format!("maild-{}", self.starts))
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let log = format!("maild-{}", self.starts);
+        self.lab.python("cl", script, || self.lab.log("mail", &log))
     }
 
     /// Message-ID → count over an account's INBOX, after a sync that must

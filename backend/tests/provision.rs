@@ -226,17 +226,8 @@ timeout = "2s"
 
     /// Runs a Python script on the client host; its stdout.
     fn python(&self, script: &str) -> String {
-        let out = self
-            .lab
-            .exec("cl", "python3", &["-c", script])
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "client script failed:\n{}\n--- proxy log ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.lab.log("px", "proxy")
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.lab
+            .python("cl", script, || self.lab.log("px", "proxy"))
     }
 
     /// Message files in an account's maildir (all folders) on `host`.

@@ -299,6 +299,22 @@ impl Lab {
         cmd::output(cmd)
     }
 
+    /// Runs a Python 3 script in `host` (the tests' independent mail client:
+    /// imaplib, poplib, smtplib) and returns its stdout; panics when it fails,
+    /// showing its stderr and `context` (the server log that explains it).
+    pub fn python(&self, host: &str, script: &str, context: impl FnOnce() -> String) -> String {
+        let out = self
+            .exec(host, "python3", &["-c", script])
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "client script failed:\n{}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            context()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Like `exec`, but fails unless the command succeeds; returns stdout.
     pub fn check(&self, host: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
         let mut cmd = self.command(host, program);

@@ -279,17 +279,7 @@ max_message_size = 41943040
     /// Runs a Python script on the client host (imaplib, poplib, smtplib:
     /// an independent client implementation). Returns its stdout.
     pub fn python(&self, script: &str) -> String {
-        let out = self
-            .lab
-            .exec("cl", "python3", &["-c", script])
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "client script failed:\n{}\n--- proxy log ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.proxy_log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.lab.python("cl", script, || self.proxy_log())
     }
 
     /// A raw TCP connection from the client host.
