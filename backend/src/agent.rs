@@ -66,7 +66,7 @@ impl Agent {
         let timing = self.config.timing.clone();
         loop {
             let lease = tokio::select! {
-                joined = Lease::join(&self.client, &self.keys, &self.node,
+                joined = Lease::join(&self.client, &self.config.etcd.endpoints, &self.keys, &self.node,
                                      timing.lease_ttl, timing.self_fence_margin) => joined,
                 () = &mut shutdown => return,
             };

@@ -58,6 +58,7 @@ impl Lease {
     /// fenced, or be revoked on a clean shutdown).
     pub async fn join(
         client: &Client,
+        endpoints: &[String],
         keys: &Keys,
         node: &str,
         ttl: Duration,
@@ -98,7 +99,11 @@ impl Lease {
             ttl,
             margin,
         };
-        let keeper = tokio::spawn(keep_alive(client.clone(), handle.clone()));
+        let keeper = tokio::spawn(keep_alive(
+            client.clone(),
+            endpoints.to_vec(),
+            handle.clone(),
+        ));
         Ok(Lease { handle, keeper })
     }
 
@@ -115,18 +120,60 @@ impl Lease {
     }
 }
 
-/// Renews every TTL/4. Each renewal waits at most TTL/4 for its answer; a
-/// stream that fails is opened again (possibly on another etcd member).
-async fn keep_alive(mut client: Client, h: LeaseHandle) {
+/// Renews every TTL/4. Each renewal waits at most TTL/4 for its answer. A
+/// stream that fails is opened again on a client of one member, the next
+/// in `endpoints` each time: the balanced channel can go on routing to a
+/// member that just died for longer than the lease lasts.
+async fn keep_alive(mut client: Client, endpoints: Vec<String>, h: LeaseHandle) {
     let period = h.ttl / 4;
     let mut stream = None;
+    let mut next_member = 0;
+    let mut failed = false;
     loop {
         let sent = Instant::now();
+        if failed {
+            // Members in turn, from the one after the last used; a refused
+            // connection (a dead member) moves on at once.
+            let started = Instant::now();
+            for _ in 0..endpoints.len() {
+                let left = period.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                let endpoint = &endpoints[next_member % endpoints.len()];
+                next_member += 1;
+                let options = etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(left)
+                    .with_timeout(period);
+                // Connecting is lazy: only an opened stream proves the member.
+                let attempt = async {
+                    let mut c = Client::connect([endpoint], Some(options)).await?;
+                    let s = c.lease_keep_alive(h.id).await?;
+                    Ok::<_, etcd_client::Error>((c, s))
+                };
+                match tokio::time::timeout(left, attempt).await {
+                    Ok(Ok((c, s))) => {
+                        client = c;
+                        stream = Some(s);
+                        break;
+                    }
+                    Ok(Err(e)) => tracing::warn!("lease keep-alive: {endpoint}: {e}"),
+                    Err(_) => tracing::warn!("lease keep-alive: {endpoint}: no answer in {left:?}"),
+                }
+            }
+        }
+        failed = false;
         if stream.is_none() {
             match tokio::time::timeout(period, client.lease_keep_alive(h.id)).await {
                 Ok(Ok(s)) => stream = Some(s),
-                Ok(Err(e)) => tracing::warn!("lease keep-alive stream: {e}"),
-                Err(_) => tracing::warn!("lease keep-alive stream: no answer in {period:?}"),
+                Ok(Err(e)) => {
+                    tracing::warn!("lease keep-alive stream: {e}");
+                    failed = true;
+                }
+                Err(_) => {
+                    tracing::warn!("lease keep-alive stream: no answer in {period:?}");
+                    failed = true;
+                }
             }
         }
         if let Some((keeper, answers)) = stream.as_mut() {
@@ -142,14 +189,19 @@ async fn keep_alive(mut client: Client, h: LeaseHandle) {
                     h.lost.store(true, Ordering::Release);
                     return;
                 }
-                Ok(Ok(None)) => stream = None,
+                Ok(Ok(None)) => {
+                    stream = None;
+                    failed = true;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!("lease keep-alive: {e}");
                     stream = None;
+                    failed = true;
                 }
                 Err(_) => {
                     tracing::warn!("lease keep-alive: no answer in {period:?}");
                     stream = None;
+                    failed = true;
                 }
             }
         }
