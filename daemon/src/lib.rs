@@ -1,6 +1,5 @@
 //! What every fulmar daemon (`fulmar-lbd`, `fulmar-proxyd`, `fulmar-noded`,
-//! `fulmar-maild`)
-//! does the same way at start-up and shutdown.
+//! `fulmar-maild`) does the same way at start-up and shutdown.
 
 /// Logs to stderr at `RUST_LOG` (default info); colour only on a terminal,
 /// so journald and log files get plain text.
@@ -25,6 +24,19 @@ pub fn init_logging_to(file: std::fs::File) {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
         .init();
+}
+
+/// The runtime every daemon serves on: two workers, I/O and timers.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// This machine's host name (the default node name).
+pub fn host_name() -> std::io::Result<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string())
 }
 
 /// systemd notification (Type=notify), e.g. `READY=1`; a no-op outside

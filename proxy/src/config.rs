@@ -318,9 +318,7 @@ fn default_drain_timeout() -> Duration {
     Duration::from_secs(60)
 }
 fn default_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+    fulmar_daemon::host_name().unwrap_or_else(|_| "localhost".into())
 }
 fn default_max_size() -> u64 {
     50 * 1024 * 1024

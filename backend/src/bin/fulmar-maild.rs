@@ -80,10 +80,7 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
     let config = MailConfig::load(&root).map_err(anyhow::Error::msg)?;
     let node = match node {
         Some(n) => n,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name")?
-            .trim()
-            .to_string(),
+        None => fulmar_daemon::host_name().context("reading the host name")?,
     };
     let generation = match generation {
         Some(g) => g,
@@ -107,10 +104,7 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         tracing::info!(node = %previous.node, generation = previous.generation, pid = previous.pid, "took over from");
     }
     let store = Arc::new(Store::open(&root)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = fulmar_daemon::runtime()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.lmtp)
             .await

@@ -38,10 +38,7 @@ fn main() -> Result<()> {
     let fencing = FencingConfig::load(&config.fencing).map_err(anyhow::Error::msg)?;
     let node = match args.node {
         Some(n) => n,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name")?
-            .trim()
-            .to_string(),
+        None => fulmar_daemon::host_name().context("reading the host name")?,
     };
     if !config.node.contains_key(&node) {
         anyhow::bail!("node {node:?} is not in {}", args.config.display());
@@ -55,10 +52,7 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = fulmar_daemon::runtime()?;
     runtime.block_on(async move {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;

@@ -108,8 +108,8 @@ impl Store {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let mail = root.join("mail");
         fs::create_dir_all(&mail).map_err(io_at(&mail))?;
-        let host = fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().replace(['/', ':'], "_"))
+        let host = fulmar_daemon::host_name()
+            .map(|h| h.replace(['/', ':'], "_"))
             .unwrap_or_else(|_| "localhost".into());
         Ok(Self {
             root: mail,

@@ -42,10 +42,7 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = fulmar_daemon::runtime()?;
     runtime.block_on(async move {
         let socket = config.control_socket.clone();
         let daemon = Daemon::start(config).await?;
