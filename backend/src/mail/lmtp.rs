@@ -91,6 +91,7 @@ fn path_arg<'a>(rest: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
     Some((&rest[..end], rest[end + 1..].trim()))
 }
 
+#[derive(Default)]
 struct Envelope {
     from: Option<String>,
     rcpts: Vec<String>,
@@ -108,17 +109,14 @@ impl Lmtp {
             .write_all(format!("220 {name} fulmar LMTP ready\r\n").as_bytes())
             .await?;
         let mut greeted = false;
-        let mut env = Envelope {
-            from: None,
-            rcpts: Vec::new(),
-        };
+        let mut env = Envelope::default();
         loop {
             let Some(line) = read_line(&mut r, MAX_LINE).await? else {
                 return Ok(());
             };
             if !line.complete {
                 // Skip the rest of the over-long line before answering.
-                let mut complete = line.complete;
+                let mut complete = false;
                 while !complete {
                     match read_line(&mut r, MAX_LINE).await? {
                         Some(more) => complete = more.complete,
@@ -135,10 +133,7 @@ impl Lmtp {
                 "LHLO" if rest.trim().is_empty() => "501 5.5.4 LHLO needs a host name\r\n".into(),
                 "LHLO" => {
                     greeted = true;
-                    env = Envelope {
-                        from: None,
-                        rcpts: Vec::new(),
-                    };
+                    env = Envelope::default();
                     format!(
                         "250-{name}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n\
                          250-8BITMIME\r\n250 SIZE {}\r\n",
@@ -187,10 +182,7 @@ impl Lmtp {
                     self.deliver_all(&from, &rcpts, body).await
                 }
                 "RSET" => {
-                    env = Envelope {
-                        from: None,
-                        rcpts: Vec::new(),
-                    };
+                    env = Envelope::default();
                     "250 2.0.0 ok\r\n".into()
                 }
                 "NOOP" => "250 2.0.0 ok\r\n".into(),
@@ -274,14 +266,14 @@ impl Lmtp {
             copy.extend_from_slice(&body);
             let to = rcpt.clone();
             let done = tokio::task::spawn_blocking(move || store.deliver(&to, &copy)).await;
-            replies += &match done {
-                Ok(Ok(())) => format!("250 2.0.0 <{rcpt}> delivered\r\n"),
-                Ok(Err(e)) => {
-                    tracing::error!(rcpt, error = %e, "delivery failed");
-                    format!("451 4.3.0 <{rcpt}> not stored, try again later\r\n")
-                }
-                Err(e) => {
-                    tracing::error!(rcpt, error = %e, "delivery task failed");
+            let stored = match done {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            replies += &match stored {
+                Ok(()) => format!("250 2.0.0 <{rcpt}> delivered\r\n"),
+                Err(error) => {
+                    tracing::error!(rcpt, error, "delivery failed");
                     format!("451 4.3.0 <{rcpt}> not stored, try again later\r\n")
                 }
             };

@@ -182,41 +182,35 @@ impl Store {
         let dir = self.mailbox_dir(address, mailbox)?;
         let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
         let list_path = dir.join(UIDLIST);
-        let (mut uid_validity, mut next_uid, mut by_uid) = match fs::read_to_string(&list_path) {
-            Ok(text) => match parse_uidlist(&text) {
-                Some(list) => list,
-                None => {
-                    // Never written half (rename), so only outside damage gets
-                    // here: start a new UIDVALIDITY, as IMAP requires then.
-                    tracing::warn!(path = %list_path.display(), "unreadable UID list, renumbering");
-                    (fresh_uid_validity(0), 1, BTreeMap::new())
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                (fresh_uid_validity(0), 1, BTreeMap::new())
-            }
+        let read = match fs::read_to_string(&list_path) {
+            Ok(text) => parse_uidlist(&text).or_else(|| {
+                // Never written half (rename), so only outside damage gets
+                // here: start a new UIDVALIDITY, as IMAP requires then.
+                tracing::warn!(path = %list_path.display(), "unreadable UID list, renumbering");
+                None
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_at(&list_path)(e)),
         };
+        let mut changed = read.is_none();
+        let (uid_validity, mut next_uid, mut by_uid) =
+            read.unwrap_or_else(|| (fresh_uid_validity(), 1, BTreeMap::new()));
         let on_disk = scan(&dir)?;
         let known: HashSet<&str> = by_uid.values().map(String::as_str).collect();
-        let mut fresh: Vec<&String> = on_disk
+        // `on_disk` is ordered by name, which is delivery order.
+        let fresh: Vec<String> = on_disk
             .keys()
             .filter(|b| !known.contains(b.as_str()))
+            .cloned()
             .collect();
-        fresh.sort();
-        let mut changed = !list_path.exists();
         for base in fresh {
-            by_uid.insert(next_uid, base.clone());
+            by_uid.insert(next_uid, base);
             next_uid += 1;
             changed = true;
         }
         let before = by_uid.len();
         by_uid.retain(|_, base| on_disk.contains_key(base));
         changed |= by_uid.len() != before;
-        if uid_validity == 0 {
-            uid_validity = fresh_uid_validity(0);
-            changed = true;
-        }
         if changed {
             write_uidlist(&dir, uid_validity, next_uid, &by_uid)?;
         }
@@ -240,13 +234,13 @@ impl Store {
     }
 }
 
-/// UIDVALIDITY from the clock (seconds), never `previous` again.
-fn fresh_uid_validity(previous: u32) -> u32 {
-    let now = SystemTime::now()
+/// UIDVALIDITY from the clock (seconds; never 0).
+fn fresh_uid_validity() -> u32 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
-        .unwrap_or(1);
-    now.max(previous + 1).max(1)
+        .unwrap_or(1)
+        .max(1)
 }
 
 type UidList = (u32, u32, BTreeMap<u32, String>);
@@ -255,7 +249,7 @@ fn parse_uidlist(text: &str) -> Option<UidList> {
     let mut lines = text.lines();
     let header = lines.next()?.strip_prefix(UIDLIST_MAGIC)?;
     let mut words = header.split_whitespace();
-    let uid_validity: u32 = words.next()?.parse().ok()?;
+    let uid_validity: u32 = words.next()?.parse().ok().filter(|&v| v != 0)?;
     let next_uid: u32 = words.next()?.parse().ok()?;
     let mut by_uid = BTreeMap::new();
     for line in lines {
