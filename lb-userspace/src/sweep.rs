@@ -5,7 +5,13 @@ use fulmar_common::{
     SweepEntry, SweepHeader, SweepRequest, program_names,
 };
 
-use crate::{balancer::Balancer, error::Result};
+use crate::{balancer::Balancer, error::Result, test_run::TestRunOutput};
+
+/// What the sweeper takes as its packet: repr(C), integers only, no padding
+/// (the layout test in fulmar-common checks the sizes).
+trait SweepMessage {}
+impl SweepMessage for SweepRequest {}
+impl SweepMessage for SweepHeader {}
 
 /// What a sweep did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,14 +41,7 @@ impl Balancer {
             for (entry, key) in request.entries.iter_mut().zip(chunk) {
                 entry.key = *key;
             }
-            // SAFETY: SweepRequest is repr(C) plain data.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    (&request as *const SweepRequest).cast::<u8>(),
-                    std::mem::size_of::<SweepRequest>(),
-                )
-            };
-            let out = self.run(program_names::SWEEPER, bytes, 1)?;
+            let out = self.run_sweeper(&request)?;
             let entries_at = std::mem::size_of::<SweepHeader>();
             for i in 0..chunk.len() {
                 let at = entries_at
@@ -63,15 +62,18 @@ impl Balancer {
             count: 0,
             clock_offset_ns: 0,
         };
-        // SAFETY: SweepHeader is repr(C) plain data.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&header as *const SweepHeader).cast::<u8>(),
-                std::mem::size_of::<SweepHeader>(),
-            )
-        };
-        self.run(program_names::SWEEPER, bytes, 1)?;
+        self.run_sweeper(&header)?;
         Ok(())
+    }
+
+    /// Runs the sweeper on one message: a `SweepRequest`, or a bare
+    /// `SweepHeader` when there are no entries.
+    fn run_sweeper<T: SweepMessage>(&mut self, message: &T) -> Result<TestRunOutput> {
+        // SAFETY: SweepMessage types are repr(C) integers with no padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((message as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        };
+        self.run(program_names::SWEEPER, bytes, 1)
     }
 
     /// Removes every flow idle past its timeout. `clock_offset_ns` ages the
