@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
+};
 
 use crate::state::{Alive, Keys, encode};
 
@@ -99,11 +101,7 @@ impl Lease {
             ttl,
             margin,
         };
-        let keeper = tokio::spawn(keep_alive(
-            client.clone(),
-            endpoints.to_vec(),
-            handle.clone(),
-        ));
+        let keeper = tokio::spawn(keep_alive(endpoints.to_vec(), handle.clone()));
         Ok(Lease { handle, keeper })
     }
 
@@ -120,61 +118,18 @@ impl Lease {
     }
 }
 
-/// Renews every TTL/4. Each renewal waits at most TTL/4 for its answer. A
-/// stream that fails is opened again on a client of one member, the next
-/// in `endpoints` each time: the balanced channel can go on routing to a
+/// Renews every TTL/4. Each renewal waits at most TTL/4 for its answer.
+/// The stream lives on a client of one member; one that fails is opened
+/// again on the next member: a balanced channel can go on routing to a
 /// member that just died for longer than the lease lasts.
-async fn keep_alive(mut client: Client, endpoints: Vec<String>, h: LeaseHandle) {
+async fn keep_alive(endpoints: Vec<String>, h: LeaseHandle) {
     let period = h.ttl / 4;
     let mut stream = None;
     let mut next_member = 0;
-    let mut failed = false;
     loop {
         let sent = Instant::now();
-        if failed {
-            // Members in turn, from the one after the last used; a refused
-            // connection (a dead member) moves on at once.
-            let started = Instant::now();
-            for _ in 0..endpoints.len() {
-                let left = period.saturating_sub(started.elapsed());
-                if left.is_zero() {
-                    break;
-                }
-                let endpoint = &endpoints[next_member % endpoints.len()];
-                next_member += 1;
-                let options = etcd_client::ConnectOptions::new()
-                    .with_connect_timeout(left)
-                    .with_timeout(period);
-                // Connecting is lazy: only an opened stream proves the member.
-                let attempt = async {
-                    let mut c = Client::connect([endpoint], Some(options)).await?;
-                    let s = c.lease_keep_alive(h.id).await?;
-                    Ok::<_, etcd_client::Error>((c, s))
-                };
-                match tokio::time::timeout(left, attempt).await {
-                    Ok(Ok((c, s))) => {
-                        client = c;
-                        stream = Some(s);
-                        break;
-                    }
-                    Ok(Err(e)) => tracing::warn!("lease keep-alive: {endpoint}: {e}"),
-                    Err(_) => tracing::warn!("lease keep-alive: {endpoint}: no answer in {left:?}"),
-                }
-            }
-        }
-        failed = false;
         if stream.is_none() {
-            match tokio::time::timeout(period, client.lease_keep_alive(h.id)).await {
-                Ok(Ok(s)) => stream = Some(s),
-                Ok(Err(e)) => {
-                    tracing::warn!("lease keep-alive stream: {e}");
-                    failed = true;
-                }
-                Err(_) => {
-                    tracing::warn!("lease keep-alive stream: no answer in {period:?}");
-                    failed = true;
-                }
-            }
+            stream = open_stream(&endpoints, &mut next_member, h.id, period).await;
         }
         if let Some((keeper, answers)) = stream.as_mut() {
             let answer = tokio::time::timeout(period, async {
@@ -189,22 +144,50 @@ async fn keep_alive(mut client: Client, endpoints: Vec<String>, h: LeaseHandle) 
                     h.lost.store(true, Ordering::Release);
                     return;
                 }
-                Ok(Ok(None)) => {
-                    stream = None;
-                    failed = true;
-                }
+                Ok(Ok(None)) => stream = None,
                 Ok(Err(e)) => {
                     tracing::warn!("lease keep-alive: {e}");
                     stream = None;
-                    failed = true;
                 }
                 Err(_) => {
                     tracing::warn!("lease keep-alive: no answer in {period:?}");
                     stream = None;
-                    failed = true;
                 }
             }
         }
         tokio::time::sleep_until((sent + period).into()).await;
     }
+}
+
+/// A keep-alive stream on the first member that opens one within `period`,
+/// trying them in turn from `*next`; a refused connection (a dead member)
+/// moves on at once. Connecting is lazy: only an opened stream proves a member.
+async fn open_stream(
+    endpoints: &[String],
+    next: &mut usize,
+    lease: i64,
+    period: Duration,
+) -> Option<(LeaseKeeper, LeaseKeepAliveStream)> {
+    let started = Instant::now();
+    for _ in 0..endpoints.len() {
+        let left = period.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let endpoint = &endpoints[*next % endpoints.len()];
+        *next += 1;
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(left)
+            .with_timeout(period);
+        let attempt = async {
+            let mut client = Client::connect([endpoint], Some(options)).await?;
+            client.lease_keep_alive(lease).await
+        };
+        match tokio::time::timeout(left, attempt).await {
+            Ok(Ok(stream)) => return Some(stream),
+            Ok(Err(e)) => tracing::warn!("lease keep-alive stream: {endpoint}: {e}"),
+            Err(_) => tracing::warn!("lease keep-alive stream: {endpoint}: no answer in {left:?}"),
+        }
+    }
+    None
 }
