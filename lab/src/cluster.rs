@@ -267,6 +267,34 @@ impl ClusterLab {
         kill_netns(&self.lab.netns(&format!("etcd{i}")))
     }
 
+    /// Which etcd member (1–3) leads the raft group now.
+    pub fn etcd_leader(&self) -> Result<usize, LabError> {
+        let out = self.lab.check(
+            "client",
+            "etcdctl",
+            &[
+                "--endpoints",
+                &self.endpoints,
+                "--command-timeout=2s",
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ],
+        )?;
+        let v: Value =
+            serde_json::from_str(&out).map_err(|e| LabError::Spec(format!("etcdctl json: {e}")))?;
+        let statuses = v.as_array().cloned().unwrap_or_default();
+        statuses
+            .iter()
+            .position(|s| {
+                s["Status"]["header"]["member_id"] == s["Status"]["leader"]
+                    && !s["Status"]["leader"].is_null()
+            })
+            .map(|i| i + 1)
+            .ok_or_else(|| LabError::NotReady(format!("no etcd leader in {out}")))
+    }
+
     /// The cluster state: key (without the prefix) → value.
     pub fn state(&self) -> Result<BTreeMap<String, String>, LabError> {
         let out = self.lab.check(
@@ -494,12 +522,14 @@ fn start_etcd(lab: &mut Lab, dir: &Path) -> Result<String, LabError> {
             token.clone(),
             "--initial-cluster-state".into(),
             "new".into(),
-            // A LAN of veths: 50 ms heartbeats and a 500 ms election timeout
-            // let leases of 1 s exist (etcd refuses TTLs below 1.5 elections).
+            // A LAN of veths. Losing the leader stalls lease renewals for
+            // one election: up to 2 × 250 ms, twice if the votes split. That
+            // plus one renewal interval must fit in lease_ttl - margin, or
+            // every node self-fences (the README's timing rule).
             "--heartbeat-interval".into(),
-            "50".into(),
+            "25".into(),
             "--election-timeout".into(),
-            "500".into(),
+            "250".into(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         lab.spawn(&format!("etcd{i}"), "etcd", "etcd", &args)?;
