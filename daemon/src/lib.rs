@@ -49,3 +49,28 @@ pub fn notify(state: &str) {
         let _ = sock.send_to(state.as_bytes(), path);
     }
 }
+
+/// A TLS acceptor from a PEM certificate chain and key (ring, TLS 1.2 and
+/// 1.3), for the daemons that terminate TLS.
+pub fn tls_acceptor(
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain = CertificateDer::pem_file_iter(certificate)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", certificate.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", certificate.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("{}: {e}", certificate.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}

@@ -9,7 +9,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -102,22 +102,7 @@ impl ServerTls {
 }
 
 fn acceptor(certificate: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-    let chain = CertificateDer::pem_file_iter(certificate)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", certificate.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate", certificate.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("{}: {e}", certificate.display()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    fulmar_daemon::tls_acceptor(certificate, key)
 }
 
 /// TLS to the back-ends, trusting the CAs in one PEM file.

@@ -4,7 +4,9 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use fulmar_backend::mail::{
+    auth::Authenticator,
     config::MailConfig,
+    imap::{self, Imap},
     lmtp::{self, Lmtp},
     lock::VolumeLock,
     maildir::{INBOX, Store},
@@ -13,8 +15,9 @@ use fulmar_backend::mail::{
 /// fulmar back-end mail service: one instance on its own volume (ROOT, the
 /// mounted volume: config/mail.toml, mail/, run/lock, log/INSTANCE.log).
 /// `run` takes the volume's lock (refused while another process holds it, or
-/// when the volume has seen a newer generation) and delivers by LMTP on the
-/// instance address into crash-safe maildirs.
+/// when the volume has seen a newer generation), delivers by LMTP on the
+/// instance address into crash-safe maildirs and serves them by IMAP
+/// (logins checked by LDAP bind).
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -104,18 +107,53 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         tracing::info!(node = %previous.node, generation = previous.generation, pid = previous.pid, "took over from");
     }
     let store = Arc::new(Store::open(&root)?);
+    let auth = Authenticator::load(&root, &config).map_err(anyhow::Error::msg)?;
+    let tls = match &config.tls {
+        Some(t) => Some(
+            fulmar_daemon::tls_acceptor(
+                &MailConfig::path(&root, &t.certificate),
+                &MailConfig::path(&root, &t.key),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let trusted = config.networks().map_err(anyhow::Error::msg)?;
     let runtime = fulmar_daemon::runtime()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.lmtp)
+        let lmtp_listener = tokio::net::TcpListener::bind(config.lmtp)
             .await
             .with_context(|| format!("LMTP on {}", config.lmtp))?;
-        tracing::info!(instance = %config.instance, lmtp = %config.lmtp, node = %lock.owner.node, generation = lock.owner.generation, "serving");
-        eprintln!("fulmar-maild: {} serving LMTP on {}", config.instance, config.lmtp);
+        let imap_listener = match config.imap {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("IMAP on {addr}"))?,
+            ),
+            None => None,
+        };
+        tracing::info!(instance = %config.instance, lmtp = %config.lmtp, imap = ?config.imap, node = %lock.owner.node, generation = lock.owner.generation, "serving");
+        eprintln!("fulmar-maild: {} serving LMTP on {}{}", config.instance, config.lmtp,
+            config.imap.map(|a| format!(", IMAP on {a}")).unwrap_or_default());
         fulmar_daemon::notify("READY=1");
+        let imap = Arc::new(Imap {
+            store: store.clone(),
+            config: config.clone(),
+            auth,
+            tls,
+            trusted,
+        });
         let lmtp = Arc::new(Lmtp { store, config });
+        let imap_served = async move {
+            match imap_listener {
+                Some(l) => imap::serve(l, imap).await,
+                None => std::future::pending().await,
+            }
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            served = lmtp::serve(listener, lmtp) => served.context("LMTP listener")?,
+            served = lmtp::serve(lmtp_listener, lmtp) => served.context("LMTP listener")?,
+            served = imap_served => served.context("IMAP listener")?,
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         }
         drop(lock);

@@ -6,8 +6,29 @@
 //! lmtp = "198.18.0.21:24"          # on the instance's virtual IP
 //! max_message_size = "50 MiB"      # optional; SIZE and DATA refuse larger
 //! max_recipients = 100             # optional
+//! imap = "198.18.0.21:143"         # optional: IMAP on the instance VIP
+//! max_line = 8192                  # optional: longest IMAP command line
+//! # Proxies whose IMAP ID x-originating-ip is believed (CIDR).
+//! trusted_networks = ["198.18.0.0/24"]
+//!
+//! [directory]                      # logins are checked by LDAP bind
+//! url = "ldap://198.18.0.5:389"
+//! base_dn = "dc=example,dc=test"
+//! bind_dn = "cn=proxy,dc=example,dc=test"   # reads the account entries
+//! bind_password_file = "ldap.secret"        # relative to ROOT/config
+//!
+//! [master]                         # SASL PLAIN authzid for provisioning
+//! user = "provision"
+//! password_file = "master.secret"
+//!
+//! [tls]                            # STARTTLS
+//! certificate = "cert.pem"
+//! key = "key.pem"
 //! ```
-use std::{net::SocketAddr, path::Path};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 
@@ -22,6 +43,96 @@ pub struct MailConfig {
     pub max_message_size: u64,
     #[serde(default = "default_max_recipients")]
     pub max_recipients: usize,
+    /// Where IMAP listens (the instance VIP, port 143 by convention).
+    pub imap: Option<SocketAddr>,
+    #[serde(default = "default_max_line")]
+    pub max_line: usize,
+    #[serde(default)]
+    pub trusted_networks: Vec<String>,
+    pub directory: Option<DirectoryConfig>,
+    pub master: Option<MasterConfig>,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    pub url: String,
+    pub base_dn: String,
+    pub bind_dn: String,
+    pub bind_password_file: PathBuf,
+    /// `%u` is the login name, RFC 4515-escaped.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// The attribute naming the account's mailbox here: the login name
+    /// when it is one of its values, else the first value.
+    #[serde(default = "default_account_attribute")]
+    pub account_attribute: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    pub user: String,
+    pub password_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+fn default_max_line() -> usize {
+    8192
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=inetLocalMailRecipient)(|(uid=%u)(mailLocalAddress=%u)))".into()
+}
+
+fn default_account_attribute() -> String {
+    "mailLocalAddress".into()
+}
+
+/// One `ADDRESS/PREFIX` network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a network like 198.18.0.0/24");
+        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 fn default_max_message_size() -> u64 {
@@ -83,7 +194,28 @@ impl MailConfig {
         if config.max_recipients == 0 || config.max_message_size == 0 {
             return Err("max_recipients and max_message_size must be above zero".into());
         }
+        if config.max_line < 1024 {
+            return Err("max_line must be at least 1024".into());
+        }
+        config.networks()?;
+        if let Some(d) = &config.directory
+            && !d.user_filter.contains("%u")
+        {
+            return Err("directory.user_filter must contain %u".into());
+        }
         Ok(config)
+    }
+
+    pub fn networks(&self) -> Result<Vec<Network>, String> {
+        self.trusted_networks
+            .iter()
+            .map(|n| Network::parse(n))
+            .collect()
+    }
+
+    /// A path from the config, relative to `ROOT/config`.
+    pub fn path(root: &Path, path: &Path) -> PathBuf {
+        root.join("config").join(path)
     }
 
     pub fn load(root: &Path) -> Result<Self, String> {
@@ -113,6 +245,16 @@ mod tests {
                 .contains("letters")
         );
         assert!(MailConfig::parse("instance = \"m\"\nlmtp = \"nowhere\"\n").is_err());
+        let trusted = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\ntrusted_networks = [\"198.18.0.0/15\", \"2001:db8::/32\"]\n";
+        let nets = MailConfig::parse(trusted).unwrap().networks().unwrap();
+        assert!(nets[0].contains("198.19.255.1".parse().unwrap()));
+        assert!(!nets[0].contains("198.20.0.1".parse().unwrap()));
+        assert!(nets[0].contains("::ffff:198.18.0.9".parse().unwrap()));
+        assert!(nets[1].contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!nets[1].contains("2001:db9::1".parse().unwrap()));
+        let bad =
+            "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\ntrusted_networks = [\"198.18.0.0/33\"]\n";
+        assert!(MailConfig::parse(bad).unwrap_err().contains("network"));
         assert!(
             MailConfig::parse("instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nextra = 1\n")
                 .unwrap_err()

@@ -36,6 +36,14 @@ pub enum StoreError {
     NoAccount(String),
     #[error("{0:?} is not a mail address")]
     BadAddress(String),
+    #[error("no mailbox {0:?}")]
+    NoMailbox(String),
+    #[error("mailbox {0:?} exists")]
+    MailboxExists(String),
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("the message is gone")]
+    Gone,
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -73,6 +81,8 @@ pub struct Store {
     /// UID lists are rewritten by one sync at a time (one process owns the
     /// volume, see `lock`).
     sync: Mutex<()>,
+    /// Bumped after every change to any mailbox: IDLE and NOOP look again.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The directory name of an address, or why it is not one.
@@ -116,64 +126,306 @@ impl Store {
             host,
             counter: AtomicU64::new(0),
             sync: Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
-    fn mailbox_dir(&self, address: &str, mailbox: &str) -> Result<PathBuf, StoreError> {
+    /// A receiver that sees every later change to the store.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    fn account_dir(&self, address: &str) -> Result<PathBuf, StoreError> {
         let account = self.root.join(account_dir_name(address)?);
         if !account.is_dir() {
             return Err(StoreError::NoAccount(address.to_string()));
         }
-        Ok(account.join(mailbox))
+        Ok(account)
+    }
+
+    /// The directory of an existing mailbox.
+    pub fn mailbox_dir(&self, address: &str, mailbox: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.account_dir(address)?.join(mailbox_dir_name(mailbox)?);
+        if !dir.join("cur").is_dir() {
+            return Err(StoreError::NoMailbox(mailbox.to_string()));
+        }
+        Ok(dir)
     }
 
     pub fn has_account(&self, address: &str) -> bool {
         account_dir_name(address).is_ok_and(|d| self.root.join(d).is_dir())
     }
 
-    /// Creates the account with an empty INBOX (idempotent).
+    /// Creates the account with an empty INBOX and the special-use
+    /// folders (idempotent).
     pub fn create_account(&self, address: &str) -> Result<(), StoreError> {
         let account = self.root.join(account_dir_name(address)?);
-        let inbox = account.join(INBOX);
-        for sub in ["tmp", "new", "cur"] {
-            let dir = inbox.join(sub);
-            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        for (name, _) in std::iter::once((INBOX, "")).chain(SPECIAL_USE) {
+            make_maildir(&account.join(mailbox_dir_name(name)?))?;
         }
-        fsync_dir(&inbox)?;
         fsync_dir(&account)?;
         fsync_dir(&self.root)?;
         self.sync(address, INBOX).map(|_| ())
     }
 
-    /// Stores one message in the account's INBOX; returns once it is durable.
-    pub fn deliver(&self, address: &str, data: &[u8]) -> Result<(), StoreError> {
-        let dir = self.mailbox_dir(address, INBOX)?;
+    /// Every mailbox of the account, INBOX first, then by name.
+    pub fn mailboxes(&self, address: &str) -> Result<Vec<String>, StoreError> {
+        let account = self.account_dir(address)?;
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&account).map_err(io_at(&account))? {
+            let entry = entry.map_err(io_at(&account))?;
+            let dir = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().join("cur").is_dir()
+                && let Some(name) = mailbox_name(&dir)
+            {
+                names.push(name);
+            }
+        }
+        names.sort_by(|a, b| (a != INBOX, a).cmp(&(b != INBOX, b)));
+        Ok(names)
+    }
+
+    pub fn create_mailbox(&self, address: &str, name: &str) -> Result<(), StoreError> {
+        let account = self.account_dir(address)?;
+        let dir = account.join(mailbox_dir_name(name)?);
+        if dir.exists() {
+            return Err(StoreError::MailboxExists(name.to_string()));
+        }
+        make_maildir(&dir)?;
+        fsync_dir(&account)
+    }
+
+    pub fn delete_mailbox(&self, address: &str, name: &str) -> Result<(), StoreError> {
+        if name.eq_ignore_ascii_case(INBOX) {
+            return Err(StoreError::Refused("INBOX cannot be deleted"));
+        }
+        let dir = self.mailbox_dir(address, name)?;
+        // Renamed out of sight first, so a crash never leaves half a mailbox.
+        let doomed = dir.with_file_name(format!(".deleted.{}", self.unique_name()));
+        fs::rename(&dir, &doomed).map_err(io_at(&dir))?;
+        fsync_dir(dir.parent().unwrap_or(&dir))?;
+        fs::remove_dir_all(&doomed).map_err(io_at(&doomed))?;
+        self.changed();
+        Ok(())
+    }
+
+    pub fn rename_mailbox(&self, address: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        if from.eq_ignore_ascii_case(INBOX) || to.eq_ignore_ascii_case(INBOX) {
+            return Err(StoreError::Refused("INBOX cannot be renamed"));
+        }
+        let source = self.mailbox_dir(address, from)?;
+        let target = source.with_file_name(mailbox_dir_name(to)?);
+        if target.exists() {
+            return Err(StoreError::MailboxExists(to.to_string()));
+        }
+        fs::rename(&source, &target).map_err(io_at(&source))?;
+        fsync_dir(source.parent().unwrap_or(&source))?;
+        self.changed();
+        Ok(())
+    }
+
+    /// The subscribed mailbox names, in the order they were added.
+    pub fn subscriptions(&self, address: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.account_dir(address)?.join(SUBSCRIPTIONS);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text.lines().map(str::to_string).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SPECIAL_USE
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .chain([INBOX.to_string()])
+                .collect()),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    pub fn set_subscribed(&self, address: &str, name: &str, on: bool) -> Result<(), StoreError> {
+        if name.contains(['\r', '\n']) {
+            return Err(StoreError::NoMailbox(name.to_string()));
+        }
+        let mut names = self.subscriptions(address)?;
+        names.retain(|n| n != name);
+        if on {
+            names.push(name.to_string());
+        }
+        let account = self.account_dir(address)?;
+        let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+        replace_file(&account, SUBSCRIPTIONS, text.as_bytes())
+    }
+
+    fn unique_name(&self) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let name = format!(
+        format!(
             "{}.M{}P{}Q{}.{}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
             self.counter.fetch_add(1, Ordering::Relaxed),
             self.host
-        );
+        )
+    }
+
+    /// Writes a message durably into `dir` (tmp, fsync, rename, fsync) with
+    /// `flags` and, when given, `internal_date` as its mtime. Returns its
+    /// base name.
+    fn store_file(
+        &self,
+        dir: &Path,
+        data: &[u8],
+        flags: &str,
+        internal_date: Option<SystemTime>,
+    ) -> Result<String, StoreError> {
+        let name = self.unique_name();
         let tmp = dir.join("tmp").join(&name);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .map_err(io_at(&tmp))?;
-        let written = file.write_all(data).and_then(|()| file.sync_all());
+        let written = file
+            .write_all(data)
+            .and_then(|()| match internal_date {
+                Some(t) => file.set_modified(t),
+                None => Ok(()),
+            })
+            .and_then(|()| file.sync_all());
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(io_at(&tmp)(e));
         }
         drop(file);
-        let new = dir.join("new");
-        fs::rename(&tmp, new.join(&name)).map_err(io_at(&tmp))?;
-        fsync_dir(&new)
+        let (sub, file_name) = if flags.is_empty() {
+            ("new", name.clone())
+        } else {
+            ("cur", format!("{name}:2,{flags}"))
+        };
+        let target = dir.join(sub);
+        fs::rename(&tmp, target.join(file_name)).map_err(io_at(&tmp))?;
+        fsync_dir(&target)?;
+        Ok(name)
+    }
+
+    /// IMAP APPEND: stores the message and returns (UIDVALIDITY, UID).
+    pub fn append(
+        &self,
+        address: &str,
+        mailbox: &str,
+        data: &[u8],
+        flags: &str,
+        internal_date: Option<SystemTime>,
+    ) -> Result<(u32, u32), StoreError> {
+        let dir = self.mailbox_dir(address, mailbox)?;
+        let base = self.store_file(&dir, data, &sort_flags(flags), internal_date)?;
+        let listed = self.sync(address, mailbox)?;
+        self.changed();
+        let uid = listed
+            .messages
+            .iter()
+            .find(|m| m.base() == base)
+            .map(|m| m.uid)
+            .ok_or(StoreError::Gone)?;
+        Ok((listed.uid_validity, uid))
+    }
+
+    /// Copies messages into `mailbox` with their flags and internal dates
+    /// (hard links: the files never change). Returns the target's
+    /// UIDVALIDITY and the new UIDs in the order given.
+    pub fn copy(
+        &self,
+        address: &str,
+        messages: &[Message],
+        mailbox: &str,
+    ) -> Result<(u32, Vec<u32>), StoreError> {
+        let dir = self.mailbox_dir(address, mailbox)?;
+        let mut bases = Vec::with_capacity(messages.len());
+        let mut touched = HashSet::new();
+        for m in messages {
+            let name = self.unique_name();
+            let (sub, file_name) = if m.flags.is_empty() {
+                ("new", name.clone())
+            } else {
+                ("cur", format!("{name}:2,{}", m.flags))
+            };
+            let target = dir.join(sub).join(file_name);
+            match fs::hard_link(&m.path, &target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Gone),
+                Err(e) => return Err(io_at(&target)(e)),
+            }
+            touched.insert(sub);
+            bases.push(name);
+        }
+        for sub in touched {
+            fsync_dir(&dir.join(sub))?;
+        }
+        let listed = self.sync(address, mailbox)?;
+        self.changed();
+        let by_base: BTreeMap<&str, u32> =
+            listed.messages.iter().map(|m| (m.base(), m.uid)).collect();
+        let uids = bases
+            .iter()
+            .map(|b| by_base.get(b.as_str()).copied().ok_or(StoreError::Gone))
+            .collect::<Result<_, _>>()?;
+        Ok((listed.uid_validity, uids))
+    }
+
+    /// Gives a message new flags (maildir letters): a rename into `cur/`.
+    /// Returns the new path; `Gone` when another session expunged it or
+    /// changed its flags first (sync and try again).
+    pub fn set_flags(&self, message: &Message, flags: &str) -> Result<PathBuf, StoreError> {
+        let flags = sort_flags(flags);
+        if flags == message.flags && message.path.parent().is_some_and(|p| p.ends_with("cur")) {
+            return Ok(message.path.clone());
+        }
+        let dir = message
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .ok_or(StoreError::Gone)?;
+        let target = dir
+            .join("cur")
+            .join(format!("{}:2,{flags}", message.base()));
+        match fs::rename(&message.path, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Gone),
+            Err(e) => return Err(io_at(&message.path)(e)),
+        }
+        fsync_dir(&dir.join("cur"))?;
+        self.changed();
+        Ok(target)
+    }
+
+    /// Removes messages for good (EXPUNGE, MOVE); one already gone is fine.
+    pub fn expunge(&self, messages: &[&Message]) -> Result<(), StoreError> {
+        let mut dirs = HashSet::new();
+        for m in messages {
+            match fs::remove_file(&m.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&m.path)(e)),
+            }
+            if let Some(d) = m.path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            fsync_dir(&d)?;
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Stores one message in the account's INBOX; returns once it is durable.
+    pub fn deliver(&self, address: &str, data: &[u8]) -> Result<(), StoreError> {
+        let dir = self.mailbox_dir(address, INBOX)?;
+        self.store_file(&dir, data, "", None)?;
+        self.changed();
+        Ok(())
     }
 
     /// Gives every message without a UID the next ones (in name order, which
@@ -234,6 +486,99 @@ impl Store {
     }
 }
 
+/// The special-use folders every account gets (RFC 6154).
+pub const SPECIAL_USE: [(&str, &str); 4] = [
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+];
+const SUBSCRIPTIONS: &str = "subscriptions";
+
+impl Message {
+    /// The maildir base name: the file name without `:2,FLAGS`.
+    pub fn base(&self) -> &str {
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        name.split_once(":2,").map_or(name, |(b, _)| b)
+    }
+}
+
+/// Maildir flag letters sorted and without repeats (as the spec wants).
+pub fn sort_flags(flags: &str) -> String {
+    let mut letters: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
+    letters.sort_unstable();
+    letters.dedup();
+    letters.into_iter().collect()
+}
+
+fn make_maildir(dir: &Path) -> Result<(), StoreError> {
+    for sub in ["tmp", "new", "cur"] {
+        let d = dir.join(sub);
+        fs::create_dir_all(&d).map_err(io_at(&d))?;
+    }
+    fsync_dir(dir)
+}
+
+/// A mailbox's directory name: INBOX as is, other names percent-encoded
+/// outside `A-Za-z0-9 _+-` and a non-leading `.`, so a name (hierarchy
+/// delimiter `/` included) is always one directory inside the account.
+pub fn mailbox_dir_name(name: &str) -> Result<String, StoreError> {
+    if name.eq_ignore_ascii_case(INBOX) {
+        return Ok(INBOX.into());
+    }
+    if name.is_empty() || name.len() > 255 || name.contains(['\r', '\n', '\0']) {
+        return Err(StoreError::NoMailbox(name.to_string()));
+    }
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b' ' | b'_' | b'+' | b'-')
+            || (b == b'.' && i > 0)
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
+}
+
+/// The mailbox name a directory holds, or None for anything else.
+fn mailbox_name(dir: &str) -> Option<String> {
+    if dir.starts_with('.') {
+        return None;
+    }
+    let bytes = dir.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Replaces `dir/name` whole: write, fsync, rename, fsync of the directory.
+fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
+    file.write_all(data)
+        .and_then(|()| file.sync_all())
+        .map_err(io_at(&tmp))?;
+    fs::rename(&tmp, dir.join(name)).map_err(io_at(&tmp))?;
+    fsync_dir(dir)
+}
+
 /// UIDVALIDITY from the clock (seconds; never 0).
 fn fresh_uid_validity() -> u32 {
     SystemTime::now()
@@ -273,13 +618,7 @@ fn write_uidlist(
     for (uid, base) in by_uid {
         text += &format!("{uid} {base}\n");
     }
-    let tmp = dir.join(format!("{UIDLIST}.tmp"));
-    let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io_at(&tmp))?;
-    fs::rename(&tmp, dir.join(UIDLIST)).map_err(io_at(&tmp))?;
-    fsync_dir(dir)
+    replace_file(dir, UIDLIST, text.as_bytes())
 }
 
 /// Messages in `new/` and `cur/` by base name (the name before `:2,`):

@@ -14,7 +14,9 @@
 //! - [`maildir`]: tmp → new by rename after fsync of the file and directory;
 //!   UIDs, UIDVALIDITY and flags kept in a UID list replaced atomically.
 //! - [`lmtp`]: RFC 2033 delivery, a status per recipient, 250 only when durable.
+pub mod auth;
 pub mod config;
+pub mod imap;
 pub mod lmtp;
 pub mod lock;
 pub mod maildir;

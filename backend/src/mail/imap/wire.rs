@@ -1,0 +1,99 @@
+//! Writing IMAP response data: strings as atoms-safe quoted strings or
+//! literals, NIL, flag lists and dates, so no value from a message can
+//! break a response's syntax.
+use std::time::SystemTime;
+
+use imap_codec::imap_types::flag::Flag;
+
+/// A string: quoted when it is short printable ASCII, else a literal.
+pub fn string(out: &mut Vec<u8>, value: &[u8]) {
+    let quotable = value.len() <= 1024 && value.iter().all(|&b| (0x20..0x7f).contains(&b));
+    if quotable {
+        out.push(b'"');
+        for &b in value {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(format!("{{{}}}\r\n", value.len()).as_bytes());
+        out.extend_from_slice(value);
+    }
+}
+
+/// NIL or a string.
+pub fn nstring(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(v) => string(out, v),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// Maildir flag letters → IMAP system flags, in letter order.
+pub fn flags_from_letters(letters: &str) -> String {
+    let names: Vec<&str> = letters
+        .chars()
+        .filter_map(|c| match c {
+            'D' => Some("\\Draft"),
+            'F' => Some("\\Flagged"),
+            'R' => Some("\\Answered"),
+            'S' => Some("\\Seen"),
+            'T' => Some("\\Deleted"),
+            _ => None,
+        })
+        .collect();
+    format!("({})", names.join(" "))
+}
+
+/// The maildir letter of a system flag; None for keywords, which this
+/// store does not keep (PERMANENTFLAGS says so).
+pub fn letter(flag: &Flag) -> Option<char> {
+    match flag {
+        Flag::Draft => Some('D'),
+        Flag::Flagged => Some('F'),
+        Flag::Answered => Some('R'),
+        Flag::Seen => Some('S'),
+        Flag::Deleted => Some('T'),
+        _ => None,
+    }
+}
+
+pub const PERMANENT_FLAGS: &str = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)";
+
+/// An INTERNALDATE: `"22-Nov-2026 18:43:44 +0000"`.
+pub fn internal_date(t: SystemTime) -> String {
+    let t: chrono::DateTime<chrono::Utc> = t.into();
+    t.format("\"%d-%b-%Y %H:%M:%S +0000\"").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: &[u8]) -> String {
+        let mut out = Vec::new();
+        string(&mut out, v);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn values_cannot_break_the_syntax() {
+        assert_eq!(enc(b"Hello"), "\"Hello\"");
+        assert_eq!(enc(b"say \"hi\" \\o/"), "\"say \\\"hi\\\" \\\\o/\"");
+        assert_eq!(enc(b"two\r\nlines"), "{10}\r\ntwo\r\nlines");
+        assert_eq!(enc("é".as_bytes()), "{2}\r\né");
+        let mut out = Vec::new();
+        nstring(&mut out, None);
+        assert_eq!(out, b"NIL");
+    }
+
+    #[test]
+    fn flags_and_dates() {
+        assert_eq!(flags_from_letters("FRS"), "(\\Flagged \\Answered \\Seen)");
+        assert_eq!(flags_from_letters(""), "()");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 365);
+        assert_eq!(internal_date(t), "\"01-Jan-1971 00:00:00 +0000\"");
+    }
+}
