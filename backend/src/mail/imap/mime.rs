@@ -203,13 +203,19 @@ fn disposition(out: &mut Vec<u8>, part: &MessagePart) {
     }
 }
 
+/// Text lines, the last one counted even without its line end.
+fn line_count(body: &[u8]) -> usize {
+    let ends = body.iter().filter(|&&b| b == b'\n').count();
+    ends + usize::from(body.last().is_some_and(|&b| b != b'\n'))
+}
+
 /// BODYSTRUCTURE (`extended`) or BODY of a whole message.
 pub fn body_structure(out: &mut Vec<u8>, msg: &Message, extended: bool) {
     match root(msg) {
         Some(_) => part_structure(out, msg, 0, extended),
         None => {
             let raw = msg.raw_message();
-            let lines = raw.iter().filter(|&&b| b == b'\n').count();
+            let lines = line_count(raw);
             out.extend_from_slice(
                 format!(
                     "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" {} {lines})",
@@ -289,7 +295,7 @@ fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool) {
     upper(out, part.content_transfer_encoding().unwrap_or("7bit"));
     let body = slice(msg, part.offset_body, part.offset_end).unwrap_or_default();
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
-    let lines = body.iter().filter(|&&b| b == b'\n').count();
+    let lines = line_count(body);
     if let Some(nested) = part.message() {
         out.push(b' ');
         envelope(out, nested);
@@ -536,7 +542,7 @@ inner body\r\n\
         body_structure(&mut out, &msg, false);
         let bs = s(out);
         assert!(
-            bs.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 1)"),
+            bs.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 2)"),
             "{bs}"
         );
         assert!(

@@ -46,7 +46,7 @@ use super::{
     maildir::{INBOX, Message, SPECIAL_USE, Store, StoreError},
 };
 use search::{Bounds, Candidate, in_set};
-use wire::{PERMANENT_FLAGS, flags_from_letters, internal_date, letter, nstring, string};
+use wire::{PERMANENT_FLAGS, flags_from_letters, internal_date, letter, literal, nliteral, string};
 
 /// Before login a client gets a minute; after, RFC 3501's 30 minutes.
 const PRELOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -254,7 +254,32 @@ impl Session {
                 break;
             }
         }
+        self.flush().await?;
+        self.linger().await;
         Ok(())
+    }
+
+    /// A lingering close: closing with unread input would reset the
+    /// connection and could destroy our last reply (a BYE) in flight, so
+    /// input is drained for a moment after our side is shut.
+    async fn linger(&mut self) {
+        let Some(mut io) = self.io.take() else {
+            return;
+        };
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 16 * 1024];
+        let drained = async {
+            let mut total = 0usize;
+            while total < (1 << 20) {
+                match io.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
     }
 
     /// The next complete command, answering literal continuations and
@@ -268,6 +293,15 @@ impl Session {
             match CommandCodec::default().decode(&self.buf) {
                 Ok((rest, command)) => {
                     let consumed = self.buf.len() - rest.len();
+                    if consumed > allowed {
+                        // It came in one read, but is still over the limit.
+                        let tag = command.tag.as_ref().to_string();
+                        self.buf.drain(..consumed);
+                        self.line(&format!("{tag} BAD Command line too long"));
+                        self.flush().await?;
+                        allowed = max_line;
+                        continue;
+                    }
                     let command = command.into_static();
                     self.buf.drain(..consumed);
                     return Ok(Some(command));
@@ -310,10 +344,20 @@ impl Session {
                             .map(str::to_string)
                     });
                     let tag = tag.unwrap_or_else(|| "*".into());
+                    let long = self
+                        .buf
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .is_none_or(|end| end > max_line);
                     if !self.drop_line().await? {
                         return Ok(None);
                     }
-                    self.line(&format!("{tag} BAD Syntax error in command"));
+                    let why = if long {
+                        "Command line too long"
+                    } else {
+                        "Syntax error in command"
+                    };
+                    self.line(&format!("{tag} BAD {why}"));
                     self.flush().await?;
                     allowed = max_line;
                 }
@@ -1100,7 +1144,7 @@ impl Session {
                     }
                     MessageDataItemName::Rfc822 => {
                         out.extend_from_slice(b"RFC822 ");
-                        string(&mut out, raw.as_deref().unwrap_or_default());
+                        literal(&mut out, raw.as_deref().unwrap_or_default());
                     }
                     MessageDataItemName::Rfc822Header => {
                         out.extend_from_slice(b"RFC822.HEADER ");
@@ -1108,7 +1152,7 @@ impl Session {
                             parsed.as_ref().expect("content"),
                             Some(&Section::Header(None)),
                         );
-                        nstring(&mut out, header.as_deref());
+                        nliteral(&mut out, header.as_deref());
                     }
                     MessageDataItemName::Rfc822Text => {
                         out.extend_from_slice(b"RFC822.TEXT ");
@@ -1116,7 +1160,7 @@ impl Session {
                             parsed.as_ref().expect("content"),
                             Some(&Section::Text(None)),
                         );
-                        nstring(&mut out, text.as_deref());
+                        nliteral(&mut out, text.as_deref());
                     }
                     MessageDataItemName::BodyExt {
                         section, partial, ..
@@ -1136,7 +1180,7 @@ impl Session {
                             (_, d) => d,
                         };
                         out.push(b' ');
-                        nstring(&mut out, data.as_deref());
+                        nliteral(&mut out, data.as_deref());
                     }
                     _ => out.extend_from_slice(b"X-UNSUPPORTED NIL"),
                 }

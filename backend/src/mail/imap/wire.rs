@@ -18,8 +18,21 @@ pub fn string(out: &mut Vec<u8>, value: &[u8]) {
         }
         out.push(b'"');
     } else {
-        out.extend_from_slice(format!("{{{}}}\r\n", value.len()).as_bytes());
-        out.extend_from_slice(value);
+        literal(out, value);
+    }
+}
+
+/// Message content: always a literal, as clients (curl) expect for it.
+pub fn literal(out: &mut Vec<u8>, value: &[u8]) {
+    out.extend_from_slice(format!("{{{}}}\r\n", value.len()).as_bytes());
+    out.extend_from_slice(value);
+}
+
+/// NIL or message content.
+pub fn nliteral(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(v) => literal(out, v),
+        None => out.extend_from_slice(b"NIL"),
     }
 }
 

@@ -1,0 +1,511 @@
+//! fulmar-maild's IMAP against real clients in a lab: a real slapd checks
+//! every password (bind), Python's imaplib and curl are the mail clients,
+//! raw sockets carry what imaplib cannot say (IDLE, bad input).
+use std::{
+    fs,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use fulmar_lab::{
+    Lab, LabSpec,
+    mail::{Account, Directory, start_slapd},
+};
+
+const MAIL: &str = "198.18.31.11";
+const CLIENT: &str = "198.18.31.10";
+/// A proxy: its IMAP ID x-originating-ip is believed.
+const PROXY: &str = "198.18.31.12";
+const LDAP: &str = "198.18.31.13";
+const BASE: &str = "dc=fulmar,dc=test";
+const MAILD: &str = env!("CARGO_BIN_EXE_fulmar-maild");
+
+struct Site {
+    lab: Lab,
+    root: PathBuf,
+}
+
+impl Site {
+    fn new() -> Self {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "needs root (CI runs as root)"
+        );
+        let mut lab = Lab::build(&LabSpec::lan(&[
+            ("mail", &format!("{MAIL}/24")),
+            ("cl", &format!("{CLIENT}/24")),
+            ("px", &format!("{PROXY}/24")),
+            ("dir", &format!("{LDAP}/24")),
+        ]))
+        .expect("lab");
+        let work = lab.log_dir().join("slapd");
+        start_slapd(
+            &mut lab,
+            "dir",
+            LDAP,
+            &work,
+            &Directory {
+                base: BASE,
+                service_password: "svc-pw",
+                accounts: vec![
+                    Account {
+                        uid: "ann",
+                        password: "ann-pw",
+                        addresses: vec!["ann@fulmar.test".into()],
+                        mail_host: Some("mail1"),
+                    },
+                    Account {
+                        uid: "bob",
+                        password: "bob-pw",
+                        addresses: vec!["bob@fulmar.test".into()],
+                        mail_host: Some("mail1"),
+                    },
+                ],
+                domains: vec![],
+                admin_password: None,
+            },
+        )
+        .expect("slapd");
+        let root = lab.log_dir().join("volume");
+        let config = root.join("config");
+        fs::create_dir_all(&config).unwrap();
+        fs::write(config.join("ldap.secret"), "svc-pw\n").unwrap();
+        fs::write(config.join("master.secret"), "master-pw\n").unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["mail1.fulmar.test".into()]).unwrap();
+        fs::write(config.join("cert.pem"), cert.cert.pem()).unwrap();
+        fs::write(config.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+        fs::write(
+            config.join("mail.toml"),
+            format!(
+                "instance = \"mail1\"\nlmtp = \"{MAIL}:24\"\nimap = \"{MAIL}:143\"\n\
+                 max_message_size = \"1 MiB\"\nmax_line = 2048\n\
+                 trusted_networks = [\"{PROXY}/32\"]\n\
+                 [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
+                 bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
+                 [master]\nuser = \"provision\"\npassword_file = \"master.secret\"\n\
+                 [tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n"
+            ),
+        )
+        .unwrap();
+        for account in ["ann@fulmar.test", "bob@fulmar.test"] {
+            let out = std::process::Command::new(MAILD)
+                .arg("--root")
+                .arg(&root)
+                .args(["account-create", account])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let root_arg = root.display().to_string();
+        lab.spawn(
+            "mail",
+            "maild",
+            MAILD,
+            &[
+                "--root",
+                &root_arg,
+                "run",
+                "--node",
+                "n1",
+                "--generation",
+                "1",
+            ],
+        )
+        .expect("spawn fulmar-maild");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lab.log("mail", "maild").contains("IMAP on") {
+            assert!(
+                Instant::now() < deadline,
+                "fulmar-maild did not start:\n{}",
+                lab.log("mail", "maild")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { lab, root }
+    }
+
+    fn python(&self, host: &str, script: &str) -> String {
+        let prelude = format!(
+            "import imaplib, socket, ssl, time\n\
+             imaplib.Commands['ID'] = ('NONAUTH', 'AUTH', 'SELECTED')\n\
+             imaplib.Commands['MOVE'] = ('SELECTED',)\n\
+             MAIL = '{MAIL}'\n\
+             def raw(lines, wait=0.3):\n\
+             \x20   s = socket.create_connection((MAIL, 143), timeout=5)\n\
+             \x20   f = s.makefile('rb')\n\
+             \x20   out = [f.readline().decode().strip()]\n\
+             \x20   try:\n\
+             \x20       for line in lines:\n\
+             \x20           s.sendall(line)\n\
+             \x20           time.sleep(wait)\n\
+             \x20       s.shutdown(socket.SHUT_WR)\n\
+             \x20   except OSError:\n\
+             \x20       pass  # the server hung up, as it may\n\
+             \x20   out += [l.decode(errors='replace').strip() for l in f.readlines()]\n\
+             \x20   s.close()\n\
+             \x20   return out\n"
+        );
+        let log = || {
+            format!(
+                "{}\n--- instance log ---\n{}",
+                self.lab.log("mail", "maild"),
+                fs::read_to_string(self.root.join("log/mail1.log")).unwrap_or_default()
+            )
+        };
+        self.lab.python(host, &format!("{prelude}{script}"), log)
+    }
+
+    fn instance_log(&self) -> String {
+        fs::read_to_string(self.root.join("log/mail1.log")).unwrap_or_default()
+    }
+}
+
+fn line<'a>(out: &'a str, tag: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{tag} ")))
+        .unwrap_or_else(|| panic!("no {tag:?} in:\n{out}"))
+}
+
+const MESSAGE: &str = "From: Carl Sender <carl@elsewhere.test>\r\n\
+To: ann@fulmar.test\r\n\
+Subject: quarterly figures\r\n\
+Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n\
+Message-ID: <q1@elsewhere.test>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"xx\"\r\n\
+\r\n\
+--xx\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+figures attached\r\n\
+--xx\r\n\
+Content-Type: application/pdf; name=\"q.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"q.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+JVBERi0xLjQK\r\n\
+--xx--\r\n";
+
+#[test]
+fn imap_transcript_with_directory_logins() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        &format!(
+            r#"
+MESSAGE = {MESSAGE:?}.encode()
+m = imaplib.IMAP4(MAIL, 143)
+print("caps", " ".join(sorted(m.capabilities)))
+for user, pw in [("ann", "wrong"), ('"*)(uid=*"', "ann-pw")]:
+    try:
+        m.login(user, pw); print("bad login accepted", user)
+    except imaplib.IMAP4.error as e:
+        print("refused", user, e)
+m = imaplib.IMAP4(MAIL, 143)
+m.starttls(ssl._create_unverified_context())
+print("tls", m.login("ann", "ann-pw")[0])
+print("namespace", m.namespace()[1][0].decode())
+typ, boxes = m.list()
+print("list", sorted(b.decode() for b in boxes))
+print("create", m.create("Archive/2026")[0], m.create("Archive/2026")[0])
+print("rename", m.rename("Archive/2026", "Old")[0])
+print("subscribe", m.subscribe("Old")[0], sorted(b.decode() for b in m.lsub()[1]))
+typ, data = m.append("INBOX", r"(\Flagged)", imaplib.Time2Internaldate(1700000000), MESSAGE)
+print("append", typ, data[0].decode())
+for i in range(3):
+    m.append("INBOX", None, None, f"Subject: note {{i}}\r\nFrom: bob@fulmar.test\r\n\r\nbody {{i}} needle\r\n".encode())
+print("status", m.status("INBOX", "(MESSAGES UIDNEXT UNSEEN)")[1][0].decode())
+typ, data = m.select("INBOX")
+print("select", typ, data[0].decode())
+typ, data = m.fetch("1", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)")
+print("fetch1", data[0].decode())
+typ, data = m.fetch("1", "(BODYSTRUCTURE)")
+print("structure", data[0].decode())
+typ, data = m.fetch("1", "(BODY.PEEK[1] BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[2.MIME] BODY.PEEK[]<0.4>)")
+print("sections", data)
+print("still unseen", m.fetch("1", "(FLAGS)")[1][0].decode())
+typ, data = m.fetch("2", "(BODY[TEXT])")
+print("seen now", data[0][1], data[1].decode())
+print("search body", m.search(None, "BODY", "needle")[1][0].decode())
+print("search flagged", m.search(None, "FLAGGED")[1][0].decode())
+print("search or", m.search(None, "OR", "SUBJECT", "quarterly", "SUBJECT", '"note 2"')[1][0].decode())
+print("search not seen", m.uid("SEARCH", "NOT", "SEEN", "SINCE", "1-Jan-2020")[1][0].decode())
+print("search from", m.search(None, "FROM", "carl")[1][0].decode())
+print("store", [d.decode() for d in m.store("3", "+FLAGS", r"(\Deleted \Answered)")[1]])
+typ, data = m._simple_command("UID", "COPY", "1:2", "Old")
+print("copy", typ, data[0].decode())
+print("copy missing", m.copy("1", "Nowhere")[1][0].decode())
+typ, data = m._simple_command("UID", "MOVE", "4", "Trash")
+print("move", typ, m.untagged_responses.pop("OK", None), m.untagged_responses.pop("EXPUNGE", None))
+typ, data = m.expunge()
+print("expunge", typ, data)
+print("left", m.search(None, "ALL")[1][0].decode())
+print("delete", m.delete("Old")[0], m.delete("INBOX")[1][0].decode())
+m.logout()
+
+# The master user reaches an account by SASL PLAIN's authorization identity.
+m = imaplib.IMAP4(MAIL, 143)
+print("master", m.authenticate("PLAIN", lambda _: b"bob@fulmar.test\0provision\0master-pw")[0])
+print("master folders", m.select("Trash")[0])
+m.logout()
+m = imaplib.IMAP4(MAIL, 143)
+try:
+    m.authenticate("PLAIN", lambda _: b"bob@fulmar.test\0provision\0wrong"); print("bad master accepted")
+except imaplib.IMAP4.error as e:
+    print("master refused", e)
+
+# Bad input, raw.
+r = raw([b"a1 LOGIN ann ann-pw\r\n", b"a2 SELECT INBOX\r\n", b"a3 FETCH 1 (NOSUCHITEM)\r\n",
+         b"a4 FETCH 99 FLAGS\r\n", b"a5 APPEND INBOX {{2000000}}\r\n", b"a6 NOOP\r\n",
+         b"a7 LOGOUT\r\n"])
+print("raw", [l for l in r if l.startswith("a")])
+r = raw([b"b1 NOOP " + b"x" * 5000 + b"\r\n", b"b2 NOOP\r\n"])
+print("long", r[1:])
+r = raw([b"x" * 20000])
+print("endless", r[1:])
+r = raw([b"c1 LOGIN {{3}}\r\n", b"ann {{6+}}\r\nann-pw\r\n", b"c2 LOGOUT\r\n"])
+print("literals", [l for l in r if l.startswith("c") or l.startswith("+")])
+"#
+        ),
+    );
+    let caps = line(&out, "caps");
+    for c in [
+        "IMAP4REV1",
+        "STARTTLS",
+        "AUTH=PLAIN",
+        "UIDPLUS",
+        "MOVE",
+        "IDLE",
+        "SPECIAL-USE",
+        "LITERAL+",
+        "ID",
+    ] {
+        assert!(caps.contains(c), "{c} missing: {caps}");
+    }
+    assert!(
+        line(&out, "refused ann").contains("AUTHENTICATIONFAILED"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "refused \"*)(uid=*\"").contains("AUTHENTICATIONFAILED"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "tls"), "OK");
+    assert_eq!(line(&out, "namespace"), "((\"\" \"/\")) NIL NIL");
+    let list = line(&out, "list");
+    for (name, attr) in [
+        ("INBOX", "()"),
+        ("Sent", "(\\\\Sent)"),
+        ("Drafts", "(\\\\Drafts)"),
+        ("Trash", "(\\\\Trash)"),
+        ("Junk", "(\\\\Junk)"),
+    ] {
+        assert!(
+            list.contains(&format!(
+                "{attr} \"/\" {}",
+                if name == "INBOX" {
+                    "\"INBOX\"".to_string()
+                } else {
+                    format!("\"{name}\"")
+                }
+            )),
+            "{name} {attr}: {list}"
+        );
+    }
+    assert_eq!(line(&out, "create"), "OK NO");
+    assert_eq!(line(&out, "rename"), "OK");
+    assert!(line(&out, "subscribe").starts_with("OK ["), "{out}");
+    assert!(line(&out, "subscribe").contains("\"Old\""));
+    let append = line(&out, "append");
+    assert!(append.starts_with("OK [APPENDUID "), "{append}");
+    assert!(append.ends_with(" 1] APPEND completed"), "{append}");
+    assert!(
+        line(&out, "status").contains("MESSAGES 4") && line(&out, "status").contains("UNSEEN 4"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "select"), "OK 4");
+    let fetch1 = line(&out, "fetch1");
+    assert!(fetch1.contains("FLAGS (\\Flagged)"), "{fetch1}");
+    assert!(
+        fetch1.contains("INTERNALDATE \"14-Nov-2023 22:13:20 +0000\""),
+        "{fetch1}"
+    );
+    assert!(
+        fetch1.contains(&format!("RFC822.SIZE {}", MESSAGE.len())),
+        "{fetch1}"
+    );
+    assert!(
+        fetch1.contains("ENVELOPE (\"Sun, 22 Nov 2026 10:00:00 +0000\" \"quarterly figures\" ((\"Carl Sender\" NIL \"carl\" \"elsewhere.test\"))"),
+        "{fetch1}"
+    );
+    assert!(fetch1.contains("\"<q1@elsewhere.test>\")"), "{fetch1}");
+    let structure = line(&out, "structure");
+    assert!(
+        structure.contains("(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 16 1"),
+        "{structure}"
+    );
+    assert!(
+        structure.contains("(\"APPLICATION\" \"PDF\" (\"NAME\" \"q.pdf\") NIL NIL \"BASE64\" 12 NIL (\"ATTACHMENT\" (\"FILENAME\" \"q.pdf\")) NIL NIL) \"MIXED\" (\"BOUNDARY\" \"xx\")"),
+        "{structure}"
+    );
+    let sections = line(&out, "sections");
+    assert!(
+        sections.contains("BODY[1] {16}', b'figures attached'"),
+        "{sections}"
+    );
+    assert!(
+        sections.contains(
+            "BODY[HEADER.FIELDS (SUBJECT)] {30}', b'Subject: quarterly figures\\r\\n\\r\\n'"
+        ),
+        "{sections}"
+    );
+    assert!(sections.contains("BODY[2.MIME] {"), "{sections}");
+    assert!(
+        sections.contains("Content-Disposition: attachment"),
+        "{sections}"
+    );
+    assert!(sections.contains("BODY[]<0> {4}', b'From'"), "{sections}");
+    assert!(line(&out, "still unseen").contains("FLAGS (\\Flagged)"));
+    let seen = line(&out, "seen now");
+    assert!(
+        seen.contains("FLAGS (\\Seen)") && seen.contains("b'body 0 needle\\r\\n'"),
+        "{seen}"
+    );
+    assert_eq!(line(&out, "search body"), "2 3 4");
+    assert_eq!(line(&out, "search flagged"), "1");
+    assert_eq!(line(&out, "search or"), "1 4");
+    assert_eq!(line(&out, "search not seen"), "1 3 4");
+    assert_eq!(line(&out, "search from"), "1");
+    assert!(
+        line(&out, "store").contains("FLAGS (\\\\Answered \\\\Deleted)"),
+        "{out}"
+    );
+    let copy = line(&out, "copy");
+    assert!(
+        copy.starts_with("OK [COPYUID ") && copy.contains(" 1:2 1:2]"),
+        "{copy}"
+    );
+    assert!(
+        line(&out, "copy missing").starts_with("[TRYCREATE]"),
+        "{out}"
+    );
+    let moved = line(&out, "move");
+    assert!(
+        moved.starts_with("OK [b'[COPYUID ") && moved.ends_with("[b'4']"),
+        "{moved}"
+    );
+    assert_eq!(line(&out, "expunge"), "OK [b'3']");
+    assert_eq!(line(&out, "left"), "1 2");
+    assert!(line(&out, "delete").starts_with("OK [CANNOT]"), "{out}");
+    assert_eq!(line(&out, "master"), "OK");
+    assert_eq!(line(&out, "master folders"), "OK");
+    assert!(line(&out, "master refused").contains("AUTHENTICATIONFAILED"));
+    let raw = line(&out, "raw");
+    assert!(raw.contains("'a1 OK [CAPABILITY"), "{raw}");
+    assert!(raw.contains("'a3 BAD Syntax error"), "{raw}");
+    assert!(raw.contains("'a4 BAD No such message'"), "{raw}");
+    assert!(raw.contains("'a5 NO [TOOBIG]"), "{raw}");
+    assert!(raw.contains("'a6 OK"), "{raw}");
+    assert_eq!(
+        line(&out, "long"),
+        "['b1 BAD Command line too long', 'b2 OK Completed']"
+    );
+    assert_eq!(line(&out, "endless"), "['* BYE Command line too long']");
+    let literals = line(&out, "literals");
+    assert!(
+        literals.contains("'+ Ready for literal data'") && literals.contains("'c1 OK"),
+        "{literals}"
+    );
+
+    // A second real client: curl fetches by UID over IMAP.
+    let curl = site
+        .lab
+        .check(
+            "cl",
+            "curl",
+            &[
+                "-sS",
+                "--user",
+                "ann:ann-pw",
+                &format!("imap://{MAIL}/INBOX;UID=1;SECTION=1"),
+            ],
+        )
+        .expect("curl");
+    assert_eq!(curl.trim(), "figures attached");
+    assert!(
+        site.instance_log().contains("imap login"),
+        "{}",
+        site.instance_log()
+    );
+}
+
+#[test]
+fn sessions_see_each_other_and_idle_hears_deliveries() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+import smtplib
+a = imaplib.IMAP4(MAIL, 143); a.login("ann@fulmar.test", "ann-pw")
+for i in range(3):
+    a.append("INBOX", None, None, f"Subject: m{i}\r\n\r\nx\r\n".encode())
+a.select("INBOX")
+b = imaplib.IMAP4(MAIL, 143); b.login("ann", "ann-pw"); b.select("INBOX")
+a.store("2", "+FLAGS", r"(\Flagged)")
+b.noop()
+print("flags seen", b.untagged_responses.pop("FETCH", None))
+a.store("1", "+FLAGS", r"(\Deleted)"); a.expunge()
+b.noop()
+print("expunge seen", b.untagged_responses.pop("EXPUNGE", None))
+b.logout()
+
+# IDLE on a raw socket: a delivery by LMTP must reach it at once.
+s = socket.create_connection((MAIL, 143), timeout=5)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"i1 LOGIN ann ann-pw\r\ni2 SELECT INBOX\r\n")
+while not f.readline().startswith(b"i2 OK"):
+    pass
+s.sendall(b"i3 IDLE\r\n")
+print("idle", f.readline().decode().strip())
+started = time.time()
+l = smtplib.LMTP(MAIL, 24)
+l.sendmail("x@elsewhere.test", ["ann@fulmar.test"], "Subject: live\r\n\r\nnew\r\n")
+l.quit()
+print("pushed", f.readline().decode().strip(), round(time.time() - started, 2) < 2)
+s.sendall(b"DONE\r\n")
+print("done", f.readline().decode().strip())
+s.close()
+"#,
+    );
+    let flags = line(&out, "flags seen");
+    assert!(flags.contains("FLAGS (\\\\Flagged)"), "{out}");
+    assert_eq!(line(&out, "expunge seen"), "[b'1']");
+    assert_eq!(line(&out, "idle"), "+ idling");
+    assert_eq!(line(&out, "pushed"), "* 3 EXISTS True");
+    assert_eq!(line(&out, "done"), "i3 OK IDLE terminated");
+}
+
+#[test]
+fn only_trusted_proxies_may_name_the_client() {
+    let site = Site::new();
+    let id = r#"
+m = imaplib.IMAP4(MAIL, 143)
+m._simple_command("ID", '("name" "fulmar-proxy" "x-originating-ip" "198.18.0.99")')
+m.login("bob", "bob-pw")
+m.logout()
+"#;
+    site.python("cl", id);
+    site.python("px", id);
+    let log = site.instance_log();
+    let logins: Vec<&str> = log.lines().filter(|l| l.contains("imap login")).collect();
+    assert_eq!(logins.len(), 2, "{log}");
+    assert!(logins[0].contains(&format!("client={CLIENT}")), "{log}");
+    assert!(logins[1].contains("client=198.18.0.99"), "{log}");
+    assert!(
+        log.contains("ignored ID x-originating-ip from an untrusted peer"),
+        "{log}"
+    );
+}
