@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod failover_bench;
 mod lab;
+mod mail_bench;
 mod proxy_bench;
 
 use anyhow::Result;
@@ -32,6 +33,8 @@ enum Command {
     ProxyBench(proxy_bench::Args),
     /// Measure failover: node failures in a lab cluster, detection/fencing/start vs a planned move.
     FailoverBench(failover_bench::Args),
+    /// Measure the mail service: LMTP deliveries/s and IMAP FETCH vs Dovecot, same run.
+    MailBench(mail_bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -49,5 +52,6 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::ProxyBench(args) => proxy_bench::run(args),
         Command::FailoverBench(args) => failover_bench::run(args),
+        Command::MailBench(args) => mail_bench::run(args),
     }
 }

@@ -83,6 +83,17 @@ pub struct Store {
     sync: Mutex<()>,
     /// Bumped after every change to any mailbox: IDLE and NOOP look again.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Directory fsyncs shared by concurrent deliveries (group commit).
+    barriers: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<DirBarrier>>>,
+}
+
+/// One directory's group commit: renames are counted; an fsync covers
+/// every rename counted before it started, so a delivery whose rename an
+/// fsync already covered needs none of its own.
+#[derive(Default)]
+struct DirBarrier {
+    renames: AtomicU64,
+    synced: Mutex<u64>,
 }
 
 /// The directory name of an address, or why it is not one.
@@ -127,7 +138,29 @@ impl Store {
             counter: AtomicU64::new(0),
             sync: Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
+            barriers: Mutex::default(),
         })
+    }
+
+    /// Makes a rename just done in `dir` durable: fsyncs the directory, or
+    /// waits for an fsync that started after the rename.
+    fn durable_rename(&self, dir: &Path) -> Result<(), StoreError> {
+        let barrier = self
+            .barriers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(dir.to_path_buf())
+            .or_default()
+            .clone();
+        let mine = barrier.renames.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = barrier.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= mine {
+            return Ok(());
+        }
+        let upto = barrier.renames.load(Ordering::SeqCst);
+        fsync_dir(dir)?;
+        *synced = upto;
+        Ok(())
     }
 
     /// A receiver that sees every later change to the store.
@@ -287,13 +320,11 @@ impl Store {
             .create_new(true)
             .open(&tmp)
             .map_err(io_at(&tmp))?;
-        let written = file
-            .write_all(data)
-            .and_then(|()| match internal_date {
-                Some(t) => file.set_modified(t),
-                None => Ok(()),
-            })
-            .and_then(|()| file.sync_all());
+        // fdatasync is enough unless the mtime (INTERNALDATE) was set.
+        let written = file.write_all(data).and_then(|()| match internal_date {
+            Some(t) => file.set_modified(t).and_then(|()| file.sync_all()),
+            None => file.sync_data(),
+        });
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(io_at(&tmp)(e));
@@ -306,7 +337,7 @@ impl Store {
         };
         let target = dir.join(sub);
         fs::rename(&tmp, target.join(file_name)).map_err(io_at(&tmp))?;
-        fsync_dir(&target)?;
+        self.durable_rename(&target)?;
         Ok(name)
     }
 
