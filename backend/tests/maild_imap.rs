@@ -508,4 +508,27 @@ m.logout()
         log.contains("ignored ID x-originating-ip from an untrusted peer"),
         "{log}"
     );
+
+    // The health probe the failover manager can run: healthy while the
+    // instance serves, failing once it is gone.
+    let root = site.root.display().to_string();
+    let probe = || {
+        site.lab
+            .exec("mail", MAILD, &["--root", &root, "probe"])
+            .unwrap()
+    };
+    let healthy = probe();
+    assert!(healthy.status.success(), "{healthy:?}");
+    assert_eq!(String::from_utf8_lossy(&healthy.stdout), "mail1: healthy\n");
+    let pid = *site.lab.state().pids.last().expect("maild pid");
+    // SAFETY: kill(2) on the child the lab spawned.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let dead = probe();
+    assert!(!dead.status.success());
+    let why = String::from_utf8_lossy(&dead.stderr);
+    assert!(
+        why.contains(&format!("{MAIL}:24")) && why.contains("refused"),
+        "{why}"
+    );
 }

@@ -43,6 +43,9 @@ enum Command {
     AccountCreate { address: String },
     /// List an account's INBOX: UIDVALIDITY, then UID, flags and size per message.
     MailboxShow { address: String },
+    /// Health: each listener greets (LMTP 220, IMAP * OK) within 2 s and
+    /// the volume takes a durable write. Exit status 0 when healthy.
+    Probe,
 }
 
 fn main() -> Result<()> {
@@ -58,6 +61,22 @@ fn main() -> Result<()> {
         Command::AccountCreate { address } => {
             Store::open(&root)?.create_account(&address)?;
             println!("{address}: mailbox ready");
+            Ok(())
+        }
+        Command::Probe => {
+            let config = MailConfig::load(&root).map_err(anyhow::Error::msg)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                greets(config.lmtp, b"220").await?;
+                if let Some(imap) = config.imap {
+                    greets(imap, b"* OK").await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            fulmar_backend::probe::storage_writable(&root).map_err(anyhow::Error::msg)?;
+            println!("{}: healthy", config.instance);
             Ok(())
         }
         Command::MailboxShow { address } => {
@@ -159,4 +178,27 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         drop(lock);
         Ok(())
     })
+}
+
+/// Whether the listener at `addr` sends a greeting starting with `expect`.
+async fn greets(addr: std::net::SocketAddr, expect: &[u8]) -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let mut greeting = [0u8; 64];
+        let mut got = 0;
+        while got < expect.len() {
+            match stream.read(&mut greeting[got..]).await? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok::<_, std::io::Error>(greeting[..got].starts_with(expect))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => anyhow::bail!("{addr}: no {} greeting", String::from_utf8_lossy(expect)),
+        Ok(Err(e)) => anyhow::bail!("{addr}: {e}"),
+        Err(_) => anyhow::bail!("{addr}: no greeting in 2s"),
+    }
 }
