@@ -10,7 +10,7 @@ LLVM_MAJOR=22
 # peers the lab and tests run (iproute2, bpftool, xdp-tools), systemd for
 # `systemd-analyze verify` of the units, util-linux for `unshare`; the proxy
 # tests run a real OpenLDAP (slapd, misc.schema) and real Dovecot back-ends,
-# driven by Python's imaplib/poplib/smtplib. Fencing runs Debian's
+# driven by Python's imaplib/poplib/smtplib (and curl, a second IMAP client). Fencing runs Debian's
 # fence-agents and ipmitool against PyPI's Redfish and IPMI emulators, and
 # cuts nodes off loop-attached ext4 volumes (e2fsprogs). The failover
 # manager keeps its state in etcd (a 3-member etcd-server in the lab;
@@ -19,7 +19,7 @@ APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
   build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
   procps psmisc netcat-openbsd systemd util-linux
-  slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd python3
+  slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 curl
   python3-venv fence-agents ipmitool e2fsprogs
   libprotobuf-dev etcd-server etcd-client
 )
