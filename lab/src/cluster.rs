@@ -267,23 +267,20 @@ impl ClusterLab {
         kill_netns(&self.lab.netns(&format!("etcd{i}")))
     }
 
+    /// `etcdctl ARGS -w json` from the client host, parsed.
+    fn etcdctl_json(&self, args: &[&str]) -> Result<(Value, String), LabError> {
+        let mut all = vec!["--endpoints", &self.endpoints, "--command-timeout=2s"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-w", "json"]);
+        let out = self.lab.check("client", "etcdctl", &all)?;
+        let v =
+            serde_json::from_str(&out).map_err(|e| LabError::Spec(format!("etcdctl json: {e}")))?;
+        Ok((v, out))
+    }
+
     /// Which etcd member (1–3) leads the raft group now.
     pub fn etcd_leader(&self) -> Result<usize, LabError> {
-        let out = self.lab.check(
-            "client",
-            "etcdctl",
-            &[
-                "--endpoints",
-                &self.endpoints,
-                "--command-timeout=2s",
-                "endpoint",
-                "status",
-                "-w",
-                "json",
-            ],
-        )?;
-        let v: Value =
-            serde_json::from_str(&out).map_err(|e| LabError::Spec(format!("etcdctl json: {e}")))?;
+        let (v, out) = self.etcdctl_json(&["endpoint", "status"])?;
         let statuses = v.as_array().cloned().unwrap_or_default();
         statuses
             .iter()
@@ -297,22 +294,7 @@ impl ClusterLab {
 
     /// The cluster state: key (without the prefix) → value.
     pub fn state(&self) -> Result<BTreeMap<String, String>, LabError> {
-        let out = self.lab.check(
-            "client",
-            "etcdctl",
-            &[
-                "--endpoints",
-                &self.endpoints,
-                "--command-timeout=2s",
-                "get",
-                "--prefix",
-                &format!("{PREFIX}/"),
-                "-w",
-                "json",
-            ],
-        )?;
-        let v: Value =
-            serde_json::from_str(&out).map_err(|e| LabError::Spec(format!("etcdctl json: {e}")))?;
+        let (v, _) = self.etcdctl_json(&["get", "--prefix", &format!("{PREFIX}/")])?;
         let mut map = BTreeMap::new();
         for kv in v["kvs"].as_array().into_iter().flatten() {
             let key = b64(kv["key"].as_str().unwrap_or_default());

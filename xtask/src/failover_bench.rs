@@ -40,10 +40,7 @@ fn wall_ms() -> u64 {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("failover-bench builds network namespaces: run as root");
-    }
+    crate::lab::require_root("failover-bench")?;
     let bins = crate::lab::cargo_build_bins(&["fulmar-backend", "fulmar-lb"], true)?;
     let mut c = ClusterLab::build(Options {
         noded: bins.join("fulmar-noded"),

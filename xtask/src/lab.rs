@@ -58,6 +58,46 @@ fn build_bins() -> Result<(PathBuf, PathBuf, PathBuf)> {
 
 /// Builds the packages' binaries (in xtask's profile, or release) and
 /// returns the directory that holds them.
+/// The benches build network namespaces: refuse early unless root.
+pub fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} builds network namespaces: run as root");
+    }
+    Ok(())
+}
+
+/// A single-threaded runtime for a load generator: its sockets open on the
+/// calling thread, which `Lab::in_host` has moved into the client's netns.
+pub fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A bench directory: one account and the proxies' service password.
+pub fn one_account_directory<'a>(
+    base: &'a str,
+    service_password: &'a str,
+    uid: &'a str,
+    password: &'a str,
+    address: &str,
+    mail_host: &'a str,
+) -> mail::Directory<'a> {
+    mail::Directory {
+        base,
+        service_password,
+        accounts: vec![mail::Account {
+            uid,
+            password,
+            addresses: vec![address.to_string()],
+            mail_host: Some(mail_host),
+        }],
+        domains: vec![],
+        admin_password: None,
+    }
+}
+
 pub fn cargo_build_bins(packages: &[&str], release: bool) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = std::process::Command::new(cargo);

@@ -37,9 +37,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("mail-bench builds network namespaces: run as root");
-    }
+    crate::lab::require_root("mail-bench")?;
     let maild = crate::lab::cargo_build_bins(&["fulmar-backend"], true)?.join("fulmar-maild");
     let spec = LabSpec::lan(&[
         ("cl", &format!("{CLIENT}/24")),
@@ -49,18 +47,14 @@ pub fn run(args: Args) -> Result<()> {
     ]);
     let mut lab = Lab::build(&spec).context("building the bench lab")?;
     let work = lab.log_dir().join("bench");
-    let directory = mail::Directory {
-        base: BASE,
-        service_password: "proxy-secret",
-        accounts: vec![mail::Account {
-            uid: "bench",
-            password: PASSWORD,
-            addresses: vec![ADDRESS.into()],
-            mail_host: Some("mail1"),
-        }],
-        domains: vec![],
-        admin_password: None,
-    };
+    let directory = crate::lab::one_account_directory(
+        BASE,
+        "proxy-secret",
+        "bench",
+        PASSWORD,
+        ADDRESS,
+        "mail1",
+    );
     mail::start_slapd(&mut lab, "dir", DIRECTORY, &work.join("ldap"), &directory)?;
     mail::start_dovecot(
         &mut lab,
@@ -180,9 +174,7 @@ async fn reply(conn: &mut BufReader<TcpStream>, line: &mut String) -> Result<Str
 
 /// `n` deliveries over `c` LMTP connections; each counts at its 250.
 fn deliver(to: SocketAddr, n: usize, c: usize) -> Result<Rate> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::lab::client_runtime()?;
     runtime.block_on(async move {
         let started = Instant::now();
         let mut workers = Vec::new();
@@ -236,9 +228,7 @@ fn deliver(to: SocketAddr, n: usize, c: usize) -> Result<Rate> {
 
 /// `c` sessions, each fetching every message of the INBOX whole.
 fn fetch(to: SocketAddr, c: usize) -> Result<Rate> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::lab::client_runtime()?;
     runtime.block_on(async move {
         let mut sessions = Vec::new();
         for _ in 0..c {

@@ -36,9 +36,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("proxy-bench builds network namespaces: run as root");
-    }
+    crate::lab::require_root("proxy-bench")?;
     let proxyd = crate::lab::cargo_build_bins(&["fulmar-proxy"], true)?.join("fulmar-proxyd");
     let spec = LabSpec::lan(&[
         ("px", &format!("{PROXY}/24")),
@@ -48,18 +46,14 @@ pub fn run(args: Args) -> Result<()> {
     ]);
     let mut lab = Lab::build(&spec).context("building the bench lab")?;
     let work = lab.log_dir().join("bench");
-    let directory = mail::Directory {
-        base: BASE,
-        service_password: "proxy-secret",
-        accounts: vec![mail::Account {
-            uid: USER.0,
-            password: USER.1,
-            addresses: vec![format!("{}@mail.test", USER.0)],
-            mail_host: Some(BACKEND),
-        }],
-        domains: vec![],
-        admin_password: None,
-    };
+    let directory = crate::lab::one_account_directory(
+        BASE,
+        "proxy-secret",
+        USER.0,
+        USER.1,
+        &format!("{}@mail.test", USER.0),
+        BACKEND,
+    );
     mail::start_slapd(&mut lab, "dir", DIRECTORY, &work.join("ldap"), &directory)?;
     // The back-end checks the password itself, so the direct path and the
     // proxied path cost it the same.
@@ -152,9 +146,7 @@ struct Figures {
 
 /// Sessions from this thread (so its sockets live in the client's netns).
 fn load(to: SocketAddr, duration: Duration, concurrency: usize) -> Result<Figures> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::lab::client_runtime()?;
     runtime.block_on(async move {
         let started = Instant::now();
         let deadline = started + duration;
@@ -232,9 +224,7 @@ async fn session(to: SocketAddr, keep: bool) -> Result<Option<BufReader<TcpStrea
 /// Opens `n` logged-in sessions and keeps them until the process's memory
 /// was read (they close when this thread's runtime drops after a pause).
 fn hold_idle(to: SocketAddr, n: usize) -> Result<usize> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::lab::client_runtime()?;
     let held = runtime.block_on(async move {
         let mut held = Vec::new();
         for _ in 0..n {

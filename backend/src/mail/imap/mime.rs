@@ -278,20 +278,11 @@ fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool) {
     out.push(b' ');
     params(out, part, is_text);
     out.push(b' ');
-    nstring(
-        out,
-        raw_value(msg, &part.headers, "Content-ID")
-            .as_deref()
-            .map(str::as_bytes),
-    );
-    out.push(b' ');
-    nstring(
-        out,
-        raw_value(msg, &part.headers, "Content-Description")
-            .as_deref()
-            .map(str::as_bytes),
-    );
-    out.push(b' ');
+    for field in ["Content-ID", "Content-Description"] {
+        let value = raw_value(msg, &part.headers, field);
+        nstring(out, value.as_deref().map(str::as_bytes));
+        out.push(b' ');
+    }
     upper(out, part.content_transfer_encoding().unwrap_or("7bit"));
     let body = slice(msg, part.offset_body, part.offset_end).unwrap_or_default();
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
