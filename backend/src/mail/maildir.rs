@@ -104,19 +104,23 @@ pub fn account_dir_name(address: &str) -> Result<String, StoreError> {
     if local.is_empty() || domain.is_empty() || lower.len() > 254 || lower.contains(['\r', '\n']) {
         return Err(bad());
     }
-    let mut out = String::with_capacity(lower.len());
-    for (i, b) in lower.bytes().enumerate() {
-        let plain = b.is_ascii_lowercase()
-            || b.is_ascii_digit()
-            || matches!(b, b'_' | b'@' | b'+' | b'-')
-            || (b == b'.' && i > 0);
-        if plain {
+    Ok(percent_encode(&lower, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'@' | b'+' | b'-')
+    }))
+}
+
+/// `text` with every byte `plain` refuses, and a leading dot, as `%XX`:
+/// the result is always one directory name.
+fn percent_encode(text: &str, plain: impl Fn(u8) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, b) in text.bytes().enumerate() {
+        if plain(b) || (b == b'.' && i > 0) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    Ok(out)
+    out
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -406,12 +410,12 @@ impl Store {
     }
 
     /// Gives a message new flags (maildir letters): a rename into `cur/`.
-    /// Returns the new path; `Gone` when another session expunged it or
-    /// changed its flags first (sync and try again).
-    pub fn set_flags(&self, message: &Message, flags: &str) -> Result<PathBuf, StoreError> {
+    /// Returns the message as it now is; `Gone` when another session
+    /// expunged it or changed its flags first (sync and try again).
+    pub fn set_flags(&self, message: &Message, flags: &str) -> Result<Message, StoreError> {
         let flags = sort_flags(flags);
         if flags == message.flags && message.path.parent().is_some_and(|p| p.ends_with("cur")) {
-            return Ok(message.path.clone());
+            return Ok(message.clone());
         }
         let dir = message
             .path
@@ -428,7 +432,11 @@ impl Store {
         }
         fsync_dir(&dir.join("cur"))?;
         self.changed();
-        Ok(target)
+        Ok(Message {
+            path: target,
+            flags,
+            ..message.clone()
+        })
     }
 
     /// Removes messages for good (EXPUNGE, MOVE); one already gone is fine.
@@ -539,7 +547,7 @@ impl Message {
 }
 
 /// Maildir flag letters sorted and without repeats (as the spec wants).
-pub fn sort_flags(flags: &str) -> String {
+fn sort_flags(flags: &str) -> String {
     let mut letters: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
     letters.sort_unstable();
     letters.dedup();
@@ -564,18 +572,9 @@ pub fn mailbox_dir_name(name: &str) -> Result<String, StoreError> {
     if name.is_empty() || name.len() > 255 || name.contains(['\r', '\n', '\0']) {
         return Err(StoreError::NoMailbox(name.to_string()));
     }
-    let mut out = String::with_capacity(name.len());
-    for (i, b) in name.bytes().enumerate() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b' ' | b'_' | b'+' | b'-')
-            || (b == b'.' && i > 0)
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Ok(out)
+    Ok(percent_encode(name, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'+' | b'-')
+    }))
 }
 
 /// The mailbox name a directory holds, or None for anything else.

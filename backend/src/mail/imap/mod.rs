@@ -84,7 +84,6 @@ struct Selected {
     name: String,
     read_only: bool,
     uid_validity: u32,
-    next_uid: u32,
     /// In sequence-number order (= UID order).
     view: Vec<Message>,
 }
@@ -846,7 +845,6 @@ impl Session {
             name: name.to_string(),
             read_only,
             uid_validity: listed.uid_validity,
-            next_uid: listed.next_uid,
             view: listed.messages,
         });
     }
@@ -999,7 +997,6 @@ impl Session {
         if sel.view.len() != before {
             lines.push(format!("* {} EXISTS", sel.view.len()));
         }
-        sel.next_uid = listed.next_uid;
         for l in lines {
             self.line(&l);
         }
@@ -1078,11 +1075,10 @@ impl Session {
             let mut flags_changed = false;
             if marks_seen && !read_only && !message.flags.contains('S') {
                 let letters = format!("{}S", message.flags);
-                if let Ok(path) =
+                if let Ok(updated) =
                     tokio::task::block_in_place(|| self.imap.store.set_flags(&message, &letters))
                 {
-                    message.path = path;
-                    message.flags = super::maildir::sort_flags(&letters);
+                    message = updated;
                     let sel = self.selected.as_mut().expect("selected");
                     sel.view[i] = message.clone();
                     flags_changed = true;
@@ -1227,11 +1223,7 @@ impl Session {
             let result =
                 tokio::task::block_in_place(|| self.imap.store.set_flags(&message, &letters));
             match result {
-                Ok(path) => {
-                    let sel = self.selected.as_mut().expect("selected");
-                    sel.view[i].path = path;
-                    sel.view[i].flags = super::maildir::sort_flags(&letters);
-                }
+                Ok(updated) => self.selected.as_mut().expect("selected").view[i] = updated,
                 // Expunged elsewhere: it goes at the next refresh.
                 Err(StoreError::Gone) => continue,
                 Err(e) => {

@@ -14,7 +14,8 @@ use crate::mail::maildir::Message;
 pub struct Candidate<'a> {
     pub seq: u32,
     pub message: &'a Message,
-    raw: OnceCell<Vec<u8>>,
+    /// Read and parsed at most once, whatever the number of keys.
+    parsed: OnceCell<mail_parser::Message<'static>>,
 }
 
 /// The highest sequence number and UID: what `*` means.
@@ -29,14 +30,16 @@ impl<'a> Candidate<'a> {
         Self {
             seq,
             message,
-            raw: OnceCell::new(),
+            parsed: OnceCell::new(),
         }
     }
 
-    fn raw(&self) -> &[u8] {
-        // A message expunged meanwhile matches nothing that needs content.
-        self.raw
-            .get_or_init(|| std::fs::read(&self.message.path).unwrap_or_default())
+    fn parsed(&self) -> &mail_parser::Message<'static> {
+        self.parsed.get_or_init(|| {
+            // A message expunged meanwhile matches nothing that needs content.
+            let raw = std::fs::read(&self.message.path).unwrap_or_default();
+            mime::parse(&raw).into_owned()
+        })
     }
 
     fn flag(&self, letter: char) -> bool {
@@ -49,14 +52,12 @@ impl<'a> Candidate<'a> {
     }
 
     fn sent_date(&self) -> Option<chrono::NaiveDate> {
-        let msg = mime::parse(self.raw());
-        let d = msg.date()?;
+        let d = self.parsed().date()?;
         chrono::NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())
     }
 
     fn header_contains(&self, name: &str, needle: &[u8]) -> bool {
-        let msg = mime::parse(self.raw());
-        contains(&mime::header_for_search(&msg, name), needle)
+        contains(&mime::header_for_search(self.parsed(), name), needle)
     }
 }
 
@@ -128,8 +129,8 @@ pub fn matches(key: &SearchKey, c: &Candidate, bounds: Bounds) -> bool {
         SearchKey::Subject(s) => c.header_contains("Subject", s.as_ref()),
         SearchKey::Header(name, s) => {
             let name = String::from_utf8_lossy(name.as_ref()).into_owned();
-            let msg = mime::parse(c.raw());
-            let text = mime::header_for_search(&msg, &name);
+            let msg = c.parsed();
+            let text = mime::header_for_search(msg, &name);
             let present = msg.parts.first().is_some_and(|r| {
                 r.headers
                     .iter()
@@ -137,19 +138,19 @@ pub fn matches(key: &SearchKey, c: &Candidate, bounds: Bounds) -> bool {
             });
             present && contains(&text, s.as_ref())
         }
-        SearchKey::Body(s) => contains(&mime::body_text(&mime::parse(c.raw())), s.as_ref()),
+        SearchKey::Body(s) => contains(&mime::body_text(c.parsed()), s.as_ref()),
         SearchKey::Text(s) => {
-            let msg = mime::parse(c.raw());
+            let msg = c.parsed();
             let headers = String::from_utf8_lossy(
                 mime::section(
-                    &msg,
+                    msg,
                     Some(&imap_codec::imap_types::fetch::Section::Header(None)),
                 )
                 .unwrap_or_default()
                 .as_slice(),
             )
             .into_owned();
-            contains(&headers, s.as_ref()) || contains(&mime::body_text(&msg), s.as_ref())
+            contains(&headers, s.as_ref()) || contains(&mime::body_text(msg), s.as_ref())
         }
         // Extensions not announced cannot be asked for; match nothing.
         #[allow(unreachable_patterns)]
