@@ -18,7 +18,7 @@ use fulmar_fencing::{
     agents::io_barrier::{disk, grant},
     config::{DeviceConfig, IoBarrierConfig},
 };
-use fulmar_lab::{Attachment, HostSpec, Lab, LabSpec, SegmentSpec};
+use fulmar_lab::{Attachment, HostSpec, Lab, LabSpec, SegmentSpec, cluster::mounted};
 
 const VIP: &str = "198.18.9.100";
 const VIP6: &str = "2001:db8:9::100";
@@ -123,13 +123,6 @@ fn cached_mac(lab: &Lab, addr: &str) -> String {
         .nth(1)
         .unwrap_or("none")
         .to_string()
-}
-
-fn mounted(path: &Path) -> bool {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
 }
 
 #[test]

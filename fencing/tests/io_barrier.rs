@@ -6,16 +6,17 @@ mod support;
 use std::{
     fs,
     io::{Read, Write},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     time::Duration,
 };
 
 use fulmar_fencing::{
-    Action, Answer, Device, PowerState,
+    Action, Answer, Device,
     agents::io_barrier::{access_path, disk, grant},
     config::{DeviceConfig, IoBarrierConfig},
 };
+use fulmar_lab::cluster::mounted;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -84,13 +85,6 @@ impl Drop for Volume {
     }
 }
 
-fn mounted(path: &Path) -> bool {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
-}
-
 #[test]
 fn a_cut_off_node_writes_nothing_more() {
     let mut volume = Volume::new();
@@ -108,13 +102,8 @@ fn a_cut_off_node_writes_nothing_more() {
         timeout: T,
     }))
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    assert_eq!(rt.block_on(barrier.status(T)), Ok(PowerState::On));
-    assert_eq!(rt.block_on(barrier.run(Action::Off, T)), Ok(Answer::Done));
-    assert_eq!(rt.block_on(barrier.status(T)), Ok(PowerState::Off));
+    let rt = support::runtime();
+    support::power_off_checked(&rt, &barrier, T);
 
     // node1 still holds an open file; nothing it writes lands.
     let wrote = late

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use fulmar_fencing::{
-    Action, Answer, Device, PowerState,
+    Action, Answer, Device,
     config::{DeviceConfig, LabHostConfig},
 };
 use support::*;
@@ -54,13 +54,8 @@ fn off_leaves_nothing_running_and_links_down() {
         timeout: T,
     }))
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    assert_eq!(rt.block_on(device.status(T)), Ok(PowerState::On));
-    assert_eq!(rt.block_on(device.run(Action::Off, T)), Ok(Answer::Done));
-    assert_eq!(rt.block_on(device.status(T)), Ok(PowerState::Off));
+    let rt = support::runtime();
+    support::power_off_checked(&rt, &device, T);
     // Checked independently of the agent: iproute2's view of the netns.
     assert_eq!(pids(&site.lab), "", "processes survived");
     let links = site

@@ -452,6 +452,14 @@ fn kill_netns(netns: &str) -> Result<(), LabError> {
     )))
 }
 
+/// Whether something is mounted at `path` (this mount namespace).
+pub fn mounted(path: &Path) -> bool {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == path.to_str())
+}
+
 /// Nodes whose access path of `volume` backs a mounted loop device.
 pub fn mounted_by(volume: &Path) -> BTreeSet<String> {
     let mut nodes = BTreeSet::new();

@@ -29,6 +29,27 @@ pub fn peers() -> PathBuf {
     dir
 }
 
+/// A runtime for driving fencing devices from a test thread.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs a device through status (on), off, status (off), as the fencing
+/// manager would.
+pub fn power_off_checked(
+    rt: &tokio::runtime::Runtime,
+    device: &fulmar_fencing::Device,
+    t: std::time::Duration,
+) {
+    use fulmar_fencing::{Action, Answer, PowerState};
+    assert_eq!(rt.block_on(device.status(t)), Ok(PowerState::On));
+    assert_eq!(rt.block_on(device.run(Action::Off, t)), Ok(Answer::Done));
+    assert_eq!(rt.block_on(device.status(t)), Ok(PowerState::Off));
+}
+
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
