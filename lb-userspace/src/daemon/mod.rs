@@ -111,6 +111,10 @@ impl Daemon {
             vips: Vec::new(),
         };
         let mut core = Core::new(lb, config, desired, attach);
+        // Subscribe before listing: a neighbour resolved between the two
+        // would otherwise be in neither, and a reachable entry sends no
+        // further event for tens of seconds.
+        let neighbour_updates = netlink::watch_neighbours(ifindex)?;
         for n in netlink.neighbours(ifindex).await? {
             core.on_neighbour(n.addr, n.mac)?;
         }
@@ -125,7 +129,7 @@ impl Daemon {
         });
         daemon.sync_vips().await?;
         daemon.sync_checks();
-        daemon.clone().spawn_background(ifindex)?;
+        daemon.clone().spawn_background(neighbour_updates);
         Ok(daemon)
     }
 
@@ -200,8 +204,11 @@ impl Daemon {
         }
     }
 
-    fn spawn_background(self: Arc<Self>, ifindex: u32) -> Result<()> {
-        let mut neighbours = Box::pin(netlink::watch_neighbours(ifindex)?);
+    fn spawn_background(
+        self: Arc<Self>,
+        neighbours: impl futures::Stream<Item = netlink::NeighbourUpdate> + Send + 'static,
+    ) {
+        let mut neighbours = Box::pin(neighbours);
         let core = self.core.clone();
         tokio::spawn(async move {
             while let Some(update) = neighbours.next().await {
@@ -241,7 +248,6 @@ impl Daemon {
                 }
             }
         });
-        Ok(())
     }
 }
 
