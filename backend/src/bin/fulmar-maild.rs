@@ -1,23 +1,26 @@
 //! fulmar-maild: a back-end mail service instance (see `fulmar_backend::mail`).
-use std::{path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use fulmar_backend::mail::{
+    Service,
     auth::Authenticator,
     config::MailConfig,
-    imap::{self, Imap},
-    lmtp::{self, Lmtp},
+    delivery::{self, Delivery, Dialect},
+    imap,
     lock::VolumeLock,
     maildir::{INBOX, Store},
+    pop3,
 };
+use tokio::net::TcpListener;
 
 /// fulmar back-end mail service: one instance on its own volume (ROOT, the
 /// mounted volume: config/mail.toml, mail/, run/lock, log/INSTANCE.log).
 /// `run` takes the volume's lock (refused while another process holds it, or
-/// when the volume has seen a newer generation), delivers by LMTP on the
-/// instance address into crash-safe maildirs and serves them by IMAP
-/// (logins checked by LDAP bind).
+/// when the volume has seen a newer generation), delivers by LMTP and SMTP
+/// on the instance address into crash-safe maildirs and serves them by IMAP
+/// and POP3 (logins checked by LDAP bind).
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -43,8 +46,15 @@ enum Command {
     AccountCreate { address: String },
     /// List an account's INBOX: UIDVALIDITY, then UID, flags and size per message.
     MailboxShow { address: String },
-    /// Health: each listener greets (LMTP 220, IMAP * OK) within 2 s and
-    /// the volume takes a durable write. Exit status 0 when healthy.
+    /// Show an account's quota usage; with LIMIT, first give it its own
+    /// limit (`2 GiB`, `none` for unlimited, `default` for the instance's).
+    Quota {
+        address: String,
+        limit: Option<String>,
+    },
+    /// Health: each listener greets (LMTP and SMTP 220, IMAP * OK, POP3
+    /// +OK) within 2 s and the volume takes a durable write. Exit status 0
+    /// when healthy.
     Probe,
 }
 
@@ -70,13 +80,35 @@ fn main() -> Result<()> {
                 .build()?;
             runtime.block_on(async {
                 greets(config.lmtp, b"220").await?;
-                if let Some(imap) = config.imap {
-                    greets(imap, b"* OK").await?;
+                let optional = [
+                    (config.smtp, &b"220"[..]),
+                    (config.imap, b"* OK"),
+                    (config.pop3, b"+OK"),
+                ];
+                for (addr, greeting) in optional {
+                    if let Some(addr) = addr {
+                        greets(addr, greeting).await?;
+                    }
                 }
                 Ok::<_, anyhow::Error>(())
             })?;
             fulmar_backend::probe::storage_writable(&root).map_err(anyhow::Error::msg)?;
             println!("{}: healthy", config.instance);
+            Ok(())
+        }
+        Command::Quota { address, limit } => {
+            let config = MailConfig::load(&root).map_err(anyhow::Error::msg)?;
+            let store = Store::open(&root)?.with_default_quota(config.quota);
+            if let Some(limit) = limit {
+                store.set_quota(
+                    &address,
+                    Some(&limit).filter(|l| *l != "default").map(String::as_str),
+                )?;
+            }
+            match store.quota(&address)? {
+                Some(u) => println!("{address}: {} of {} bytes used", u.used, u.limit),
+                None => println!("{address}: unlimited"),
+            }
             Ok(())
         }
         Command::MailboxShow { address } => {
@@ -125,7 +157,7 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
     if let Some(previous) = &lock.previous {
         tracing::info!(node = %previous.node, generation = previous.generation, pid = previous.pid, "took over from");
     }
-    let store = Arc::new(Store::open(&root)?);
+    let store = Arc::new(Store::open(&root)?.with_default_quota(config.quota));
     let auth = Authenticator::load(&root, &config).map_err(anyhow::Error::msg)?;
     let tls = match &config.tls {
         Some(t) => Some(
@@ -140,44 +172,95 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
     let trusted = config.networks().map_err(anyhow::Error::msg)?;
     let runtime = fulmar_daemon::runtime()?;
     runtime.block_on(async move {
-        let lmtp_listener = tokio::net::TcpListener::bind(config.lmtp)
-            .await
-            .with_context(|| format!("LMTP on {}", config.lmtp))?;
-        let imap_listener = match config.imap {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("IMAP on {addr}"))?,
-            ),
-            None => None,
-        };
-        tracing::info!(instance = %config.instance, lmtp = %config.lmtp, imap = ?config.imap, node = %lock.owner.node, generation = lock.owner.generation, "serving");
-        eprintln!("fulmar-maild: {} serving LMTP on {}{}", config.instance, config.lmtp,
-            config.imap.map(|a| format!(", IMAP on {a}")).unwrap_or_default());
+        let listeners = Listeners::bind(&config).await?;
+        tracing::info!(instance = %config.instance, lmtp = %config.lmtp, smtp = ?config.smtp, imap = ?config.imap, pop3 = ?config.pop3, node = %lock.owner.node, generation = lock.owner.generation, "serving");
+        eprintln!("fulmar-maild: {} serving {}", config.instance, listeners.describe(&config));
         fulmar_daemon::notify("READY=1");
-        let imap = Arc::new(Imap {
+        let service = Arc::new(Service {
             store: store.clone(),
             config: config.clone(),
             auth,
             tls,
-            trusted,
+            trusted: trusted.clone(),
         });
-        let lmtp = Arc::new(Lmtp { store, config });
-        let imap_served = async move {
-            match imap_listener {
-                Some(l) => imap::serve(l, imap).await,
-                None => std::future::pending().await,
-            }
+        let delivery = |dialect| {
+            Arc::new(Delivery {
+                store: store.clone(),
+                config: config.clone(),
+                dialect,
+                trusted: trusted.clone(),
+            })
         };
+        let lmtp = delivery::serve(listeners.lmtp, delivery(Dialect::Lmtp));
+        let smtp = optional(listeners.smtp, |l| delivery::serve(l, delivery(Dialect::Smtp)));
+        let imap = optional(listeners.imap, |l| imap::serve(l, service.clone()));
+        let pop3 = optional(listeners.pop3, |l| pop3::serve(l, service.clone()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            served = lmtp::serve(lmtp_listener, lmtp) => served.context("LMTP listener")?,
-            served = imap_served => served.context("IMAP listener")?,
+            served = lmtp => served.context("LMTP listener")?,
+            served = smtp => served.context("SMTP listener")?,
+            served = imap => served.context("IMAP listener")?,
+            served = pop3 => served.context("POP3 listener")?,
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         }
         drop(lock);
         Ok(())
     })
+}
+
+/// Every listener, bound before the instance says it is ready.
+struct Listeners {
+    lmtp: TcpListener,
+    smtp: Option<TcpListener>,
+    imap: Option<TcpListener>,
+    pop3: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &MailConfig) -> Result<Self> {
+        async fn bind(what: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
+            match addr {
+                Some(addr) => Ok(Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("{what} on {addr}"))?,
+                )),
+                None => Ok(None),
+            }
+        }
+        Ok(Self {
+            lmtp: bind("LMTP", Some(config.lmtp))
+                .await?
+                .expect("always bound"),
+            smtp: bind("SMTP", config.smtp).await?,
+            imap: bind("IMAP", config.imap).await?,
+            pop3: bind("POP3", config.pop3).await?,
+        })
+    }
+
+    fn describe(&self, config: &MailConfig) -> String {
+        [
+            ("LMTP", Some(config.lmtp)),
+            ("SMTP", config.smtp),
+            ("IMAP", config.imap),
+            ("POP3", config.pop3),
+        ]
+        .iter()
+        .filter_map(|(what, addr)| addr.map(|a| format!("{what} on {a}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// Serves an optional listener; without one, never finishes.
+async fn optional<F: std::future::Future<Output = std::io::Result<()>>>(
+    listener: Option<TcpListener>,
+    serve: impl FnOnce(TcpListener) -> F,
+) -> std::io::Result<()> {
+    match listener {
+        Some(l) => serve(l).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether the listener at `addr` sends a greeting starting with `expect`.

@@ -7,8 +7,12 @@
 //! max_message_size = "50 MiB"      # optional; SIZE and DATA refuse larger
 //! max_recipients = 100             # optional
 //! imap = "198.18.0.21:143"         # optional: IMAP on the instance VIP
-//! max_line = 8192                  # optional: longest IMAP command line
-//! # Proxies whose IMAP ID x-originating-ip is believed (CIDR).
+//! pop3 = "198.18.0.21:110"         # optional: POP3 on the instance VIP
+//! smtp = "198.18.0.21:25"          # optional: SMTP delivery on the instance VIP
+//! max_line = 8192                  # optional: longest IMAP/POP3 command line
+//! quota = "1 GiB"                  # optional: per-account limit unless the
+//!                                  # account has its own (`fulmar-maild quota`)
+//! # Proxies whose IMAP ID x-originating-ip and XCLIENT are believed (CIDR).
 //! trusted_networks = ["198.18.0.0/24"]
 //!
 //! [directory]                      # logins are checked by LDAP bind
@@ -45,6 +49,13 @@ pub struct MailConfig {
     pub max_recipients: usize,
     /// Where IMAP listens (the instance VIP, port 143 by convention).
     pub imap: Option<SocketAddr>,
+    /// Where POP3 listens (the instance VIP, port 110 by convention).
+    pub pop3: Option<SocketAddr>,
+    /// Where SMTP delivery listens (the instance VIP, port 25 by convention).
+    pub smtp: Option<SocketAddr>,
+    /// The default per-account quota; none: unlimited.
+    #[serde(default, deserialize_with = "optional_size")]
+    pub quota: Option<u64>,
     #[serde(default = "default_max_line")]
     pub max_line: usize,
     #[serde(default)]
@@ -143,6 +154,10 @@ fn default_max_recipients() -> usize {
     100
 }
 
+fn optional_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    size(d).map(Some)
+}
+
 /// "123", "64 KiB", "50 MiB", "1 GiB".
 fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
@@ -239,6 +254,11 @@ mod tests {
         assert_eq!((ok.max_message_size, ok.max_recipients), (50 << 20, 100));
         let sized = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nmax_message_size = \"1 MiB\"\n";
         assert_eq!(MailConfig::parse(sized).unwrap().max_message_size, 1 << 20);
+        assert_eq!(ok.quota, None);
+        let quota = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nquota = \"2 GiB\"\n";
+        assert_eq!(MailConfig::parse(quota).unwrap().quota, Some(2 << 30));
+        let bad_quota = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nquota = \"lots\"\n";
+        assert!(MailConfig::parse(bad_quota).unwrap_err().contains("size"));
         assert!(
             MailConfig::parse("instance = \"../x\"\nlmtp = \"198.18.0.1:24\"\n")
                 .unwrap_err()

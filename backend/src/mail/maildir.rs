@@ -24,6 +24,8 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use super::quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
+
 const UIDLIST: &str = "uidlist";
 const UIDLIST_MAGIC: &str = "fulmar-uidlist 1";
 /// A `tmp/` file older than this is a crashed delivery's leftover.
@@ -44,6 +46,8 @@ pub enum StoreError {
     Refused(&'static str),
     #[error("the message is gone")]
     Gone,
+    #[error("mailbox full: {used} of {limit} bytes used")]
+    OverQuota { used: u64, limit: u64 },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -83,6 +87,7 @@ pub struct Store {
     sync: Mutex<()>,
     /// Bumped after every change to any mailbox: IDLE and NOOP look again.
     changes: tokio::sync::watch::Sender<u64>,
+    quotas: Quotas,
     /// Directory fsyncs shared by concurrent deliveries (group commit).
     barriers: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<DirBarrier>>>,
 }
@@ -123,6 +128,11 @@ fn percent_encode(text: &str, plain: impl Fn(u8) -> bool) -> String {
     out
 }
 
+/// The account directory a mailbox directory is in.
+fn account_of(mailbox_dir: &Path) -> &Path {
+    mailbox_dir.parent().unwrap_or(mailbox_dir)
+}
+
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -142,8 +152,49 @@ impl Store {
             counter: AtomicU64::new(0),
             sync: Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
+            quotas: Quotas::new(None),
             barriers: Mutex::default(),
         })
+    }
+
+    /// Gives every account without a limit of its own this one.
+    pub fn with_default_quota(mut self, limit: Option<u64>) -> Self {
+        self.quotas = Quotas::new(limit);
+        self
+    }
+
+    /// The account's quota usage; None when it is unlimited.
+    pub fn quota(&self, address: &str) -> Result<Option<Usage>, StoreError> {
+        self.quotas.usage(&self.account_dir(address)?)
+    }
+
+    /// `OverQuota` unless `extra` more bytes fit in the account.
+    pub fn check_quota(&self, address: &str, extra: u64) -> Result<(), StoreError> {
+        self.quotas.check(&self.account_dir(address)?, extra)
+    }
+
+    /// Sets the account's own limit (`2 GiB`, `none`), or with None
+    /// returns it to the instance default.
+    pub fn set_quota(&self, address: &str, limit: Option<&str>) -> Result<(), StoreError> {
+        let account = self.account_dir(address)?;
+        match limit {
+            Some(text) => {
+                parse_limit(text).map_err(|e| StoreError::Io {
+                    path: account.join(QUOTA_FILE),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, e),
+                })?;
+                replace_file(
+                    &account,
+                    QUOTA_FILE,
+                    format!("{}\n", text.trim()).as_bytes(),
+                )
+            }
+            None => match fs::remove_file(account.join(QUOTA_FILE)) {
+                Ok(()) => fsync_dir(&account),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_at(&account.join(QUOTA_FILE))(e)),
+            },
+        }
     }
 
     /// Makes a rename just done in `dir` durable: fsyncs the directory, or
@@ -246,6 +297,7 @@ impl Store {
         fs::rename(&dir, &doomed).map_err(io_at(&dir))?;
         fsync_dir(dir.parent().unwrap_or(&dir))?;
         fs::remove_dir_all(&doomed).map_err(io_at(&doomed))?;
+        self.quotas.forget(dir.parent().unwrap_or(&dir));
         self.changed();
         Ok(())
     }
@@ -342,6 +394,7 @@ impl Store {
         let target = dir.join(sub);
         fs::rename(&tmp, target.join(file_name)).map_err(io_at(&tmp))?;
         self.durable_rename(&target)?;
+        self.quotas.add(account_of(dir), data.len() as u64);
         Ok(name)
     }
 
@@ -355,6 +408,7 @@ impl Store {
         internal_date: Option<SystemTime>,
     ) -> Result<(u32, u32), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
+        self.quotas.check(account_of(&dir), data.len() as u64)?;
         let base = self.store_file(&dir, data, &sort_flags(flags), internal_date)?;
         let listed = self.sync(address, mailbox)?;
         self.changed();
@@ -377,6 +431,8 @@ impl Store {
         mailbox: &str,
     ) -> Result<(u32, Vec<u32>), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
+        let size = messages.iter().map(|m| m.size).sum();
+        self.quotas.check(account_of(&dir), size)?;
         let mut bases = Vec::with_capacity(messages.len());
         let mut touched = HashSet::new();
         for m in messages {
@@ -398,6 +454,7 @@ impl Store {
         for sub in touched {
             fsync_dir(&dir.join(sub))?;
         }
+        self.quotas.add(account_of(&dir), size);
         let listed = self.sync(address, mailbox)?;
         self.changed();
         let by_base: BTreeMap<&str, u32> =
@@ -443,14 +500,17 @@ impl Store {
     pub fn expunge(&self, messages: &[&Message]) -> Result<(), StoreError> {
         let mut dirs = HashSet::new();
         for m in messages {
+            let Some(dir) = m.path.parent() else {
+                continue;
+            };
             match fs::remove_file(&m.path) {
-                Ok(()) => {}
+                Ok(()) => self
+                    .quotas
+                    .remove(account_of(dir.parent().unwrap_or(dir)), m.size),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_at(&m.path)(e)),
             }
-            if let Some(d) = m.path.parent() {
-                dirs.insert(d.to_path_buf());
-            }
+            dirs.insert(dir.to_path_buf());
         }
         for d in dirs {
             fsync_dir(&d)?;
@@ -459,9 +519,11 @@ impl Store {
         Ok(())
     }
 
-    /// Stores one message in the account's INBOX; returns once it is durable.
+    /// Stores one message in the account's INBOX; returns once it is
+    /// durable. `OverQuota` when it does not fit.
     pub fn deliver(&self, address: &str, data: &[u8]) -> Result<(), StoreError> {
         let dir = self.mailbox_dir(address, INBOX)?;
+        self.quotas.check(account_of(&dir), data.len() as u64)?;
         self.store_file(&dir, data, "", None)?;
         self.changed();
         Ok(())
@@ -719,6 +781,55 @@ mod tests {
         );
         assert!(account_dir_name("no-at-sign").is_err());
         assert!(account_dir_name("@x.test").is_err());
+    }
+
+    #[test]
+    fn quota_counts_every_change_and_refuses_what_does_not_fit() {
+        let root = temp_root("quota");
+        let store = Store::open(&root).unwrap().with_default_quota(Some(100));
+        let ann = "ann@x.test";
+        store.create_account(ann).unwrap();
+        let used = |s: &Store| s.quota(ann).unwrap().unwrap().used;
+        store.deliver(ann, &[b'a'; 40]).unwrap();
+        store.deliver(ann, &[b'b'; 40]).unwrap();
+        assert_eq!(used(&store), 80);
+        assert!(matches!(
+            store.deliver(ann, &[b'c'; 40]),
+            Err(StoreError::OverQuota {
+                used: 80,
+                limit: 100
+            })
+        ));
+        assert!(matches!(
+            store.append(ann, "Drafts", &[b'd'; 21], "", None),
+            Err(StoreError::OverQuota { .. })
+        ));
+        let inbox = store.sync(ann, INBOX).unwrap();
+        assert!(matches!(
+            store.copy(ann, &inbox.messages, "Trash"),
+            Err(StoreError::OverQuota { .. })
+        ));
+        store.copy(ann, &inbox.messages[..0], "Trash").unwrap();
+        store.expunge(&[&inbox.messages[0]]).unwrap();
+        assert_eq!(used(&store), 40);
+        store.append(ann, "Drafts", &[b'd'; 20], "", None).unwrap();
+        assert_eq!(used(&store), 60);
+        // A new store (a restart) counts the same from the files.
+        assert_eq!(
+            used(&Store::open(&root).unwrap().with_default_quota(Some(100))),
+            60
+        );
+        store.delete_mailbox(ann, "Drafts").unwrap();
+        assert_eq!(used(&store), 40);
+        // Full at exactly the limit: even a size not yet known is refused.
+        store.set_quota(ann, Some("40")).unwrap();
+        assert!(store.check_quota(ann, 0).is_err());
+        store.set_quota(ann, Some("none")).unwrap();
+        assert_eq!(store.quota(ann).unwrap(), None);
+        assert!(store.set_quota(ann, Some("lots")).is_err());
+        store.set_quota(ann, None).unwrap();
+        assert_eq!(store.quota(ann).unwrap().unwrap().limit, 100);
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -16,7 +16,34 @@
 //! - [`lmtp`]: RFC 2033 delivery, a status per recipient, 250 only when durable.
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod imap;
-pub mod lmtp;
 pub mod lock;
 pub mod maildir;
+pub mod net;
+pub mod pop3;
+pub mod quota;
+
+use std::{net::IpAddr, sync::Arc};
+
+use auth::Authenticator;
+use config::{MailConfig, Network};
+use maildir::Store;
+
+/// What the reading protocols (IMAP, POP3) share: the store, the config,
+/// who may log in, TLS for STARTTLS/STLS, and whose forwarded client
+/// address is believed.
+pub struct Service {
+    pub store: Arc<Store>,
+    pub config: MailConfig,
+    pub auth: Authenticator,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub trusted: Vec<Network>,
+}
+
+impl Service {
+    /// Whether `peer` may forward a client's address (IMAP ID, XCLIENT).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(peer))
+    }
+}

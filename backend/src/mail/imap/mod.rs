@@ -35,15 +35,16 @@ use imap_codec::{
     },
 };
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
     sync::watch,
 };
 
 use super::{
-    auth::{AuthError, Authenticator},
-    config::{MailConfig, Network},
-    maildir::{INBOX, Message, SPECIAL_USE, Store, StoreError},
+    Service,
+    auth::AuthError,
+    maildir::{INBOX, Message, SPECIAL_USE, StoreError},
+    net::{self, Io},
 };
 use search::{Bounds, Candidate, in_set};
 use wire::{PERMANENT_FLAGS, flags_from_letters, internal_date, letter, literal, nliteral, string};
@@ -54,30 +55,19 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Failed logins on one connection before it is closed.
 const MAX_AUTH_FAILURES: u32 = 3;
 
-pub struct Imap {
-    pub store: Arc<Store>,
-    pub config: MailConfig,
-    pub auth: Authenticator,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub trusted: Vec<Network>,
-}
-
-pub async fn serve(listener: TcpListener, imap: Arc<Imap>) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, service: Arc<Service>) -> io::Result<()> {
     loop {
         let (socket, peer) = listener.accept().await?;
         let _ = socket.set_nodelay(true);
-        let imap = imap.clone();
+        let service = service.clone();
         tokio::spawn(async move {
-            let mut session = Session::new(imap, Box::new(socket), peer);
+            let mut session = Session::new(service, Box::new(socket), peer);
             if let Err(e) = session.run().await {
                 tracing::debug!(%peer, "imap session: {e}");
             }
         });
     }
 }
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The selected mailbox as this session last told its client.
 struct Selected {
@@ -94,7 +84,7 @@ enum Flow {
 }
 
 struct Session {
-    imap: Arc<Imap>,
+    service: Arc<Service>,
     io: Option<Box<dyn Io>>,
     buf: Vec<u8>,
     out: Vec<u8>,
@@ -137,6 +127,7 @@ fn store_error(e: &StoreError) -> String {
         StoreError::MailboxExists(_) => format!("NO [ALREADYEXISTS] {e}"),
         StoreError::Refused(_) | StoreError::BadAddress(_) => format!("NO [CANNOT] {e}"),
         StoreError::Gone => format!("NO [EXPUNGEISSUEDALREADY] {e}"),
+        StoreError::OverQuota { .. } => format!("NO [OVERQUOTA] {e}"),
         StoreError::NoAccount(_) | StoreError::Io { .. } => {
             tracing::error!("store: {e}");
             "NO [SERVERBUG] The store failed; the error is logged".into()
@@ -166,10 +157,10 @@ fn uid_set(uids: &[u32]) -> String {
 }
 
 impl Session {
-    fn new(imap: Arc<Imap>, io: Box<dyn Io>, peer: SocketAddr) -> Self {
-        let changes = imap.store.watch();
+    fn new(service: Arc<Service>, io: Box<dyn Io>, peer: SocketAddr) -> Self {
+        let changes = service.store.watch();
         Self {
-            imap,
+            service,
             io: Some(io),
             buf: Vec::new(),
             out: Vec::new(),
@@ -185,10 +176,11 @@ impl Session {
 
     fn capabilities(&self) -> String {
         let mut caps = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE",
+            "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
+             QUOTA QUOTA=RES-STORAGE",
         );
         if self.account.is_none() {
-            if self.imap.tls.is_some() && !self.tls {
+            if self.service.tls.is_some() && !self.tls {
                 caps += " STARTTLS";
             }
             caps += " AUTH=PLAIN";
@@ -242,7 +234,7 @@ impl Session {
         let greeting = format!(
             "* OK [CAPABILITY {}] fulmar-maild {} ready",
             self.capabilities(),
-            self.imap.config.instance
+            self.service.config.instance
         );
         self.line(&greeting);
         self.flush().await?;
@@ -258,34 +250,17 @@ impl Session {
         Ok(())
     }
 
-    /// A lingering close: closing with unread input would reset the
-    /// connection and could destroy our last reply (a BYE) in flight, so
-    /// input is drained for a moment after our side is shut.
     async fn linger(&mut self) {
-        let Some(mut io) = self.io.take() else {
-            return;
-        };
-        if io.shutdown().await.is_err() {
-            return;
+        if let Some(io) = self.io.take() {
+            net::linger(io).await;
         }
-        let mut sink = [0u8; 16 * 1024];
-        let drained = async {
-            let mut total = 0usize;
-            while total < (1 << 20) {
-                match io.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
     }
 
     /// The next complete command, answering literal continuations and
     /// syntax errors on the way; None at end of input.
     async fn next_command(&mut self) -> io::Result<Option<Command<'static>>> {
-        let max_line = self.imap.config.max_line;
-        let max_literal = self.imap.config.max_message_size;
+        let max_line = self.service.config.max_line;
+        let max_literal = self.service.config.max_message_size;
         // What this command may still buffer: its lines plus its literals.
         let mut allowed = max_line;
         loop {
@@ -417,7 +392,7 @@ impl Session {
             CommandBody::Login { username, password } if !authenticated => {
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                 let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
-                let result = self.imap.auth.login(&user, &password).await;
+                let result = self.service.auth.login(&user, &password).await;
                 return self.logged_in(&tag, &user, result).await;
             }
             CommandBody::Authenticate {
@@ -438,7 +413,7 @@ impl Session {
                         }
                     },
                 };
-                let result = self.imap.auth.plain(&data).await;
+                let result = self.service.auth.plain(&data).await;
                 let who = data
                     .split(|b| *b == 0)
                     .nth(1)
@@ -454,6 +429,21 @@ impl Session {
                 self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 self.tagged(&tag, "OK NAMESPACE completed");
             }
+            CommandBody::GetQuotaRoot { mailbox } => {
+                let name = mailbox_name(&mailbox);
+                self.quota(&tag, Some(&name));
+            }
+            CommandBody::GetQuota { root } => {
+                let root: &[u8] = root.as_ref();
+                if root.is_empty() {
+                    self.quota(&tag, None);
+                } else {
+                    self.tagged(&tag, "NO [NONEXISTENT] The only quota root is \"\"");
+                }
+            }
+            CommandBody::SetQuota { .. } => {
+                self.tagged(&tag, "NO [NOPERM] Quotas are set by the operator");
+            }
             CommandBody::Enable { .. } => {
                 self.line("* ENABLED");
                 self.tagged(&tag, "OK ENABLE completed");
@@ -466,27 +456,36 @@ impl Session {
             }
             CommandBody::Create { mailbox } => {
                 let name = mailbox_name(&mailbox);
-                let r = self.imap.store.create_mailbox(self.account(), &name);
+                let r = self.service.store.create_mailbox(self.account(), &name);
                 self.done(&tag, "CREATE", r);
             }
             CommandBody::Delete { mailbox } => {
                 let name = mailbox_name(&mailbox);
-                let r = self.imap.store.delete_mailbox(self.account(), &name);
+                let r = self.service.store.delete_mailbox(self.account(), &name);
                 self.done(&tag, "DELETE", r);
             }
             CommandBody::Rename { from, to } => {
                 let (from, to) = (mailbox_name(&from), mailbox_name(&to));
-                let r = self.imap.store.rename_mailbox(self.account(), &from, &to);
+                let r = self
+                    .service
+                    .store
+                    .rename_mailbox(self.account(), &from, &to);
                 self.done(&tag, "RENAME", r);
             }
             CommandBody::Subscribe { mailbox } => {
                 let name = mailbox_name(&mailbox);
-                let r = self.imap.store.set_subscribed(self.account(), &name, true);
+                let r = self
+                    .service
+                    .store
+                    .set_subscribed(self.account(), &name, true);
                 self.done(&tag, "SUBSCRIBE", r);
             }
             CommandBody::Unsubscribe { mailbox } => {
                 let name = mailbox_name(&mailbox);
-                let r = self.imap.store.set_subscribed(self.account(), &name, false);
+                let r = self
+                    .service
+                    .store
+                    .set_subscribed(self.account(), &name, false);
                 self.done(&tag, "UNSUBSCRIBE", r);
             }
             CommandBody::List {
@@ -520,7 +519,7 @@ impl Session {
                 let name = mailbox_name(&mailbox);
                 let account = self.account().to_string();
                 let r = tokio::task::block_in_place(|| {
-                    self.imap
+                    self.service
                         .store
                         .append(&account, &name, data, &letters, when)
                 });
@@ -695,7 +694,7 @@ impl Session {
             imap_codec::imap_types::core::NString,
         )>,
     ) {
-        let trusted = self.imap.trusted.iter().any(|n| n.contains(self.peer.ip()));
+        let trusted = self.service.trusts(self.peer.ip());
         for (key, value) in parameters {
             let key: &[u8] = key.as_ref();
             if !key.eq_ignore_ascii_case(b"x-originating-ip") {
@@ -717,8 +716,39 @@ impl Session {
         }
     }
 
+    /// GETQUOTAROOT (with the mailbox) or GETQUOTA: one root, "", for the
+    /// whole account, with its STORAGE in KiB (RFC 9208); none when the
+    /// account is unlimited.
+    fn quota(&mut self, tag: &Tag, mailbox: Option<&str>) {
+        let usage = match self.service.store.quota(self.account()) {
+            Ok(usage) => usage,
+            Err(e) => return self.tagged(tag, &store_error(&e)),
+        };
+        if let Some(name) = mailbox {
+            let mut line = b"* QUOTAROOT ".to_vec();
+            string(&mut line, name.as_bytes());
+            if usage.is_some() {
+                line.extend_from_slice(b" \"\"");
+            }
+            self.out.extend_from_slice(&line);
+            self.line("");
+        }
+        match usage {
+            Some(u) => {
+                self.line(&format!(
+                    "* QUOTA \"\" (STORAGE {} {})",
+                    u.used.div_ceil(1024),
+                    u.limit / 1024
+                ));
+                self.tagged(tag, "OK Quota reported");
+            }
+            None if mailbox.is_some() => self.tagged(tag, "OK No quota applies"),
+            None => self.tagged(tag, "NO [NONEXISTENT] No quota applies"),
+        }
+    }
+
     async fn starttls(&mut self, tag: &Tag<'static>) -> io::Result<Flow> {
-        let acceptor = match (&self.imap.tls, self.tls, &self.account) {
+        let acceptor = match (&self.service.tls, self.tls, &self.account) {
             (Some(a), false, None) => a.clone(),
             _ => {
                 self.tagged(tag, "BAD STARTTLS is not available now");
@@ -753,7 +783,7 @@ impl Session {
                     return Ok(data);
                 }
                 Err(AuthenticateDataDecodeError::Incomplete) => {
-                    if !self.fill_bounded(self.imap.config.max_line).await? {
+                    if !self.fill_bounded(self.service.config.max_line).await? {
                         return Err(io::ErrorKind::UnexpectedEof.into());
                     }
                 }
@@ -772,7 +802,7 @@ impl Session {
         result: Result<String, AuthError>,
     ) -> io::Result<Flow> {
         match result {
-            Ok(account) if self.imap.store.has_account(&account) => {
+            Ok(account) if self.service.store.has_account(&account) => {
                 tracing::info!(user, account, peer = %self.peer, client = %self.client, "imap login");
                 self.account = Some(account);
                 let caps = self.capabilities();
@@ -804,7 +834,7 @@ impl Session {
 
     fn select(&mut self, tag: &Tag, name: &str, read_only: bool) {
         self.selected = None;
-        let listed = match self.imap.store.sync(self.account(), name) {
+        let listed = match self.service.store.sync(self.account(), name) {
             Ok(l) => l,
             Err(e) => {
                 self.tagged(tag, &store_error(&e));
@@ -866,9 +896,9 @@ impl Session {
         }
         let full = format!("{reference}{pattern}");
         let names = if subscribed {
-            self.imap.store.subscriptions(self.account())
+            self.service.store.subscriptions(self.account())
         } else {
-            self.imap.store.mailboxes(self.account())
+            self.service.store.mailboxes(self.account())
         };
         let names = match names {
             Ok(n) => n,
@@ -899,7 +929,7 @@ impl Session {
     }
 
     fn status(&mut self, tag: &Tag, name: &str, items: &[StatusDataItemName]) {
-        let listed = match self.imap.store.sync(self.account(), name) {
+        let listed = match self.service.store.sync(self.account(), name) {
             Ok(l) => l,
             Err(e) => {
                 self.tagged(tag, &store_error(&e));
@@ -945,7 +975,7 @@ impl Session {
             return;
         };
         self.changes.mark_unchanged();
-        let listed = match self.imap.store.sync(self.account(), &sel.name) {
+        let listed = match self.service.store.sync(self.account(), &sel.name) {
             Ok(l) => l,
             Err(StoreError::NoMailbox(_)) => {
                 self.line("* BYE The selected mailbox was deleted");
@@ -1076,7 +1106,7 @@ impl Session {
             if marks_seen && !read_only && !message.flags.contains('S') {
                 let letters = format!("{}S", message.flags);
                 if let Ok(updated) =
-                    tokio::task::block_in_place(|| self.imap.store.set_flags(&message, &letters))
+                    tokio::task::block_in_place(|| self.service.store.set_flags(&message, &letters))
                 {
                     message = updated;
                     let sel = self.selected.as_mut().expect("selected");
@@ -1221,7 +1251,7 @@ impl Session {
                     .collect(),
             };
             let result =
-                tokio::task::block_in_place(|| self.imap.store.set_flags(&message, &letters));
+                tokio::task::block_in_place(|| self.service.store.set_flags(&message, &letters));
             match result {
                 Ok(updated) => self.selected.as_mut().expect("selected").view[i] = updated,
                 // Expunged elsewhere: it goes at the next refresh.
@@ -1261,7 +1291,7 @@ impl Session {
             })
             .collect();
         let messages: Vec<&Message> = doomed.iter().map(|&i| &sel.view[i]).collect();
-        if let Err(e) = tokio::task::block_in_place(|| self.imap.store.expunge(&messages)) {
+        if let Err(e) = tokio::task::block_in_place(|| self.service.store.expunge(&messages)) {
             tracing::error!("expunge: {e}");
             return;
         }
@@ -1291,7 +1321,7 @@ impl Session {
         }
         let account = self.account().to_string();
         let copied =
-            tokio::task::block_in_place(|| self.imap.store.copy(&account, &messages, target));
+            tokio::task::block_in_place(|| self.service.store.copy(&account, &messages, target));
         let (validity, new_uids) = match copied {
             Ok(c) => c,
             Err(StoreError::NoMailbox(_)) => {
@@ -1316,7 +1346,7 @@ impl Session {
         }
         self.line(&format!("* OK [{code}] Moved"));
         let refs: Vec<&Message> = messages.iter().collect();
-        if let Err(e) = tokio::task::block_in_place(|| self.imap.store.expunge(&refs)) {
+        if let Err(e) = tokio::task::block_in_place(|| self.service.store.expunge(&refs)) {
             self.tagged(tag, &store_error(&e));
             return;
         }
@@ -1351,7 +1381,7 @@ impl Session {
                 }
                 Err(IdleDoneDecodeError::Incomplete) => {}
             }
-            if self.buf.len() > self.imap.config.max_line {
+            if self.buf.len() > self.service.config.max_line {
                 self.line("* BYE Command line too long");
                 return Ok(Flow::Close);
             }

@@ -1,6 +1,7 @@
-//! fulmar-maild's IMAP against real clients in a lab: a real slapd checks
-//! every password (bind), Python's imaplib and curl are the mail clients,
-//! raw sockets carry what imaplib cannot say (IDLE, bad input).
+//! fulmar-maild's IMAP, POP3 and SMTP against real clients in a lab: a real
+//! slapd checks every password (bind), Python's imaplib, poplib and
+//! smtplib and curl are the mail clients, raw sockets carry what they
+//! cannot say (IDLE, XCLIENT, bad input).
 use std::{
     fs,
     path::PathBuf,
@@ -80,6 +81,7 @@ impl Site {
             config.join("mail.toml"),
             format!(
                 "instance = \"mail1\"\nlmtp = \"{MAIL}:24\"\nimap = \"{MAIL}:143\"\n\
+                 pop3 = \"{MAIL}:110\"\nsmtp = \"{MAIL}:25\"\nquota = \"1 MiB\"\n\
                  max_message_size = \"1 MiB\"\nmax_line = 2048\n\
                  trusted_networks = [\"{PROXY}/32\"]\n\
                  [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
@@ -115,7 +117,7 @@ impl Site {
         )
         .expect("spawn fulmar-maild");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !lab.log("mail", "maild").contains("IMAP on") {
+        while !lab.log("mail", "maild").contains("POP3 on") {
             assert!(
                 Instant::now() < deadline,
                 "fulmar-maild did not start:\n{}",
@@ -128,12 +130,12 @@ impl Site {
 
     fn python(&self, host: &str, script: &str) -> String {
         let prelude = format!(
-            "import imaplib, socket, ssl, time\n\
+            "import imaplib, poplib, smtplib, socket, ssl, time\n\
              imaplib.Commands['ID'] = ('NONAUTH', 'AUTH', 'SELECTED')\n\
              imaplib.Commands['MOVE'] = ('SELECTED',)\n\
              MAIL = '{MAIL}'\n\
-             def raw(lines, wait=0.3):\n\
-             \x20   s = socket.create_connection((MAIL, 143), timeout=5)\n\
+             def raw(lines, wait=0.3, port=143):\n\
+             \x20   s = socket.create_connection((MAIL, port), timeout=5)\n\
              \x20   f = s.makefile('rb')\n\
              \x20   out = [f.readline().decode().strip()]\n\
              \x20   try:\n\
@@ -496,10 +498,24 @@ m = imaplib.IMAP4(MAIL, 143)
 m._simple_command("ID", '("name" "fulmar-proxy" "x-originating-ip" "198.18.0.99")')
 m.login("bob", "bob-pw")
 m.logout()
+p = poplib.POP3(MAIL, 110)
+print("capa", "XCLIENT" in p.capa())
+print("xclient", raw([b"XCLIENT ADDR=198.18.0.98 PORT=5000 SESSION=x TTL=4\r\nUSER bob\r\nPASS bob-pw\r\nQUIT\r\n"], port=110)[1])
 "#;
-    site.python("cl", id);
-    site.python("px", id);
+    let untrusted = site.python("cl", id);
+    let trusted = site.python("px", id);
+    assert_eq!(line(&untrusted, "capa"), "False");
+    assert_eq!(
+        line(&untrusted, "xclient"),
+        "-ERR You are not allowed to use XCLIENT"
+    );
+    assert_eq!(line(&trusted, "capa"), "True");
+    assert_eq!(line(&trusted, "xclient"), "+OK");
     let log = site.instance_log();
+    let pop3: Vec<&str> = log.lines().filter(|l| l.contains("pop3 login")).collect();
+    assert_eq!(pop3.len(), 2, "{log}");
+    assert!(pop3[0].contains(&format!("client={CLIENT}")), "{log}");
+    assert!(pop3[1].contains("client=198.18.0.98"), "{log}");
     let logins: Vec<&str> = log.lines().filter(|l| l.contains("imap login")).collect();
     assert_eq!(logins.len(), 2, "{log}");
     assert!(logins[0].contains(&format!("client={CLIENT}")), "{log}");
@@ -530,5 +546,312 @@ m.logout()
     assert!(
         why.contains(&format!("{MAIL}:24")) && why.contains("refused"),
         "{why}"
+    );
+}
+
+#[test]
+fn pop3_transcript_with_directory_logins() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+l = smtplib.LMTP(MAIL, 24)
+for i in range(3):
+    l.sendmail("x@elsewhere.test", ["ann@fulmar.test"],
+               f"Subject: pop {i}\r\n\r\nline one\r\n.leading dot\r\nline three\r\n")
+l.quit()
+p = poplib.POP3(MAIL, 110)
+print("greeting", p.getwelcome().decode())
+print("capa", sorted(p.capa()))
+print("sasl", p.capa()["SASL"])
+try:
+    p.stat(); print("stat before login answered")
+except poplib.error_proto as e:
+    print("before login", e)
+p.user("ann")
+try:
+    p.pass_("wrong"); print("bad password accepted")
+except poplib.error_proto as e:
+    print("bad password", e)
+p.quit()
+
+p = poplib.POP3(MAIL, 110)
+p.stls(ssl._create_unverified_context())
+p.user("ann@fulmar.test")
+print("login", p.pass_("ann-pw").decode())
+print("stat", p.stat())
+resp, listing, _ = p.list()
+print("list", [x.decode() for x in listing])
+resp, uidls, _ = p.uidl()
+uidls = [x.decode() for x in uidls]
+print("uidl", len(uidls), len(set(u.split()[1] for u in uidls)))
+resp, lines, octets = p.top(1, 0)
+print("top0", lines[-1] == b"" and any(x.startswith(b"Received: from") for x in lines), b"line one" in lines)
+resp, lines, octets = p.top(1, 1)
+print("top1", lines[-1].decode())
+resp, lines, octets = p.retr(2)
+print("retr", lines[-3:], octets == int(listing[1].split()[1]))
+print("dele", p.dele(1).decode())
+for cmd in ["RETR 1", "DELE 1", "RETR 9", "TOP 2 x", "FROB"]:
+    try:
+        p._shortcmd(cmd); print("answered", cmd)
+    except poplib.error_proto as e:
+        print("refused", cmd, e)
+print("rset", p.rset().decode())
+p.dele(1)
+print("quit", p.quit().decode())
+
+# A session that ends without QUIT changes nothing.
+p = poplib.POP3(MAIL, 110); p.user("ann"); p.pass_("ann-pw")
+ids = lambda listing: [x.split()[1] for x in listing]
+print("after", p.stat(), ids([x.decode() for x in p.uidl()[1]]) == ids(uidls[1:]))
+p.dele(1)
+p.sock.close()
+p = poplib.POP3(MAIL, 110); p.user("ann"); p.pass_("ann-pw")
+print("no quit", p.stat()[0])
+p.quit()
+
+# AUTH PLAIN with an initial response; the master user for an account.
+import base64
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+print("auth", raw([b"AUTH PLAIN " + b64("\0bob\0bob-pw").encode() + b"\r\n", b"STAT\r\n", b"QUIT\r\n"], port=110)[1:4])
+print("master", raw([b"AUTH PLAIN\r\n", b64("ann@fulmar.test\0provision\0master-pw").encode() + b"\r\n", b"STAT\r\n"], port=110)[1:4])
+print("cancel", raw([b"AUTH PLAIN\r\n", b"*\r\n"], port=110)[1:3])
+print("long", raw([b"NOOP " + b"x" * 5000 + b"\r\n", b"CAPA\r\n"], port=110)[1:3])
+print("endless", raw([b"x" * 9000], port=110)[1:])
+print("xclient", raw([b"XCLIENT ADDR=198.18.0.66\r\n"], port=110)[1])
+
+# The retrieved message is \Seen for IMAP now.
+m = imaplib.IMAP4(MAIL, 143); m.login("ann", "ann-pw"); m.select("INBOX")
+print("seen", m.fetch("1", "(FLAGS)")[1][0].decode())
+"#,
+    );
+    assert_eq!(line(&out, "greeting"), "+OK fulmar-maild mail1 POP3 ready");
+    let capa = line(&out, "capa");
+    for c in [
+        "'TOP'",
+        "'UIDL'",
+        "'USER'",
+        "'SASL'",
+        "'STLS'",
+        "'PIPELINING'",
+    ] {
+        assert!(capa.contains(c), "{c} missing: {capa}");
+    }
+    assert!(
+        !capa.contains("XCLIENT"),
+        "offered to an untrusted peer: {capa}"
+    );
+    assert_eq!(line(&out, "before login"), "b'-ERR Log in first'");
+    assert_eq!(
+        line(&out, "bad password"),
+        "b'-ERR [AUTH] Authentication failed'"
+    );
+    assert_eq!(line(&out, "login"), "+OK Logged in; 3 messages");
+    let stat = line(&out, "stat");
+    assert!(stat.starts_with("(3, "), "{out}");
+    assert!(line(&out, "list").starts_with("['1 "), "{out}");
+    assert_eq!(line(&out, "uidl"), "3 3");
+    assert_eq!(line(&out, "top0"), "True False");
+    assert_eq!(line(&out, "top1"), "line one");
+    assert_eq!(
+        line(&out, "retr"),
+        "[b'line one', b'.leading dot', b'line three'] True"
+    );
+    assert_eq!(line(&out, "dele"), "+OK Message 1 deleted");
+    for (cmd, answer) in [
+        ("RETR 1", "b'-ERR Message already deleted'"),
+        ("DELE 1", "b'-ERR Message already deleted'"),
+        ("RETR 9", "b'-ERR No such message'"),
+        ("TOP 2 x", "b'-ERR Not a line count'"),
+        ("FROB", "b'-ERR Unknown command or wrong arguments'"),
+    ] {
+        assert_eq!(line(&out, &format!("refused {cmd}")), answer, "{out}");
+    }
+    assert_eq!(line(&out, "rset"), "+OK 3 messages");
+    assert_eq!(line(&out, "quit"), "+OK Bye; 1 messages deleted");
+    assert!(
+        line(&out, "after").starts_with("(2, ") && line(&out, "after").ends_with(" True"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "no quit"), "2");
+    assert_eq!(
+        line(&out, "auth"),
+        "['+OK Logged in; 0 messages', '+OK 0 0', '+OK Bye; 0 messages deleted']"
+    );
+    assert!(
+        line(&out, "master").starts_with("['+', '+OK Logged in; 2 messages', '+OK 2 "),
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, "cancel"),
+        "['+', '-ERR [AUTH] Authentication cancelled']"
+    );
+    assert!(
+        line(&out, "long")
+            .starts_with("['-ERR Command line too long', '+OK Capability list follows']"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "endless"), "[]");
+    assert_eq!(
+        line(&out, "xclient"),
+        "-ERR You are not allowed to use XCLIENT"
+    );
+    assert_eq!(line(&out, "seen"), "1 (FLAGS (\\Seen))");
+}
+
+#[test]
+fn smtp_delivery_with_xclient_and_quota() {
+    let site = Site::new();
+    let root = site.root.display().to_string();
+    let quota = |args: &[&str]| {
+        let mut all = vec!["--root", root.as_str(), "quota"];
+        all.extend_from_slice(args);
+        site.lab.check("mail", MAILD, &all).unwrap()
+    };
+    // Bob gets a small limit of his own; Ann keeps the instance's 1 MiB.
+    assert_eq!(
+        quota(&["bob@fulmar.test", "6 KiB"]),
+        "bob@fulmar.test: 0 of 6144 bytes used\n"
+    );
+    let script = r#"
+BIG = "Subject: big\r\n\r\n" + ("y" * 998 + "\r\n") * 4
+def fetch_received(user):
+    m = imaplib.IMAP4(MAIL, 143); m.login(user, user.split("@")[0] + "-pw"); m.select("INBOX")
+    typ, n = m.search(None, "ALL")
+    last = n[0].split()[-1]
+    return m.fetch(last, "(BODY.PEEK[HEADER.FIELDS (RECEIVED)])")[1][0][1].decode().replace("\r\n\t", " ").strip()
+s = smtplib.SMTP(MAIL, 25, local_hostname="client.test")
+s.ehlo()
+print("ehlo", s.does_esmtp, sorted(s.esmtp_features))
+print("one reply", s.sendmail("x@elsewhere.test", ["ann@fulmar.test", "bob@fulmar.test"], "Subject: both\r\n\r\nhello\r\n"))
+print("received", fetch_received("ann"))
+print("xclient", s.docmd("XCLIENT", "ADDR=198.18.0.77"))
+print("lhlo", s.docmd("LHLO", "x"))
+print("unknown rcpt", s.sendmail("x@elsewhere.test", ["ann@fulmar.test", "nobody@fulmar.test"], "Subject: some\r\n\r\nx\r\n"))
+# Quota: a message that fits not everyone is stored for no one. (No
+# SIZE= here, so that the refusal comes after the data.)
+print("bob fits", s.sendmail("x@elsewhere.test", ["bob@fulmar.test"], BIG))
+s.mail("x@elsewhere.test"); s.rcpt("ann@fulmar.test"); s.rcpt("bob@fulmar.test")
+print("smtp over", s.data(BIG))
+s.mail("x@elsewhere.test", ["SIZE=5000"])
+print("declared", s.rcpt("bob@fulmar.test"))
+s.rset()
+s.quit()
+# LMTP answers each recipient: Ann gets it, Bob is full.
+l = smtplib.LMTP(MAIL, 24)
+l.ehlo_or_helo_if_needed = lambda: l.ehlo("client.test")
+l.ehlo("client.test")
+l.mail("x@elsewhere.test"); l.rcpt("ann@fulmar.test"); l.rcpt("bob@fulmar.test")
+l.putcmd("data"); l.getreply(); l.send(BIG.encode() + b"\r\n.\r\n")
+print("lmtp", l.getreply(), l.getreply())
+l.quit()
+m = imaplib.IMAP4(MAIL, 143); m.login("bob", "bob-pw")
+print("quotaroot", m.getquotaroot("INBOX")[1])
+print("append", m.append("INBOX", None, None, BIG.encode()))
+m.select("INBOX")
+print("count", m.search(None, "ALL")[1][0].decode())
+a = imaplib.IMAP4(MAIL, 143); a.login("ann", "ann-pw"); a.select("INBOX")
+print("ann subjects", [x[1].decode().strip() for x in a.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1] if isinstance(x, tuple)])
+"#;
+    let out = site.python("cl", script);
+    let ehlo = line(&out, "ehlo");
+    assert!(
+        ehlo.starts_with("True ['8bitmime', 'enhancedstatuscodes', 'pipelining', 'size']"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "one reply"), "{}");
+    let received = line(&out, "received");
+    assert!(
+        received.starts_with(&format!(
+            "Received: from client.test ([{CLIENT}]) by mail1 (fulmar-maild) with ESMTP for <ann@fulmar.test>;"
+        )),
+        "{received}"
+    );
+    assert_eq!(
+        line(&out, "xclient"),
+        "(550, b'5.7.0 XCLIENT is not allowed from here')"
+    );
+    assert_eq!(line(&out, "lhlo"), "(500, b'5.5.1 this is SMTP: use EHLO')");
+    assert_eq!(
+        line(&out, "unknown rcpt"),
+        "{'nobody@fulmar.test': (550, b'5.1.1 <nobody@fulmar.test>: no such mailbox here')}"
+    );
+    assert_eq!(line(&out, "bob fits"), "{}");
+    let over = line(&out, "smtp over");
+    assert!(
+        over.starts_with("(552, b'5.2.2 <bob@fulmar.test>: mailbox full: "),
+        "{out}"
+    );
+    assert!(
+        over.ends_with("of 6144 bytes used; not delivered to anyone')"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "declared").starts_with("(552, b'5.2.2 <bob@fulmar.test>: mailbox full"),
+        "{out}"
+    );
+    let lmtp = line(&out, "lmtp");
+    assert!(lmtp.starts_with("(250, b'2.0.0 <ann@fulmar.test> delivered') (552, b'5.2.2 <bob@fulmar.test>: mailbox full"), "{out}");
+    let root_line = line(&out, "quotaroot");
+    assert!(
+        root_line.starts_with("[[b'\"INBOX\" \"\"'], [b'\"\" (STORAGE "),
+        "{out}"
+    );
+    assert!(root_line.ends_with(" 6)']]"), "{out}");
+    assert!(
+        line(&out, "append").starts_with("('NO', [b'[OVERQUOTA] mailbox full"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "count"), "1 2");
+    // Ann: the refused SMTP message is not there, the LMTP one is.
+    assert_eq!(
+        line(&out, "ann subjects"),
+        "['Subject: both', 'Subject: some', 'Subject: big']"
+    );
+
+    // Lifting the limit works at once, without a restart.
+    assert_eq!(
+        quota(&["bob@fulmar.test", "none"]),
+        "bob@fulmar.test: unlimited\n"
+    );
+    let after = site.python(
+        "cl",
+        r#"
+m = imaplib.IMAP4(MAIL, 143); m.login("bob", "bob-pw")
+print("quotaroot", m.getquotaroot("INBOX")[1])
+print("append", m.append("INBOX", None, None, b"Subject: fits now\r\n\r\n" + b"z" * 8000 + b"\r\n")[0])
+"#,
+    );
+    assert_eq!(line(&after, "quotaroot"), "[[b'\"INBOX\"'], [None]]");
+    assert_eq!(line(&after, "append"), "OK");
+    let usage = quota(&["bob@fulmar.test", "default"]);
+    assert!(usage.ends_with(" of 1048576 bytes used\n"), "{usage}");
+
+    // A trusted proxy names the client and its HELO.
+    let proxied = site.python(
+        "px",
+        r#"
+s = smtplib.SMTP(MAIL, 25, local_hostname="proxy.test")
+s.ehlo()
+print("offered", "xclient" in s.esmtp_features)
+print("xclient", s.docmd("XCLIENT", "ADDR=198.18.0.77 HELO=far+2Eaway.test LOGIN=[UNAVAILABLE]"))
+s.ehlo()
+s.sendmail("x@elsewhere.test", ["ann@fulmar.test"], "Subject: via proxy\r\n\r\nx\r\n")
+s.quit()
+m = imaplib.IMAP4(MAIL, 143); m.login("ann", "ann-pw"); m.select("INBOX")
+last = m.search(None, "ALL")[1][0].split()[-1]
+print("received", m.fetch(last, "(BODY.PEEK[HEADER.FIELDS (RECEIVED)])")[1][0][1].decode().replace("\r\n\t", " ").strip())
+"#,
+    );
+    assert_eq!(line(&proxied, "offered"), "True");
+    assert_eq!(
+        line(&proxied, "xclient"),
+        "(220, b'mail1 fulmar ESMTP ready')"
+    );
+    assert!(
+        line(&proxied, "received")
+            .starts_with("Received: from far.away.test ([198.18.0.77]) by mail1"),
+        "{proxied}"
     );
 }

@@ -1,0 +1,142 @@
+//! Connection plumbing the line protocols share: a boxed stream that can
+//! turn into TLS, bounded line reads and the lingering close.
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// A client stream, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A line as read: its bytes (line end kept) and whether it was complete.
+pub struct Line {
+    pub bytes: Vec<u8>,
+    pub complete: bool,
+}
+
+impl Line {
+    /// The text without its line end (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes)
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    }
+}
+
+/// Reads up to and including `\n`, at most `max` bytes; `None` at EOF.
+pub async fn read_line<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    max: usize,
+) -> std::io::Result<Option<Line>> {
+    let mut bytes = Vec::new();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok((!bytes.is_empty()).then_some(Line {
+                bytes,
+                complete: false,
+            }));
+        }
+        let room = max - bytes.len();
+        let take = buf.len().min(room);
+        match buf[..take].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                bytes.extend_from_slice(&buf[..=i]);
+                r.consume(i + 1);
+                return Ok(Some(Line {
+                    bytes,
+                    complete: true,
+                }));
+            }
+            None => {
+                bytes.extend_from_slice(&buf[..take]);
+                r.consume(take);
+                if bytes.len() == max {
+                    return Ok(Some(Line {
+                        bytes,
+                        complete: false,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Skips the rest of an over-long line; false when input ends first.
+pub async fn skip_line<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    max: usize,
+) -> std::io::Result<bool> {
+    loop {
+        match read_line(r, max).await? {
+            Some(more) if more.complete => return Ok(true),
+            Some(_) => {}
+            None => return Ok(false),
+        }
+    }
+}
+
+/// A lingering close: closing with unread input would reset the
+/// connection and could destroy our last reply in flight, so input is
+/// drained for a moment after our side is shut.
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 16 * 1024];
+    let drained = async {
+        let mut total = 0usize;
+        while total < (1 << 20) {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+}
+
+/// Decodes an xtext value (RFC 3461: `+XX` is a hex-coded byte), as
+/// XCLIENT sends them; None when malformed.
+pub fn xtext_decode(value: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'+' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_skippable() {
+        let input: &[u8] = b"short\r\nthis one is far too long\r\nnext\r\ntail";
+        let mut r = BufReader::new(input);
+        let first = read_line(&mut r, 10).await.unwrap().unwrap();
+        assert!(first.complete);
+        assert_eq!(first.text(), "short");
+        let long = read_line(&mut r, 10).await.unwrap().unwrap();
+        assert!(!long.complete);
+        assert!(skip_line(&mut r, 10).await.unwrap());
+        assert_eq!(read_line(&mut r, 10).await.unwrap().unwrap().text(), "next");
+        let tail = read_line(&mut r, 10).await.unwrap().unwrap();
+        assert!(!tail.complete);
+        assert!(read_line(&mut r, 10).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn xtext() {
+        assert_eq!(xtext_decode("198.18.0.1").as_deref(), Some("198.18.0.1"));
+        assert_eq!(xtext_decode("a+2Bb+3D").as_deref(), Some("a+b="));
+        assert_eq!(xtext_decode("bad+2"), None);
+        assert_eq!(xtext_decode("bad+zz"), None);
+    }
+}
