@@ -85,9 +85,12 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(client: SocketAddr, local: SocketAddr) -> Self {
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: logs,
+        // ID and XCLIENT name them as the IPv4 address they are.
+        let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
         Self {
-            client,
-            local,
+            client: canonical(client),
+            local: canonical(local),
             session_id: format!("{:016x}", rand::random::<u64>()),
         }
     }

@@ -1,11 +1,11 @@
 //! `cargo xtask lab up|down`: the reference topology with every tier built
 //! so far, left running so an operator can poke at it.
 //!
-//! Built so far: the XDP balancer (issue 3) run by `fulmar-lbd` on the
-//! shipped config and units' kernel tuning (issue 4), and `fulmar-proxyd` on
-//! the three proxy hosts (issue 5), authenticating against a real slapd on
-//! the directory host. Until the back-end instance exists (issue 6), node1
-//! and node2 run Dovecot as the accounts' home instances.
+//! Built: the XDP balancer run by `fulmar-lbd` on the shipped config and
+//! the units' kernel tuning, `fulmar-proxyd` on the three proxy hosts,
+//! authenticating against a real slapd on the directory host, and two
+//! `fulmar-maild` instances as the accounts' homes: mail1 on node1 and
+//! mail2 on node2, each on its own VIP and volume.
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream},
@@ -47,13 +47,23 @@ pub fn run(args: Args) -> Result<()> {
 const LAB_DIR: &str = "/run/fulmar-lab";
 
 /// The workspace's binaries, built now in xtask's own profile.
-fn build_bins() -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let dir = cargo_build_bins(&["fulmar-lb", "fulmar-proxy"], false)?;
-    Ok((
-        dir.join("fulmar-lbd"),
-        dir.join("fulmar"),
-        dir.join("fulmar-proxyd"),
-    ))
+struct Bins {
+    lbd: String,
+    fulmar: String,
+    proxyd: String,
+    maild: String,
+}
+
+fn build_bins() -> Result<Bins> {
+    let dir = cargo_build_bins(&["fulmar-lb", "fulmar-proxy", "fulmar-backend"], false)?;
+    let path =
+        |name: &str| -> Result<String> { Ok(dir.join(name).to_str().context("path")?.to_string()) };
+    Ok(Bins {
+        lbd: path("fulmar-lbd")?,
+        fulmar: path("fulmar")?,
+        proxyd: path("fulmar-proxyd")?,
+        maild: path("fulmar-maild")?,
+    })
 }
 
 /// Builds the packages' binaries (in xtask's profile, or release) and
@@ -122,16 +132,21 @@ pub fn cargo_build_bins(packages: &[&str], release: bool) -> Result<PathBuf> {
     })
 }
 
-/// Accounts of the lab's directory: (uid, password, home node address).
+/// The back-end mail instances: (name, node, VIP).
+const INSTANCES: [(&str, &str, &str); 2] = [
+    ("mail1", "node1", "198.18.2.21"),
+    ("mail2", "node2", "198.18.2.22"),
+];
+/// Accounts of the lab's directory: (uid, password, home instance VIP).
 const ACCOUNTS: [(&str, &str, &str); 2] = [
-    ("ann", "ann-secret", "198.18.2.11"),
-    ("bob", "bob-secret", "198.18.2.12"),
+    ("ann", "ann-secret", "198.18.2.21"),
+    ("bob", "bob-secret", "198.18.2.22"),
 ];
 const DIRECTORY: &str = "198.18.2.20";
 const PROXY_ADDRS: [&str; 3] = ["198.18.1.11", "198.18.1.12", "198.18.1.13"];
 
 /// The directory, the back-end instances and a proxy on each proxy host.
-fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
+fn start_mail_tiers(lab: &mut Lab, bins: &Bins) -> Result<()> {
     let work = Path::new(LAB_DIR);
     let directory = mail::Directory {
         base: "dc=fulmar,dc=test",
@@ -145,18 +160,16 @@ fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
                 mail_host: Some(host),
             })
             .collect(),
-        domains: vec![("mail.test", "198.18.2.12")],
+        domains: vec![("mail.test", "198.18.2.22")],
         admin_password: None,
     };
     mail::start_slapd(lab, "directory", DIRECTORY, &work.join("ldap"), &directory)?;
-    for (node, addr) in [("node1", "198.18.2.11"), ("node2", "198.18.2.12")] {
-        let passwords = mail::Passwords::TrustProxies;
-        let work = work.join(node);
-        mail::start_dovecot(lab, node, addr, &work, &PROXY_ADDRS, passwords, None)?;
-    }
     let cert = rcgen::generate_simple_self_signed(vec!["mail.fulmar.test".into()])?;
     std::fs::write(work.join("proxy.crt"), cert.cert.pem())?;
     std::fs::write(work.join("proxy.key"), cert.signing_key.serialize_pem())?;
+    for instance in INSTANCES {
+        start_instance(lab, &bins.maild, instance, &cert)?;
+    }
     let mut config = String::from("agent_address = \"[::]:7070\"\n");
     for port in MAIL_PORTS {
         let (protocol, tls) = match port {
@@ -177,6 +190,7 @@ fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
          # lab only: lets the demo log in without TLS\nrequire_for_auth = false\n\
          [directory]\nurls = [\"ldap://{DIRECTORY}\"]\nbind_dn = \"cn=proxy,dc=fulmar,dc=test\"\n\
          bind_password = \"proxy-secret\"\nbase_dn = \"dc=fulmar,dc=test\"\n\
+         # fulmar-maild names accounts by address\nuser_attribute = \"mailLocalAddress\"\n\
          [smtp]\nhostname = \"mx.fulmar.test\"\n",
         dir = work.display()
     );
@@ -184,11 +198,72 @@ fn start_mail_tiers(lab: &mut Lab, proxyd: &str) -> Result<()> {
     std::fs::write(&path, config)?;
     let path = path.to_str().context("path")?;
     for proxy in topology::PROXIES {
-        lab.spawn(proxy, "fulmar-proxyd", proxyd, &["--config", path])?;
+        lab.spawn(proxy, "fulmar-proxyd", &bins.proxyd, &["--config", path])?;
     }
     for (proxy, addr) in topology::PROXIES.iter().zip(PROXY_ADDRS) {
         mail::wait_port(lab, proxy, addr, 143)?;
     }
+    Ok(())
+}
+
+/// One fulmar-maild instance, as the failover manager would start it: its
+/// VIP on the node, its volume (here a directory of its own) with the
+/// config, the accounts it is home to, then `fulmar-maild run`.
+fn start_instance(
+    lab: &mut Lab,
+    maild: &str,
+    (name, node, vip): (&str, &str, &str),
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+) -> Result<()> {
+    let root = Path::new(LAB_DIR).join("volumes").join(name);
+    let config = root.join("config");
+    std::fs::create_dir_all(&config)?;
+    std::fs::write(config.join("ldap.secret"), "proxy-secret\n")?;
+    std::fs::write(config.join("cert.pem"), cert.cert.pem())?;
+    std::fs::write(config.join("key.pem"), cert.signing_key.serialize_pem())?;
+    std::fs::write(
+        config.join("mail.toml"),
+        format!(
+            "instance = \"{name}\"\nlmtp = \"{vip}:24\"\nsmtp = \"{vip}:25\"\n\
+             imap = \"{vip}:143\"\npop3 = \"{vip}:110\"\nquota = \"1 GiB\"\n\
+             # the proxies: their IMAP ID and XCLIENT name the real client\n\
+             trusted_networks = [\"198.18.1.0/24\"]\n\
+             [directory]\nurl = \"ldap://{DIRECTORY}\"\nbase_dn = \"dc=fulmar,dc=test\"\n\
+             bind_dn = \"cn=proxy,dc=fulmar,dc=test\"\nbind_password_file = \"ldap.secret\"\n\
+             [tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n"
+        ),
+    )?;
+    let root_arg = root.to_str().context("path")?;
+    for (uid, _, home) in ACCOUNTS {
+        if home == vip {
+            let address = format!("{uid}@mail.test");
+            lab.check(
+                node,
+                maild,
+                &["--root", root_arg, "account-create", &address],
+            )?;
+        }
+    }
+    lab.check(
+        node,
+        "ip",
+        &["addr", "add", &format!("{vip}/32"), "dev", "eth0"],
+    )?;
+    lab.spawn(
+        node,
+        name,
+        maild,
+        &[
+            "--root",
+            root_arg,
+            "run",
+            "--node",
+            node,
+            "--generation",
+            "1",
+        ],
+    )?;
+    mail::wait_port(lab, "proxy1", vip, 110)?;
     Ok(())
 }
 
@@ -221,6 +296,48 @@ fn imap_login(
         }
         Ok(lines)
     })?
+}
+
+/// Mail through the whole path: SMTP in through a VIP to both accounts
+/// (the proxy finds each account's instance in LDAP and delivers by LMTP,
+/// naming the client by XCLIENT), then POP3 and IMAP reading it back
+/// through the other VIP and the first.
+fn show_mail_flow(lab: &Lab) -> Result<()> {
+    let script = format!(
+        r#"
+import imaplib, poplib, smtplib
+VIP4, VIP6 = "{vip4}", "{vip6}"
+s = smtplib.SMTP(VIP4, 25, local_hostname="client.test")
+refused = s.sendmail("carl@elsewhere.test", ["ann@mail.test", "bob@mail.test"],
+                     "From: carl@elsewhere.test\r\nSubject: hello from the lab\r\n\r\nhi\r\n")
+s.quit()
+print(f"client -> {{VIP4}}:25         SMTP to ann@mail.test, bob@mail.test: 250 (refused: {{refused or 'none'}})")
+p = poplib.POP3(VIP6, 110)
+p.user("bob"); p.pass_("bob-secret")
+count, size = p.stat()
+top = [l.decode() for l in p.top(count, 0)[1] if l.startswith(b"Subject")]
+p.quit()
+print(f"client -> [{{VIP6}}]:110 POP3 bob (home mail2): {{count}} message(s), {{top[0]}}")
+m = imaplib.IMAP4(VIP4, 143)
+m.login("ann", "ann-secret")
+m.select("INBOX")
+head = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (RECEIVED)])")[1][0][1].decode()
+m.logout()
+received = " ".join(head.split())
+print(f"client -> {{VIP4}}:143        IMAP ann (home mail1): {{received[:96]}}...")
+"#,
+        vip4 = topology::VIP4,
+        vip6 = topology::VIP6,
+    );
+    let out = lab.exec("client", "python3", &["-c", &script])?;
+    if !out.status.success() {
+        bail!(
+            "mail through the lab failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
 }
 
 /// The shipped dist/lb.toml with only its paths moved into the lab.
@@ -266,12 +383,8 @@ fn up() -> Result<()> {
     if Path::new(STATE_FILE).exists() {
         bail!("a lab is already up ({STATE_FILE}); run `cargo xtask lab down` first");
     }
-    let (lbd, fulmar, proxyd) = build_bins()?;
-    let (lbd, fulmar, proxyd) = (
-        lbd.to_str().context("path")?,
-        fulmar.to_str().context("path")?,
-        proxyd.to_str().context("path")?,
-    );
+    let bins = build_bins()?;
+    let (lbd, fulmar) = (bins.lbd.as_str(), bins.fulmar.as_str());
     let mut lab = Lab::build(&topology::reference()).context("building the lab")?;
     std::fs::create_dir_all(LAB_DIR)?;
 
@@ -284,7 +397,7 @@ fn up() -> Result<()> {
             &["realserver", "prepare", topology::VIP4, topology::VIP6],
         )?;
     }
-    start_mail_tiers(&mut lab, proxyd)?;
+    start_mail_tiers(&mut lab, &bins)?;
 
     // Balancer: the kernel-tuning drop-in, then fulmar-lbd on the shipped config.
     let tuning =
@@ -351,7 +464,8 @@ fn up() -> Result<()> {
     println!("fulmar lab {} is up\n", lab.prefix());
     println!("{:<10} {:<16} {:<22} RUNNING", "HOST", "ADDRESS", "ROLE");
     const PROXY: (&str, &str) = ("front end", "fulmar-proxyd (IMAP/POP3/SMTP, LDAP routing)");
-    const NODE: &str = "Dovecot as home instance (issues 6, 8)";
+    const NODE1: &str = "fulmar-maild mail1 on VIP 198.18.2.21";
+    const NODE2: &str = "fulmar-maild mail2 on VIP 198.18.2.22";
     let roles = [
         ("client", ("client", "-")),
         ("router", ("router", "forwarding")),
@@ -365,12 +479,9 @@ fn up() -> Result<()> {
         ("proxy1", PROXY),
         ("proxy2", PROXY),
         ("proxy3", PROXY),
-        ("node1", ("back-end node", NODE)),
-        ("node2", ("back-end node", NODE)),
-        (
-            "standby",
-            ("hot standby", "idle (failover manager: issue 8)"),
-        ),
+        ("node1", ("back-end node", NODE1)),
+        ("node2", ("back-end node", NODE2)),
+        ("standby", ("spare back-end node", "idle")),
         ("directory", ("directory", "slapd (misc.schema, mailHost)")),
     ];
     for (host, (role, running)) in roles {
@@ -410,6 +521,8 @@ fn up() -> Result<()> {
         let login: String = login.chars().take(60).collect();
         println!("client -> {to:<22} LOGIN {user:<4} (home {home}): {login}...");
     }
+    println!();
+    show_mail_flow(&lab)?;
     println!();
     println!("$ fulmar -s real show {}:143", topology::VIP4);
     print!(

@@ -455,7 +455,7 @@ fn xclient(rest: &str) -> Option<(Option<String>, Option<String>)> {
                     .strip_prefix("IPV6:")
                     .or_else(|| value.strip_prefix("ipv6:"))
                     .unwrap_or(&value);
-                addr = Some(plain.parse::<IpAddr>().ok()?.to_string());
+                addr = Some(plain.parse::<IpAddr>().ok()?.to_canonical().to_string());
             }
             "HELO" => helo = Some(value),
             _ => {}
@@ -497,6 +497,10 @@ mod tests {
         assert_eq!(
             xclient("ADDR=IPV6:2001:db8::9"),
             Some((Some("2001:db8::9".into()), None))
+        );
+        assert_eq!(
+            xclient("ADDR=::ffff:198.18.0.9"),
+            Some((Some("198.18.0.9".into()), None))
         );
         assert_eq!(xclient("ADDR=[UNAVAILABLE]"), Some((None, None)));
         assert_eq!(xclient("ADDR=not-an-address"), None);

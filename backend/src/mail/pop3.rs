@@ -360,10 +360,11 @@ impl Session {
             let Some((name, value)) = arg.split_once('=') else {
                 continue;
             };
+            let addr = xtext_decode(value).and_then(|v| v.parse::<std::net::IpAddr>().ok());
             if name.eq_ignore_ascii_case("ADDR")
-                && let Some(addr) = xtext_decode(value)
+                && let Some(addr) = addr
             {
-                self.client = addr;
+                self.client = addr.to_canonical().to_string();
             }
         }
         self.line("+OK");

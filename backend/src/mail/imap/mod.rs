@@ -708,7 +708,7 @@ impl Session {
                 continue;
             };
             match (trusted, value.parse::<IpAddr>()) {
-                (true, Ok(ip)) => self.client = ip,
+                (true, Ok(ip)) => self.client = ip.to_canonical(),
                 _ => {
                     tracing::info!(peer = %self.peer, claimed = value, "ignored ID x-originating-ip from an untrusted peer")
                 }
