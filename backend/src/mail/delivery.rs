@@ -25,7 +25,7 @@ use tokio::{
 use super::{
     config::{MailConfig, Network},
     maildir::{Store, StoreError},
-    net::{read_line, skip_line, xtext_decode},
+    net::{self, read_line, skip_line, xtext_decode},
 };
 
 /// Longest command line accepted (RFC 5321 asks for at least 512).
@@ -56,19 +56,18 @@ pub struct Delivery {
 
 /// Accepts connections until the listener fails.
 pub async fn serve(listener: TcpListener, delivery: Arc<Delivery>) -> std::io::Result<()> {
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        // Replies are small writes: without this, Nagle and the client's
-        // delayed ACK cost ~40 ms per pipelined transaction.
-        let _ = stream.set_nodelay(true);
+    let protocol = match delivery.dialect {
+        Dialect::Lmtp => "lmtp",
+        Dialect::Smtp => "smtp",
+    };
+    net::accept(listener, protocol, |socket, peer| {
         let delivery = delivery.clone();
-        tokio::spawn(async move {
-            let (read, write) = stream.into_split();
-            if let Err(e) = delivery.session(read, write, peer).await {
-                tracing::debug!(%peer, error = %e, "delivery session ended");
-            }
-        });
-    }
+        async move {
+            let (read, write) = socket.into_split();
+            delivery.session(read, write, peer).await
+        }
+    })
+    .await
 }
 
 /// The address inside `<...>` after `FROM:` / `TO:`, and the parameters.

@@ -27,17 +27,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const MAX_AUTH_FAILURES: u32 = 3;
 
 pub async fn serve(listener: TcpListener, service: Arc<Service>) -> io::Result<()> {
-    loop {
-        let (socket, peer) = listener.accept().await?;
-        let _ = socket.set_nodelay(true);
-        let service = service.clone();
-        tokio::spawn(async move {
-            let mut session = Session::new(service, Box::new(socket), peer);
-            if let Err(e) = session.run().await {
-                tracing::debug!(%peer, "pop3 session: {e}");
-            }
-        });
-    }
+    net::accept(listener, "pop3", |socket, peer| {
+        let mut session = Session::new(service.clone(), Box::new(socket), peer);
+        async move { session.run().await }
+    })
+    .await
 }
 
 /// The maildrop of a logged-in session.
