@@ -1,10 +1,13 @@
-//! The built-in back-end mail service (`fulmar-maild`), first part: one
-//! instance's volume, its owner lock, crash-safe maildir storage and LMTP
-//! delivery. Everything lives under the instance's root (its mounted volume):
+//! The built-in back-end mail service (`fulmar-maild`): one instance's
+//! volume, its owner lock, crash-safe maildir storage with quota, delivery
+//! by LMTP and SMTP, and IMAP and POP3 for the clients (through the
+//! proxies). Everything lives under the instance's root (its mounted
+//! volume):
 //!
 //! ```text
 //! ROOT/config/mail.toml     the instance's config (see `config`)
 //! ROOT/mail/ACCOUNT/INBOX/  maildirs: tmp/ new/ cur/ and the UID list
+//! ROOT/mail/ACCOUNT/quota   the account's own limit, if any (see `quota`)
 //! ROOT/run/lock             owner node, generation and pid (see `lock`)
 //! ROOT/log/INSTANCE.log     the service's log
 //! ```
@@ -13,7 +16,9 @@
 //!   than the volume has seen is refused (the failover manager's fencing token).
 //! - [`maildir`]: tmp → new by rename after fsync of the file and directory;
 //!   UIDs, UIDVALIDITY and flags kept in a UID list replaced atomically.
-//! - [`lmtp`]: RFC 2033 delivery, a status per recipient, 250 only when durable.
+//! - [`delivery`]: LMTP (a status per recipient) and SMTP, 250 only when
+//!   durable; XCLIENT from trusted networks.
+//! - [`imap`], [`pop3`]: the reading protocols, logins by LDAP bind ([`auth`]).
 pub mod auth;
 pub mod config;
 pub mod delivery;
