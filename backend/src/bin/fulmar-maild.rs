@@ -177,18 +177,16 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         eprintln!("fulmar-maild: {} serving {}", config.instance, listeners.describe(&config));
         fulmar_daemon::notify("READY=1");
         let service = Arc::new(Service {
-            store: store.clone(),
+            store,
             config: config.clone(),
             auth,
             tls,
-            trusted: trusted.clone(),
+            trusted,
         });
         let delivery = |dialect| {
             Arc::new(Delivery {
-                store: store.clone(),
-                config: config.clone(),
+                service: service.clone(),
                 dialect,
-                trusted: trusted.clone(),
             })
         };
         let lmtp = delivery::serve(listeners.lmtp, delivery(Dialect::Lmtp));

@@ -12,10 +12,7 @@
 //!   not all; LMTP answers each.
 //! - Command lines are bounded (`MAX_LINE`), messages by `max_message_size`
 //!   (SIZE= refused up front, DATA read to its end and then refused).
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
@@ -23,9 +20,9 @@ use tokio::{
 };
 
 use super::{
-    config::{MailConfig, Network},
-    maildir::{Store, StoreError},
-    net::{self, read_line, skip_line, xtext_decode},
+    Service,
+    maildir::StoreError,
+    net::{self, read_line, skip_line, xclient},
 };
 
 /// Longest command line accepted (RFC 5321 asks for at least 512).
@@ -38,29 +35,31 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The protocol as the Received line names it.
     fn name(self) -> &'static str {
         match self {
             Dialect::Lmtp => "LMTP",
             Dialect::Smtp => "ESMTP",
         }
     }
+
+    fn hello_verb(self) -> &'static str {
+        match self {
+            Dialect::Lmtp => "LHLO",
+            Dialect::Smtp => "EHLO",
+        }
+    }
 }
 
 pub struct Delivery {
-    pub store: Arc<Store>,
-    pub config: MailConfig,
+    /// The store, the config and who may send XCLIENT.
+    pub service: Arc<Service>,
     pub dialect: Dialect,
-    /// Who may send XCLIENT.
-    pub trusted: Vec<Network>,
 }
 
 /// Accepts connections until the listener fails.
 pub async fn serve(listener: TcpListener, delivery: Arc<Delivery>) -> std::io::Result<()> {
-    let protocol = match delivery.dialect {
-        Dialect::Lmtp => "lmtp",
-        Dialect::Smtp => "smtp",
-    };
-    net::accept(listener, protocol, |socket, peer| {
+    net::accept(listener, delivery.dialect.name(), |socket, peer| {
         let delivery = delivery.clone();
         async move {
             let (read, write) = socket.into_split();
@@ -100,7 +99,7 @@ struct Client {
 
 impl Delivery {
     fn greeting(&self) -> String {
-        let name = &self.config.instance;
+        let name = &self.service.config.instance;
         format!("220 {name} fulmar {} ready\r\n", self.dialect.name())
     }
 
@@ -115,8 +114,8 @@ impl Delivery {
         W: AsyncWrite + Unpin,
     {
         let mut r = BufReader::new(read);
-        let name = &self.config.instance;
-        let trusted = self.trusts(peer.ip());
+        let name = &self.service.config.instance;
+        let trusted = self.service.trusts(peer.ip());
         write.write_all(self.greeting().as_bytes()).await?;
         let mut client = Client {
             helo: None,
@@ -193,15 +192,15 @@ impl Delivery {
                     None => "501 5.5.4 syntax: XCLIENT NAME=value ...\r\n".into(),
                 },
                 "MAIL" if !greeted => {
-                    format!("503 5.5.1 {} first\r\n", self.hello_verb())
+                    format!("503 5.5.1 {} first\r\n", self.dialect.hello_verb())
                 }
                 "MAIL" if env.from.is_some() => "503 5.5.1 nested MAIL\r\n".into(),
                 "MAIL" => match path_arg(rest, "FROM:") {
                     None => "501 5.5.4 syntax: MAIL FROM:<address>\r\n".into(),
                     Some((from, params)) => match declared_size(params) {
-                        Some(size) if size > self.config.max_message_size => format!(
+                        Some(size) if size > self.service.config.max_message_size => format!(
                             "552 5.3.4 message size {size} exceeds the limit {}\r\n",
-                            self.config.max_message_size
+                            self.service.config.max_message_size
                         ),
                         size => {
                             env.from = Some(from.to_string());
@@ -213,7 +212,7 @@ impl Delivery {
                 "RCPT" if env.from.is_none() => "503 5.5.1 MAIL first\r\n".into(),
                 "RCPT" => match path_arg(rest, "TO:") {
                     None => "501 5.5.4 syntax: RCPT TO:<address>\r\n".into(),
-                    Some(_) if env.rcpts.len() >= self.config.max_recipients => {
+                    Some(_) if env.rcpts.len() >= self.service.config.max_recipients => {
                         "452 4.5.3 too many recipients\r\n".into()
                     }
                     Some((to, _)) => self.recipient(to, &mut env),
@@ -252,21 +251,10 @@ impl Delivery {
         }
     }
 
-    fn trusts(&self, peer: IpAddr) -> bool {
-        self.trusted.iter().any(|n| n.contains(peer))
-    }
-
-    fn hello_verb(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Lmtp => "LHLO",
-            Dialect::Smtp => "EHLO",
-        }
-    }
-
     /// The LHLO/EHLO reply: XCLIENT only for a peer allowed to use it.
     fn extensions(&self, trusted: bool) -> String {
         let mut lines = vec![
-            self.config.instance.clone(),
+            self.service.config.instance.clone(),
             "PIPELINING".into(),
             "ENHANCEDSTATUSCODES".into(),
             "8BITMIME".into(),
@@ -274,7 +262,7 @@ impl Delivery {
         if trusted {
             lines.push("XCLIENT ADDR PORT HELO NAME LOGIN PROTO TTL".into());
         }
-        lines.push(format!("SIZE {}", self.config.max_message_size));
+        lines.push(format!("SIZE {}", self.service.config.max_message_size));
         let last = lines.len() - 1;
         lines
             .iter()
@@ -285,11 +273,11 @@ impl Delivery {
 
     /// RCPT: an account here with room for (what MAIL said of) the message.
     fn recipient(&self, to: &str, env: &mut Envelope) -> String {
-        if !self.store.has_account(to) {
+        if !self.service.store.has_account(to) {
             return format!("550 5.1.1 <{to}>: no such mailbox here\r\n");
         }
         let size = env.size.unwrap_or(0);
-        match tokio::task::block_in_place(|| self.store.check_quota(to, size)) {
+        match tokio::task::block_in_place(|| self.service.store.check_quota(to, size)) {
             Ok(()) => {
                 env.rcpts.push(to.to_ascii_lowercase());
                 "250 2.1.5 recipient ok\r\n".into()
@@ -308,7 +296,7 @@ impl Delivery {
         &self,
         r: &mut BufReader<R>,
     ) -> std::io::Result<Option<Result<Vec<u8>, u64>>> {
-        let max = self.config.max_message_size as usize;
+        let max = self.service.config.max_message_size as usize;
         let mut body = Vec::new();
         let mut seen: u64 = 0;
         let mut at_line_start = true;
@@ -356,7 +344,7 @@ impl Delivery {
             Err(size) => {
                 let line = format!(
                     "552 5.3.4 message size {size} exceeds the limit {}\r\n",
-                    self.config.max_message_size
+                    self.service.config.max_message_size
                 );
                 return if smtp { line } else { line.repeat(rcpts.len()) };
             }
@@ -364,7 +352,7 @@ impl Delivery {
         if smtp {
             let len = body.len() as u64;
             for rcpt in rcpts {
-                match tokio::task::block_in_place(|| self.store.check_quota(rcpt, len)) {
+                match tokio::task::block_in_place(|| self.service.store.check_quota(rcpt, len)) {
                     Ok(()) => {}
                     Err(e @ StoreError::OverQuota { .. }) => {
                         return format!("552 5.2.2 <{rcpt}>: {e}; not delivered to anyone\r\n");
@@ -386,7 +374,7 @@ impl Delivery {
             )
             .into_bytes();
             copy.extend_from_slice(&body);
-            let store = self.store.clone();
+            let store = self.service.store.clone();
             let to = rcpt.clone();
             let done = tokio::task::spawn_blocking(move || store.deliver(&to, &copy)).await;
             let stored = match done {
@@ -426,41 +414,10 @@ impl Delivery {
             "Received: from {} ([{}])\r\n\tby {} (fulmar-maild) with {}\r\n\tfor <{rcpt}>; {date}\r\n",
             client.helo.as_deref().unwrap_or("unknown"),
             client.addr,
-            self.config.instance,
+            self.service.config.instance,
             self.dialect.name()
         )
     }
-}
-
-/// XCLIENT's attributes: the client address and HELO name it names
-/// (`[UNAVAILABLE]` and `[TEMPUNAVAIL]` leave them as they were); None
-/// when malformed.
-#[allow(clippy::type_complexity)]
-fn xclient(rest: &str) -> Option<(Option<String>, Option<String>)> {
-    let mut addr = None;
-    let mut helo = None;
-    let mut any = false;
-    for attr in rest.split_whitespace() {
-        let (name, value) = attr.split_once('=')?;
-        // Decoded values end up in a header: no line breaks smuggled in.
-        let value = xtext_decode(value).filter(|v| !v.contains(|c: char| c.is_control()))?;
-        any = true;
-        if value.starts_with('[') {
-            continue;
-        }
-        match name.to_ascii_uppercase().as_str() {
-            "ADDR" => {
-                let plain = value
-                    .strip_prefix("IPV6:")
-                    .or_else(|| value.strip_prefix("ipv6:"))
-                    .unwrap_or(&value);
-                addr = Some(plain.parse::<IpAddr>().ok()?.to_canonical().to_string());
-            }
-            "HELO" => helo = Some(value),
-            _ => {}
-        }
-    }
-    any.then_some((addr, helo))
 }
 
 /// `SIZE=n` among MAIL parameters.
@@ -485,26 +442,5 @@ mod tests {
         assert_eq!(path_arg("TO:a@x.test", "TO:"), None);
         assert_eq!(declared_size("BODY=8BITMIME size=123"), Some(123));
         assert_eq!(declared_size("SIZE=lots"), None);
-    }
-
-    #[test]
-    fn xclient_attributes() {
-        assert_eq!(
-            xclient("ADDR=198.18.0.9 PORT=4000 HELO=client.test LOGIN=[UNAVAILABLE]"),
-            Some((Some("198.18.0.9".into()), Some("client.test".into())))
-        );
-        assert_eq!(
-            xclient("ADDR=IPV6:2001:db8::9"),
-            Some((Some("2001:db8::9".into()), None))
-        );
-        assert_eq!(
-            xclient("ADDR=::ffff:198.18.0.9"),
-            Some((Some("198.18.0.9".into()), None))
-        );
-        assert_eq!(xclient("ADDR=[UNAVAILABLE]"), Some((None, None)));
-        assert_eq!(xclient("ADDR=not-an-address"), None);
-        assert_eq!(xclient("ADDR"), None);
-        assert_eq!(xclient("HELO=a+0D+0AX-Evil:+201"), None);
-        assert_eq!(xclient(""), None);
     }
 }

@@ -35,9 +35,9 @@ use auth::Authenticator;
 use config::{MailConfig, Network};
 use maildir::Store;
 
-/// What the reading protocols (IMAP, POP3) share: the store, the config,
-/// who may log in, TLS for STARTTLS/STLS, and whose forwarded client
-/// address is believed.
+/// What every protocol of the instance shares: the store, the config,
+/// who may log in (IMAP, POP3), TLS for STARTTLS/STLS, and whose forwarded
+/// client address is believed (ID, XCLIENT).
 pub struct Service {
     pub store: Arc<Store>,
     pub config: MailConfig,

@@ -19,7 +19,7 @@ use super::{
     Service,
     auth::AuthError,
     maildir::{INBOX, Message, StoreError},
-    net::{self, Io, read_line, skip_line, xtext_decode},
+    net::{self, Io, read_line, skip_line, xclient},
 };
 
 /// RFC 1939 asks for an autologout timer of at least ten minutes.
@@ -251,7 +251,7 @@ impl Session {
             }
             ("AUTH", _) => self.line("-ERR [AUTH] Only PLAIN is offered"),
             ("STLS", []) => return self.stls().await,
-            ("XCLIENT", _) => self.xclient(args),
+            ("XCLIENT", _) => self.forwarded_client(args),
             ("APOP", _) => self.line("-ERR [AUTH] APOP is not offered"),
             ("STAT" | "LIST" | "RETR" | "DELE" | "NOOP" | "RSET" | "TOP" | "UIDL" | "LAST", _) => {
                 self.line("-ERR Log in first")
@@ -344,22 +344,14 @@ impl Session {
 
     /// `XCLIENT ADDR=… PORT=… SESSION=… TTL=…`: a trusted proxy names its
     /// client (logged with the login); from anyone else it is refused.
-    fn xclient(&mut self, args: &[&str]) {
+    fn forwarded_client(&mut self, args: &[&str]) {
         if !self.service.trusts(self.peer.ip()) {
             tracing::info!(peer = %self.peer, "refused XCLIENT from an untrusted peer");
             self.line("-ERR You are not allowed to use XCLIENT");
             return;
         }
-        for arg in args {
-            let Some((name, value)) = arg.split_once('=') else {
-                continue;
-            };
-            let addr = xtext_decode(value).and_then(|v| v.parse::<std::net::IpAddr>().ok());
-            if name.eq_ignore_ascii_case("ADDR")
-                && let Some(addr) = addr
-            {
-                self.client = addr.to_canonical().to_string();
-            }
+        if let Some((Some(addr), _)) = xclient(&args.join(" ")) {
+            self.client = addr;
         }
         self.line("+OK");
     }
@@ -483,7 +475,11 @@ impl Session {
             // Another session may have renamed a file since login (a flag
             // change): act on the messages as they are now, by UID.
             let now = store.sync(&drop.account, INBOX)?;
-            let current = |m: &Message| now.messages.iter().find(|c| c.uid == m.uid);
+            // Listed by UID: a binary search each, not a scan.
+            let current = |m: &Message| {
+                let i = now.messages.binary_search_by_key(&m.uid, |c| c.uid).ok()?;
+                Some(&now.messages[i])
+            };
             let gone: Vec<&Message> = drop
                 .messages
                 .iter()

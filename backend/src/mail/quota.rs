@@ -13,7 +13,10 @@ use std::{
     sync::Mutex,
 };
 
-use super::{config::parse_size, maildir::StoreError};
+use super::{
+    config::parse_size,
+    maildir::{StoreError, io_at},
+};
 
 /// The per-account limit file, in the account's directory.
 pub const QUOTA_FILE: &str = "quota";
@@ -55,7 +58,7 @@ impl Quotas {
                 source: io::Error::new(io::ErrorKind::InvalidData, e),
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(self.default),
-            Err(source) => Err(StoreError::Io { path, source }),
+            Err(e) => Err(io_at(&path)(e)),
         }
     }
 
@@ -113,10 +116,6 @@ impl Quotas {
 
 /// The bytes in every mailbox's new/ and cur/ of the account.
 fn count(account: &Path) -> Result<u64, StoreError> {
-    let io_at = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StoreError::Io { path, source }
-    };
     let mut total = 0;
     for mailbox in fs::read_dir(account).map_err(io_at(account))? {
         let mailbox = mailbox.map_err(io_at(account))?;
