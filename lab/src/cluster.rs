@@ -21,6 +21,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use fulmar_fencing::agents::io_barrier::attachments;
 use serde_json::Value;
 
 use crate::{Attachment, HostSpec, Lab, LabError, LabSpec, SegmentSpec, cmd};
@@ -163,7 +164,7 @@ impl ClusterLab {
             "[instance.{INSTANCE}]\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\n\
              volume = \"{vol}\"\nmountpoint = \"{mnt}\"\n\
              start = [\"dovecot\", \"-F\", \"-c\", \"{mnt}/dovecot.conf\"]\n\
-             probe_ports = [24, 143]\nstart_timeout = \"10s\"\nstop_timeout = \"5s\"\n\
+             probe_ports = [24, 143]\nrun_dirs = [\"run\"]\nstart_timeout = \"10s\"\nstop_timeout = \"5s\"\n\
              allowed = [{allowed}]\npreferred = [\"node1\"]\n",
             allowed = allowed.join(", ")
         ));
@@ -233,7 +234,8 @@ impl ClusterLab {
 
     /// What an operator does before confirming a manual fence: pulls the
     /// plug. Processes die, the address goes, and the kernel's hold on the
-    /// volume (mount, loop device) goes with the power.
+    /// volume (mount, loop device) goes with the power: the device is
+    /// detached, and this returns once it is gone.
     pub fn unplug(&self, node: &str) -> Result<(), LabError> {
         kill_netns(&self.lab.netns(node))?;
         self.lab
@@ -246,7 +248,28 @@ impl ClusterLab {
             c.args(["-l", &mnt]);
             cmd::checked(c)?;
         }
-        Ok(())
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: Vec<String> = attachments(&self.volume)
+                .into_iter()
+                .filter(|a| a.node().as_deref() == Some(node))
+                .map(|a| a.device)
+                .collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::NotReady(format!(
+                    "{node}'s loop devices {left:?} stay attached"
+                )));
+            }
+            for device in left {
+                let mut c = Command::new("losetup");
+                c.args(["-d", &format!("/dev/{device}")]);
+                let _ = cmd::checked(c);
+            }
+            sleep(Duration::from_millis(20));
+        }
     }
 
     /// The pid of the instance's Dovecot master on whichever node runs it.
@@ -792,10 +815,15 @@ impl Sampler {
                         vip.insert(node.clone());
                     }
                 }
-                let mounted = mounted_by(&volume);
+                // Attached, not only mounted: a lazily unmounted file
+                // system on a device that lingers can still write.
+                let attached: BTreeSet<String> = attachments(&volume)
+                    .iter()
+                    .filter_map(|a| a.node())
+                    .collect();
                 samples += 1;
-                if vip.len() > 1 || mounted.len() > 1 {
-                    violations.push(format!("VIP on {vip:?}, volume mounted by {mounted:?}"));
+                if vip.len() > 1 || attached.len() > 1 {
+                    violations.push(format!("VIP on {vip:?}, volume attached by {attached:?}"));
                 }
                 sleep(period);
             }

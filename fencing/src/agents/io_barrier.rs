@@ -7,9 +7,20 @@
 //! removed path is a revoked grant. `off` removes the path, then for every
 //! loop device attached through it shuts its file system down at once
 //! (FS_IOC_SHUTDOWN without flushing the journal: nothing more from that
-//! node reaches the disk, later writes fail with EIO) and detaches it.
-//! `status` is off when the path is gone and nothing is mounted through it;
-//! `on` grants access again.
+//! node reaches the disk, later writes fail with EIO), unmounts it lazily
+//! and clears the device, and answers only once the device is gone.
+//!
+//! That last wait is the barrier. LOOP_CLR_FD on a device still in use
+//! (a dying process of the node still holds a file on the file system)
+//! only marks it autoclear and returns 0 at once; the device, its queued
+//! I/O and its shut-down ext4 super block live on until the last user
+//! goes, and releasing that super block writes it to the disk. Answering
+//! `off` before then let the next node mount the volume while the old
+//! one could still write it: a new holder's file system overwritten with
+//! a stale super block. The kernel drains a loop device's queue before it
+//! detaches it, so a gone device is a node that can no longer write.
+//! `status` is off when the path is gone and no device is attached
+//! through it; `on` grants access again.
 //!
 //! In the lab every node shares one kernel, so the barrier can act on the
 //! node's own mount. On real clusters use the storage's own barrier
@@ -19,6 +30,7 @@ use std::{
     fs, io,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -57,26 +69,76 @@ pub fn grant(volume: &Path, node: &str) -> io::Result<()> {
     }
 }
 
-/// A loop device attached through `path`: (name, "major:minor").
-fn loop_devices(path: &Path) -> Vec<(String, String)> {
-    let want = path.to_string_lossy();
+/// A loop device attached to a file of a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The device name (`loop3`).
+    pub device: String,
+    /// Its "major:minor".
+    pub dev: String,
+    /// The file it is attached to (an access path or the disk itself).
+    pub backing: PathBuf,
+}
+
+impl Attachment {
+    /// The node whose access path it is attached through, if any.
+    pub fn node(&self) -> Option<String> {
+        let access = self.backing.parent()?;
+        (access.file_name()? == "access")
+            .then(|| self.backing.file_stem())
+            .flatten()
+            .map(|n| n.to_string_lossy().into_owned())
+    }
+}
+
+/// Every loop device attached now, with the file behind it.
+fn all_loop_devices() -> Vec<Attachment> {
     let Ok(entries) = fs::read_dir("/sys/block") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
+            let device = e.file_name().to_string_lossy().into_owned();
             let dir = e.path();
             let backing = fs::read_to_string(dir.join("loop/backing_file")).ok()?;
             // The kernel appends " (deleted)" once the path is unlinked.
             let backing = backing.trim_end().trim_end_matches(" (deleted)");
-            (backing == want).then(|| {
-                let dev = fs::read_to_string(dir.join("dev")).unwrap_or_default();
-                (name, dev.trim().to_string())
+            let dev = fs::read_to_string(dir.join("dev")).unwrap_or_default();
+            Some(Attachment {
+                device,
+                dev: dev.trim().to_string(),
+                backing: PathBuf::from(backing),
             })
         })
         .collect()
+}
+
+/// Loop devices attached through `path`.
+fn loop_devices(path: &Path) -> Vec<Attachment> {
+    all_loop_devices()
+        .into_iter()
+        .filter(|a| a.backing == path)
+        .collect()
+}
+
+/// Loop devices attached to `volume` by any node (through an access
+/// path) or directly to its disk. The lab's nodes share one kernel, so
+/// this sees every node; on a real cluster it sees this node only.
+pub fn attachments(volume: &Path) -> Vec<Attachment> {
+    let access = volume.join("access");
+    let disk = disk(volume);
+    all_loop_devices()
+        .into_iter()
+        .filter(|a| a.backing.parent() == Some(access.as_path()) || a.backing == disk)
+        .collect()
+}
+
+/// Whether `device` is still attached to `backing` (a cleared device
+/// loses its `loop/` directory; a reused one names another file).
+fn still_attached(device: &str, backing: &Path) -> bool {
+    fs::read_to_string(format!("/sys/block/{device}/loop/backing_file"))
+        .is_ok_and(|b| Path::new(b.trim_end().trim_end_matches(" (deleted)")) == backing)
 }
 
 /// Mount points of the device `major:minor` (this mount namespace).
@@ -169,7 +231,7 @@ impl IoBarrier {
             )));
         }
         match action {
-            Action::Off => self.revoke().map(|_| Answer::Done),
+            Action::Off => self.revoke().await.map(|_| Answer::Done),
             Action::On => grant(&self.volume, &self.node)
                 .map(|_| Answer::Done)
                 .map_err(|e| failed(format!("granting {}: {e}", self.path().display()))),
@@ -180,7 +242,7 @@ impl IoBarrier {
         }
     }
 
-    fn revoke(&self) -> Result<(), DeviceError> {
+    async fn revoke(&self) -> Result<(), DeviceError> {
         let path = self.path();
         // The devices first: the kernel only names the path they were
         // attached by while it exists or is shown "(deleted)".
@@ -191,33 +253,58 @@ impl IoBarrier {
             }
             _ => {}
         }
-        for (name, dev) in devices {
-            for mount in mounts_of(&dev) {
+        for a in &devices {
+            for mount in mounts_of(&a.dev) {
                 shutdown_fs(&mount).map_err(|e| {
                     failed(format!(
-                        "shutting down {} on /dev/{name}: {e}",
-                        mount.display()
+                        "shutting down {} on /dev/{}: {e}",
+                        mount.display(),
+                        a.device
                     ))
                 })?;
                 detach(&mount)
                     .map_err(|e| failed(format!("unmounting {}: {e}", mount.display())))?;
             }
-            clear_loop(&name);
+            clear_loop(&a.device);
+        }
+        // Off means drained and gone (see the module doc); the device's
+        // timeout bounds the wait and fails this level if a holder lingers.
+        let started = Instant::now();
+        let mut warned = false;
+        for a in &devices {
+            while still_attached(&a.device, &path) {
+                if !warned && started.elapsed() > Duration::from_secs(1) {
+                    warned = true;
+                    tracing::warn!(
+                        device = a.device,
+                        node = self.node,
+                        "still attached after the barrier: something of the node holds a file on it"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        if !devices.is_empty() {
+            tracing::info!(
+                node = self.node,
+                devices = devices.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "volume detached"
+            );
         }
         Ok(())
     }
 
     fn state(&self) -> PowerState {
         let path = self.path();
-        let mounted = loop_devices(&path)
-            .iter()
-            .any(|(_, dev)| !mounts_of(dev).is_empty());
+        // An attached device may still write, mounted here or not.
+        let attached = !loop_devices(&path).is_empty();
         // A leftover link to another file is no grant either.
         let granted = fs::metadata(&path)
             .ok()
             .zip(fs::metadata(disk(&self.volume)).ok())
             .is_some_and(|(a, d)| a.ino() == d.ino());
-        if granted || mounted {
+        if granted || attached {
             PowerState::On
         } else {
             PowerState::Off
