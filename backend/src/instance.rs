@@ -8,6 +8,7 @@
 //! mountpoint = "/srv/fulmar/mail1"
 //! start = ["/usr/sbin/dovecot", "-F", "-c", "/srv/fulmar/mail1/dovecot.conf"]
 //! probe_ports = [143, 24]
+//! run_dirs = ["run"]      # pid files and sockets there are the last holder's
 //! allowed = ["node1", "node2", "node3"]   # empty: every node
 //! preferred = ["node1"]
 //! sticky = true          # stay where it runs when node1 comes back
@@ -35,6 +36,13 @@ pub struct InstanceSpec {
     /// TCP ports on the instance address that must answer.
     #[serde(default)]
     pub probe_ports: Vec<u16>,
+    /// The service's run directories on the volume (relative to the
+    /// mountpoint). Pid files and sockets there are removed before every
+    /// start: the previous holder was stopped or fenced, so none can belong
+    /// to a live process, and a pid in a stale file may name an unrelated
+    /// process here (Dovecot then refuses to start: "already running").
+    #[serde(default)]
+    pub run_dirs: Vec<PathBuf>,
     /// How long the service may take to answer its probe after starting.
     #[serde(default = "default_start_timeout", with = "humantime_serde")]
     pub start_timeout: Duration,
@@ -95,6 +103,7 @@ mod tests {
             start: vec!["true".into()],
             stop: None,
             probe_ports: vec![],
+            run_dirs: vec![],
             start_timeout: default_start_timeout(),
             stop_timeout: default_stop_timeout(),
             allowed: vec![],

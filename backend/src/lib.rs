@@ -34,6 +34,7 @@ pub mod plan;
 pub mod probe;
 pub mod provision;
 pub mod service;
+pub mod stale;
 pub mod state;
 pub mod takeover;
 pub mod vip;

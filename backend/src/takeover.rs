@@ -1,5 +1,7 @@
 //! Starting an instance on this node, in the order that keeps a moved
-//! instance safe: mount the volume (through this node's access path) →
+//! instance safe: attach the volume (through this node's access path, only
+//! when nothing else has it attached) and check it → mount it → clear the
+//! previous holder's run state →
 //! stamp the generation (refused if the volume carries a newer one) → add
 //! the address → announce it → start the service → probe until it answers.
 //! A failed step undoes the ones before it, in reverse. Stop is the
@@ -15,6 +17,7 @@ use crate::{
     instance::InstanceSpec,
     probe::probe,
     service::Service,
+    stale,
     vip::Netlink,
     volume::{self, Mounted},
 };
@@ -53,6 +56,8 @@ pub struct StartError {
     pub reason: String,
     /// Whether the volume carried a newer generation.
     pub superseded: bool,
+    /// Whether the file system check found damage that needs a person.
+    pub needs_repair: bool,
 }
 
 /// What has been done so far, to undo on failure.
@@ -95,6 +100,7 @@ pub async fn start(
         step,
         reason,
         superseded,
+        needs_repair: false,
     };
     let mut steps = Vec::new();
     let mut undo = Undo::default();
@@ -115,11 +121,26 @@ pub async fn start(
     };
 
     let outcome: Result<Service, StartError> = async {
+        let device = volume::attach(&spec.volume, node, name).map_err(|e| StartError {
+            needs_repair: matches!(e, volume::VolumeError::NeedsRepair { .. }),
+            ..fail("check", e.to_string(), false)
+        })?;
+        lap("check", &mut steps);
         undo.mounted = Some(
-            volume::mount(&spec.volume, node, &spec.mountpoint)
+            volume::mount(device, &spec.mountpoint)
                 .map_err(|e| fail("mount", e.to_string(), false))?,
         );
         lap("mount", &mut steps);
+        let cleared = stale::clear(&spec.mountpoint, &spec.run_dirs)
+            .map_err(|e| fail("run state", e.to_string(), false))?;
+        if !cleared.is_empty() {
+            tracing::info!(
+                instance = name,
+                ?cleared,
+                "removed the last holder's run state"
+            );
+        }
+        lap("run state", &mut steps);
         volume::claim(&spec.mountpoint, node, generation).map_err(|e| {
             let superseded = matches!(e, volume::VolumeError::Stale { .. });
             fail("generation", e.to_string(), superseded)

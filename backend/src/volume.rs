@@ -1,6 +1,8 @@
 //! An instance volume on this node: attached only through this node's
 //! access path (which the I/O barrier revokes when the node is fenced),
-//! mounted, and stamped with the generation that owns it.
+//! never while another attachment of it exists, checked (journal replay
+//! and `e2fsck -p`) before it is mounted, and stamped with the generation
+//! that owns it.
 use std::{
     ffi::CString,
     fs,
@@ -10,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use fulmar_fencing::agents::io_barrier::access_path;
+use fulmar_fencing::agents::io_barrier::{access_path, attachments, disk};
 
 /// The fencing token on the volume.
 pub const GENERATION_FILE: &str = ".fulmar-generation";
@@ -28,6 +30,16 @@ pub enum VolumeError {
         owner: String,
         ours: u64,
     },
+    #[error(
+        "volume still attached through {backing} (/dev/{device}): refusing a second \
+         attachment (never two writers on a volume)"
+    )]
+    Attached { device: String, backing: String },
+    #[error(
+        "the file system check found damage it cannot repair safely; the instance \
+         stays down until `fulmar instance repair {instance}`: {report}"
+    )]
+    NeedsRepair { instance: String, report: String },
 }
 
 fn io(what: impl std::fmt::Display, e: impl std::fmt::Display) -> VolumeError {
@@ -54,9 +66,59 @@ fn run(program: &str, args: &[&str]) -> Result<String, VolumeError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Attaches `volume` through `node`'s access path and mounts it. Fails
-/// when the node has no access (never granted, or revoked by a fence).
-pub fn mount(volume: &Path, node: &str, mountpoint: &Path) -> Result<Mounted, VolumeError> {
+/// Fails when any loop device is attached to `volume`: a node that has it
+/// (or had it and could not let go) may still write it.
+pub fn ensure_detached(volume: &Path) -> Result<(), VolumeError> {
+    match attachments(volume).into_iter().next() {
+        Some(a) => Err(VolumeError::Attached {
+            device: a.device,
+            backing: a.backing.display().to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What the file system check did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    Clean,
+    /// Repaired what preening may repair (e2fsck exit 1 or 2).
+    Repaired(String),
+}
+
+/// `e2fsck -p` on an attached, unmounted device: replays the journal and
+/// preens what is safe to fix without a person (what a boot does).
+pub fn check(device: &str, instance: &str) -> Result<Checked, VolumeError> {
+    let out = Command::new("e2fsck")
+        .args(["-p", device])
+        .output()
+        .map_err(|e| io("e2fsck", e))?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .replace('\n', " | ");
+    // e2fsck(8): 0 clean, 1 errors fixed, 2 fixed (reboot for a root fs),
+    // 4 errors left, 8 operational error, 16 usage, 32 cancelled, 128 library.
+    match out.status.code() {
+        Some(0) => Ok(Checked::Clean),
+        Some(1 | 2) => Ok(Checked::Repaired(report)),
+        Some(c) if c & 4 != 0 => Err(VolumeError::NeedsRepair {
+            instance: instance.to_string(),
+            report,
+        }),
+        _ => Err(io(format!("e2fsck -p {device} ({})", out.status), report)),
+    }
+}
+
+/// Attaches `volume` through `node`'s access path and checks it; the
+/// device is detached again on failure. Fails when the node has no access
+/// (never granted, or revoked by a fence), when anything else still has
+/// the volume attached, and when the check finds damage that needs a
+/// person.
+pub fn attach(volume: &Path, node: &str, instance: &str) -> Result<String, VolumeError> {
     let path = access_path(volume, node);
     if !path.exists() {
         return Err(io(
@@ -64,11 +126,31 @@ pub fn mount(volume: &Path, node: &str, mountpoint: &Path) -> Result<Mounted, Vo
             "no access path: this node was never granted the volume, or was fenced off it",
         ));
     }
-    fs::create_dir_all(mountpoint).map_err(|e| io(mountpoint.display(), e))?;
+    ensure_detached(volume)?;
     let device = run("losetup", &["-f", "--show", &path.to_string_lossy()])?;
+    match check(&device, instance) {
+        Ok(Checked::Clean) => Ok(device),
+        Ok(Checked::Repaired(report)) => {
+            tracing::warn!(instance, device, "file system check repaired: {report}");
+            Ok(device)
+        }
+        Err(e) => {
+            let _ = run("losetup", &["-d", &device]);
+            Err(e)
+        }
+    }
+}
+
+/// Mounts an attached, checked device; detaches it when the mount fails.
+pub fn mount(device: String, mountpoint: &Path) -> Result<Mounted, VolumeError> {
+    let detach = |e: VolumeError| {
+        let _ = run("losetup", &["-d", &device]);
+        e
+    };
+    fs::create_dir_all(mountpoint).map_err(|e| detach(io(mountpoint.display(), e)))?;
     let src = CString::new(device.as_bytes()).expect("device path");
-    let dst =
-        CString::new(mountpoint.as_os_str().as_bytes()).map_err(|e| io(mountpoint.display(), e))?;
+    let dst = CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|e| detach(io(mountpoint.display(), e)))?;
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
         libc::mount(
@@ -81,11 +163,10 @@ pub fn mount(volume: &Path, node: &str, mountpoint: &Path) -> Result<Mounted, Vo
     };
     if rc != 0 {
         let e = io::Error::last_os_error();
-        let _ = run("losetup", &["-d", &device]);
-        return Err(io(
+        return Err(detach(io(
             format!("mounting {device} on {}", mountpoint.display()),
             e,
-        ));
+        )));
     }
     Ok(Mounted {
         device,
@@ -106,6 +187,29 @@ pub fn unmount(m: &Mounted) -> Result<(), VolumeError> {
         ));
     }
     run("losetup", &["-d", &m.device]).map(|_| ())
+}
+
+/// `fulmar instance repair`: a full `e2fsck -fy` of the volume's disk,
+/// which nothing may have attached. Returns e2fsck's report.
+pub fn repair(volume: &Path) -> Result<String, VolumeError> {
+    ensure_detached(volume)?;
+    let disk = disk(volume);
+    let out = Command::new("e2fsck")
+        .args(["-fy", &disk.to_string_lossy()])
+        .output()
+        .map_err(|e| io("e2fsck", e))?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.code() {
+        Some(0..=2) => Ok(report),
+        _ => Err(io(
+            format!("e2fsck -fy {} ({})", disk.display(), out.status),
+            report.trim(),
+        )),
+    }
 }
 
 /// The generation and owner stamped on a mounted volume.

@@ -74,6 +74,7 @@ fn spec(volume: &Path, mountpoint: &Path, start: &[&str]) -> InstanceSpec {
         start: start.iter().map(|s| s.to_string()).collect(),
         stop: None,
         probe_ports: vec![8080],
+        run_dirs: vec![],
         start_timeout: Duration::from_secs(10),
         stop_timeout: Duration::from_secs(5),
         allowed: vec![],
@@ -157,7 +158,9 @@ fn an_instance_moves_between_nodes() {
     assert_eq!(
         names,
         [
+            "check",
             "mount",
+            "run state",
             "generation",
             "address",
             "announce",
