@@ -188,7 +188,12 @@ impl Agent {
                         .await;
                 }
                 Err(e) => {
-                    self.report(name, p.generation, RunState::Failed, e.to_string(), vec![])
+                    let state = if e.needs_repair {
+                        RunState::NeedsRepair
+                    } else {
+                        RunState::Failed
+                    };
+                    self.report(name, p.generation, state, e.to_string(), vec![])
                         .await;
                 }
             }

@@ -9,7 +9,9 @@ use serde_json::json;
 use crate::{
     agent::connect_any,
     config::ClusterConfig,
-    state::{self, Fence, InstanceAdmin, Keys, NodeAdmin, Relocate, Snapshot, encode},
+    state::{
+        self, Fence, InstanceAdmin, Keys, NodeAdmin, Relocate, RunState, Snapshot, Status, encode,
+    },
 };
 
 pub const USAGE: &str = "\
@@ -17,6 +19,7 @@ Usage: fulmar cluster status
        fulmar instance show
        fulmar instance { enable | disable | freeze | unfreeze } NAME
        fulmar instance relocate NAME [ to NODE ]
+       fulmar instance repair NAME
        fulmar node show
        fulmar node { standby | online } NODE
        fulmar node fence NODE
@@ -25,7 +28,10 @@ The cluster config is -C PATH (default /etc/fulmar/cluster.toml); it names
 the etcd endpoints and the fencing config.
 `enable` also forgets the nodes an instance failed on. `freeze` leaves an
 instance where it is, unprobed and unmoved. `relocate` stops it and starts
-it elsewhere (or on NODE) with the next generation. `standby` moves a node's
+it elsewhere (or on NODE) with the next generation. `repair` runs a full
+e2fsck -fy of an instance's volume after a takeover's check found damage
+(the instance waits in state needs-repair), then lets the cluster start it;
+run it where the volume is reachable. `standby` moves a node's
 instances away and places nothing on it. `fence` fences NODE now and records
 it for the cluster; `confirm` records that an operator made sure NODE is off,
 so its instances may be taken over after fencing failed.";
@@ -42,7 +48,7 @@ pub fn run(
     let verbs: &[&str] = match object {
         "cluster" => &["status", "help"],
         "instance" => &[
-            "show", "enable", "disable", "freeze", "unfreeze", "relocate", "help",
+            "show", "enable", "disable", "freeze", "unfreeze", "relocate", "repair", "help",
         ],
         _ => &["show", "standby", "online", "fence", "confirm", "help"],
     };
@@ -75,6 +81,10 @@ pub fn run(
             ("cluster", _) | ("instance" | "node", "show") => {
                 status(&config, &s, object, json);
                 Ok(())
+            }
+            ("instance", "repair") => {
+                let name = name()?;
+                repair(&mut c, &keys, &config, &s, &name).await
             }
             ("instance", _) => {
                 let name = name()?;
@@ -140,6 +150,41 @@ pub fn run(
             }
         }
     })
+}
+
+/// Repairs a volume the takeover check refused, then reports the instance
+/// stopped so the leader places it again.
+async fn repair(
+    c: &mut Client,
+    keys: &Keys,
+    config: &ClusterConfig,
+    s: &Snapshot,
+    name: &str,
+) -> Result<(), String> {
+    let spec = config
+        .instance
+        .get(name)
+        .ok_or_else(|| format!("no instance named {name:?}"))?;
+    let waiting = s
+        .current_status(name)
+        .filter(|st| st.state == RunState::NeedsRepair)
+        .cloned()
+        .ok_or_else(|| {
+            format!("{name} is not waiting for a repair (fulmar instance show says its state)")
+        })?;
+    let report = crate::volume::repair(&spec.volume).map_err(|e| e.to_string())?;
+    let summary = report.lines().last().unwrap_or("").trim().to_string();
+    let status = Status {
+        state: RunState::Stopped,
+        detail: format!("repaired by fulmar instance repair: {summary}"),
+        steps: vec![],
+        at_ms: fulmar_fencing::history::now_ms(),
+        ..waiting
+    };
+    put(c, keys.status(name), encode(&status)).await?;
+    print!("{report}");
+    println!("{name}: repaired; the cluster starts it again");
+    Ok(())
 }
 
 fn known_node(config: &ClusterConfig, node: String) -> Result<String, String> {

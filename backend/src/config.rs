@@ -80,6 +80,17 @@ pub struct Timing {
     pub restart_threshold: u32,
     #[serde(with = "humantime_serde")]
     pub restart_window: Duration,
+    /// After an instance fails on a node (start or probes), that node is
+    /// avoided for this long, doubled on every further failure there, up
+    /// to `failure_timeout` (Pacemaker's migration-threshold of 1 with a
+    /// backoff).
+    #[serde(with = "humantime_serde")]
+    pub failure_backoff: Duration,
+    /// The longest a node is avoided, and how long after its last failure
+    /// its failure count is forgotten (Pacemaker's failure-timeout): a
+    /// failed start never bans a node for good.
+    #[serde(with = "humantime_serde")]
+    pub failure_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -91,6 +102,8 @@ impl Default for Timing {
             probe_interval: Duration::from_secs(1),
             restart_threshold: 3,
             restart_window: Duration::from_secs(300),
+            failure_backoff: Duration::from_secs(2),
+            failure_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -131,6 +144,17 @@ impl ClusterConfig {
             spec.vip().map_err(|e| format!("instance {name}: {e}"))?;
             if spec.start.is_empty() {
                 return Err(format!("instance {name}: start is empty"));
+            }
+            if let Some(d) = spec
+                .run_dirs
+                .iter()
+                .find(|d| !crate::stale::valid_run_dir(d))
+            {
+                return Err(format!(
+                    "instance {name}: run_dirs entry {} must be relative to the mountpoint, \
+                     without ..",
+                    d.display()
+                ));
             }
             for n in spec.allowed.iter().chain(&spec.preferred) {
                 if !self.node.contains_key(n) {

@@ -6,20 +6,26 @@
 //! - A placement whose incarnation is alive holds the instance. It is asked
 //!   to stop when the instance is disabled, asked to relocate, its node is in
 //!   standby or not allowed, or (not sticky) a preferred node is free.
-//! - A placement whose node reported it stopped or failed frees it.
+//! - A placement whose node reported it stopped or failed frees it; one
+//!   whose volume needs repair stays down until an operator repaired it
+//!   (every node would find the same damage).
 //! - A placement whose incarnation is gone frees it only once a fence
 //!   covering that incarnation succeeded (or an operator confirmed one).
 //!   Until then the instance stays down and `why` says what it waits for.
 //! - A free, enabled instance goes to its relocation target, else its first
 //!   live preferred node, else the live allowed node with the fewest
 //!   instances (spread, leaving the spare node of an N+1 cluster free);
-//!   nodes in standby or on its avoid list are skipped. The generation goes
-//!   up by one.
+//!   nodes in standby are skipped. The generation goes up by one.
+//! - A node the instance failed on is avoided for `failure_backoff`,
+//!   doubled per further failure there up to `failure_timeout`, and its
+//!   failures are forgotten `failure_timeout` after the last one: when
+//!   every node failed it, it is retried where the backoff ends first,
+//!   never given up for good.
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
-    config::ClusterConfig,
-    state::{Placement, RunState, Snapshot},
+    config::{ClusterConfig, Timing},
+    state::{Avoid, Placement, RunState, Snapshot},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +81,16 @@ pub fn plan(config: &ClusterConfig, s: &Snapshot, fencing: &BTreeSet<String>) ->
             let mut failed_on = None;
             if let Some(p) = placement {
                 let status = s.current_status(name);
-                if status.is_some_and(|st| st.state.down()) {
-                    if status.is_some_and(|st| st.state == RunState::Failed) {
-                        failed_on = Some(p.node.clone());
+                if status.is_some_and(|st| st.state == RunState::NeedsRepair) {
+                    free = false;
+                    why = format!(
+                        "its volume needs repair (found on {}); after a look: \
+                         fulmar instance repair {name}",
+                        p.node
+                    );
+                } else if status.is_some_and(|st| st.state.down()) {
+                    if let Some(st) = status.filter(|st| st.state == RunState::Failed) {
+                        failed_on = Some((p.node.clone(), st.at_ms));
                     }
                 } else if s.incarnation(&p.node) == Some(p.incarnation) {
                     free = false;
@@ -136,16 +149,16 @@ pub fn plan(config: &ClusterConfig, s: &Snapshot, fencing: &BTreeSet<String>) ->
             if free && admin.disabled {
                 why = "disabled".into();
             } else if free {
-                let mut avoid: Vec<String> = placement.map(|p| p.avoid.clone()).unwrap_or_default();
-                if let Some(n) = failed_on
-                    && !avoid.contains(&n)
-                {
-                    avoid.push(n);
-                }
+                let avoid = avoid_list(
+                    &config.timing,
+                    placement.map(|p| p.avoid.as_slice()).unwrap_or_default(),
+                    failed_on,
+                    s.now_ms,
+                );
+                let avoided = |n: &str| avoid.iter().any(|a| a.node == n && a.until_ms > s.now_ms);
                 let from = admin.relocate.as_ref().map(|r| r.from.as_str());
                 let target = admin.relocate.as_ref().and_then(|r| r.to.as_deref());
-                let candidate =
-                    |n: &str| usable(n) && !avoid.iter().any(|a| a == n) && Some(n) != from;
+                let candidate = |n: &str| usable(n) && !avoided(n) && Some(n) != from;
                 let node = match target {
                     Some(t) if usable(t) => Some(t.to_string()),
                     _ => spec
@@ -182,10 +195,28 @@ pub fn plan(config: &ClusterConfig, s: &Snapshot, fencing: &BTreeSet<String>) ->
                         }
                     }
                     None => {
+                        let waits: Vec<String> = avoid
+                            .iter()
+                            .filter(|a| a.until_ms > s.now_ms)
+                            // Stable while it waits: `why` is rewritten
+                            // (and logged) only when it changes.
+                            .map(|a| {
+                                format!(
+                                    "{} after {} failure(s), for {}s",
+                                    a.node,
+                                    a.failures,
+                                    a.until_ms.saturating_sub(a.last_ms).div_ceil(1000)
+                                )
+                            })
+                            .collect();
                         why = format!(
-                            "no node can run it (live: {}; avoided after failures: {})",
+                            "no node can run it now (live: {}; backing off: {})",
                             list(s.alive.keys()),
-                            list(avoid.iter())
+                            if waits.is_empty() {
+                                "none".into()
+                            } else {
+                                waits.join("; ")
+                            }
                         );
                     }
                 }
@@ -216,6 +247,41 @@ pub fn plan(config: &ClusterConfig, s: &Snapshot, fencing: &BTreeSet<String>) ->
         }
     }
     out
+}
+
+/// The avoid list for the next placement: the last one's, with a failure
+/// on `failed_on` (node, when) counted in and forgotten failures dropped.
+/// A pure function of its inputs, so planning every tick counts a failure
+/// once (it enters the list only when a placement is written).
+fn avoid_list(
+    timing: &Timing,
+    previous: &[Avoid],
+    failed_on: Option<(String, u64)>,
+    now_ms: u64,
+) -> Vec<Avoid> {
+    let forget = timing.failure_timeout.as_millis() as u64;
+    let mut avoid: Vec<Avoid> = previous
+        .iter()
+        .filter(|a| now_ms < a.last_ms.saturating_add(forget))
+        .cloned()
+        .collect();
+    if let Some((node, at_ms)) = failed_on {
+        let failures = match avoid.iter().position(|a| a.node == node) {
+            Some(i) => avoid.remove(i).failures + 1,
+            None => 1,
+        };
+        let backoff = timing
+            .failure_backoff
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(timing.failure_timeout);
+        avoid.push(Avoid {
+            node,
+            failures,
+            last_ms: at_ms,
+            until_ms: at_ms + backoff.as_millis() as u64,
+        });
+    }
+    avoid
 }
 
 fn list<'a>(items: impl Iterator<Item = &'a String>) -> String {
@@ -431,8 +497,68 @@ mod tests {
             panic!("{d:?}")
         };
         assert_ne!(placement.node, "node1", "a failed node is avoided");
-        assert_eq!(placement.avoid, ["node1"]);
+        assert_eq!(placement.avoid.len(), 1);
+        assert_eq!(placement.avoid[0].node, "node1");
+        assert_eq!(placement.avoid[0].until_ms, 2_000, "the first backoff");
         assert_eq!(placement.generation, 3);
+    }
+
+    /// A failure bans a node for a backoff that doubles per failure there
+    /// and is forgotten after failure_timeout; with every node failed, the
+    /// instance waits for the first backoff to end instead of giving up.
+    #[test]
+    fn failed_nodes_back_off_and_are_retried() {
+        let config = config(true);
+        let t = &config.timing;
+        let fail =
+            |prev: &[Avoid], node: &str, at| avoid_list(t, prev, Some((node.into(), at)), at);
+        let a = fail(&[], "node1", 10_000);
+        assert_eq!((a[0].failures, a[0].until_ms), (1, 12_000));
+        let a = fail(&a, "node1", 13_000);
+        assert_eq!((a[0].failures, a[0].until_ms), (2, 17_000), "doubled");
+        let a = fail(&a, "node1", 18_000);
+        assert_eq!((a[0].failures, a[0].until_ms), (3, 26_000));
+        // Forgotten failure_timeout after the last failure.
+        let later = 18_000 + t.failure_timeout.as_millis() as u64;
+        assert!(avoid_list(t, &a, None, later).is_empty());
+        // The backoff never exceeds failure_timeout.
+        let mut b = vec![];
+        for i in 0..20 {
+            b = fail(&b, "node2", i * 1000);
+        }
+        assert_eq!(b[0].until_ms - 19_000, t.failure_timeout.as_millis() as u64);
+
+        // Failed on the only allowed nodes: waits, says why, then retries.
+        let mut s = alive(&[("node1", 10), ("node2", 11), ("node3", 12)]);
+        placed(&mut s, "mail2", "node2", 11, 4);
+        s.placement.get_mut("mail2").unwrap().avoid = fail(&[], "node3", 1_000);
+        s.status.insert(
+            "mail2".into(),
+            Status {
+                node: "node2".into(),
+                generation: 4,
+                state: RunState::Failed,
+                detail: "start".into(),
+                steps: vec![],
+                at_ms: 1_500,
+            },
+        );
+        s.now_ms = 1_600;
+        let d = plan(&config, &s, &BTreeSet::new());
+        assert!(!places(&d).iter().any(|p| p.0 == "mail2"), "{d:?}");
+        let why = d
+            .iter()
+            .find_map(|d| match d {
+                Decision::Why { instance, reason } if instance == "mail2" => Some(reason.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(why.contains("node3 after 1 failure(s), for 2s"), "{why}");
+        assert!(why.contains("node2 after 1 failure(s), for 2s"), "{why}");
+        s.now_ms = 3_001;
+        let d = plan(&config, &s, &BTreeSet::new());
+        let moved: Vec<_> = places(&d).into_iter().filter(|p| p.0 == "mail2").collect();
+        assert_eq!(moved, [("mail2".into(), "node3".into(), 5)]);
     }
 
     #[test]

@@ -37,9 +37,56 @@ pub struct Placement {
     /// The leader asks the node to stop it (relocate, disable, standby).
     #[serde(default)]
     pub stop: bool,
-    /// Nodes where it failed (start or probes); cleared by `instance enable`.
+    /// Nodes where it failed (start or probes), each avoided until its
+    /// backoff ends and forgotten after `failure_timeout`; cleared by
+    /// `instance enable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub avoid: Vec<String>,
+    pub avoid: Vec<Avoid>,
+}
+
+/// A node an instance failed on recently.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Avoid {
+    pub node: String,
+    /// Failures there that are not forgotten yet.
+    pub failures: u32,
+    /// When it last failed there (ms since the epoch, the node's report).
+    pub last_ms: u64,
+    /// Not placed there before this.
+    pub until_ms: u64,
+}
+
+/// Earlier releases stored a bare node name, avoided for good.
+impl<'de> Deserialize<'de> for Avoid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Full {
+            node: String,
+            failures: u32,
+            last_ms: u64,
+            until_ms: u64,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Name(String),
+            Full(Full),
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Name(node) => Avoid {
+                node,
+                failures: 1,
+                last_ms: 0,
+                until_ms: 0,
+            },
+            Repr::Full(f) => Avoid {
+                node: f.node,
+                failures: f.failures,
+                last_ms: f.last_ms,
+                until_ms: f.until_ms,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -51,12 +98,19 @@ pub enum RunState {
     Stopping,
     Stopped,
     Failed,
+    /// The volume's check found damage that needs a person: nothing of the
+    /// instance is left on the node, and no node takes it until
+    /// `fulmar instance repair`.
+    NeedsRepair,
 }
 
 impl RunState {
     /// Nothing of the instance is left on the node.
     pub fn down(self) -> bool {
-        matches!(self, RunState::Stopped | RunState::Failed)
+        matches!(
+            self,
+            RunState::Stopped | RunState::Failed | RunState::NeedsRepair
+        )
     }
 }
 
@@ -123,6 +177,8 @@ pub struct Snapshot {
     pub fence: BTreeMap<String, Fence>,
     pub why: BTreeMap<String, String>,
     pub fencelog: Vec<Record>,
+    /// When it was read (ms since the epoch): failure backoffs end by it.
+    pub now_ms: u64,
 }
 
 impl Snapshot {
@@ -206,6 +262,7 @@ pub async fn load(client: &mut Client, keys: &Keys) -> Result<Snapshot, String> 
         .map_err(|e| format!("etcd: {e}"))?;
     let mut s = Snapshot {
         revision: resp.header().map(|h| h.revision()).unwrap_or(0),
+        now_ms: fulmar_fencing::history::now_ms(),
         ..Snapshot::default()
     };
     for kv in resp.kvs() {
