@@ -296,14 +296,14 @@ fn an_instance_moves_between_nodes() {
     assert_eq!(failed.step, "probe", "{failed}");
     assert!(!mounted(&mnt) && !has_vip("node2"));
 
-    // node1, fenced off the volume, cannot even mount it.
+    // node1, fenced off the volume, cannot even attach it.
     let s = spec.clone();
     let fenced = on(&lab, "node1", async move {
         takeover::start("mail1", &s, "node1", 4).await
     })
     .unwrap_err();
     assert!(
-        fenced.step == "mount" && fenced.reason.contains("fenced off"),
+        fenced.step == "check" && fenced.reason.contains("fenced off"),
         "{fenced}"
     );
 }
