@@ -321,9 +321,10 @@ fn etcd_member_lost() {
     verdict(&c, client, sampler);
 }
 
-/// Handovers under a continuous delivery load: fenced takeovers (kill -9
-/// of every process of the holder's node) and planned relocations in
-/// turn. No takeover's check may find damage (the instance would wait in
+/// Handovers under a continuous delivery load: fenced takeovers of a dead
+/// node (kill -9 of all its processes), of a cut-off node (its link down:
+/// it self-fences while it is fenced, so its processes are still dying
+/// when the barrier runs) and planned relocations in turn. No takeover's check may find damage (the instance would wait in
 /// needs-repair) or repair anything, the sampler never sees the volume
 /// attached by two nodes, every acknowledged message is stored, and at
 /// the end a full `e2fsck -fn` of the stopped volume finds nothing.
@@ -334,34 +335,35 @@ fn handovers_under_load_leave_a_clean_volume() {
     let rounds: usize = std::env::var("FULMAR_HANDOVERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(9);
     let mut c = cluster(Fencing::Lab);
     let fulmar = fulmar();
     let ((mut holder, mut generation), client, sampler) = under_load(&c);
     for round in 1..=rounds {
         let fault = Instant::now();
-        let fenced = round % 2 == 1;
-        if fenced {
-            c.kill_node(&holder).unwrap();
-        } else {
-            c.fulmar(&fulmar, &["instance", "relocate", "mail1"])
-                .unwrap();
+        let what = match round % 3 {
+            1 => "fenced takeover of a dead node",
+            2 => "fenced takeover of a cut-off node",
+            _ => "relocation",
+        };
+        match round % 3 {
+            1 => c.kill_node(&holder).unwrap(),
+            2 => c.cut(&holder).unwrap(),
+            _ => {
+                c.fulmar(&fulmar, &["instance", "relocate", "mail1"])
+                    .unwrap();
+            }
         }
         let from = holder.clone();
         let (to, g) = c
             .wait_running(Duration::from_secs(30), |n, g| n != from && g > generation)
             .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", c.agent_logs()));
-        let what = if fenced {
-            "fenced takeover"
-        } else {
-            "relocation"
-        };
         serving_again(
             &client,
             fault,
             &format!("round {round}, {what} {from} → {to}"),
         );
-        if fenced {
+        if round % 3 != 0 {
             c.boot(&from).unwrap();
         }
         (holder, generation) = (to, g);
