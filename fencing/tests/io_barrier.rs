@@ -1,6 +1,7 @@
 //! The I/O barrier on a real loop-attached ext4 volume: once node1 is cut
 //! off, its writes fail and never reach the disk; what it had fsynced is
-//! there when node2 mounts the volume.
+//! there when node2 mounts the volume; and the barrier answers off only
+//! once node1's device is gone (a file node1 still holds keeps it).
 mod support;
 
 use std::{
@@ -8,11 +9,11 @@ use std::{
     io::{Read, Write},
     path::PathBuf,
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use fulmar_fencing::{
-    Action, Answer, Device,
+    Action, Answer, Device, PowerState,
     agents::io_barrier::{access_path, disk, grant},
     config::{DeviceConfig, IoBarrierConfig},
 };
@@ -93,6 +94,7 @@ fn a_cut_off_node_writes_nothing_more() {
     let mut acked = fs::File::create(mnt1.join("acked")).unwrap();
     acked.write_all(b"acknowledged before the fence").unwrap();
     acked.sync_all().unwrap();
+    drop(acked);
     let mut late = fs::File::create(mnt1.join("late")).unwrap();
     late.sync_all().unwrap();
 
@@ -103,15 +105,35 @@ fn a_cut_off_node_writes_nothing_more() {
     }))
     .unwrap();
     let rt = support::runtime();
-    support::power_off_checked(&rt, &barrier, T);
+    assert_eq!(rt.block_on(barrier.status(T)), Ok(PowerState::On));
 
-    // node1 still holds an open file; nothing it writes lands.
+    // node1 still holds an open file (a process of it is dying): the
+    // barrier cuts it off at once, but answers off only when node1's loop
+    // device is gone, which needs that file closed.
+    let barrier = std::sync::Arc::new(barrier);
+    let off = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || support::runtime().block_on(barrier.run(Action::Off, T)))
+    };
+    let deadline = Instant::now() + T;
+    while mounted(&mnt1) || access_path(&volume.dir, "node1").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the barrier did not cut node1 off"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let wrote = late
         .write_all(b"written after the fence")
         .and_then(|_| late.sync_all());
     assert!(wrote.is_err(), "a write after the fence succeeded");
-    assert!(!mounted(&mnt1), "still mounted through node1's path");
-    assert!(!access_path(&volume.dir, "node1").exists());
+    assert!(
+        !off.is_finished(),
+        "off answered while node1's device is still attached"
+    );
+    drop(late);
+    assert_eq!(off.join().unwrap(), Ok(Answer::Done));
+    assert_eq!(rt.block_on(barrier.status(T)), Ok(PowerState::Off));
     // node1 cannot attach again: its access path is gone.
     let again = Command::new("losetup")
         .args([
