@@ -68,7 +68,7 @@ fn run(program: &str, args: &[&str]) -> Result<String, VolumeError> {
 
 /// Fails when any loop device is attached to `volume`: a node that has it
 /// (or had it and could not let go) may still write it.
-pub fn ensure_detached(volume: &Path) -> Result<(), VolumeError> {
+fn ensure_detached(volume: &Path) -> Result<(), VolumeError> {
     match attachments(volume).into_iter().next() {
         Some(a) => Err(VolumeError::Attached {
             device: a.device,
@@ -86,30 +86,36 @@ pub enum Checked {
     Repaired(String),
 }
 
-/// `e2fsck -p` on an attached, unmounted device: replays the journal and
-/// preens what is safe to fix without a person (what a boot does).
-pub fn check(device: &str, instance: &str) -> Result<Checked, VolumeError> {
+/// Runs e2fsck: (exit status, what it printed on both streams).
+/// e2fsck(8) exits 0 clean, 1 errors fixed, 2 fixed (reboot for a root
+/// fs), 4 errors left, 8 operational error, 16 usage, 32 cancelled, 128
+/// library error.
+fn e2fsck(args: &[&str]) -> Result<(std::process::ExitStatus, String), VolumeError> {
     let out = Command::new("e2fsck")
-        .args(["-p", device])
+        .args(args)
         .output()
         .map_err(|e| io("e2fsck", e))?;
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    )
-    .trim()
-    .replace('\n', " | ");
-    // e2fsck(8): 0 clean, 1 errors fixed, 2 fixed (reboot for a root fs),
-    // 4 errors left, 8 operational error, 16 usage, 32 cancelled, 128 library.
-    match out.status.code() {
+    );
+    Ok((out.status, report))
+}
+
+/// `e2fsck -p` on an attached, unmounted device: replays the journal and
+/// preens what is safe to fix without a person (what a boot does).
+pub fn check(device: &str, instance: &str) -> Result<Checked, VolumeError> {
+    let (status, report) = e2fsck(&["-p", device])?;
+    let report = report.trim().replace('\n', " | ");
+    match status.code() {
         Some(0) => Ok(Checked::Clean),
         Some(1 | 2) => Ok(Checked::Repaired(report)),
         Some(c) if c & 4 != 0 => Err(VolumeError::NeedsRepair {
             instance: instance.to_string(),
             report,
         }),
-        _ => Err(io(format!("e2fsck -p {device} ({})", out.status), report)),
+        _ => Err(io(format!("e2fsck -p {device} ({status})"), report)),
     }
 }
 
@@ -194,19 +200,11 @@ pub fn unmount(m: &Mounted) -> Result<(), VolumeError> {
 pub fn repair(volume: &Path) -> Result<String, VolumeError> {
     ensure_detached(volume)?;
     let disk = disk(volume);
-    let out = Command::new("e2fsck")
-        .args(["-fy", &disk.to_string_lossy()])
-        .output()
-        .map_err(|e| io("e2fsck", e))?;
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match out.status.code() {
+    let (status, report) = e2fsck(&["-fy", &disk.to_string_lossy()])?;
+    match status.code() {
         Some(0..=2) => Ok(report),
         _ => Err(io(
-            format!("e2fsck -fy {} ({})", disk.display(), out.status),
+            format!("e2fsck -fy {} ({status})", disk.display()),
             report.trim(),
         )),
     }
