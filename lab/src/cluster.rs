@@ -485,26 +485,17 @@ pub fn mounted(path: &Path) -> bool {
 
 /// Nodes whose access path of `volume` backs a mounted loop device.
 pub fn mounted_by(volume: &Path) -> BTreeSet<String> {
-    let mut nodes = BTreeSet::new();
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in info.lines() {
-        // Fields after " - ": fstype, source, options.
-        let Some((_, tail)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(dev) = tail.split(' ').nth(1).and_then(|s| s.strip_prefix("/dev/")) else {
-            continue;
-        };
-        let backing =
-            fs::read_to_string(format!("/sys/block/{dev}/loop/backing_file")).unwrap_or_default();
-        let backing = Path::new(backing.trim());
-        if backing.parent() == Some(&volume.join("access"))
-            && let Some(node) = backing.file_stem()
-        {
-            nodes.insert(node.to_string_lossy().into_owned());
-        }
-    }
-    nodes
+    // Fields after " - ": fstype, source, options.
+    let sources: BTreeSet<&str> = info
+        .lines()
+        .filter_map(|l| l.split_once(" - ")?.1.split(' ').nth(1))
+        .collect();
+    attachments(volume)
+        .into_iter()
+        .filter(|a| sources.contains(format!("/dev/{}", a.device).as_str()))
+        .filter_map(|a| a.node())
+        .collect()
 }
 
 fn start_etcd(lab: &mut Lab, dir: &Path) -> Result<String, LabError> {

@@ -14,11 +14,10 @@
 //! (a dying process of the node still holds a file on the file system)
 //! only marks it autoclear and returns 0 at once; the device, its queued
 //! I/O and its shut-down ext4 super block live on until the last user
-//! goes, and releasing that super block writes it to the disk. Answering
-//! `off` before then let the next node mount the volume while the old
-//! one could still write it: a new holder's file system overwritten with
-//! a stale super block. The kernel drains a loop device's queue before it
-//! detaches it, so a gone device is a node that can no longer write.
+//! goes. Answering `off` before then let the next node attach and mount
+//! the volume beside a device that could still reach the disk: two
+//! writers. The kernel drains a loop device's queue before it detaches
+//! it, so a gone device is a node that can no longer write.
 //! `status` is off when the path is gone and no device is attached
 //! through it; `on` grants access again.
 //!
@@ -100,15 +99,12 @@ fn all_loop_devices() -> Vec<Attachment> {
         .flatten()
         .filter_map(|e| {
             let device = e.file_name().to_string_lossy().into_owned();
-            let dir = e.path();
-            let backing = fs::read_to_string(dir.join("loop/backing_file")).ok()?;
-            // The kernel appends " (deleted)" once the path is unlinked.
-            let backing = backing.trim_end().trim_end_matches(" (deleted)");
-            let dev = fs::read_to_string(dir.join("dev")).unwrap_or_default();
+            let backing = backing_of(&device)?;
+            let dev = fs::read_to_string(e.path().join("dev")).unwrap_or_default();
             Some(Attachment {
                 device,
                 dev: dev.trim().to_string(),
-                backing: PathBuf::from(backing),
+                backing,
             })
         })
         .collect()
@@ -134,11 +130,27 @@ pub fn attachments(volume: &Path) -> Vec<Attachment> {
         .collect()
 }
 
-/// Whether `device` is still attached to `backing` (a cleared device
-/// loses its `loop/` directory; a reused one names another file).
+/// The file a loop device is attached to; None when it is not a bound
+/// loop device (a cleared one loses its `loop/` directory).
+fn backing_of(device: &str) -> Option<PathBuf> {
+    let backing = fs::read_to_string(format!("/sys/block/{device}/loop/backing_file")).ok()?;
+    // The kernel appends " (deleted)" once the path is unlinked.
+    Some(PathBuf::from(
+        backing.trim_end().trim_end_matches(" (deleted)"),
+    ))
+}
+
+/// Whether `device` is still attached to `backing` (a reused device
+/// names another file).
 fn still_attached(device: &str, backing: &Path) -> bool {
-    fs::read_to_string(format!("/sys/block/{device}/loop/backing_file"))
-        .is_ok_and(|b| Path::new(b.trim_end().trim_end_matches(" (deleted)")) == backing)
+    backing_of(device).is_some_and(|b| b == backing)
+}
+
+/// Whether the loop device `device` (`loop3` or `/dev/loop3`) is bound to
+/// a file: LOOP_CLR_FD returns before the kernel lets go of a device
+/// something still opens, so a detach is done only when this is false.
+pub fn bound(device: &str) -> bool {
+    backing_of(device.trim_start_matches("/dev/")).is_some()
 }
 
 /// Mount points of the device `major:minor` (this mount namespace).
