@@ -10,9 +10,10 @@ use std::{
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     process::Command,
+    time::{Duration, Instant},
 };
 
-use fulmar_fencing::agents::io_barrier::{access_path, attachments, disk};
+use fulmar_fencing::agents::io_barrier::{access_path, attachments, bound, disk};
 
 /// The fencing token on the volume.
 pub const GENERATION_FILE: &str = ".fulmar-generation";
@@ -141,7 +142,7 @@ pub fn attach(volume: &Path, node: &str, instance: &str) -> Result<String, Volum
             Ok(device)
         }
         Err(e) => {
-            let _ = run("losetup", &["-d", &device]);
+            let _ = detach(&device);
             Err(e)
         }
     }
@@ -149,14 +150,14 @@ pub fn attach(volume: &Path, node: &str, instance: &str) -> Result<String, Volum
 
 /// Mounts an attached, checked device; detaches it when the mount fails.
 pub fn mount(device: String, mountpoint: &Path) -> Result<Mounted, VolumeError> {
-    let detach = |e: VolumeError| {
-        let _ = run("losetup", &["-d", &device]);
+    let undo = |e: VolumeError| {
+        let _ = detach(&device);
         e
     };
-    fs::create_dir_all(mountpoint).map_err(|e| detach(io(mountpoint.display(), e)))?;
+    fs::create_dir_all(mountpoint).map_err(|e| undo(io(mountpoint.display(), e)))?;
     let src = CString::new(device.as_bytes()).expect("device path");
     let dst = CString::new(mountpoint.as_os_str().as_bytes())
-        .map_err(|e| detach(io(mountpoint.display(), e)))?;
+        .map_err(|e| undo(io(mountpoint.display(), e)))?;
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
         libc::mount(
@@ -169,7 +170,7 @@ pub fn mount(device: String, mountpoint: &Path) -> Result<Mounted, VolumeError> 
     };
     if rc != 0 {
         let e = io::Error::last_os_error();
-        return Err(detach(io(
+        return Err(undo(io(
             format!("mounting {device} on {}", mountpoint.display()),
             e,
         )));
@@ -179,6 +180,9 @@ pub fn mount(device: String, mountpoint: &Path) -> Result<Mounted, VolumeError> 
         mountpoint: mountpoint.to_path_buf(),
     })
 }
+
+/// How long a cleared loop device may take to let go.
+const DETACH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Unmounts and detaches. Fails (and leaves it mounted) when something
 /// still uses it: the caller stops the service first.
@@ -192,7 +196,24 @@ pub fn unmount(m: &Mounted) -> Result<(), VolumeError> {
             io::Error::last_os_error(),
         ));
     }
-    run("losetup", &["-d", &m.device]).map(|_| ())
+    detach(&m.device)
+}
+
+/// Detaches a loop device and waits until the kernel let go of it: a
+/// detached volume is one the next holder's check accepts.
+fn detach(device: &str) -> Result<(), VolumeError> {
+    run("losetup", &["-d", device])?;
+    let deadline = Instant::now() + DETACH_TIMEOUT;
+    while bound(device) {
+        if Instant::now() > deadline {
+            return Err(io(
+                device,
+                format!("still attached {DETACH_TIMEOUT:?} after losetup -d"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// `fulmar instance repair`: a full `e2fsck -fy` of the volume's disk,
