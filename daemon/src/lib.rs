@@ -1,5 +1,8 @@
-//! What every fulmar daemon (`fulmar-lbd`, `fulmar-proxyd`, `fulmar-noded`,
+//! What every fulmar program shares. The daemons (`fulmar-lbd`, `fulmar-proxyd`, `fulmar-noded`,
 //! `fulmar-maild`) does the same way at start-up and shutdown.
+
+pub mod durable;
+pub mod grammar;
 
 /// Logs to stderr at `RUST_LOG` (default info); colour only on a terminal,
 /// so journald and log files get plain text.

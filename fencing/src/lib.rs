@@ -11,7 +11,6 @@
 //!   agents and by `fence_fulmar`, which offers the built-in agents to
 //!   Pacemaker or anything else that speaks it.
 pub mod agents;
-pub mod cli;
 pub mod config;
 pub mod convention;
 pub mod device;

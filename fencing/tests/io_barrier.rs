@@ -17,7 +17,7 @@ use fulmar_fencing::{
     agents::io_barrier::{access_path, disk, grant},
     config::{DeviceConfig, IoBarrierConfig},
 };
-use fulmar_lab::cluster::mounted;
+use fulmar_lab::mounted;
 
 const T: Duration = Duration::from_secs(10);
 

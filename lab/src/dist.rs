@@ -44,3 +44,23 @@ pub fn verify_units(
         Err(text)
     }
 }
+
+/// A binary of another package of this workspace (the `fulmar` tool for a
+/// daemon's tests, `fulmar-proxyd` for provisioning's), which cargo builds
+/// into the directory above the test binary's. Cargo gives a test only its
+/// own package's binaries (`CARGO_BIN_EXE_*`); the suite runs after
+/// `cargo build --all-targets` (scripts/test.sh), which builds them all.
+pub fn built(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --all-targets` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}

@@ -5,6 +5,7 @@
 //! Every namespace name starts with the lab's unique prefix, so parallel runs
 //! never collide, and dropping a [`Lab`] (also while a test panics) kills
 //! its processes and deletes its namespaces and pinned BPF directories.
+#[cfg(feature = "cluster")]
 pub mod cluster;
 mod cmd;
 pub mod dist;
@@ -470,4 +471,12 @@ pub fn leftovers(prefix: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Whether something is mounted at `path` (this mount namespace).
+pub fn mounted(path: &Path) -> bool {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == path.to_str())
 }

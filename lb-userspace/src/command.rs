@@ -3,6 +3,7 @@
 //! as iproute2 does (`fulmar ser sh`, `fulmar r a ... w 3`).
 use std::{net::IpAddr, net::SocketAddr, time::Duration};
 
+use fulmar_daemon::grammar::keyword;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -182,30 +183,6 @@ pub fn usage(object: &str) -> &'static str {
             "Usage: fulmar monitor          (real up / down / drain, weights, flow-table pressure)"
         }
         _ => "",
-    }
-}
-
-/// Picks the keyword `word` abbreviates: an exact match, else the only
-/// keyword it prefixes.
-pub fn keyword<'a>(word: &str, choices: &[&'a str], what: &str) -> Result<&'a str, String> {
-    if let Some(exact) = choices.iter().find(|c| **c == word) {
-        return Ok(exact);
-    }
-    let hits: Vec<&str> = choices
-        .iter()
-        .copied()
-        .filter(|c| !word.is_empty() && c.starts_with(word))
-        .collect();
-    match hits.as_slice() {
-        [one] => Ok(one),
-        [] => Err(format!(
-            "unknown {what} {word:?}; expected one of: {}",
-            choices.join(", ")
-        )),
-        many => Err(format!(
-            "{what} {word:?} is ambiguous: {}; type more letters",
-            many.join(", ")
-        )),
     }
 }
 

@@ -19,7 +19,12 @@ use fulmar_lab::{Lab, topology};
 use fulmar_lb::{Balancer, LoadOptions, PinLayout};
 
 const LBD: &str = env!("CARGO_BIN_EXE_fulmar-lbd");
-const FULMAR: &str = env!("CARGO_BIN_EXE_fulmar");
+
+/// The operator's tool (package fulmar-cli).
+fn tool() -> String {
+    fulmar_lab::dist::built("fulmar").display().to_string()
+}
+
 const IMAP: &str = "198.18.1.100:143";
 const SMTP6: &str = "[2001:db8:1::100]:25";
 const SLOW_START: Duration = Duration::from_secs(5);
@@ -125,7 +130,7 @@ impl Setup {
         let mut all = vec!["-S", &self.socket];
         all.extend_from_slice(args);
         self.lab
-            .check("balancer", FULMAR, &all)
+            .check("balancer", &tool(), &all)
             .unwrap_or_else(|e| panic!("fulmar {args:?}: {e}"))
     }
 
@@ -160,7 +165,7 @@ impl Setup {
 
     fn answers(&self) -> bool {
         self.lab
-            .exec("balancer", FULMAR, &["-S", &self.socket, "attach", "show"])
+            .exec("balancer", &tool(), &["-S", &self.socket, "attach", "show"])
             .is_ok_and(|o| o.status.success())
     }
 
@@ -184,7 +189,7 @@ fn setup() -> Setup {
         let out = lab
             .check(
                 proxy,
-                FULMAR,
+                &tool(),
                 &["realserver", "prepare", topology::VIP4, topology::VIP6],
             )
             .unwrap();
@@ -196,7 +201,7 @@ fn setup() -> Setup {
         greeter(&lab, proxy, 25);
     }
     let shown = lab
-        .check("proxy1", FULMAR, &["realserver", "show"])
+        .check("proxy1", &tool(), &["realserver", "show"])
         .unwrap();
     assert!(
         shown.contains("arp_ignore = 1") && shown.contains("198.18.1.100"),
@@ -279,7 +284,7 @@ fn the_balancer_daemon_under_an_operator() {
 
     let socket = s.socket.clone();
     s.lab
-        .spawn("balancer", "monitor", FULMAR, &["-S", &socket, "monitor"])
+        .spawn("balancer", "monitor", &tool(), &["-S", &socket, "monitor"])
         .unwrap();
 
     // 1. Distribution of long-lived connections: lc evenly, wlc by weight.
@@ -328,7 +333,7 @@ fn the_balancer_daemon_under_an_operator() {
         .lab
         .exec(
             "balancer",
-            FULMAR,
+            &tool(),
             &["-S", &s.socket, "real", "add", IMAP, "198.18.1.11"],
         )
         .unwrap();

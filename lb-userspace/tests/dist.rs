@@ -21,14 +21,10 @@ fn shipped_config_is_the_documented_default() {
 #[test]
 fn units_pass_systemd_analyze_verify() {
     fulmar_lab::dist::verify_units(
-        &[env!("CARGO_BIN_EXE_fulmar-lbd"), env!("CARGO_BIN_EXE_fulmar")],
+        &[env!("CARGO_BIN_EXE_fulmar-lbd")],
         &dist(""),
-        &[
-            "fulmar-lbd.service",
-            "fulmar-lbd.service.d",
-            "fulmar-realserver.service",
-        ],
-        &["fulmar-lbd.service", "fulmar-realserver.service"],
+        &["fulmar-lbd.service", "fulmar-lbd.service.d"],
+        &["fulmar-lbd.service"],
         "systemd-analyze cat-config systemd/system/fulmar-lbd.service.d/10-kernel-tuning.conf >/dev/null",
     )
     .unwrap_or_else(|text| panic!("{text}"));

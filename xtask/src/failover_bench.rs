@@ -41,7 +41,7 @@ fn wall_ms() -> u64 {
 
 pub fn run(args: Args) -> Result<()> {
     crate::lab::require_root("failover-bench")?;
-    let bins = crate::lab::cargo_build_bins(&["fulmar-backend", "fulmar-lb"], true)?;
+    let bins = crate::lab::cargo_build_bins(&["fulmar-failover", "fulmar-cli"], true)?;
     let mut c = ClusterLab::build(Options {
         noded: bins.join("fulmar-noded"),
         lease_ttl_secs: args.lease_ttl,

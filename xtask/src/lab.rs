@@ -55,7 +55,16 @@ struct Bins {
 }
 
 fn build_bins() -> Result<Bins> {
-    let dir = cargo_build_bins(&["fulmar-lb", "fulmar-proxy", "fulmar-backend"], false)?;
+    let dir = cargo_build_bins(
+        &[
+            "fulmar-lb",
+            "fulmar-cli",
+            "fulmar-proxy",
+            "fulmar-maild",
+            "fulmar-failover",
+        ],
+        false,
+    )?;
     let path =
         |name: &str| -> Result<String> { Ok(dir.join(name).to_str().context("path")?.to_string()) };
     Ok(Bins {

@@ -38,7 +38,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     crate::lab::require_root("mail-bench")?;
-    let maild = crate::lab::cargo_build_bins(&["fulmar-backend"], true)?.join("fulmar-maild");
+    let maild = crate::lab::cargo_build_bins(&["fulmar-maild"], true)?.join("fulmar-maild");
     let spec = LabSpec::lan(&[
         ("cl", &format!("{CLIENT}/24")),
         ("fm", &format!("{MAILD}/24")),

@@ -1,0 +1,891 @@
+//! Maildir storage with persistent UIDs.
+//!
+//! A delivery writes `tmp/NAME`, fsyncs it, renames it to `new/NAME` and
+//! fsyncs `new/`: only then is it acknowledged. UIDs are given when a
+//! mailbox is synced (opened), recorded in `uidlist`, which is replaced whole
+//! (write, fsync, rename, fsync of the directory). A crash therefore leaves
+//! at worst a message without a UID yet (it gets one at the next sync) or a
+//! stray file in `tmp/` (never shown, removed after an hour): nothing
+//! acknowledged is lost, nothing is listed twice, the UID list is always a
+//! whole old or whole new one.
+//!
+//! Account directories are the address, lower-cased, with every byte other
+//! than `a-z 0-9 . _ @ + -` (and a leading dot) written as `%XX`, so no
+//! address can name a path outside `ROOT/mail`.
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
+
+const UIDLIST: &str = "uidlist";
+const UIDLIST_MAGIC: &str = "fulmar-uidlist 1";
+/// A `tmp/` file older than this is a crashed delivery's leftover.
+const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
+pub const INBOX: &str = "INBOX";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}: no such mailbox here")]
+    NoAccount(String),
+    #[error("{0:?} is not a mail address")]
+    BadAddress(String),
+    #[error("no mailbox {0:?}")]
+    NoMailbox(String),
+    #[error("mailbox {0:?} exists")]
+    MailboxExists(String),
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("the message is gone")]
+    Gone,
+    #[error("mailbox full: {used} of {limit} bytes used")]
+    OverQuota { used: u64, limit: u64 },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One message as a synced mailbox lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub uid: u32,
+    pub path: PathBuf,
+    /// Maildir flag letters (`S`een, `R`eplied, `F`lagged, `T`rashed, `D`raft).
+    pub flags: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub uid_validity: u32,
+    pub next_uid: u32,
+    /// By UID.
+    pub messages: Vec<Message>,
+}
+
+/// The maildirs of one instance.
+pub struct Store {
+    root: PathBuf,
+    host: String,
+    counter: AtomicU64,
+    /// UID lists are rewritten by one sync at a time (one process owns the
+    /// volume, see `lock`).
+    sync: Mutex<()>,
+    /// Bumped after every change to any mailbox: IDLE and NOOP look again.
+    changes: tokio::sync::watch::Sender<u64>,
+    quotas: Quotas,
+    /// Directory fsyncs shared by concurrent deliveries (group commit).
+    barriers: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<DirBarrier>>>,
+}
+
+/// One directory's group commit: renames are counted; an fsync covers
+/// every rename counted before it started, so a delivery whose rename an
+/// fsync already covered needs none of its own.
+#[derive(Default)]
+struct DirBarrier {
+    renames: AtomicU64,
+    synced: Mutex<u64>,
+}
+
+/// The directory name of an address, or why it is not one.
+pub fn account_dir_name(address: &str) -> Result<String, StoreError> {
+    let lower = address.trim().to_ascii_lowercase();
+    let bad = || StoreError::BadAddress(address.to_string());
+    let (local, domain) = lower.rsplit_once('@').ok_or_else(bad)?;
+    if local.is_empty() || domain.is_empty() || lower.len() > 254 || lower.contains(['\r', '\n']) {
+        return Err(bad());
+    }
+    Ok(percent_encode(&lower, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'@' | b'+' | b'-')
+    }))
+}
+
+/// `text` with every byte `plain` refuses, and a leading dot, as `%XX`:
+/// the result is always one directory name.
+fn percent_encode(text: &str, plain: impl Fn(u8) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, b) in text.bytes().enumerate() {
+        if plain(b) || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The account directory a mailbox directory is in.
+fn account_of(mailbox_dir: &Path) -> &Path {
+    mailbox_dir.parent().unwrap_or(mailbox_dir)
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
+}
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let mail = root.join("mail");
+        fs::create_dir_all(&mail).map_err(io_at(&mail))?;
+        let host = fulmar_daemon::host_name()
+            .map(|h| h.replace(['/', ':'], "_"))
+            .unwrap_or_else(|_| "localhost".into());
+        Ok(Self {
+            root: mail,
+            host,
+            counter: AtomicU64::new(0),
+            sync: Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(0),
+            quotas: Quotas::new(None),
+            barriers: Mutex::default(),
+        })
+    }
+
+    /// Gives every account without a limit of its own this one.
+    pub fn with_default_quota(mut self, limit: Option<u64>) -> Self {
+        self.quotas = Quotas::new(limit);
+        self
+    }
+
+    /// The account's quota usage; None when it is unlimited.
+    pub fn quota(&self, address: &str) -> Result<Option<Usage>, StoreError> {
+        self.quotas.usage(&self.account_dir(address)?)
+    }
+
+    /// `OverQuota` unless `extra` more bytes fit in the account.
+    pub fn check_quota(&self, address: &str, extra: u64) -> Result<(), StoreError> {
+        self.quotas.check(&self.account_dir(address)?, extra)
+    }
+
+    /// Sets the account's own limit (`2 GiB`, `none`), or with None
+    /// returns it to the instance default.
+    pub fn set_quota(&self, address: &str, limit: Option<&str>) -> Result<(), StoreError> {
+        let account = self.account_dir(address)?;
+        match limit {
+            Some(text) => {
+                parse_limit(text).map_err(|e| StoreError::Io {
+                    path: account.join(QUOTA_FILE),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, e),
+                })?;
+                replace_file(
+                    &account,
+                    QUOTA_FILE,
+                    format!("{}\n", text.trim()).as_bytes(),
+                )
+            }
+            None => match fs::remove_file(account.join(QUOTA_FILE)) {
+                Ok(()) => fsync_dir(&account),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_at(&account.join(QUOTA_FILE))(e)),
+            },
+        }
+    }
+
+    /// Makes a rename just done in `dir` durable: fsyncs the directory, or
+    /// waits for an fsync that started after the rename.
+    fn durable_rename(&self, dir: &Path) -> Result<(), StoreError> {
+        let barrier = self
+            .barriers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(dir.to_path_buf())
+            .or_default()
+            .clone();
+        let mine = barrier.renames.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = barrier.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= mine {
+            return Ok(());
+        }
+        let upto = barrier.renames.load(Ordering::SeqCst);
+        fsync_dir(dir)?;
+        *synced = upto;
+        Ok(())
+    }
+
+    /// A receiver that sees every later change to the store.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    fn account_dir(&self, address: &str) -> Result<PathBuf, StoreError> {
+        let account = self.root.join(account_dir_name(address)?);
+        if !account.is_dir() {
+            return Err(StoreError::NoAccount(address.to_string()));
+        }
+        Ok(account)
+    }
+
+    /// The directory of an existing mailbox.
+    pub fn mailbox_dir(&self, address: &str, mailbox: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.account_dir(address)?.join(mailbox_dir_name(mailbox)?);
+        if !dir.join("cur").is_dir() {
+            return Err(StoreError::NoMailbox(mailbox.to_string()));
+        }
+        Ok(dir)
+    }
+
+    pub fn has_account(&self, address: &str) -> bool {
+        account_dir_name(address).is_ok_and(|d| self.root.join(d).is_dir())
+    }
+
+    /// Creates the account with an empty INBOX and the special-use
+    /// folders (idempotent).
+    pub fn create_account(&self, address: &str) -> Result<(), StoreError> {
+        let account = self.root.join(account_dir_name(address)?);
+        for (name, _) in std::iter::once((INBOX, "")).chain(SPECIAL_USE) {
+            make_maildir(&account.join(mailbox_dir_name(name)?))?;
+        }
+        fsync_dir(&account)?;
+        fsync_dir(&self.root)?;
+        self.sync(address, INBOX).map(|_| ())
+    }
+
+    /// Every mailbox of the account, INBOX first, then by name.
+    pub fn mailboxes(&self, address: &str) -> Result<Vec<String>, StoreError> {
+        let account = self.account_dir(address)?;
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&account).map_err(io_at(&account))? {
+            let entry = entry.map_err(io_at(&account))?;
+            let dir = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().join("cur").is_dir()
+                && let Some(name) = mailbox_name(&dir)
+            {
+                names.push(name);
+            }
+        }
+        names.sort_by(|a, b| (a != INBOX, a).cmp(&(b != INBOX, b)));
+        Ok(names)
+    }
+
+    pub fn create_mailbox(&self, address: &str, name: &str) -> Result<(), StoreError> {
+        let account = self.account_dir(address)?;
+        let dir = account.join(mailbox_dir_name(name)?);
+        if dir.exists() {
+            return Err(StoreError::MailboxExists(name.to_string()));
+        }
+        make_maildir(&dir)?;
+        fsync_dir(&account)
+    }
+
+    pub fn delete_mailbox(&self, address: &str, name: &str) -> Result<(), StoreError> {
+        if name.eq_ignore_ascii_case(INBOX) {
+            return Err(StoreError::Refused("INBOX cannot be deleted"));
+        }
+        let dir = self.mailbox_dir(address, name)?;
+        // Renamed out of sight first, so a crash never leaves half a mailbox.
+        let doomed = dir.with_file_name(format!(".deleted.{}", self.unique_name()));
+        fs::rename(&dir, &doomed).map_err(io_at(&dir))?;
+        fsync_dir(dir.parent().unwrap_or(&dir))?;
+        fs::remove_dir_all(&doomed).map_err(io_at(&doomed))?;
+        self.quotas.forget(dir.parent().unwrap_or(&dir));
+        self.changed();
+        Ok(())
+    }
+
+    pub fn rename_mailbox(&self, address: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        if from.eq_ignore_ascii_case(INBOX) || to.eq_ignore_ascii_case(INBOX) {
+            return Err(StoreError::Refused("INBOX cannot be renamed"));
+        }
+        let source = self.mailbox_dir(address, from)?;
+        let target = source.with_file_name(mailbox_dir_name(to)?);
+        if target.exists() {
+            return Err(StoreError::MailboxExists(to.to_string()));
+        }
+        fs::rename(&source, &target).map_err(io_at(&source))?;
+        fsync_dir(source.parent().unwrap_or(&source))?;
+        self.changed();
+        Ok(())
+    }
+
+    /// The subscribed mailbox names, in the order they were added.
+    pub fn subscriptions(&self, address: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.account_dir(address)?.join(SUBSCRIPTIONS);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text.lines().map(str::to_string).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SPECIAL_USE
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .chain([INBOX.to_string()])
+                .collect()),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    pub fn set_subscribed(&self, address: &str, name: &str, on: bool) -> Result<(), StoreError> {
+        if name.contains(['\r', '\n']) {
+            return Err(StoreError::NoMailbox(name.to_string()));
+        }
+        let mut names = self.subscriptions(address)?;
+        names.retain(|n| n != name);
+        if on {
+            names.push(name.to_string());
+        }
+        let account = self.account_dir(address)?;
+        let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+        replace_file(&account, SUBSCRIPTIONS, text.as_bytes())
+    }
+
+    fn unique_name(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        format!(
+            "{}.M{}P{}Q{}.{}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed),
+            self.host
+        )
+    }
+
+    /// Writes a message durably into `dir` (tmp, fsync, rename, fsync) with
+    /// `flags` and, when given, `internal_date` as its mtime. Returns its
+    /// base name.
+    fn store_file(
+        &self,
+        dir: &Path,
+        data: &[u8],
+        flags: &str,
+        internal_date: Option<SystemTime>,
+    ) -> Result<String, StoreError> {
+        let name = self.unique_name();
+        let tmp = dir.join("tmp").join(&name);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_at(&tmp))?;
+        // fdatasync is enough unless the mtime (INTERNALDATE) was set.
+        let written = file.write_all(data).and_then(|()| match internal_date {
+            Some(t) => file.set_modified(t).and_then(|()| file.sync_all()),
+            None => file.sync_data(),
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_at(&tmp)(e));
+        }
+        drop(file);
+        let (sub, file_name) = if flags.is_empty() {
+            ("new", name.clone())
+        } else {
+            ("cur", format!("{name}:2,{flags}"))
+        };
+        let target = dir.join(sub);
+        fs::rename(&tmp, target.join(file_name)).map_err(io_at(&tmp))?;
+        self.durable_rename(&target)?;
+        self.quotas.add(account_of(dir), data.len() as u64);
+        Ok(name)
+    }
+
+    /// IMAP APPEND: stores the message and returns (UIDVALIDITY, UID).
+    pub fn append(
+        &self,
+        address: &str,
+        mailbox: &str,
+        data: &[u8],
+        flags: &str,
+        internal_date: Option<SystemTime>,
+    ) -> Result<(u32, u32), StoreError> {
+        let dir = self.mailbox_dir(address, mailbox)?;
+        self.quotas.check(account_of(&dir), data.len() as u64)?;
+        let base = self.store_file(&dir, data, &sort_flags(flags), internal_date)?;
+        let listed = self.sync(address, mailbox)?;
+        self.changed();
+        let uid = listed
+            .messages
+            .iter()
+            .find(|m| m.base() == base)
+            .map(|m| m.uid)
+            .ok_or(StoreError::Gone)?;
+        Ok((listed.uid_validity, uid))
+    }
+
+    /// Copies messages into `mailbox` with their flags and internal dates
+    /// (hard links: the files never change). Returns the target's
+    /// UIDVALIDITY and the new UIDs in the order given.
+    pub fn copy(
+        &self,
+        address: &str,
+        messages: &[Message],
+        mailbox: &str,
+    ) -> Result<(u32, Vec<u32>), StoreError> {
+        let dir = self.mailbox_dir(address, mailbox)?;
+        let size = messages.iter().map(|m| m.size).sum();
+        self.quotas.check(account_of(&dir), size)?;
+        let mut bases = Vec::with_capacity(messages.len());
+        let mut touched = HashSet::new();
+        for m in messages {
+            let name = self.unique_name();
+            let (sub, file_name) = if m.flags.is_empty() {
+                ("new", name.clone())
+            } else {
+                ("cur", format!("{name}:2,{}", m.flags))
+            };
+            let target = dir.join(sub).join(file_name);
+            match fs::hard_link(&m.path, &target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Gone),
+                Err(e) => return Err(io_at(&target)(e)),
+            }
+            touched.insert(sub);
+            bases.push(name);
+        }
+        for sub in touched {
+            fsync_dir(&dir.join(sub))?;
+        }
+        self.quotas.add(account_of(&dir), size);
+        let listed = self.sync(address, mailbox)?;
+        self.changed();
+        let by_base: BTreeMap<&str, u32> =
+            listed.messages.iter().map(|m| (m.base(), m.uid)).collect();
+        let uids = bases
+            .iter()
+            .map(|b| by_base.get(b.as_str()).copied().ok_or(StoreError::Gone))
+            .collect::<Result<_, _>>()?;
+        Ok((listed.uid_validity, uids))
+    }
+
+    /// Gives a message new flags (maildir letters): a rename into `cur/`.
+    /// Returns the message as it now is; `Gone` when another session
+    /// expunged it or changed its flags first (sync and try again).
+    pub fn set_flags(&self, message: &Message, flags: &str) -> Result<Message, StoreError> {
+        let flags = sort_flags(flags);
+        if flags == message.flags && message.path.parent().is_some_and(|p| p.ends_with("cur")) {
+            return Ok(message.clone());
+        }
+        let dir = message
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .ok_or(StoreError::Gone)?;
+        let target = dir
+            .join("cur")
+            .join(format!("{}:2,{flags}", message.base()));
+        match fs::rename(&message.path, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Gone),
+            Err(e) => return Err(io_at(&message.path)(e)),
+        }
+        fsync_dir(&dir.join("cur"))?;
+        self.changed();
+        Ok(Message {
+            path: target,
+            flags,
+            ..message.clone()
+        })
+    }
+
+    /// Removes messages for good (EXPUNGE, MOVE); one already gone is fine.
+    pub fn expunge(&self, messages: &[&Message]) -> Result<(), StoreError> {
+        let mut dirs = HashSet::new();
+        for m in messages {
+            let Some(dir) = m.path.parent() else {
+                continue;
+            };
+            match fs::remove_file(&m.path) {
+                Ok(()) => self
+                    .quotas
+                    .remove(account_of(dir.parent().unwrap_or(dir)), m.size),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&m.path)(e)),
+            }
+            dirs.insert(dir.to_path_buf());
+        }
+        for d in dirs {
+            fsync_dir(&d)?;
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Stores one message in the account's INBOX; returns once it is
+    /// durable. `OverQuota` when it does not fit.
+    pub fn deliver(&self, address: &str, data: &[u8]) -> Result<(), StoreError> {
+        let dir = self.mailbox_dir(address, INBOX)?;
+        self.quotas.check(account_of(&dir), data.len() as u64)?;
+        self.store_file(&dir, data, "", None)?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Gives every message without a UID the next ones (in name order, which
+    /// is delivery order), forgets vanished ones, and lists the mailbox.
+    pub fn sync(&self, address: &str, mailbox: &str) -> Result<Mailbox, StoreError> {
+        let dir = self.mailbox_dir(address, mailbox)?;
+        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let list_path = dir.join(UIDLIST);
+        let read = match fs::read_to_string(&list_path) {
+            Ok(text) => parse_uidlist(&text).or_else(|| {
+                // Never written half (rename), so only outside damage gets
+                // here: start a new UIDVALIDITY, as IMAP requires then.
+                tracing::warn!(path = %list_path.display(), "unreadable UID list, renumbering");
+                None
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_at(&list_path)(e)),
+        };
+        let mut changed = read.is_none();
+        let (uid_validity, mut next_uid, mut by_uid) =
+            read.unwrap_or_else(|| (fresh_uid_validity(), 1, BTreeMap::new()));
+        let on_disk = scan(&dir)?;
+        let known: HashSet<&str> = by_uid.values().map(String::as_str).collect();
+        // `on_disk` is ordered by name, which is delivery order.
+        let fresh: Vec<String> = on_disk
+            .keys()
+            .filter(|b| !known.contains(b.as_str()))
+            .cloned()
+            .collect();
+        for base in fresh {
+            by_uid.insert(next_uid, base);
+            next_uid += 1;
+            changed = true;
+        }
+        let before = by_uid.len();
+        by_uid.retain(|_, base| on_disk.contains_key(base));
+        changed |= by_uid.len() != before;
+        if changed {
+            write_uidlist(&dir, uid_validity, next_uid, &by_uid)?;
+        }
+        let messages = by_uid
+            .iter()
+            .map(|(&uid, base)| {
+                let (path, flags, size) = on_disk[base].clone();
+                Message {
+                    uid,
+                    path,
+                    flags,
+                    size,
+                }
+            })
+            .collect();
+        Ok(Mailbox {
+            uid_validity,
+            next_uid,
+            messages,
+        })
+    }
+}
+
+/// The special-use folders every account gets (RFC 6154).
+pub const SPECIAL_USE: [(&str, &str); 4] = [
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+];
+const SUBSCRIPTIONS: &str = "subscriptions";
+
+impl Message {
+    /// The maildir base name: the file name without `:2,FLAGS`.
+    pub fn base(&self) -> &str {
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        name.split_once(":2,").map_or(name, |(b, _)| b)
+    }
+}
+
+/// Maildir flag letters sorted and without repeats (as the spec wants).
+fn sort_flags(flags: &str) -> String {
+    let mut letters: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
+    letters.sort_unstable();
+    letters.dedup();
+    letters.into_iter().collect()
+}
+
+fn make_maildir(dir: &Path) -> Result<(), StoreError> {
+    for sub in ["tmp", "new", "cur"] {
+        let d = dir.join(sub);
+        fs::create_dir_all(&d).map_err(io_at(&d))?;
+    }
+    fsync_dir(dir)
+}
+
+/// A mailbox's directory name: INBOX as is, other names percent-encoded
+/// outside `A-Za-z0-9 _+-` and a non-leading `.`, so a name (hierarchy
+/// delimiter `/` included) is always one directory inside the account.
+pub fn mailbox_dir_name(name: &str) -> Result<String, StoreError> {
+    if name.eq_ignore_ascii_case(INBOX) {
+        return Ok(INBOX.into());
+    }
+    if name.is_empty() || name.len() > 255 || name.contains(['\r', '\n', '\0']) {
+        return Err(StoreError::NoMailbox(name.to_string()));
+    }
+    Ok(percent_encode(name, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'+' | b'-')
+    }))
+}
+
+/// The mailbox name a directory holds, or None for anything else.
+fn mailbox_name(dir: &str) -> Option<String> {
+    if dir.starts_with('.') {
+        return None;
+    }
+    let bytes = dir.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Replaces `dir/name` whole: write, fsync, rename, fsync of the directory.
+fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    fulmar_daemon::durable::replace(&path, data).map_err(io_at(&path))
+}
+
+/// UIDVALIDITY from the clock (seconds; never 0).
+fn fresh_uid_validity() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(1)
+        .max(1)
+}
+
+type UidList = (u32, u32, BTreeMap<u32, String>);
+
+fn parse_uidlist(text: &str) -> Option<UidList> {
+    let mut lines = text.lines();
+    let header = lines.next()?.strip_prefix(UIDLIST_MAGIC)?;
+    let mut words = header.split_whitespace();
+    let uid_validity: u32 = words.next()?.parse().ok().filter(|&v| v != 0)?;
+    let next_uid: u32 = words.next()?.parse().ok()?;
+    let mut by_uid = BTreeMap::new();
+    for line in lines {
+        let (uid, base) = line.split_once(' ')?;
+        let uid: u32 = uid.parse().ok()?;
+        if uid == 0 || uid >= next_uid || base.is_empty() {
+            return None;
+        }
+        by_uid.insert(uid, base.to_string());
+    }
+    Some((uid_validity, next_uid, by_uid))
+}
+
+fn write_uidlist(
+    dir: &Path,
+    uid_validity: u32,
+    next_uid: u32,
+    by_uid: &BTreeMap<u32, String>,
+) -> Result<(), StoreError> {
+    let mut text = format!("{UIDLIST_MAGIC} {uid_validity} {next_uid}\n");
+    for (uid, base) in by_uid {
+        text += &format!("{uid} {base}\n");
+    }
+    replace_file(dir, UIDLIST, text.as_bytes())
+}
+
+/// Messages in `new/` and `cur/` by base name (the name before `:2,`):
+/// (path, flags, size). Drops `tmp/` leftovers of crashed deliveries.
+fn scan(dir: &Path) -> Result<BTreeMap<String, (PathBuf, String, u64)>, StoreError> {
+    let mut out = BTreeMap::new();
+    for sub in ["new", "cur"] {
+        let sub_dir = dir.join(sub);
+        for entry in fs::read_dir(&sub_dir).map_err(io_at(&sub_dir))? {
+            let entry = entry.map_err(io_at(&sub_dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let (base, flags) = match name.split_once(":2,") {
+                Some((base, flags)) => (base.to_string(), flags.to_string()),
+                None => (name.clone(), String::new()),
+            };
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.insert(base, (entry.path(), flags, size));
+        }
+    }
+    let tmp = dir.join("tmp");
+    if let Ok(entries) = fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > TMP_MAX_AGE);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root(tag: &str) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("fulmar-maildir-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        root
+    }
+
+    #[test]
+    fn addresses_cannot_leave_the_store() {
+        assert_eq!(
+            account_dir_name("Ann@Example.TEST").unwrap(),
+            "ann@example.test"
+        );
+        assert_eq!(
+            account_dir_name("a/../b@x.test").unwrap(),
+            "a%2F..%2Fb@x.test"
+        );
+        assert_eq!(
+            account_dir_name(".hidden@x.test").unwrap(),
+            "%2Ehidden@x.test"
+        );
+        assert_eq!(
+            account_dir_name("*)(uid=*@x.test").unwrap(),
+            "%2A%29%28uid%3D%2A@x.test"
+        );
+        assert!(account_dir_name("no-at-sign").is_err());
+        assert!(account_dir_name("@x.test").is_err());
+    }
+
+    #[test]
+    fn quota_counts_every_change_and_refuses_what_does_not_fit() {
+        let root = temp_root("quota");
+        let store = Store::open(&root).unwrap().with_default_quota(Some(100));
+        let ann = "ann@x.test";
+        store.create_account(ann).unwrap();
+        let used = |s: &Store| s.quota(ann).unwrap().unwrap().used;
+        store.deliver(ann, &[b'a'; 40]).unwrap();
+        store.deliver(ann, &[b'b'; 40]).unwrap();
+        assert_eq!(used(&store), 80);
+        assert!(matches!(
+            store.deliver(ann, &[b'c'; 40]),
+            Err(StoreError::OverQuota {
+                used: 80,
+                limit: 100
+            })
+        ));
+        assert!(matches!(
+            store.append(ann, "Drafts", &[b'd'; 21], "", None),
+            Err(StoreError::OverQuota { .. })
+        ));
+        let inbox = store.sync(ann, INBOX).unwrap();
+        assert!(matches!(
+            store.copy(ann, &inbox.messages, "Trash"),
+            Err(StoreError::OverQuota { .. })
+        ));
+        store.copy(ann, &inbox.messages[..0], "Trash").unwrap();
+        store.expunge(&[&inbox.messages[0]]).unwrap();
+        assert_eq!(used(&store), 40);
+        store.append(ann, "Drafts", &[b'd'; 20], "", None).unwrap();
+        assert_eq!(used(&store), 60);
+        // A new store (a restart) counts the same from the files.
+        assert_eq!(
+            used(&Store::open(&root).unwrap().with_default_quota(Some(100))),
+            60
+        );
+        store.delete_mailbox(ann, "Drafts").unwrap();
+        assert_eq!(used(&store), 40);
+        // Full at exactly the limit: even a size not yet known is refused.
+        store.set_quota(ann, Some("40")).unwrap();
+        assert!(store.check_quota(ann, 0).is_err());
+        store.set_quota(ann, Some("none")).unwrap();
+        assert_eq!(store.quota(ann).unwrap(), None);
+        assert!(store.set_quota(ann, Some("lots")).is_err());
+        store.set_quota(ann, None).unwrap();
+        assert_eq!(store.quota(ann).unwrap().unwrap().limit, 100);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn uids_are_given_once_and_survive_resync() {
+        let root = temp_root("uids");
+        let store = Store::open(&root).unwrap();
+        assert!(matches!(
+            store.deliver("ann@x.test", b"x"),
+            Err(StoreError::NoAccount(_))
+        ));
+        store.create_account("ann@x.test").unwrap();
+        for i in 0..3 {
+            store
+                .deliver("ann@x.test", format!("m{i}").as_bytes())
+                .unwrap();
+        }
+        let first = store.sync("ann@x.test", INBOX).unwrap();
+        assert_eq!(
+            first.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(fs::read(&first.messages[2].path).unwrap(), b"m2");
+        // A flag change is a rename to cur/NAME:2,FLAGS: same UID.
+        let m = &first.messages[0];
+        let base = m.path.file_name().unwrap().to_string_lossy().into_owned();
+        let flagged = m
+            .path
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("cur")
+            .join(format!("{base}:2,FS"));
+        fs::rename(&m.path, &flagged).unwrap();
+        fs::remove_file(&first.messages[1].path).unwrap();
+        store.deliver("ann@x.test", b"m3").unwrap();
+        let second = store.sync("ann@x.test", INBOX).unwrap();
+        assert_eq!(second.uid_validity, first.uid_validity);
+        let listed: Vec<(u32, &str)> = second
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.flags.as_str()))
+            .collect();
+        assert_eq!(listed, [(1, "FS"), (3, ""), (4, "")]);
+        assert_eq!(second.next_uid, 5);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_uid_list_renumbers_with_a_new_uidvalidity() {
+        let root = temp_root("damaged");
+        let store = Store::open(&root).unwrap();
+        store.create_account("bob@x.test").unwrap();
+        store.deliver("bob@x.test", b"one").unwrap();
+        let before = store.sync("bob@x.test", INBOX).unwrap();
+        let list = root.join("mail/bob@x.test/INBOX/uidlist");
+        fs::write(&list, "garbage").unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        let after = store.sync("bob@x.test", INBOX).unwrap();
+        assert_ne!(after.uid_validity, before.uid_validity);
+        assert_eq!(after.messages.len(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

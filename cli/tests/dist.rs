@@ -1,0 +1,16 @@
+//! What ships for real servers (the proxies): fulmar-realserver.service,
+//! which runs `fulmar realserver`, passes `systemd-analyze verify` with the
+//! real binary at its install path (in a private mount namespace).
+use std::path::Path;
+
+#[test]
+fn realserver_unit_passes_systemd_analyze_verify() {
+    fulmar_lab::dist::verify_units(
+        &[env!("CARGO_BIN_EXE_fulmar")],
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"),
+        &["fulmar-realserver.service"],
+        &["fulmar-realserver.service"],
+        "",
+    )
+    .unwrap_or_else(|text| panic!("{text}"));
+}

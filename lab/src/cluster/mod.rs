@@ -1,0 +1,472 @@
+//! A failover cluster in the lab, for the fault suite and the failover
+//! benchmark: three etcd members, three back-end nodes running
+//! `fulmar-noded`, one instance (Dovecot with LMTP and IMAP on a
+//! loop-mounted ext4 volume behind a VIP) and a client that keeps
+//! delivering mail and records every 250.
+//!
+//! Address plan (198.18.10.0/24): client .10, node1–3 .11–.13, etcd1–3
+//! .21–.23, the instance VIP .100; .250 is a BMC that never answers.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+mod deliver;
+mod etcd;
+mod sampler;
+mod volume;
+
+pub use deliver::Deliverer;
+pub use sampler::Sampler;
+pub use volume::mounted_by;
+
+use crate::{Attachment, HostSpec, Lab, LabError, LabSpec, SegmentSpec, cmd};
+use deliver::USER;
+use etcd::b64;
+use fulmar_fencing::agents::io_barrier::attachments;
+
+pub const VIP: &str = "198.18.10.100";
+pub const NODES: [&str; 3] = ["node1", "node2", "node3"];
+pub const INSTANCE: &str = "mail1";
+const PREFIX: &str = "/fulmar";
+
+fn node_addr(node: &str) -> String {
+    let i: u8 = node.trim_start_matches("node").parse().expect("nodeN");
+    format!("198.18.10.{}", 10 + i)
+}
+
+/// How the nodes are fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fencing {
+    /// Every node: level 1 = lab power + the volume's I/O barrier.
+    Lab,
+    /// node1 as above; node2: level 1 an unreachable BMC, level 2 the lab
+    /// devices; node3: only an unreachable BMC (unfenceable).
+    Varied,
+}
+
+pub struct Options {
+    /// The `fulmar-noded` binary.
+    pub noded: PathBuf,
+    pub lease_ttl_secs: u64,
+    pub self_fence_margin_ms: u64,
+    pub fencing: Fencing,
+    /// Nodes allowed to run the instance (empty: all).
+    pub allowed: Vec<&'static str>,
+}
+
+pub struct ClusterLab {
+    pub lab: Lab,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub volume: PathBuf,
+    pub mountpoint: PathBuf,
+    endpoints: String,
+    opts: Options,
+    boots: BTreeMap<String, usize>,
+}
+
+pub(super) fn lab_io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |e| LabError::io(path, e)
+}
+
+impl ClusterLab {
+    pub fn build(opts: Options) -> Result<ClusterLab, LabError> {
+        let mut members = vec![("client".to_string(), "198.18.10.10/24".to_string())];
+        for n in NODES {
+            members.push((n.into(), format!("{}/24", node_addr(n))));
+        }
+        for i in 1..=3 {
+            members.push((format!("etcd{i}"), format!("198.18.10.{}/24", 20 + i)));
+        }
+        let mut lab = Lab::build(&LabSpec {
+            hosts: members.iter().map(|(h, _)| HostSpec::new(h)).collect(),
+            segments: vec![SegmentSpec {
+                name: "lan".into(),
+                members: members
+                    .iter()
+                    .map(|(h, a)| Attachment::new(h, "eth0", &[a]))
+                    .collect(),
+            }],
+            routes: Vec::new(),
+        })?;
+        let dir = lab.log_dir().join("cluster");
+        fs::create_dir_all(&dir).map_err(lab_io(&dir))?;
+        let endpoints = etcd::start(&mut lab, &dir)?;
+        let volume = dir.join("volume-mail1");
+        let mountpoint = dir.join("mnt-mail1");
+        volume::prepare(&volume, &mountpoint)?;
+        let cluster = ClusterLab {
+            config: dir.join("cluster.toml"),
+            lab,
+            dir,
+            volume,
+            mountpoint,
+            endpoints,
+            opts,
+            boots: BTreeMap::new(),
+        };
+        cluster.write_configs()?;
+        Ok(cluster)
+    }
+
+    fn write_configs(&self) -> Result<(), LabError> {
+        let dir = &self.dir;
+        let vol = self.volume.display();
+        let mut fencing = format!("state_dir = \"{}\"\n", dir.join("fence-state").display());
+        for n in NODES {
+            fencing.push_str(&format!(
+                "[device.{n}-power]\ntype = \"lab-host\"\nnetns = \"{ns}\"\ntimeout = \"5s\"\n\
+                 [device.{n}-mail1]\ntype = \"io-barrier\"\nvolume = \"{vol}\"\nnode = \"{n}\"\ntimeout = \"5s\"\n\
+                 [device.{n}-bmc]\ntype = \"ipmi\"\naddress = \"198.18.10.250\"\nusername = \"admin\"\n\
+                 password = \"password\"\ntimeout = \"1s\"\n",
+                ns = self.lab.netns(n)
+            ));
+            let lab_level = format!("[\"{n}-power\", \"{n}-mail1\"]");
+            let levels = match (self.opts.fencing, n) {
+                (Fencing::Varied, "node2") => format!("[[\"{n}-bmc\"], {lab_level}]"),
+                (Fencing::Varied, "node3") => format!("[[\"{n}-bmc\"]]"),
+                _ => format!("[{lab_level}]"),
+            };
+            fencing.push_str(&format!("[node.{n}]\nlevels = {levels}\n"));
+        }
+        let path = dir.join("fencing.toml");
+        fs::write(&path, fencing).map_err(lab_io(&path))?;
+
+        let mnt = self.mountpoint.display();
+        let allowed: Vec<String> = self
+            .opts
+            .allowed
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        let mut cluster = format!(
+            "fencing = \"{fencing}\"\n\
+             [etcd]\nendpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\n\
+             [timing]\nlease_ttl = \"{ttl}s\"\nself_fence_margin = \"{margin}ms\"\n\
+             reconcile_interval = \"50ms\"\nprobe_interval = \"500ms\"\n\
+             restart_threshold = 2\nrestart_window = \"60s\"\n",
+            fencing = path.display(),
+            endpoints = self
+                .endpoints
+                .split(',')
+                .map(|e| format!("\"{e}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ttl = self.opts.lease_ttl_secs,
+            margin = self.opts.self_fence_margin_ms,
+        );
+        for n in NODES {
+            cluster.push_str(&format!("[node.{n}]\naddresses = [\"{}\"]\n", node_addr(n)));
+        }
+        cluster.push_str(&format!(
+            "[instance.{INSTANCE}]\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\n\
+             volume = \"{vol}\"\nmountpoint = \"{mnt}\"\n\
+             start = [\"dovecot\", \"-F\", \"-c\", \"{mnt}/dovecot.conf\"]\n\
+             probe_ports = [24, 143]\nrun_dirs = [\"run\"]\nstart_timeout = \"10s\"\nstop_timeout = \"5s\"\n\
+             allowed = [{allowed}]\npreferred = [\"node1\"]\n",
+            allowed = allowed.join(", ")
+        ));
+        fs::write(&self.config, cluster).map_err(lab_io(&self.config))
+    }
+
+    /// Starts (or restarts after a fence) the agent on `node`.
+    pub fn start_agent(&mut self, node: &str) -> Result<u32, LabError> {
+        let boot = self.boots.entry(node.into()).or_default();
+        *boot += 1;
+        let name = format!("noded{boot}");
+        let noded = self.opts.noded.to_string_lossy().into_owned();
+        let config = self.config.to_string_lossy().into_owned();
+        self.lab
+            .spawn(node, &name, &noded, &["--config", &config, "--node", node])
+    }
+
+    pub fn start_agents(&mut self) -> Result<(), LabError> {
+        for n in NODES {
+            self.start_agent(n)?;
+        }
+        Ok(())
+    }
+
+    /// Everything the agents logged, for failure messages.
+    pub fn agent_logs(&self) -> String {
+        let mut out = String::new();
+        for n in NODES {
+            for boot in 1..=self.boots.get(n).copied().unwrap_or(0) {
+                let text = self.lab.log(n, &format!("noded{boot}"));
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("--- {n} boot {boot} (last lines)\n"));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// SIGKILL every process of a node (its mounts and addresses stay:
+    /// the kernel holds them, as a hung node would).
+    pub fn kill_node(&self, node: &str) -> Result<(), LabError> {
+        kill_netns(&self.lab.netns(node))
+    }
+
+    /// Cuts the node's link: both sides stay alive.
+    pub fn cut(&self, node: &str) -> Result<(), LabError> {
+        self.lab
+            .check(node, "ip", &["link", "set", "eth0", "down"])
+            .map(|_| ())
+    }
+
+    /// After a power fence: links up, the address back (as the boot
+    /// config would), and the agent started again.
+    pub fn boot(&mut self, node: &str) -> Result<(), LabError> {
+        kill_netns(&self.lab.netns(node))?;
+        self.lab.check(node, "ip", &["link", "set", "eth0", "up"])?;
+        let addr = format!("{}/24", node_addr(node));
+        let _ = self
+            .lab
+            .exec(node, "ip", &["addr", "add", &addr, "dev", "eth0"]);
+        self.start_agent(node)?;
+        Ok(())
+    }
+
+    /// What an operator does before confirming a manual fence: pulls the
+    /// plug. Processes die, the address goes, and the kernel's hold on the
+    /// volume (mount, loop device) goes with the power: the device is
+    /// detached, and this returns once it is gone.
+    pub fn unplug(&self, node: &str) -> Result<(), LabError> {
+        kill_netns(&self.lab.netns(node))?;
+        self.lab
+            .check(node, "ip", &["addr", "flush", "dev", "eth0"])?;
+        self.lab
+            .check(node, "ip", &["link", "set", "eth0", "down"])?;
+        if mounted_by(&self.volume).contains(node) {
+            let mnt = self.mountpoint.to_string_lossy().into_owned();
+            let mut c = Command::new("umount");
+            c.args(["-l", &mnt]);
+            cmd::checked(c)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: Vec<String> = attachments(&self.volume)
+                .into_iter()
+                .filter(|a| a.node().as_deref() == Some(node))
+                .map(|a| a.device)
+                .collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::NotReady(format!(
+                    "{node}'s loop devices {left:?} stay attached"
+                )));
+            }
+            for device in left {
+                let mut c = Command::new("losetup");
+                c.args(["-d", &format!("/dev/{device}")]);
+                let _ = cmd::checked(c);
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of the instance's Dovecot master on whichever node runs it.
+    pub fn service_pid(&self) -> Option<i32> {
+        let conf = format!("{}/dovecot.conf", self.mountpoint.display());
+        let mut c = Command::new("pgrep");
+        c.args(["-f", &format!("dovecot -F -c {conf}$")]);
+        cmd::checked(c)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Kills the etcd member `i` (1–3).
+    pub fn kill_etcd(&self, i: usize) -> Result<(), LabError> {
+        kill_netns(&self.lab.netns(&format!("etcd{i}")))
+    }
+
+    /// `etcdctl ARGS -w json` from the client host, parsed.
+    fn etcdctl_json(&self, args: &[&str]) -> Result<(Value, String), LabError> {
+        let mut all = vec!["--endpoints", &self.endpoints, "--command-timeout=2s"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-w", "json"]);
+        let out = self.lab.check("client", "etcdctl", &all)?;
+        let v =
+            serde_json::from_str(&out).map_err(|e| LabError::Spec(format!("etcdctl json: {e}")))?;
+        Ok((v, out))
+    }
+
+    /// Which etcd member (1–3) leads the raft group now.
+    pub fn etcd_leader(&self) -> Result<usize, LabError> {
+        let (v, out) = self.etcdctl_json(&["endpoint", "status"])?;
+        let statuses = v.as_array().cloned().unwrap_or_default();
+        statuses
+            .iter()
+            .position(|s| {
+                s["Status"]["header"]["member_id"] == s["Status"]["leader"]
+                    && !s["Status"]["leader"].is_null()
+            })
+            .map(|i| i + 1)
+            .ok_or_else(|| LabError::NotReady(format!("no etcd leader in {out}")))
+    }
+
+    /// The cluster state: key (without the prefix) → value.
+    pub fn state(&self) -> Result<BTreeMap<String, String>, LabError> {
+        let (v, _) = self.etcdctl_json(&["get", "--prefix", &format!("{PREFIX}/")])?;
+        let mut map = BTreeMap::new();
+        for kv in v["kvs"].as_array().into_iter().flatten() {
+            let key = b64(kv["key"].as_str().unwrap_or_default());
+            let value = b64(kv["value"].as_str().unwrap_or_default());
+            map.insert(
+                key.trim_start_matches(&format!("{PREFIX}/")).to_string(),
+                value,
+            );
+        }
+        Ok(map)
+    }
+
+    /// A JSON record of the state, if present.
+    pub fn record(&self, key: &str) -> Option<Value> {
+        let state = self.state().ok()?;
+        serde_json::from_str(state.get(key)?).ok()
+    }
+
+    pub fn leader(&self) -> Option<String> {
+        self.state().ok()?.get("leader").cloned()
+    }
+
+    /// (node, generation) while the instance's current placement runs.
+    pub fn running(&self) -> Option<(String, u64)> {
+        let state = self.state().ok()?;
+        let p: Value = serde_json::from_str(state.get(&format!("placement/{INSTANCE}"))?).ok()?;
+        let s: Value = serde_json::from_str(state.get(&format!("status/{INSTANCE}"))?).ok()?;
+        (p["node"] == s["node"]
+            && p["generation"] == s["generation"]
+            && s["state"] == "running"
+            && p["stop"] != true)
+            .then(|| {
+                (
+                    p["node"].as_str().unwrap_or_default().to_string(),
+                    p["generation"].as_u64().unwrap_or(0),
+                )
+            })
+    }
+
+    /// Waits until the instance runs and satisfies `ok`.
+    pub fn wait_running(
+        &self,
+        within: Duration,
+        ok: impl Fn(&str, u64) -> bool,
+    ) -> Result<(String, u64), LabError> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some((node, generation)) = self.running()
+                && ok(&node, generation)
+            {
+                return Ok((node, generation));
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::NotReady(format!(
+                    "instance not running as expected within {within:?}; state: {:?}\n{}",
+                    self.state(),
+                    self.agent_logs()
+                )));
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs the `fulmar` tool with this cluster's config from the client.
+    pub fn fulmar(&self, fulmar: &Path, args: &[&str]) -> Result<String, LabError> {
+        let mut all = vec!["-C", self.config.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        self.lab
+            .check("client", fulmar.to_str().expect("utf-8 path"), &all)
+    }
+
+    /// Which nodes hold the VIP and which have the volume mounted, now.
+    pub fn holders(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut vip = BTreeSet::new();
+        for n in NODES {
+            if let Ok(out) = self.lab.check(
+                n,
+                "ip",
+                &["-o", "-4", "addr", "show", "to", &format!("{VIP}/32")],
+            ) && !out.trim().is_empty()
+            {
+                vip.insert(n.to_string());
+            }
+        }
+        (vip, mounted_by(&self.volume))
+    }
+
+    /// The sequence numbers stored in the instance's mailbox (read through
+    /// whichever node has it mounted now).
+    pub fn stored(&self) -> Result<BTreeSet<u64>, LabError> {
+        self.in_mailbox(&["new", "cur"])
+    }
+
+    /// Sequence numbers left in the maildir's `tmp`: written but never
+    /// delivered (a rename that did not reach the disk).
+    pub fn stranded(&self) -> Result<BTreeSet<u64>, LabError> {
+        self.in_mailbox(&["tmp"])
+    }
+
+    fn in_mailbox(&self, subdirs: &[&str]) -> Result<BTreeSet<u64>, LabError> {
+        let mut seen = BTreeSet::new();
+        let mailbox = self.mountpoint.join("mail").join(USER);
+        for sub in subdirs {
+            let dir = mailbox.join(sub);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let text = fs::read_to_string(e.path()).unwrap_or_default();
+                if let Some(seq) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("X-Seq: "))
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    seen.insert(seq);
+                }
+            }
+        }
+        Ok(seen)
+    }
+}
+
+fn kill_netns(netns: &str) -> Result<(), LabError> {
+    for _ in 0..100 {
+        let out = cmd::checked({
+            let mut c = Command::new("ip");
+            c.args(["netns", "pids", netns]);
+            c
+        })?;
+        let pids: Vec<i32> = out
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| *p != std::process::id() as i32)
+            .collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        for pid in pids {
+            // SAFETY: kill(2) has no memory effects.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        sleep(Duration::from_millis(20));
+    }
+    Err(LabError::NotReady(format!(
+        "processes in {netns} survive SIGKILL"
+    )))
+}
