@@ -7,7 +7,7 @@ use serde_json::json;
 use fulmar_provision::{
     accounts, address,
     config::{ProvisionConfig, unknown_instance},
-    directory::Directory,
+    directory,
     import::{self, Candidate, Password},
     mover,
     placement::Algorithm,
@@ -114,7 +114,7 @@ pub fn run(object: &str, args: &[String], config_path: &Path, json: bool) -> Res
                 if !config.instance.contains_key(to) {
                     return Err(unknown_instance(&config, to));
                 }
-                let mut dir = Directory::connect(&config).await?;
+                let mut dir = directory::connect(&config).await?;
                 let (entry, from, _) = accounts::locate(&config, &mut dir, user).await?;
                 let from = from.ok_or_else(|| {
                     format!("{user} is routed to no configured instance; nothing to move from")
@@ -145,14 +145,14 @@ pub fn run(object: &str, args: &[String], config_path: &Path, json: bool) -> Res
                     .instance
                     .get(instance)
                     .ok_or_else(|| unknown_instance(&config, instance))?;
-                let mut dir = Directory::connect(&config).await?;
+                let mut dir = directory::connect(&config).await?;
                 dir.add_domain(&domain, &spec.mail_host).await?;
                 println!("{domain}: placed on {instance} ({})", spec.mail_host);
                 Ok(())
             }
             ("domain", "del") => {
                 let domain = address::domain_name(need(args, 0, "DOMAIN")?)?;
-                let mut dir = Directory::connect(&config).await?;
+                let mut dir = directory::connect(&config).await?;
                 let entry = dir
                     .domains()
                     .await?
@@ -176,7 +176,7 @@ pub fn run(object: &str, args: &[String], config_path: &Path, json: bool) -> Res
                 Ok(())
             }
             _ => {
-                let mut dir = Directory::connect(&config).await?;
+                let mut dir = directory::connect(&config).await?;
                 let mut domains = dir.domains().await?;
                 if let Some(d) = args.first() {
                     let d = d.to_ascii_lowercase();
@@ -344,10 +344,10 @@ async fn list(config: &ProvisionConfig, args: &[String], json: bool) -> Result<(
     {
         return Err(unknown_instance(config, i));
     }
-    let mut dir = Directory::connect(config).await?;
+    let mut dir = directory::connect(config).await?;
     let all = dir.accounts().await?;
     let domains = dir.domains().await?;
-    let table = fulmar_provision::directory::domain_table(config, &domains);
+    let table = directory::domain_table(config, &domains);
     let mut rows: Vec<(String, Option<String>, bool)> = all
         .iter()
         .map(|a| match &a.mail_host {

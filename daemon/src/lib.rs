@@ -1,8 +1,11 @@
-//! What every fulmar program shares. The daemons (`fulmar-lbd`, `fulmar-proxyd`, `fulmar-noded`,
-//! `fulmar-maild`) does the same way at start-up and shutdown.
+//! What every fulmar program shares: how the daemons (`fulmar-lbd`,
+//! `fulmar-proxyd`, `fulmar-noded`, `fulmar-maild`) start and stop,
+//! [`durable`] file replacement, [`secret`] passwords that never print, and
+//! the keyword [`grammar`] of the tools.
 
 pub mod durable;
 pub mod grammar;
+pub mod secret;
 
 /// Logs to stderr at `RUST_LOG` (default info); colour only on a terminal,
 /// so journald and log files get plain text.

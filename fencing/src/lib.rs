@@ -15,7 +15,8 @@ pub mod config;
 pub mod convention;
 pub mod device;
 pub mod history;
-pub mod secret;
+/// Passwords (shared with every fulmar program).
+pub use fulmar_daemon::secret;
 pub mod topology;
 
 pub use config::FencingConfig;

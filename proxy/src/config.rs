@@ -2,6 +2,7 @@
 //! TLS, the directory, the back-end ports and the agent/metrics endpoints.
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use fulmar_daemon::secret::Secret;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = "/etc/fulmar/proxy.toml";
@@ -74,7 +75,7 @@ pub struct DirectoryConfig {
     pub bind_dn: String,
     /// The service password, or a file holding it (first line).
     #[serde(default)]
-    pub bind_password: Option<String>,
+    pub bind_password: Option<Secret>,
     #[serde(default)]
     pub bind_password_file: Option<PathBuf>,
     pub base_dn: String,
@@ -249,15 +250,13 @@ impl ProxyConfig {
         Ok(config)
     }
 
-    pub fn bind_password(&self) -> Result<String, String> {
+    pub fn bind_password(&self) -> Result<Secret, String> {
         match (
             &self.directory.bind_password,
             &self.directory.bind_password_file,
         ) {
             (Some(p), _) => Ok(p.clone()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|s| s.lines().next().unwrap_or_default().to_string())
-                .map_err(|e| format!("{}: {e}", f.display())),
+            (None, Some(f)) => Secret::from_file(f),
             (None, None) => Err("no directory password".into()),
         }
     }

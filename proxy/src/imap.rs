@@ -3,6 +3,7 @@
 //! instance, the two connections are spliced and bytes pass untouched.
 use std::{io, sync::Arc};
 
+use fulmar_daemon::secret::Secret;
 use imap_codec::{
     AuthenticateDataCodec, CommandCodec, GreetingCodec, ResponseCodec,
     decode::{AuthenticateDataDecodeError, CommandDecodeError, Decoder, ResponseDecodeError},
@@ -155,7 +156,8 @@ impl PreLogin {
                         .await?;
                 }
                 Action::Login { tag, user, pass } => {
-                    if let Some(home) = self.try_login(&tag, &user, &pass).await? {
+                    let pass = Secret::from_utf8(pass);
+                    if let Some(home) = self.try_login(&tag, &user, pass.as_ref()).await? {
                         return self.splice(home).await;
                     }
                 }
@@ -180,9 +182,7 @@ impl PreLogin {
                     };
                     match sasl_plain(&data) {
                         Some((user, pass)) => {
-                            let home = self
-                                .try_login(&tag, user.as_bytes(), pass.as_bytes())
-                                .await?;
+                            let home = self.try_login(&tag, user.as_bytes(), Some(&pass)).await?;
                             if let Some(home) = home {
                                 return self.splice(home).await;
                             }
@@ -233,7 +233,12 @@ impl PreLogin {
 
     /// Logs in on the home instance; Some once the back-end accepted (the
     /// failures are answered here).
-    async fn try_login(&mut self, tag: &str, user: &[u8], pass: &[u8]) -> io::Result<Option<Home>> {
+    async fn try_login(
+        &mut self,
+        tag: &str,
+        user: &[u8],
+        pass: Option<&Secret>,
+    ) -> io::Result<Option<Home>> {
         if !self.ctx.login_allowed(&self.listener, self.conn.is_tls()) {
             self.send(&format!(
                 "{tag} NO [PRIVACYREQUIRED] Use STARTTLS first.\r\n"
@@ -241,7 +246,7 @@ impl PreLogin {
             .await?;
             return Ok(None);
         }
-        let (Ok(user), Ok(pass)) = (std::str::from_utf8(user), std::str::from_utf8(pass)) else {
+        let (Ok(user), Some(pass)) = (std::str::from_utf8(user), pass) else {
             self.send(&format!(
                 "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
             ))
@@ -283,7 +288,7 @@ impl PreLogin {
             buf: Vec::new(),
         };
         let reply = match backend
-            .login(&self.peer, self.ttl - 1, &user, pass, tag)
+            .login(&self.peer, self.ttl - 1, &user, pass.expose(), tag)
             .await
         {
             Ok(r) => r,

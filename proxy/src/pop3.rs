@@ -11,6 +11,7 @@ use crate::{
     stream::Stream,
 };
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use fulmar_daemon::secret::Secret;
 
 /// RFC 1939 allows 255 octets; SASL responses and long passwords need more.
 const MAX_LINE: usize = 4096;
@@ -106,7 +107,7 @@ impl Session {
                         self.reply("-ERR USER first.\r\n").await?;
                         continue;
                     };
-                    if let Some(home) = self.try_login(&user, arg).await? {
+                    if let Some(home) = self.try_login(&user, &Secret::new(arg)).await? {
                         return self.splice(home).await;
                     }
                 }
@@ -142,7 +143,7 @@ impl Session {
         }
     }
 
-    async fn try_login(&mut self, user: &str, pass: &str) -> io::Result<Option<Home>> {
+    async fn try_login(&mut self, user: &str, pass: &Secret) -> io::Result<Option<Home>> {
         if !self.ctx.login_allowed(&self.listener, self.conn.is_tls()) {
             self.reply("-ERR [AUTH] Use STLS first.\r\n").await?;
             return Ok(None);
@@ -167,7 +168,7 @@ impl Session {
                     &self.peer,
                     self.ctx.config.backend.proxy_ttl,
                     &user,
-                    pass,
+                    pass.expose(),
                 )
                 .await
             }

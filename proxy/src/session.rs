@@ -10,6 +10,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use fulmar_daemon::secret::Secret;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tokio_rustls::TlsConnector;
 
@@ -115,7 +116,7 @@ pub enum Login {
 
 /// Authenticates `user` against the directory and finds its home. A failed
 /// login is answered only after `auth_failure_delay`.
-pub async fn login(ctx: &Ctx, protocol: Protocol, user: &str, password: &str) -> Login {
+pub async fn login(ctx: &Ctx, protocol: Protocol, user: &str, password: &Secret) -> Login {
     let outcome = decide(ctx, user, password).await;
     let result = match &outcome {
         Login::Home { .. } => LoginResult::Ok,
@@ -133,7 +134,7 @@ pub async fn login(ctx: &Ctx, protocol: Protocol, user: &str, password: &str) ->
     outcome
 }
 
-async fn decide(ctx: &Ctx, user: &str, password: &str) -> Login {
+async fn decide(ctx: &Ctx, user: &str, password: &Secret) -> Login {
     let account = match ctx.directory.account(user).await {
         Ok(a) => a,
         Err(e) => return Login::Unavailable(e.to_string()),
@@ -236,7 +237,7 @@ pub async fn splice(
 
 /// The client's side of AUTH PLAIN on a line protocol (POP3, SMTP).
 pub enum PlainAnswer {
-    Credentials(String, String),
+    Credentials(String, Secret),
     Cancelled,
     Invalid,
     /// The client went away.
@@ -276,7 +277,7 @@ pub async fn read_plain(
 
 /// Decodes SASL PLAIN (`authzid NUL authcid NUL password`). An authzid
 /// other than empty or the authcid is refused: no proxy authorization.
-pub fn sasl_plain(data: &[u8]) -> Option<(String, String)> {
+pub fn sasl_plain(data: &[u8]) -> Option<(String, Secret)> {
     let mut parts = data.split(|b| *b == 0);
     let (authz, authc, pass) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || authc.is_empty() || !(authz.is_empty() || authz == authc) {
@@ -284,7 +285,7 @@ pub fn sasl_plain(data: &[u8]) -> Option<(String, String)> {
     }
     Some((
         String::from_utf8(authc.to_vec()).ok()?,
-        String::from_utf8(pass.to_vec()).ok()?,
+        Secret::from_utf8(pass.to_vec())?,
     ))
 }
 
@@ -294,7 +295,10 @@ mod tests {
 
     #[test]
     fn sasl_plain_forms() {
-        assert_eq!(sasl_plain(b"\0ann\0pw"), Some(("ann".into(), "pw".into())));
+        assert_eq!(
+            sasl_plain(b"\0ann\0pw"),
+            Some(("ann".into(), Secret::new("pw")))
+        );
         assert_eq!(sasl_plain(b"ann\0ann\0pw").unwrap().0, "ann");
         assert_eq!(
             sasl_plain(b"root\0ann\0pw"),

@@ -4,13 +4,14 @@
 //! mailboxes). A bare user name from the network is never enough.
 use std::{path::Path, time::Duration};
 
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
+use fulmar_daemon::secret::Secret;
+use fulmar_directory::{Connection, Pool, fill};
 
 use crate::config::{DirectoryConfig, MailConfig};
 
-/// LDAP result code for a wrong password (or unknown DN) on bind.
-const INVALID_CREDENTIALS: u32 = 49;
 const LDAP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections kept for searches, and as many for binds.
+const LDAP_POOL: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -23,15 +24,12 @@ pub enum AuthError {
 }
 
 pub struct Authenticator {
-    directory: Option<(DirectoryConfig, String)>,
-    master: Option<(String, String)>,
+    directory: Option<(DirectoryConfig, Pool)>,
+    master: Option<(String, Secret)>,
 }
 
-fn secret(root: &Path, path: &Path) -> Result<String, String> {
-    let path = MailConfig::path(root, path);
-    std::fs::read_to_string(&path)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-        .map_err(|e| format!("{}: {e}", path.display()))
+fn secret(root: &Path, path: &Path) -> Result<Secret, String> {
+    Secret::from_file(&MailConfig::path(root, path))
 }
 
 /// Equal-time comparison: how long it takes says nothing about the secret.
@@ -43,7 +41,16 @@ impl Authenticator {
     /// Reads the secrets the config names (relative to `ROOT/config`).
     pub fn load(root: &Path, config: &MailConfig) -> Result<Self, String> {
         let directory = match &config.directory {
-            Some(d) => Some((d.clone(), secret(root, &d.bind_password_file)?)),
+            Some(d) => {
+                let pool = Pool::new(Connection {
+                    urls: vec![d.url.clone()],
+                    bind_dn: d.bind_dn.clone(),
+                    bind_password: secret(root, &d.bind_password_file)?,
+                    timeout: LDAP_TIMEOUT,
+                    pool_size: LDAP_POOL,
+                });
+                Some((d.clone(), pool))
+            }
             None => None,
         };
         let master = match &config.master {
@@ -55,78 +62,53 @@ impl Authenticator {
 
     /// The account `user` logs in to, once `password` is proven by a bind
     /// as its directory entry.
-    pub async fn login(&self, user: &str, password: &str) -> Result<String, AuthError> {
-        let Some((config, service_password)) = &self.directory else {
+    pub async fn login(&self, user: &str, password: &Secret) -> Result<String, AuthError> {
+        let Some((config, pool)) = &self.directory else {
             return Err(AuthError::Failed);
         };
         // An empty password would be an anonymous bind, which succeeds.
         if user.is_empty() || password.is_empty() {
             return Err(AuthError::Failed);
         }
-        let settings = LdapConnSettings::new().set_conn_timeout(LDAP_TIMEOUT);
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &config.url)
-            .await
-            .map_err(|e| AuthError::Unavailable(format!("{}: {e}", config.url)))?;
-        ldap3::drive!(conn);
-        ldap.with_timeout(LDAP_TIMEOUT)
-            .simple_bind(&config.bind_dn, service_password)
-            .await
-            .and_then(|r| r.success())
-            .map_err(|e| AuthError::Unavailable(format!("service bind: {e}")))?;
-        let filter = config.user_filter.replace("%u", &ldap_escape(user));
+        let unavailable = |e: fulmar_directory::Unavailable| AuthError::Unavailable(e.0);
+        let filter = fill(&config.user_filter, user);
         let attribute = config.account_attribute.as_str();
-        let (entries, _) = ldap
-            .with_timeout(LDAP_TIMEOUT)
-            .search(&config.base_dn, Scope::Subtree, &filter, vec![attribute])
+        let entries = pool
+            .search(&config.base_dn, &filter, &[attribute])
             .await
-            .and_then(|r| r.success())
-            .map_err(|e| AuthError::Unavailable(format!("search: {e}")))?;
+            .map_err(unavailable)?;
         // None, or more than one: nobody can tell which one is meant.
         let [entry] = <[_; 1]>::try_from(entries).map_err(|_| AuthError::Failed)?;
-        let entry = SearchEntry::construct(entry);
-        let values = entry.attrs.get(attribute).cloned().unwrap_or_default();
+        let values = entry.values(attribute);
         let account = values
             .iter()
             .find(|v| v.eq_ignore_ascii_case(user))
             .or_else(|| values.first())
             .cloned()
             .ok_or(AuthError::Failed)?;
-        let bound = ldap
-            .with_timeout(LDAP_TIMEOUT)
-            .simple_bind(&entry.dn, password)
-            .await
-            .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
-        let _ = ldap.unbind().await;
-        match bound.rc {
-            0 => Ok(account.to_ascii_lowercase()),
-            INVALID_CREDENTIALS => Err(AuthError::Failed),
-            rc => Err(AuthError::Unavailable(format!("bind: result {rc}"))),
+        match pool.check_password(&entry.dn, password).await {
+            Ok(true) => Ok(account.to_ascii_lowercase()),
+            Ok(false) => Err(AuthError::Failed),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
     /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`. With an
     /// authorization identity the authcid must be the master user.
-    pub async fn plain(&self, message: &[u8]) -> Result<String, AuthError> {
-        let mut fields = message.split(|b| *b == 0);
+    pub async fn plain(&self, message: &Secret) -> Result<String, AuthError> {
+        let mut fields = message.expose().split('\0');
         let (Some(authzid), Some(authcid), Some(password), None) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             return Err(AuthError::Failed);
         };
-        let (Ok(authzid), Ok(authcid), Ok(password)) = (
-            std::str::from_utf8(authzid),
-            std::str::from_utf8(authcid),
-            std::str::from_utf8(password),
-        ) else {
-            return Err(AuthError::Failed);
-        };
         if authzid.is_empty() || authzid == authcid {
-            return self.login(authcid, password).await;
+            return self.login(authcid, &Secret::new(password)).await;
         }
         match &self.master {
             Some((user, secret))
                 if same(user.as_bytes(), authcid.as_bytes())
-                    && same(secret.as_bytes(), password.as_bytes()) =>
+                    && same(secret.expose().as_bytes(), password.as_bytes()) =>
             {
                 Ok(authzid.to_ascii_lowercase())
             }
@@ -143,25 +125,28 @@ mod tests {
     async fn master_user_acts_for_an_account_and_nothing_else_passes() {
         let auth = Authenticator {
             directory: None,
-            master: Some(("provision".into(), "s3cret".into())),
+            master: Some(("provision".into(), Secret::new("s3cret"))),
         };
         assert_eq!(
-            auth.plain(b"Ann@X.test\0provision\0s3cret").await.unwrap(),
+            auth.plain(&Secret::new("Ann@X.test\0provision\0s3cret"))
+                .await
+                .unwrap(),
             "ann@x.test"
         );
         for bad in [
-            &b"ann@x.test\0provision\0wrong"[..],
-            b"ann@x.test\0provisio\0s3cret",
-            b"\0provision\0s3cret",
-            b"ann@x.test\0ann@x.test\0pw",
-            b"only-two\0fields",
-            b"a\0b\0c\0d",
+            "ann@x.test\0provision\0wrong",
+            "ann@x.test\0provisio\0s3cret",
+            "\0provision\0s3cret",
+            "ann@x.test\0ann@x.test\0pw",
+            "only-two\0fields",
+            "a\0b\0c\0d",
         ] {
-            assert!(matches!(auth.plain(bad).await, Err(AuthError::Failed)));
+            let bad = Secret::new(bad);
+            assert!(matches!(auth.plain(&bad).await, Err(AuthError::Failed)));
         }
         // No directory configured: a plain login is refused, never trusted.
         assert!(matches!(
-            auth.login("ann@x.test", "pw").await,
+            auth.login("ann@x.test", &Secret::new("pw")).await,
             Err(AuthError::Failed)
         ));
     }

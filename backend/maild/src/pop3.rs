@@ -10,6 +10,7 @@
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use fulmar_daemon::secret::Secret;
 use tokio::{
     io::{AsyncWriteExt, BufReader},
     net::TcpListener,
@@ -213,7 +214,7 @@ impl Session {
             ("PASS", _) if self.user.is_none() => self.line("-ERR USER first"),
             ("PASS", _) => {
                 // The password may contain spaces: it is the rest of the line.
-                let password = args.join(" ");
+                let password = Secret::new(args.join(" "));
                 let user = self.user.take().unwrap_or_default();
                 let result = self.service.auth.login(&user, &password).await;
                 return self.logged_in(&user, result).await;
@@ -246,7 +247,10 @@ impl Session {
                     self.line("-ERR [AUTH] Not base64");
                     return Ok(Flow::Continue);
                 };
-                let result = self.service.auth.plain(&message).await;
+                let result = match Secret::from_utf8(message) {
+                    Some(message) => self.service.auth.plain(&message).await,
+                    None => Err(AuthError::Failed),
+                };
                 return self.logged_in("(sasl)", result).await;
             }
             ("AUTH", _) => self.line("-ERR [AUTH] Only PLAIN is offered"),

@@ -144,7 +144,7 @@ pub async fn add(
     algorithm: Algorithm,
     seed: Option<u64>,
 ) -> Result<Planned, String> {
-    let mut dir = Directory::connect(config).await?;
+    let mut dir = directory::connect(config).await?;
     for a in [&candidate.address].into_iter().chain(&candidate.aliases) {
         if let Some(other) = dir.find_account(a).await? {
             return Err(format!("address {a} exists (account {})", other.uid));
@@ -173,7 +173,7 @@ pub async fn import(
     dry_run: bool,
     jobs: usize,
 ) -> Result<ImportReport, String> {
-    let mut dir = Directory::connect(config).await?;
+    let mut dir = directory::connect(config).await?;
     let (mut placer, mut taken) = placer(config, &mut dir, algorithm, seed, true).await?;
     let before = placer.counts().clone();
     let planned = plan(config, &mut placer, &mut taken, &candidates)?;
@@ -266,7 +266,7 @@ pub async fn locate(
 }
 
 pub async fn show(config: &ProvisionConfig, address: &str) -> Result<Shown, String> {
-    let mut dir = Directory::connect(config).await?;
+    let mut dir = directory::connect(config).await?;
     let (entry, instance, via_domain) = locate(config, &mut dir, address).await?;
     dir.unbind().await;
     let (folders, mailbox_error) = match &instance {
@@ -299,7 +299,7 @@ pub async fn delete(
     address: &str,
     keep_mail: bool,
 ) -> Result<Deleted, String> {
-    let mut dir = Directory::connect(config).await?;
+    let mut dir = directory::connect(config).await?;
     let (entry, instance, _) = locate(config, &mut dir, address).await?;
     dir.delete(&entry.dn).await?;
     dir.unbind().await;

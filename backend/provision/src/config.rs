@@ -22,6 +22,7 @@
 //! ```
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use fulmar_daemon::secret::{self, Secret};
 use serde::Deserialize;
 
 use crate::placement::Algorithm;
@@ -49,7 +50,7 @@ pub struct DirectoryConfig {
     /// A DN that may add, change and delete account and domain entries.
     pub admin_dn: String,
     #[serde(default)]
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
     #[serde(default)]
     pub admin_password_file: Option<PathBuf>,
     /// Where account entries live (`uid=ADDRESS,<people>`).
@@ -75,7 +76,7 @@ pub struct DirectoryConfig {
 pub struct ImapConfig {
     pub master_user: String,
     #[serde(default)]
-    pub master_password: Option<String>,
+    pub master_password: Option<Secret>,
     #[serde(default)]
     pub master_password_file: Option<PathBuf>,
     #[serde(default = "default_imap_port")]
@@ -156,14 +157,14 @@ impl ProvisionConfig {
         Ok(())
     }
 
-    pub fn admin_password(&self) -> Result<String, String> {
+    pub fn admin_password(&self) -> Result<Secret, String> {
         secret(
             &self.directory.admin_password,
             &self.directory.admin_password_file,
         )
     }
 
-    pub fn master_password(&self) -> Result<String, String> {
+    pub fn master_password(&self) -> Result<Secret, String> {
         secret(&self.imap.master_password, &self.imap.master_password_file)
     }
 
@@ -194,7 +195,7 @@ pub fn unknown_instance(config: &ProvisionConfig, name: &str) -> String {
     format!("unknown instance {name:?} (known: {})", known.join(", "))
 }
 
-fn given(inline: &Option<String>, file: &Option<PathBuf>) -> Result<(), String> {
+fn given(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<(), String> {
     match (inline, file) {
         (Some(_), Some(_)) => Err("give the password or its file, not both".into()),
         (None, None) => Err("no password".into()),
@@ -203,15 +204,9 @@ fn given(inline: &Option<String>, file: &Option<PathBuf>) -> Result<(), String> 
 }
 
 /// A password given inline or as a file (first line).
-fn secret(inline: &Option<String>, file: &Option<PathBuf>) -> Result<String, String> {
+fn secret(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<Secret, String> {
     given(inline, file)?;
-    match (inline, file) {
-        (Some(p), _) => Ok(p.clone()),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .map(|t| t.lines().next().unwrap_or("").to_string())
-            .map_err(|e| format!("{}: {e}", f.display())),
-        (None, None) => unreachable!("checked by given()"),
-    }
+    secret::resolve(inline, file)
 }
 
 fn default_folders() -> Vec<String> {

@@ -5,6 +5,7 @@
 use std::{num::NonZeroU32, time::Duration};
 
 use base64::Engine;
+use fulmar_daemon::secret::Secret;
 use imap_codec::{
     CommandCodec, GreetingCodec, ResponseCodec,
     decode::{Decoder, GreetingDecodeError, ResponseDecodeError},
@@ -99,7 +100,7 @@ impl Session {
         &mut self,
         user: &str,
         master: &str,
-        password: &str,
+        password: &Secret,
     ) -> Result<(), ImapError> {
         let tag = self.tag();
         self.write(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes())
@@ -108,8 +109,8 @@ impl Session {
             Response::CommandContinuationRequest(_) => {}
             other => return Err(self.io(format!("AUTHENTICATE: unexpected {other:?}"))),
         }
-        let plain = format!("{user}\0{master}\0{password}");
-        let line = base64::engine::general_purpose::STANDARD.encode(plain);
+        let plain = Secret::new(format!("{user}\0{master}\0{}", password.expose()));
+        let line = base64::engine::general_purpose::STANDARD.encode(plain.expose());
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.until_tagged(&tag, "AUTHENTICATE").await.map(|_| ())
     }

@@ -19,6 +19,7 @@ use std::{
 };
 
 use bounded_static::IntoBoundedStatic;
+use fulmar_daemon::secret::Secret;
 use imap_codec::{
     AuthenticateDataCodec, CommandCodec, IdleDoneCodec,
     decode::{AuthenticateDataDecodeError, CommandDecodeError, Decoder, IdleDoneDecodeError},
@@ -40,7 +41,7 @@ use tokio::{
     sync::watch,
 };
 
-use super::{
+use crate::{
     Service,
     auth::AuthError,
     maildir::{INBOX, Message, SPECIAL_USE, StoreError},
@@ -385,7 +386,7 @@ impl Session {
             CommandBody::StartTLS => return self.starttls(&tag).await,
             CommandBody::Login { username, password } if !authenticated => {
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
-                let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                let password = Secret::new(String::from_utf8_lossy(password.declassify().as_ref()));
                 let result = self.service.auth.login(&user, &password).await;
                 return self.logged_in(&tag, &user, result).await;
             }
@@ -407,12 +408,15 @@ impl Session {
                         }
                     },
                 };
-                let result = self.service.auth.plain(&data).await;
                 let who = data
                     .split(|b| *b == 0)
                     .nth(1)
                     .map(|u| String::from_utf8_lossy(u).into_owned())
                     .unwrap_or_default();
+                let result = match Secret::from_utf8(data) {
+                    Some(message) => self.service.auth.plain(&message).await,
+                    None => Err(AuthError::Failed),
+                };
                 return self.logged_in(&tag, &who, result).await;
             }
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {

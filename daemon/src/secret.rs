@@ -20,6 +20,11 @@ impl Secret {
         Ok(Secret(text.lines().next().unwrap_or("").to_string()))
     }
 
+    /// A secret received as bytes (a SASL message): None unless UTF-8.
+    pub fn from_utf8(bytes: Vec<u8>) -> Option<Self> {
+        String::from_utf8(bytes).ok().map(Secret)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -1,0 +1,187 @@
+//! Connections to the directory: searches run on a few shared connections
+//! bound as the service DN; a user's password is checked by a bind on a
+//! separate connection (one bind at a time on each). Every connect tries
+//! the URLs in order, starting from the one that answered last, and every
+//! operation has a timeout.
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use fulmar_daemon::secret::Secret;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+
+use crate::{Entry, INVALID_CREDENTIALS};
+
+/// The directory could not answer: callers answer with a temporary failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("directory unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+/// Where the directory is and who the service binds as.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Tried in order; the next one when a server is down.
+    pub urls: Vec<String>,
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    /// For connecting and for each operation.
+    pub timeout: Duration,
+    /// Connections kept open per pool (searches; binds).
+    pub pool_size: usize,
+}
+
+pub struct Pool {
+    connection: Connection,
+    /// Shared, multiplexed search connections bound as the service DN.
+    search: Vec<Mutex<Option<Ldap>>>,
+    next_search: AtomicUsize,
+    /// Idle connections for user binds.
+    bind_idle: Mutex<Vec<Ldap>>,
+    /// The URL that answered last; connecting starts there.
+    preferred_url: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(connection: Connection) -> Self {
+        let size = connection.pool_size.max(1);
+        Self {
+            search: (0..size).map(|_| Mutex::new(None)).collect(),
+            connection,
+            next_search: AtomicUsize::new(0),
+            bind_idle: Mutex::new(Vec::new()),
+            preferred_url: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// A subtree search under `base`. A shared connection may have died
+    /// since its last use: one retry on a fresh one before the directory
+    /// counts as down.
+    pub async fn search(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<Entry>, Unavailable> {
+        let timeout = self.connection.timeout;
+        let slot = self.next_search.fetch_add(1, Ordering::Relaxed) % self.search.len();
+        let mut last = Unavailable("no attempt".into());
+        for attempt in 0..2 {
+            let pooled = self.search[slot].lock().expect("search pool").clone();
+            let mut ldap = match pooled {
+                Some(l) if attempt == 0 => l,
+                _ => {
+                    let l = self.bound_connection().await?;
+                    *self.search[slot].lock().expect("search pool") = Some(l.clone());
+                    l
+                }
+            };
+            let result = ldap
+                .with_timeout(timeout)
+                .search(base, Scope::Subtree, filter, attrs.to_vec())
+                .await;
+            match result.and_then(|r| r.success()) {
+                Ok((entries, _)) => {
+                    return Ok(entries
+                        .into_iter()
+                        .map(|e| SearchEntry::construct(e).into())
+                        .collect());
+                }
+                Err(e) => {
+                    last = Unavailable(e.to_string());
+                    *self.search[slot].lock().expect("search pool") = None;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The bind check: binds as `dn` with `password`; Ok(true) only on
+    /// success. An empty DN or password is refused here, since LDAP treats
+    /// it as an anonymous bind, which succeeds.
+    pub async fn check_password(&self, dn: &str, password: &Secret) -> Result<bool, Unavailable> {
+        if password.is_empty() || dn.is_empty() {
+            return Ok(false);
+        }
+        let mut last = Unavailable("no attempt".into());
+        for _ in 0..2 {
+            let pooled = self.bind_idle.lock().expect("bind pool").pop();
+            let mut ldap = match pooled {
+                Some(l) => l,
+                None => self.connect().await?,
+            };
+            match ldap
+                .with_timeout(self.connection.timeout)
+                .simple_bind(dn, password.expose())
+                .await
+            {
+                Ok(result) => {
+                    let mut idle = self.bind_idle.lock().expect("bind pool");
+                    if idle.len() < self.search.len() {
+                        idle.push(ldap);
+                    }
+                    return match result.rc {
+                        0 => Ok(true),
+                        INVALID_CREDENTIALS => Ok(false),
+                        rc => Err(Unavailable(format!("bind answered {rc}: {}", result.text))),
+                    };
+                }
+                Err(e) => last = Unavailable(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+
+    /// A new connection bound as the service DN (its own, unpooled: for
+    /// writers that hold it for a whole operation).
+    pub async fn bound_connection(&self) -> Result<Ldap, Unavailable> {
+        let c = &self.connection;
+        let mut ldap = self.connect().await?;
+        let bound = ldap
+            .with_timeout(c.timeout)
+            .simple_bind(&c.bind_dn, c.bind_password.expose())
+            .await
+            .map_err(|e| Unavailable(e.to_string()))?;
+        if bound.rc != 0 {
+            return Err(Unavailable(format!(
+                "service bind as {} answered {}: {}",
+                c.bind_dn, bound.rc, bound.text
+            )));
+        }
+        Ok(ldap)
+    }
+
+    /// A new connection to the first URL that answers, starting from the
+    /// one that answered last.
+    async fn connect(&self) -> Result<Ldap, Unavailable> {
+        let urls = &self.connection.urls;
+        if urls.is_empty() {
+            return Err(Unavailable("no directory URL configured".into()));
+        }
+        let first = self.preferred_url.load(Ordering::Relaxed) % urls.len();
+        let mut errors = Vec::new();
+        for i in 0..urls.len() {
+            let index = (first + i) % urls.len();
+            let settings = LdapConnSettings::new().set_conn_timeout(self.connection.timeout);
+            match LdapConnAsync::with_settings(settings, &urls[index]).await {
+                Ok((conn, ldap)) => {
+                    ldap3::drive!(conn);
+                    if index != first {
+                        tracing::warn!(url = %urls[index], "directory failover");
+                        self.preferred_url.store(index, Ordering::Relaxed);
+                    }
+                    return Ok(ldap);
+                }
+                Err(e) => errors.push(format!("{}: {e}", urls[index])),
+            }
+        }
+        Err(Unavailable(errors.join("; ")))
+    }
+}
