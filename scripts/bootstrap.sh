@@ -73,6 +73,19 @@ install_rust_components() {
     log "adding rust-src to nightly"
     rustup component add rust-src --toolchain nightly
   fi
+  # scripts/lint.sh: rustfmt and clippy on stable, clippy for the BPF crate.
+  local have
+  have=$(rustup component list --installed)
+  for c in rustfmt clippy; do
+    if ! grep -q "^$c" <<<"$have"; then
+      log "adding $c to the default toolchain"
+      rustup component add "$c"
+    fi
+  done
+  if ! rustup component list --toolchain nightly --installed | grep -q '^clippy'; then
+    log "adding clippy to nightly"
+    rustup component add clippy --toolchain nightly
+  fi
 }
 
 install_bpf_linker() {

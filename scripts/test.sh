@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/lint.sh
 # The default members: every crate but xdp-ebpf, which only builds for the
 # BPF target and is built (and so tested for build) through lb-userspace.
 cargo build --all-targets

@@ -4,6 +4,7 @@
 //! stats, attach, save, monitor: sent to fulmar-lbd's socket),
 //! [`realserver`], [`fence`], [`cluster`] (cluster, instance, node: etcd),
 //! [`account`] (account, domain: the directory and the instances).
+#![forbid(unsafe_code)]
 mod account;
 mod balancer;
 mod cluster;

@@ -2,6 +2,7 @@
 //! `fulmar-proxyd`, `fulmar-noded`, `fulmar-maild`) start and stop,
 //! [`durable`] file replacement, [`secret`] passwords that never print, and
 //! the keyword [`grammar`] of the tools.
+#![forbid(unsafe_code)]
 
 pub mod durable;
 pub mod grammar;

@@ -1,6 +1,7 @@
 //! Front-end tier: stateless IMAP, POP3 and SMTP proxies. Each login is
 //! checked against LDAP on the proxy and the session opened on the
 //! account's home back-end instance (`mailHost`).
+#![forbid(unsafe_code)]
 pub mod config;
 pub mod conn;
 pub mod directory;

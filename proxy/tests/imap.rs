@@ -240,6 +240,7 @@ fn sighup_reloads_the_certificate_and_sigterm_drains() {
     std::fs::write(dir.join("cert.pem"), fresh.cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), fresh.signing_key.serialize_pem()).unwrap();
     let pid = site.lab.state().pids.last().copied().expect("proxy pid");
+    // SAFETY: kill(2) has no memory effects.
     unsafe { libc::kill(pid as i32, libc::SIGHUP) };
     std::thread::sleep(std::time::Duration::from_millis(300));
     let after = site.python(&fetch_cert);
@@ -251,6 +252,7 @@ fn sighup_reloads_the_certificate_and_sigterm_drains() {
     c.line();
     c.send(format!("a LOGIN ann {}\r\n", ANN.1).as_bytes());
     assert!(c.until("a ").last().unwrap().starts_with("a OK"));
+    // SAFETY: kill(2) has no memory effects.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(site.connect(7070).line(), "drain\n");
@@ -260,6 +262,7 @@ fn sighup_reloads_the_certificate_and_sigterm_drains() {
     c.until("c ");
     // With no sessions left (and the 1 s grace over), the daemon exits.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
     while unsafe { libc::kill(pid as i32, 0) } == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

@@ -346,18 +346,26 @@ pub const fn conn_index(service: u32, slot: u32) -> u32 {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all are repr(C), made of integers and byte arrays with explicit
-    // padding fields, so every bit pattern is valid.
-    unsafe impl aya::Pod for ServiceKey {}
-    unsafe impl aya::Pod for Service {}
-    unsafe impl aya::Pod for Real {}
-    unsafe impl aya::Pod for ConnCount {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for FlowValue {}
-    unsafe impl aya::Pod for NatValue {}
-    unsafe impl aya::Pod for Config {}
-    unsafe impl aya::Pod for ServiceStats {}
-    unsafe impl aya::Pod for RealStats {}
+    /// Marks map types as plain old data for aya.
+    macro_rules! pod {
+        ($($t:ty),*) => {$(
+            // SAFETY: all are repr(C), made of integers and byte arrays with
+            // explicit padding fields, so every bit pattern is valid.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+    pod!(
+        ServiceKey,
+        Service,
+        Real,
+        ConnCount,
+        FlowKey,
+        FlowValue,
+        NatValue,
+        Config,
+        ServiceStats,
+        RealStats
+    );
 }
 
 #[cfg(test)]

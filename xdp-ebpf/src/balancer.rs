@@ -404,8 +404,8 @@ fn established(
 /// ACTIVE → INACTIVE; the CPU that wins the swap moves the count.
 #[inline(always)]
 pub fn close_flow(flow: *mut FlowValue) {
-    // SAFETY: map value pointer.
     if atomic::swap_state(
+        // SAFETY: map value pointer.
         unsafe { &raw mut (*flow).state },
         FLOW_ACTIVE,
         FLOW_INACTIVE,
@@ -419,8 +419,8 @@ pub fn close_flow(flow: *mut FlowValue) {
 /// INACTIVE → ACTIVE, for a SYN on a closed 4-tuple.
 #[inline(always)]
 fn reopen_flow(flow: *mut FlowValue) {
-    // SAFETY: map value pointer.
     if atomic::swap_state(
+        // SAFETY: map value pointer.
         unsafe { &raw mut (*flow).state },
         FLOW_INACTIVE,
         FLOW_ACTIVE,

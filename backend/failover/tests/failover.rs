@@ -15,8 +15,8 @@ use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Options, Sample
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn cluster(fencing: Fencing) -> ClusterLab {
-    // SAFETY: geteuid has no preconditions.
     assert_eq!(
+        // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() },
         0,
         "needs root (CI runs as root)"

@@ -27,8 +27,8 @@ const VIP: &str = "198.18.9.100";
 const VIP6: &str = "2001:db8:9::100";
 
 fn lab() -> Lab {
-    // SAFETY: geteuid has no preconditions.
     assert_eq!(
+        // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() },
         0,
         "needs root (CI runs as root)"

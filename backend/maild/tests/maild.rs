@@ -28,8 +28,8 @@ struct Instance {
 
 impl Instance {
     fn new(max_message_size: &str) -> Self {
-        // SAFETY: geteuid has no preconditions.
         assert_eq!(
+            // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() },
             0,
             "needs root (CI runs as root)"

@@ -191,8 +191,8 @@ fn acked(path: &Path) -> Vec<(u64, String, String)> {
 
 #[test]
 fn power_cuts_during_deliveries_and_appends_lose_nothing_acknowledged() {
-    // SAFETY: geteuid has no preconditions.
     assert_eq!(
+        // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() },
         0,
         "needs root (CI runs as root)"

@@ -9,6 +9,7 @@
 //!   user; [`mover`]: `account move`.
 //! - [`import`]: CSV and LDIF; [`accounts`]: the operations with their
 //!   rollbacks (the `fulmar account|domain` verbs in fulmar-cli).
+#![forbid(unsafe_code)]
 pub mod accounts;
 pub mod address;
 pub mod config;

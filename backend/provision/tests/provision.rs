@@ -44,8 +44,8 @@ struct Site {
 
 impl Site {
     fn start() -> Site {
-        // SAFETY: geteuid has no preconditions.
         assert_eq!(
+            // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() },
             0,
             "needs root (CI runs as root)"

@@ -51,8 +51,8 @@ pub fn power_off_checked(
 }
 
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
     assert_eq!(
+        // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() },
         0,
         "the fencing tests need root (CI runs as root)"

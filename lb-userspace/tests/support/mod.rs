@@ -24,6 +24,7 @@ pub struct TestBalancer {
 impl TestBalancer {
     pub fn new(flow_capacity: u32) -> Self {
         assert_eq!(
+            // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() },
             0,
             "BPF tests need root (CI runs as root)"

@@ -1,4 +1,5 @@
 //! fulmar-proxyd: the front-end proxy daemon (see `fulmar_proxy`).
+#![forbid(unsafe_code)]
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};

@@ -48,6 +48,7 @@ pub struct Site {
 impl Site {
     pub fn start(options: Options) -> Self {
         assert_eq!(
+            // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() },
             0,
             "the proxy tests need root (CI runs as root)"
@@ -108,6 +109,7 @@ impl Site {
     /// Kills the directory server (the "directory down" tests).
     pub fn stop_slapd(&mut self) {
         if let Some(pid) = self.slapd_pid.take() {
+            // SAFETY: kill(2) has no memory effects.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             let deadline = Instant::now() + Duration::from_secs(5);
             while self.can_connect("cl", DIRECTORY, 389) && Instant::now() < deadline {
