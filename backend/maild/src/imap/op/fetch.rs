@@ -1,0 +1,164 @@
+//! FETCH: flags, dates, sizes, envelopes, body structures and sections.
+use std::io;
+
+use imap_codec::imap_types::fetch::{MessageDataItemName, Section};
+
+use crate::imap::search;
+use crate::imap::wire::{flags_from_letters, internal_date, literal, nliteral};
+use crate::imap::{mime, section_spec, session::Session};
+
+impl Session {
+    pub(in crate::imap) async fn fetch(
+        &mut self,
+        targets: &[usize],
+        items: &[MessageDataItemName<'_>],
+        uid: bool,
+    ) -> io::Result<()> {
+        let needs_content = items.iter().any(|i| {
+            !matches!(
+                i,
+                MessageDataItemName::Flags
+                    | MessageDataItemName::Uid
+                    | MessageDataItemName::InternalDate
+                    | MessageDataItemName::Rfc822Size
+            )
+        });
+        let marks_seen = items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::BodyExt { peek: false, .. }
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Text
+            )
+        });
+        for &i in targets {
+            let read_only = self.selected().read_only;
+            let mut message = self.selected().view[i].clone();
+            let mut flags_changed = false;
+            if marks_seen && !read_only && !message.flags.contains('S') {
+                let letters = format!("{}S", message.flags);
+                if let Ok(updated) =
+                    tokio::task::block_in_place(|| self.service.store.set_flags(&message, &letters))
+                {
+                    message = updated;
+                    let sel = self.selected.as_mut().expect("selected");
+                    sel.view[i] = message.clone();
+                    flags_changed = true;
+                }
+            }
+            let raw = if needs_content {
+                match std::fs::read(&message.path) {
+                    Ok(r) => Some(r),
+                    // Expunged by another session since the view was made:
+                    // RFC 3501 lets us answer with nothing for it.
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            let parsed = raw.as_deref().map(mime::parse);
+            let mut out = format!("* {} FETCH (", i + 1).into_bytes();
+            let mut first = true;
+            let mut sep = |out: &mut Vec<u8>| {
+                if !first {
+                    out.push(b' ');
+                }
+                first = false;
+            };
+            if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
+                sep(&mut out);
+                out.extend_from_slice(format!("UID {}", message.uid).as_bytes());
+            }
+            for item in items {
+                sep(&mut out);
+                match item {
+                    MessageDataItemName::Uid => {
+                        out.extend_from_slice(format!("UID {}", message.uid).as_bytes())
+                    }
+                    MessageDataItemName::Flags => out.extend_from_slice(
+                        format!("FLAGS {}", flags_from_letters(&message.flags)).as_bytes(),
+                    ),
+                    MessageDataItemName::InternalDate => out.extend_from_slice(
+                        format!(
+                            "INTERNALDATE {}",
+                            internal_date(search::internal_time(&message))
+                        )
+                        .as_bytes(),
+                    ),
+                    MessageDataItemName::Rfc822Size => {
+                        out.extend_from_slice(format!("RFC822.SIZE {}", message.size).as_bytes())
+                    }
+                    MessageDataItemName::Envelope => {
+                        out.extend_from_slice(b"ENVELOPE ");
+                        mime::envelope(&mut out, parsed.as_ref().expect("content"));
+                    }
+                    MessageDataItemName::BodyStructure => {
+                        out.extend_from_slice(b"BODYSTRUCTURE ");
+                        mime::body_structure(&mut out, parsed.as_ref().expect("content"), true);
+                    }
+                    MessageDataItemName::Body => {
+                        out.extend_from_slice(b"BODY ");
+                        mime::body_structure(&mut out, parsed.as_ref().expect("content"), false);
+                    }
+                    MessageDataItemName::Rfc822 => {
+                        out.extend_from_slice(b"RFC822 ");
+                        literal(&mut out, raw.as_deref().unwrap_or_default());
+                    }
+                    MessageDataItemName::Rfc822Header => {
+                        out.extend_from_slice(b"RFC822.HEADER ");
+                        let header = mime::section(
+                            parsed.as_ref().expect("content"),
+                            Some(&Section::Header(None)),
+                        );
+                        nliteral(&mut out, header.as_deref());
+                    }
+                    MessageDataItemName::Rfc822Text => {
+                        out.extend_from_slice(b"RFC822.TEXT ");
+                        let text = mime::section(
+                            parsed.as_ref().expect("content"),
+                            Some(&Section::Text(None)),
+                        );
+                        nliteral(&mut out, text.as_deref());
+                    }
+                    MessageDataItemName::BodyExt {
+                        section, partial, ..
+                    } => {
+                        let data =
+                            mime::section(parsed.as_ref().expect("content"), section.as_ref());
+                        out.extend_from_slice(
+                            format!("BODY[{}]", section_spec(section.as_ref())).as_bytes(),
+                        );
+                        let data = match (partial, data) {
+                            (Some((origin, count)), Some(d)) => {
+                                out.extend_from_slice(format!("<{origin}>").as_bytes());
+                                let start = (*origin as usize).min(d.len());
+                                let end = start.saturating_add(count.get() as usize).min(d.len());
+                                Some(d[start..end].to_vec())
+                            }
+                            (_, d) => d,
+                        };
+                        out.push(b' ');
+                        nliteral(&mut out, data.as_deref());
+                    }
+                    _ => out.extend_from_slice(b"X-UNSUPPORTED NIL"),
+                }
+            }
+            if flags_changed
+                && !items
+                    .iter()
+                    .any(|i| matches!(i, MessageDataItemName::Flags))
+            {
+                out.extend_from_slice(
+                    format!(" FLAGS {}", flags_from_letters(&message.flags)).as_bytes(),
+                );
+            }
+            out.extend_from_slice(b")\r\n");
+            self.out.extend_from_slice(&out);
+            // Large fetches stream out instead of growing one buffer.
+            if self.out.len() > 256 * 1024 {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+}

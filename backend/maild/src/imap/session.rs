@@ -1,0 +1,398 @@
+//! One IMAP connection: its state (the account, the selected mailbox's
+//! view), reading commands within the line and literal bounds, writing
+//! answers, and bringing the view up to date with the store.
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use bounded_static::IntoBoundedStatic;
+use imap_codec::{
+    CommandCodec,
+    decode::{CommandDecodeError, Decoder},
+    imap_types::{
+        command::Command,
+        core::{LiteralMode, Tag},
+        sequence::SequenceSet,
+    },
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::watch,
+};
+
+use super::search::in_set;
+use super::store_error;
+use super::wire::flags_from_letters;
+use crate::{
+    Service,
+    maildir::{Message, StoreError},
+    net::{self, Io},
+};
+
+/// Before login a client gets a minute; after, RFC 3501's 30 minutes.
+pub(super) const PRELOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Failed logins on one connection before it is closed.
+pub(super) const MAX_AUTH_FAILURES: u32 = 3;
+
+/// The selected mailbox as this session last told its client.
+pub(super) struct Selected {
+    pub(super) name: String,
+    pub(super) read_only: bool,
+    pub(super) uid_validity: u32,
+    /// In sequence-number order (= UID order).
+    pub(super) view: Vec<Message>,
+}
+
+pub(super) enum Flow {
+    Continue,
+    Close,
+}
+
+pub(super) struct Session {
+    pub(super) service: Arc<Service>,
+    pub(super) io: Option<Box<dyn Io>>,
+    pub(super) buf: Vec<u8>,
+    pub(super) out: Vec<u8>,
+    pub(super) peer: SocketAddr,
+    /// The end client: the peer, or what a trusted proxy says in ID.
+    pub(super) client: IpAddr,
+    pub(super) tls: bool,
+    pub(super) account: Option<String>,
+    pub(super) selected: Option<Selected>,
+    pub(super) changes: watch::Receiver<u64>,
+    pub(super) auth_failures: u32,
+}
+
+impl Session {
+    pub(super) fn new(service: Arc<Service>, io: Box<dyn Io>, peer: SocketAddr) -> Self {
+        let changes = service.store.watch();
+        Self {
+            service,
+            io: Some(io),
+            buf: Vec::new(),
+            out: Vec::new(),
+            peer,
+            client: peer.ip(),
+            tls: false,
+            account: None,
+            selected: None,
+            changes,
+            auth_failures: 0,
+        }
+    }
+
+    pub(super) fn capabilities(&self) -> String {
+        let mut caps = String::from(
+            "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
+             QUOTA QUOTA=RES-STORAGE",
+        );
+        if self.account.is_none() {
+            if self.service.tls.is_some() && !self.tls {
+                caps += " STARTTLS";
+            }
+            caps += " AUTH=PLAIN";
+        }
+        caps
+    }
+
+    pub(super) fn line(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    pub(super) fn tagged(&mut self, tag: &Tag, text: &str) {
+        self.line(&format!("{} {text}", tag.as_ref()));
+    }
+
+    pub(super) async fn flush(&mut self) -> io::Result<()> {
+        if let Some(io) = self.io.as_mut() {
+            io.write_all(&self.out).await?;
+            io.flush().await?;
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Reads more input; false at end of input or on the idle timeout.
+    pub(super) async fn fill(&mut self) -> io::Result<bool> {
+        let limit = if self.account.is_some() {
+            IDLE_TIMEOUT
+        } else {
+            PRELOGIN_TIMEOUT
+        };
+        let io = self.io.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout(limit, io.read(&mut chunk)).await {
+            Ok(Ok(0)) => Ok(false),
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.line("* BYE Autologout; idle for too long");
+                self.flush().await?;
+                Ok(false)
+            }
+        }
+    }
+
+    pub(super) async fn run(&mut self) -> io::Result<()> {
+        let greeting = format!(
+            "* OK [CAPABILITY {}] fulmar-maild {} ready",
+            self.capabilities(),
+            self.service.config.instance
+        );
+        self.line(&greeting);
+        self.flush().await?;
+        while let Some(command) = self.next_command().await? {
+            let flow = self.handle(command).await?;
+            self.flush().await?;
+            if let Flow::Close = flow {
+                break;
+            }
+        }
+        self.flush().await?;
+        self.linger().await;
+        Ok(())
+    }
+
+    pub(super) async fn linger(&mut self) {
+        if let Some(io) = self.io.take() {
+            net::linger(io).await;
+        }
+    }
+
+    /// The next complete command, answering literal continuations and
+    /// syntax errors on the way; None at end of input.
+    pub(super) async fn next_command(&mut self) -> io::Result<Option<Command<'static>>> {
+        let max_line = self.service.config.max_line;
+        let max_literal = self.service.config.max_message_size;
+        // What this command may still buffer: its lines plus its literals.
+        let mut allowed = max_line;
+        loop {
+            match CommandCodec::default().decode(&self.buf) {
+                Ok((rest, command)) => {
+                    let consumed = self.buf.len() - rest.len();
+                    if consumed > allowed {
+                        // It came in one read, but is still over the limit.
+                        let tag = command.tag.as_ref().to_string();
+                        self.buf.drain(..consumed);
+                        self.line(&format!("{tag} BAD Command line too long"));
+                        self.flush().await?;
+                        allowed = max_line;
+                        continue;
+                    }
+                    let command = command.into_static();
+                    self.buf.drain(..consumed);
+                    return Ok(Some(command));
+                }
+                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
+                    if u64::from(length) > max_literal {
+                        let tag = tag.as_ref().to_string();
+                        self.buf.clear();
+                        if mode == LiteralMode::Sync {
+                            // The client sends nothing of it without our "+".
+                            self.line(&format!(
+                                "{tag} NO [TOOBIG] Literal of {length} bytes is over the limit of {max_literal}"
+                            ));
+                            self.flush().await?;
+                            continue;
+                        }
+                        self.line("* BYE [TOOBIG] Literal over the size limit");
+                        self.flush().await?;
+                        return Ok(None);
+                    }
+                    allowed = self.buf.len() + length as usize + max_line;
+                    if mode == LiteralMode::Sync {
+                        self.line("+ Ready for literal data");
+                        self.flush().await?;
+                    }
+                    if !self.fill_bounded(allowed).await? {
+                        return Ok(None);
+                    }
+                }
+                Err(CommandDecodeError::Incomplete) => {
+                    if !self.fill_bounded(allowed).await? {
+                        return Ok(None);
+                    }
+                }
+                Err(CommandDecodeError::Failed) => {
+                    let tag = self.buf.split(|b| *b == b' ').next().and_then(|t| {
+                        std::str::from_utf8(t)
+                            .ok()
+                            .filter(|t| Tag::try_from(*t).is_ok())
+                            .map(str::to_string)
+                    });
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    let long = self
+                        .buf
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .is_none_or(|end| end > max_line);
+                    if !self.drop_line().await? {
+                        return Ok(None);
+                    }
+                    let why = if long {
+                        "Command line too long"
+                    } else {
+                        "Syntax error in command"
+                    };
+                    self.line(&format!("{tag} BAD {why}"));
+                    self.flush().await?;
+                    allowed = max_line;
+                }
+            }
+        }
+    }
+
+    /// Reads more, unless the buffer is already over `allowed`: then the
+    /// client is told and the connection ends (bounded memory).
+    pub(super) async fn fill_bounded(&mut self, allowed: usize) -> io::Result<bool> {
+        if self.buf.len() > allowed {
+            self.line("* BYE Command line too long");
+            self.flush().await?;
+            return Ok(false);
+        }
+        self.fill().await
+    }
+
+    /// Drops input up to and including the next CRLF.
+    pub(super) async fn drop_line(&mut self) -> io::Result<bool> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                self.buf.drain(..pos + 2);
+                return Ok(true);
+            }
+            self.buf.clear();
+            if !self.fill().await? {
+                return Ok(false);
+            }
+        }
+    }
+    pub(super) fn account(&self) -> &str {
+        self.account.as_deref().unwrap_or_default()
+    }
+
+    pub(super) fn selected(&self) -> &Selected {
+        self.selected.as_ref().expect("a mailbox is selected")
+    }
+
+    pub(super) fn read_only(&mut self, tag: &Tag) -> bool {
+        let ro = self.selected.as_ref().is_some_and(|s| s.read_only);
+        if ro {
+            self.tagged(tag, "NO [READ-ONLY] The mailbox was opened with EXAMINE");
+        }
+        ro
+    }
+
+    pub(super) fn done(&mut self, tag: &Tag, what: &str, result: Result<(), StoreError>) {
+        match result {
+            Ok(()) => self.tagged(tag, &format!("OK {what} completed")),
+            Err(e) => self.tagged(tag, &store_error(&e)),
+        }
+    }
+    /// Brings the view up to date with the store and tells the client:
+    /// flag changes, new messages (EXISTS) and, when `expunges` (not
+    /// during FETCH, STORE or SEARCH by number), removed messages.
+    pub(super) fn refresh(&mut self, expunges: bool) {
+        if !self.changes.has_changed().unwrap_or(false) {
+            return;
+        }
+        let Some(sel) = self.selected.as_ref() else {
+            self.changes.mark_unchanged();
+            return;
+        };
+        self.changes.mark_unchanged();
+        let listed = match self.service.store.sync(self.account(), &sel.name) {
+            Ok(l) => l,
+            Err(StoreError::NoMailbox(_)) => {
+                self.line("* BYE The selected mailbox was deleted");
+                self.selected = None;
+                return;
+            }
+            Err(e) => {
+                tracing::error!("refresh: {e}");
+                return;
+            }
+        };
+        if listed.uid_validity != sel.uid_validity {
+            // Its UIDs were renumbered (a damaged UID list): the client
+            // must start over with this mailbox.
+            self.line("* BYE [UNAVAILABLE] The mailbox was renumbered; select it again");
+            self.selected = None;
+            return;
+        }
+        let sel = self.selected.as_mut().expect("selected");
+        let mut lines = Vec::new();
+        let now: std::collections::HashMap<u32, &Message> =
+            listed.messages.iter().map(|m| (m.uid, m)).collect();
+        if expunges {
+            for seq in (1..=sel.view.len()).rev() {
+                if !now.contains_key(&sel.view[seq - 1].uid) {
+                    sel.view.remove(seq - 1);
+                    lines.push(format!("* {seq} EXPUNGE"));
+                }
+            }
+        }
+        for (i, m) in sel.view.iter_mut().enumerate() {
+            if let Some(fresh) = now.get(&m.uid) {
+                if fresh.flags != m.flags {
+                    lines.push(format!(
+                        "* {} FETCH (UID {} FLAGS {})",
+                        i + 1,
+                        m.uid,
+                        flags_from_letters(&fresh.flags)
+                    ));
+                }
+                m.flags = fresh.flags.clone();
+                m.path = fresh.path.clone();
+            }
+        }
+        let last = sel.view.last().map_or(0, |m| m.uid);
+        let before = sel.view.len();
+        sel.view
+            .extend(listed.messages.iter().filter(|m| m.uid > last).cloned());
+        if sel.view.len() != before {
+            lines.push(format!("* {} EXISTS", sel.view.len()));
+        }
+        for l in lines {
+            self.line(&l);
+        }
+    }
+
+    /// Indices into the view that a set names; None when a sequence
+    /// number is past the end (a UID set just names fewer).
+    pub(super) fn targets(&self, set: &SequenceSet, uid: bool) -> Option<Vec<usize>> {
+        let view = &self.selected().view;
+        if uid {
+            let largest = view.last().map_or(0, |m| m.uid);
+            return Some(
+                (0..view.len())
+                    .filter(|&i| in_set(set, view[i].uid, largest))
+                    .collect(),
+            );
+        }
+        let largest = view.len() as u32;
+        for s in set.0.as_ref() {
+            use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
+            let too_big = |v: &SeqOrUid| matches!(v, SeqOrUid::Value(n) if n.get() > largest);
+            let bad = match s {
+                Sequence::Single(v) => too_big(v),
+                Sequence::Range(a, b) => too_big(a) || too_big(b),
+            };
+            if bad || largest == 0 {
+                return None;
+            }
+        }
+        Some(
+            (0..view.len())
+                .filter(|&i| in_set(set, i as u32 + 1, largest))
+                .collect(),
+        )
+    }
+}
