@@ -21,8 +21,8 @@ use tokio::{
 
 use crate::{
     Service,
-    maildir::StoreError,
     net::{self, read_line, skip_line, xclient},
+    store::StoreError,
 };
 
 /// Longest command line accepted (RFC 5321 asks for at least 512).

@@ -7,14 +7,14 @@
 //! ```text
 //! ROOT/config/mail.toml     the instance's config (see `config`)
 //! ROOT/mail/ACCOUNT/INBOX/  maildirs: tmp/ new/ cur/ and the UID list
-//! ROOT/mail/ACCOUNT/quota   the account's own limit, if any (see `quota`)
-//! ROOT/run/lock             owner node, generation and pid (see `lock`)
+//! ROOT/mail/ACCOUNT/quota   the account's own limit, if any (see `store::quota`)
+//! ROOT/run/lock             owner node, generation and pid (see `store::lock`)
 //! ROOT/log/INSTANCE.log     the service's log
 //! ```
 //!
-//! - [`lock`]: one live owner per volume; a start with an older generation
+//! - [`store::lock`]: one live owner per volume; a start with an older generation
 //!   than the volume has seen is refused (the failover manager's fencing token).
-//! - [`maildir`]: tmp → new by rename after fsync of the file and directory;
+//! - [`store`]: tmp → new by rename after fsync of the file and directory;
 //!   UIDs, UIDVALIDITY and flags kept in a UID list replaced atomically.
 //! - [`delivery`]: LMTP (a status per recipient) and SMTP, 250 only when
 //!   durable; XCLIENT from trusted networks.
@@ -23,17 +23,15 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod imap;
-pub mod lock;
-pub mod maildir;
 pub mod net;
 pub mod pop3;
-pub mod quota;
+pub mod store;
 
 use std::{net::IpAddr, sync::Arc};
 
 use auth::Authenticator;
 use config::{MailConfig, Network};
-use maildir::Store;
+use store::Store;
 
 /// What every protocol of the instance shares: the store, the config,
 /// who may log in (IMAP, POP3), TLS for STARTTLS/STLS, and whose forwarded

@@ -19,8 +19,8 @@ use tokio::{
 use crate::{
     Service,
     auth::AuthError,
-    maildir::{INBOX, Message, StoreError},
     net::{self, Io, read_line, skip_line, xclient},
+    store::{INBOX, Message, StoreError},
 };
 
 /// RFC 1939 asks for an autologout timer of at least ten minutes.

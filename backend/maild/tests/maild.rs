@@ -11,7 +11,7 @@ use std::{
 };
 
 use fulmar_lab::{Lab, LabSpec};
-use fulmar_maild::maildir::{INBOX, Store};
+use fulmar_maild::store::{INBOX, Store};
 
 const MAIL: &str = "198.18.30.11";
 const CLIENT: &str = "198.18.30.10";

@@ -8,10 +8,8 @@ use fulmar_maild::{
     auth::Authenticator,
     config::MailConfig,
     delivery::{self, Delivery, Dialect},
-    imap,
-    lock::VolumeLock,
-    maildir::{INBOX, Store},
-    pop3,
+    imap, pop3,
+    store::{INBOX, Store, lock::VolumeLock},
 };
 use tokio::net::TcpListener;
 

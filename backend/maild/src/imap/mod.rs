@@ -25,9 +25,8 @@ use imap_codec::imap_types::{fetch::Section, mailbox::Mailbox};
 use tokio::net::TcpListener;
 
 use crate::{
-    Service,
-    maildir::{INBOX, StoreError},
-    net,
+    Service, net,
+    store::{INBOX, StoreError},
 };
 use session::Session;
 use wire::string;

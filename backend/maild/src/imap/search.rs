@@ -8,7 +8,7 @@ use imap_codec::imap_types::{
 };
 
 use super::mime;
-use crate::maildir::Message;
+use crate::store::Message;
 
 /// One message as SEARCH sees it.
 pub struct Candidate<'a> {

@@ -28,8 +28,8 @@ use super::store_error;
 use super::wire::flags_from_letters;
 use crate::{
     Service,
-    maildir::{Message, StoreError},
     net::{self, Io},
+    store::{Message, StoreError},
 };
 
 /// Before login a client gets a minute; after, RFC 3501's 30 minutes.

@@ -3,7 +3,7 @@
 use imap_codec::imap_types::{core::Tag, sequence::SequenceSet};
 
 use crate::imap::{session::Session, store_error, uid_set};
-use crate::maildir::{Message, StoreError};
+use crate::store::{Message, StoreError};
 
 impl Session {
     pub(in crate::imap) fn copy(

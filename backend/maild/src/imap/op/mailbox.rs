@@ -16,7 +16,7 @@ use crate::imap::{
     session::{Selected, Session},
     store_error, wildcard,
 };
-use crate::maildir::{INBOX, SPECIAL_USE, StoreError};
+use crate::store::{INBOX, SPECIAL_USE, StoreError};
 
 impl Session {
     pub(in crate::imap) fn select(&mut self, tag: &Tag, name: &str, read_only: bool) {

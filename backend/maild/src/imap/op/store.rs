@@ -8,7 +8,7 @@ use imap_codec::imap_types::{
 use crate::imap::search::in_set;
 use crate::imap::session::Session;
 use crate::imap::wire::{flags_from_letters, letter};
-use crate::maildir::{Message, StoreError};
+use crate::store::{Message, StoreError};
 
 impl Session {
     pub(in crate::imap) fn store(

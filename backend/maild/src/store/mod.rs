@@ -21,15 +21,19 @@ use std::{
         Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
+pub mod lock;
+mod naming;
+pub mod quota;
+mod uidlist;
 
-const UIDLIST: &str = "uidlist";
-const UIDLIST_MAGIC: &str = "fulmar-uidlist 1";
-/// A `tmp/` file older than this is a crashed delivery's leftover.
-const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
+pub use naming::{account_dir_name, mailbox_dir_name};
+use naming::{mailbox_name, sort_flags};
+use quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
+use uidlist::{UIDLIST, fresh_uid_validity, parse_uidlist, scan, write_uidlist};
+
 pub const INBOX: &str = "INBOX";
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +56,7 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
 }
 
-pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -99,33 +103,6 @@ pub struct Store {
 struct DirBarrier {
     renames: AtomicU64,
     synced: Mutex<u64>,
-}
-
-/// The directory name of an address, or why it is not one.
-pub fn account_dir_name(address: &str) -> Result<String, StoreError> {
-    let lower = address.trim().to_ascii_lowercase();
-    let bad = || StoreError::BadAddress(address.to_string());
-    let (local, domain) = lower.rsplit_once('@').ok_or_else(bad)?;
-    if local.is_empty() || domain.is_empty() || lower.len() > 254 || lower.contains(['\r', '\n']) {
-        return Err(bad());
-    }
-    Ok(percent_encode(&lower, |b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'@' | b'+' | b'-')
-    }))
-}
-
-/// `text` with every byte `plain` refuses, and a leading dot, as `%XX`:
-/// the result is always one directory name.
-fn percent_encode(text: &str, plain: impl Fn(u8) -> bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, b) in text.bytes().enumerate() {
-        if plain(b) || (b == b'.' && i > 0) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The account directory a mailbox directory is in.
@@ -608,14 +585,6 @@ impl Message {
     }
 }
 
-/// Maildir flag letters sorted and without repeats (as the spec wants).
-fn sort_flags(flags: &str) -> String {
-    let mut letters: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
-    letters.sort_unstable();
-    letters.dedup();
-    letters.into_iter().collect()
-}
-
 fn make_maildir(dir: &Path) -> Result<(), StoreError> {
     for sub in ["tmp", "new", "cur"] {
         let d = dir.join(sub);
@@ -624,130 +593,16 @@ fn make_maildir(dir: &Path) -> Result<(), StoreError> {
     fsync_dir(dir)
 }
 
-/// A mailbox's directory name: INBOX as is, other names percent-encoded
-/// outside `A-Za-z0-9 _+-` and a non-leading `.`, so a name (hierarchy
-/// delimiter `/` included) is always one directory inside the account.
-pub fn mailbox_dir_name(name: &str) -> Result<String, StoreError> {
-    if name.eq_ignore_ascii_case(INBOX) {
-        return Ok(INBOX.into());
-    }
-    if name.is_empty() || name.len() > 255 || name.contains(['\r', '\n', '\0']) {
-        return Err(StoreError::NoMailbox(name.to_string()));
-    }
-    Ok(percent_encode(name, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'+' | b'-')
-    }))
-}
-
-/// The mailbox name a directory holds, or None for anything else.
-fn mailbox_name(dir: &str) -> Option<String> {
-    if dir.starts_with('.') {
-        return None;
-    }
-    let bytes = dir.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Replaces `dir/name` whole: write, fsync, rename, fsync of the directory.
-fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<(), StoreError> {
+pub(super) fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<(), StoreError> {
     let path = dir.join(name);
     fulmar_daemon::durable::replace(&path, data).map_err(io_at(&path))
-}
-
-/// UIDVALIDITY from the clock (seconds; never 0).
-fn fresh_uid_validity() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(1)
-        .max(1)
-}
-
-type UidList = (u32, u32, BTreeMap<u32, String>);
-
-fn parse_uidlist(text: &str) -> Option<UidList> {
-    let mut lines = text.lines();
-    let header = lines.next()?.strip_prefix(UIDLIST_MAGIC)?;
-    let mut words = header.split_whitespace();
-    let uid_validity: u32 = words.next()?.parse().ok().filter(|&v| v != 0)?;
-    let next_uid: u32 = words.next()?.parse().ok()?;
-    let mut by_uid = BTreeMap::new();
-    for line in lines {
-        let (uid, base) = line.split_once(' ')?;
-        let uid: u32 = uid.parse().ok()?;
-        if uid == 0 || uid >= next_uid || base.is_empty() {
-            return None;
-        }
-        by_uid.insert(uid, base.to_string());
-    }
-    Some((uid_validity, next_uid, by_uid))
-}
-
-fn write_uidlist(
-    dir: &Path,
-    uid_validity: u32,
-    next_uid: u32,
-    by_uid: &BTreeMap<u32, String>,
-) -> Result<(), StoreError> {
-    let mut text = format!("{UIDLIST_MAGIC} {uid_validity} {next_uid}\n");
-    for (uid, base) in by_uid {
-        text += &format!("{uid} {base}\n");
-    }
-    replace_file(dir, UIDLIST, text.as_bytes())
-}
-
-/// Messages in `new/` and `cur/` by base name (the name before `:2,`):
-/// (path, flags, size). Drops `tmp/` leftovers of crashed deliveries.
-fn scan(dir: &Path) -> Result<BTreeMap<String, (PathBuf, String, u64)>, StoreError> {
-    let mut out = BTreeMap::new();
-    for sub in ["new", "cur"] {
-        let sub_dir = dir.join(sub);
-        for entry in fs::read_dir(&sub_dir).map_err(io_at(&sub_dir))? {
-            let entry = entry.map_err(io_at(&sub_dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let (base, flags) = match name.split_once(":2,") {
-                Some((base, flags)) => (base.to_string(), flags.to_string()),
-                None => (name.clone(), String::new()),
-            };
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            out.insert(base, (entry.path(), flags, size));
-        }
-    }
-    let tmp = dir.join("tmp");
-    if let Ok(entries) = fs::read_dir(&tmp) {
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > TMP_MAX_AGE);
-            if old {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn temp_root(tag: &str) -> PathBuf {
         let root =

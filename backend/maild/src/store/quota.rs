@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     config::parse_size,
-    maildir::{StoreError, io_at},
+    store::{StoreError, io_at},
 };
 
 /// The per-account limit file, in the account's directory.
