@@ -25,14 +25,14 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
 pub const DEFAULT_PATH: &str = "/etc/fulmar/fencing.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/fulmar/fencing";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FencingConfig {
     /// Where the fence history (and operators' manual confirmations) live.
@@ -44,7 +44,7 @@ pub struct FencingConfig {
     pub node: BTreeMap<String, NodeConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Wait this long before fencing this node: in a two-node (or evenly
@@ -56,7 +56,7 @@ pub struct NodeConfig {
     pub levels: Vec<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum DeviceConfig {
     /// Any ClusterLabs fence agent (`fence_*`), run by its convention.
@@ -117,7 +117,7 @@ impl DeviceConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// `fence_ipmilan`, or a path. Names are looked up in /usr/sbin, /sbin
@@ -126,7 +126,8 @@ pub struct AgentConfig {
     /// key=value options handed on stdin (ip, username, plug, ssl_insecure...).
     #[serde(default)]
     pub options: HashMap<String, String>,
-    #[serde(default)]
+    /// Never written back out (a serialised config holds no secret).
+    #[serde(default, skip_serializing)]
     pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -134,13 +135,14 @@ pub struct AgentConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedfishConfig {
     /// `https://host[:port]` of the management board.
     pub address: String,
     pub username: String,
-    #[serde(default)]
+    /// Never written back out (a serialised config holds no secret).
+    #[serde(default, skip_serializing)]
     pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -157,14 +159,15 @@ pub struct RedfishConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpmiConfig {
     pub address: String,
     #[serde(default = "default_ipmi_port")]
     pub port: u16,
     pub username: String,
-    #[serde(default)]
+    /// Never written back out (a serialised config holds no secret).
+    #[serde(default, skip_serializing)]
     pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -175,7 +178,7 @@ pub struct IpmiConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabHostConfig {
     /// The host's network namespace (under /run/netns).
@@ -184,7 +187,7 @@ pub struct LabHostConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IoBarrierConfig {
     /// The volume directory (`disk.img` and `access/NODE.img`).

@@ -18,13 +18,13 @@
 //! ```
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::instance::InstanceSpec;
 
 pub const DEFAULT_PATH: &str = "/etc/fulmar/cluster.toml";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     pub etcd: EtcdConfig,
@@ -43,7 +43,7 @@ fn default_fencing() -> PathBuf {
     fulmar_fencing::config::DEFAULT_PATH.into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
     pub endpoints: Vec<String>,
@@ -57,7 +57,7 @@ fn default_prefix() -> String {
     "/fulmar".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
     /// A node whose lease is not renewed for this long is failed. etcd
@@ -108,7 +108,7 @@ impl Default for Timing {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// For the status view; fencing finds the node through `fencing`.

@@ -15,9 +15,9 @@
 //! ```
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     /// `ADDR/PREFIX`: the instance's virtual IP (IPv4 or IPv6).

@@ -29,7 +29,15 @@ pub use volume::mounted_by;
 use crate::{Attachment, HostSpec, Lab, LabError, LabSpec, SegmentSpec, cmd};
 use deliver::USER;
 use etcd::b64;
+use fulmar_failover::{
+    config::{ClusterConfig, EtcdConfig, NodeSpec, Timing},
+    instance::InstanceSpec,
+};
 use fulmar_fencing::agents::io_barrier::attachments;
+use fulmar_fencing::config::{
+    DeviceConfig, FencingConfig, IoBarrierConfig, IpmiConfig, LabHostConfig,
+    NodeConfig as FenceNode,
+};
 
 pub const VIP: &str = "198.18.10.100";
 pub const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -116,64 +124,109 @@ impl ClusterLab {
         Ok(cluster)
     }
 
+    /// The fencing topology and the cluster config, as the crates' own
+    /// config types (a renamed field breaks this build, not a test run).
     fn write_configs(&self) -> Result<(), LabError> {
         let dir = &self.dir;
-        let vol = self.volume.display();
-        let mut fencing = format!("state_dir = \"{}\"\n", dir.join("fence-state").display());
+        let bmc_password = dir.join("bmc.secret");
+        fs::write(&bmc_password, "password\n").map_err(lab_io(&bmc_password))?;
+        let mut fencing = FencingConfig {
+            state_dir: dir.join("fence-state"),
+            device: BTreeMap::new(),
+            node: BTreeMap::new(),
+        };
         for n in NODES {
-            fencing.push_str(&format!(
-                "[device.{n}-power]\ntype = \"lab-host\"\nnetns = \"{ns}\"\ntimeout = \"5s\"\n\
-                 [device.{n}-mail1]\ntype = \"io-barrier\"\nvolume = \"{vol}\"\nnode = \"{n}\"\ntimeout = \"5s\"\n\
-                 [device.{n}-bmc]\ntype = \"ipmi\"\naddress = \"198.18.10.250\"\nusername = \"admin\"\n\
-                 password = \"password\"\ntimeout = \"1s\"\n",
-                ns = self.lab.netns(n)
-            ));
-            let lab_level = format!("[\"{n}-power\", \"{n}-mail1\"]");
+            let power = format!("{n}-power");
+            let barrier = format!("{n}-{INSTANCE}");
+            let bmc = format!("{n}-bmc");
+            fencing.device.insert(
+                power.clone(),
+                DeviceConfig::LabHost(LabHostConfig {
+                    netns: self.lab.netns(n),
+                    timeout: Duration::from_secs(5),
+                }),
+            );
+            fencing.device.insert(
+                barrier.clone(),
+                DeviceConfig::IoBarrier(IoBarrierConfig {
+                    volume: self.volume.clone(),
+                    node: n.into(),
+                    timeout: Duration::from_secs(5),
+                }),
+            );
+            fencing.device.insert(
+                bmc.clone(),
+                DeviceConfig::Ipmi(IpmiConfig {
+                    address: "198.18.10.250".into(),
+                    port: 623,
+                    username: "admin".into(),
+                    password: None,
+                    password_file: Some(bmc_password.clone()),
+                    cipher_suite: None,
+                    timeout: Duration::from_secs(1),
+                }),
+            );
+            let lab_level = vec![power, barrier];
             let levels = match (self.opts.fencing, n) {
-                (Fencing::Varied, "node2") => format!("[[\"{n}-bmc\"], {lab_level}]"),
-                (Fencing::Varied, "node3") => format!("[[\"{n}-bmc\"]]"),
-                _ => format!("[{lab_level}]"),
+                (Fencing::Varied, "node2") => vec![vec![bmc], lab_level],
+                (Fencing::Varied, "node3") => vec![vec![bmc]],
+                _ => vec![lab_level],
             };
-            fencing.push_str(&format!("[node.{n}]\nlevels = {levels}\n"));
+            let node = FenceNode {
+                delay: Duration::ZERO,
+                levels,
+            };
+            fencing.node.insert(n.into(), node);
         }
-        let path = dir.join("fencing.toml");
-        fs::write(&path, fencing).map_err(lab_io(&path))?;
+        let fencing_path = dir.join("fencing.toml");
+        write_toml(&fencing_path, &fencing)?;
 
+        let timing = Timing {
+            lease_ttl: Duration::from_secs(self.opts.lease_ttl_secs),
+            self_fence_margin: Duration::from_millis(self.opts.self_fence_margin_ms),
+            reconcile_interval: Duration::from_millis(50),
+            probe_interval: Duration::from_millis(500),
+            restart_threshold: 2,
+            restart_window: Duration::from_secs(60),
+            ..Timing::default()
+        };
         let mnt = self.mountpoint.display();
-        let allowed: Vec<String> = self
-            .opts
-            .allowed
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect();
-        let mut cluster = format!(
-            "fencing = \"{fencing}\"\n\
-             [etcd]\nendpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\n\
-             [timing]\nlease_ttl = \"{ttl}s\"\nself_fence_margin = \"{margin}ms\"\n\
-             reconcile_interval = \"50ms\"\nprobe_interval = \"500ms\"\n\
-             restart_threshold = 2\nrestart_window = \"60s\"\n",
-            fencing = path.display(),
-            endpoints = self
-                .endpoints
-                .split(',')
-                .map(|e| format!("\"{e}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            ttl = self.opts.lease_ttl_secs,
-            margin = self.opts.self_fence_margin_ms,
-        );
-        for n in NODES {
-            cluster.push_str(&format!("[node.{n}]\naddresses = [\"{}\"]\n", node_addr(n)));
-        }
-        cluster.push_str(&format!(
-            "[instance.{INSTANCE}]\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\n\
-             volume = \"{vol}\"\nmountpoint = \"{mnt}\"\n\
-             start = [\"dovecot\", \"-F\", \"-c\", \"{mnt}/dovecot.conf\"]\n\
-             probe_ports = [24, 143]\nrun_dirs = [\"run\"]\nstart_timeout = \"10s\"\nstop_timeout = \"5s\"\n\
-             allowed = [{allowed}]\npreferred = [\"node1\"]\n",
-            allowed = allowed.join(", ")
-        ));
-        fs::write(&self.config, cluster).map_err(lab_io(&self.config))
+        let instance = InstanceSpec {
+            address: format!("{VIP}/24"),
+            interface: "eth0".into(),
+            volume: self.volume.clone(),
+            mountpoint: self.mountpoint.clone(),
+            start: ["dovecot", "-F", "-c", &format!("{mnt}/dovecot.conf")]
+                .map(String::from)
+                .to_vec(),
+            stop: None,
+            probe_ports: vec![24, 143],
+            run_dirs: vec!["run".into()],
+            start_timeout: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(5),
+            allowed: self.opts.allowed.iter().map(|n| n.to_string()).collect(),
+            preferred: vec!["node1".into()],
+            sticky: true,
+        };
+        let cluster = ClusterConfig {
+            etcd: EtcdConfig {
+                endpoints: self.endpoints.split(',').map(String::from).collect(),
+                prefix: PREFIX.into(),
+            },
+            timing,
+            fencing: fencing_path,
+            node: NODES
+                .iter()
+                .map(|n| {
+                    let spec = NodeSpec {
+                        addresses: vec![node_addr(n)],
+                    };
+                    (n.to_string(), spec)
+                })
+                .collect(),
+            instance: BTreeMap::from([(INSTANCE.to_string(), instance)]),
+        };
+        write_toml(&self.config, &cluster)
     }
 
     /// Starts (or restarts after a fence) the agent on `node`.
@@ -443,6 +496,12 @@ impl ClusterLab {
         }
         Ok(seen)
     }
+}
+
+fn write_toml(path: &Path, value: &impl serde::Serialize) -> Result<(), LabError> {
+    let text =
+        toml::to_string(value).map_err(|e| LabError::Spec(format!("{}: {e}", path.display())))?;
+    fs::write(path, text).map_err(lab_io(path))
 }
 
 fn kill_netns(netns: &str) -> Result<(), LabError> {
