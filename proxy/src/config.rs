@@ -3,11 +3,11 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use fulmar_daemon::secret::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_CONFIG: &str = "/etc/fulmar/proxy.toml";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Imap,
@@ -30,7 +30,7 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerTls {
     /// Plain text, no STARTTLS offered.
@@ -42,7 +42,7 @@ pub enum ListenerTls {
     Implicit,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub protocol: Protocol,
@@ -55,7 +55,7 @@ pub struct Listener {
     pub proxy_protocol: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain and key; re-read on SIGHUP.
@@ -67,14 +67,15 @@ pub struct TlsConfig {
     pub require_for_auth: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
     /// Tried in order; the next one when a server is down.
     pub urls: Vec<String>,
     pub bind_dn: String,
     /// The service password, or a file holding it (first line).
-    #[serde(default)]
+    /// Never written back out (a serialised config holds no secret).
+    #[serde(default, skip_serializing)]
     pub bind_password: Option<Secret>,
     #[serde(default)]
     pub bind_password_file: Option<PathBuf>,
@@ -106,7 +107,7 @@ pub struct DirectoryConfig {
     pub cache_ttl: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryProtocol {
     #[default]
@@ -114,7 +115,7 @@ pub enum DeliveryProtocol {
     Smtp,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     #[serde(default = "default_imap_port")]
@@ -143,7 +144,7 @@ pub struct BackendConfig {
     pub proxy_ttl: u8,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionConfig {
     /// Delay before answering a failed login (slows guessing).
@@ -160,7 +161,7 @@ pub struct SessionConfig {
     pub drain_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     /// The name in the greeting and EHLO reply.
@@ -177,7 +178,7 @@ pub struct SmtpConfig {
     pub outbound_relay: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     pub listen: Vec<Listener>,

@@ -8,7 +8,7 @@
 //! mail2 on node2, each on its own VIP and volume.
 use std::{
     io::{BufRead, BufReader, Write},
-    net::{SocketAddr, TcpStream},
+    net::{Ipv6Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -16,6 +16,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 use fulmar_lab::{Lab, LabState, mail, teardown, topology};
 use fulmar_lb::{Balancer, LoadOptions, PinLayout, config::DaemonConfig};
+use fulmar_maild::config::{DirectoryConfig as MailDirectory, MailConfig, TlsConfig as MailTls};
+use fulmar_proxy::config::ProxyConfig;
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
 pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
@@ -179,30 +181,38 @@ fn start_mail_tiers(lab: &mut Lab, bins: &Bins) -> Result<()> {
     for instance in INSTANCES {
         start_instance(lab, &bins.maild, instance, &cert)?;
     }
-    let mut config = String::from("agent_address = \"[::]:7070\"\n");
-    for port in MAIL_PORTS {
-        let (protocol, tls) = match port {
-            25 => ("smtp", "starttls"),
-            587 => ("submission", "starttls"),
-            465 => ("submission", "implicit"),
-            110 => ("pop3", "starttls"),
-            995 => ("pop3", "implicit"),
-            993 => ("imap", "implicit"),
-            _ => ("imap", "starttls"),
-        };
-        config += &format!(
-            "[[listen]]\nprotocol = \"{protocol}\"\naddress = \"[::]:{port}\"\ntls = \"{tls}\"\n"
+    std::fs::write(work.join("ldap.secret"), "proxy-secret\n")?;
+    // The shipped proxy.toml with the lab's addresses, paths and directory.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proxy/dist/proxy.toml");
+    let mut config = ProxyConfig::load(&shipped).map_err(anyhow::Error::msg)?;
+    config.agent_address = Some("[::]:7070".parse()?);
+    for listener in &mut config.listen {
+        listener.address = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), listener.address.port());
+    }
+    if let Some(tls) = &mut config.tls {
+        tls.certificate = work.join("proxy.crt");
+        tls.key = work.join("proxy.key");
+        // lab only: lets the demo log in without TLS
+        tls.require_for_auth = false;
+    }
+    let d = &mut config.directory;
+    d.urls = vec![format!("ldap://{DIRECTORY}")];
+    d.bind_dn = "cn=proxy,dc=fulmar,dc=test".into();
+    d.bind_password = None;
+    d.bind_password_file = Some(work.join("ldap.secret"));
+    d.base_dn = "dc=fulmar,dc=test".into();
+    // fulmar-maild names accounts by address
+    d.user_attribute = "mailLocalAddress".into();
+    config.smtp.hostname = "mx.fulmar.test".into();
+    let mut listed: Vec<u16> = config.listen.iter().map(|l| l.address.port()).collect();
+    listed.sort_unstable();
+    if listed != MAIL_PORTS {
+        bail!(
+            "{}: listens on {listed:?}, the lab balances {MAIL_PORTS:?}",
+            shipped.display()
         );
     }
-    config += &format!(
-        "[tls]\ncertificate = \"{dir}/proxy.crt\"\nkey = \"{dir}/proxy.key\"\n\
-         # lab only: lets the demo log in without TLS\nrequire_for_auth = false\n\
-         [directory]\nurls = [\"ldap://{DIRECTORY}\"]\nbind_dn = \"cn=proxy,dc=fulmar,dc=test\"\n\
-         bind_password = \"proxy-secret\"\nbase_dn = \"dc=fulmar,dc=test\"\n\
-         # fulmar-maild names accounts by address\nuser_attribute = \"mailLocalAddress\"\n\
-         [smtp]\nhostname = \"mx.fulmar.test\"\n",
-        dir = work.display()
-    );
+    let config = toml::to_string(&config)?;
     let path = work.join("proxy.toml");
     std::fs::write(&path, config)?;
     let path = path.to_str().context("path")?;
@@ -230,18 +240,24 @@ fn start_instance(
     std::fs::write(config.join("ldap.secret"), "proxy-secret\n")?;
     std::fs::write(config.join("cert.pem"), cert.cert.pem())?;
     std::fs::write(config.join("key.pem"), cert.signing_key.serialize_pem())?;
-    std::fs::write(
-        config.join("mail.toml"),
-        format!(
-            "instance = \"{name}\"\nlmtp = \"{vip}:24\"\nsmtp = \"{vip}:25\"\n\
-             imap = \"{vip}:143\"\npop3 = \"{vip}:110\"\nquota = \"1 GiB\"\n\
-             # the proxies: their IMAP ID and XCLIENT name the real client\n\
-             trusted_networks = [\"198.18.1.0/24\"]\n\
-             [directory]\nurl = \"ldap://{DIRECTORY}\"\nbase_dn = \"dc=fulmar,dc=test\"\n\
-             bind_dn = \"cn=proxy,dc=fulmar,dc=test\"\nbind_password_file = \"ldap.secret\"\n\
-             [tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n"
-        ),
-    )?;
+    let mut mail = MailConfig::new(name, format!("{vip}:24").parse()?);
+    mail.smtp = Some(format!("{vip}:25").parse()?);
+    mail.imap = Some(format!("{vip}:143").parse()?);
+    mail.pop3 = Some(format!("{vip}:110").parse()?);
+    mail.quota = Some(1 << 30);
+    // the proxies: their IMAP ID and XCLIENT name the real client
+    mail.trusted_networks = vec!["198.18.1.0/24".into()];
+    mail.directory = Some(MailDirectory::new(
+        &format!("ldap://{DIRECTORY}"),
+        "dc=fulmar,dc=test",
+        "cn=proxy,dc=fulmar,dc=test",
+        "ldap.secret".into(),
+    ));
+    mail.tls = Some(MailTls {
+        certificate: "cert.pem".into(),
+        key: "key.pem".into(),
+    });
+    std::fs::write(config.join("mail.toml"), toml::to_string(&mail)?)?;
     let root_arg = root.to_str().context("path")?;
     for (uid, _, home) in ACCOUNTS {
         if home == vip {

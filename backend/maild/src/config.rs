@@ -34,9 +34,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
     /// The instance's name: in the lock, the log name and the greeting.
@@ -65,7 +65,7 @@ pub struct MailConfig {
     pub tls: Option<TlsConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
     pub url: String,
@@ -81,14 +81,28 @@ pub struct DirectoryConfig {
     pub account_attribute: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl DirectoryConfig {
+    /// The default filter and account attribute.
+    pub fn new(url: &str, base_dn: &str, bind_dn: &str, bind_password_file: PathBuf) -> Self {
+        DirectoryConfig {
+            url: url.into(),
+            base_dn: base_dn.into(),
+            bind_dn: bind_dn.into(),
+            bind_password_file,
+            user_filter: default_user_filter(),
+            account_attribute: default_account_attribute(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
     pub user: String,
     pub password_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub certificate: PathBuf,
@@ -191,6 +205,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl MailConfig {
+    /// An instance listening for LMTP only, everything else at its default
+    /// (what a config file naming only these two keys gives).
+    pub fn new(instance: impl Into<String>, lmtp: SocketAddr) -> Self {
+        MailConfig {
+            instance: instance.into(),
+            lmtp,
+            max_message_size: default_max_message_size(),
+            max_recipients: default_max_recipients(),
+            imap: None,
+            pop3: None,
+            smtp: None,
+            quota: None,
+            max_line: default_max_line(),
+            trusted_networks: Vec::new(),
+            directory: None,
+            master: None,
+            tls: None,
+        }
+    }
     pub const RELATIVE_PATH: &'static str = "config/mail.toml";
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -244,6 +277,24 @@ impl MailConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_config_reads_back_the_same() {
+        let mut c = MailConfig::new("mail1", "198.18.0.1:24".parse().unwrap());
+        c.quota = Some(1 << 30);
+        c.trusted_networks = vec!["198.18.1.0/24".into()];
+        c.directory = Some(DirectoryConfig::new(
+            "ldap://198.18.2.20",
+            "dc=t",
+            "cn=p,dc=t",
+            "ldap.secret".into(),
+        ));
+        let text = toml::to_string(&c).unwrap();
+        let back = MailConfig::parse(&text).unwrap();
+        assert_eq!(toml::to_string(&back).unwrap(), text);
+        assert_eq!(back.quota, Some(1 << 30));
+        assert_eq!(back.max_message_size, 50 << 20);
+    }
 
     #[test]
     fn sizes_and_bad_configs() {
