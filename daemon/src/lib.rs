@@ -1,9 +1,11 @@
 //! What every fulmar program shares: how the daemons (`fulmar-lbd`,
 //! `fulmar-proxyd`, `fulmar-noded`, `fulmar-maild`) start and stop,
-//! [`durable`] file replacement, [`secret`] passwords that never print, and
-//! the keyword [`grammar`] of the tools.
+//! one way to load a [`config`] file, [`durable`] file replacement,
+//! [`secret`] passwords that never print, and the keyword [`grammar`] of
+//! the tools.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod durable;
 pub mod grammar;
 pub mod secret;

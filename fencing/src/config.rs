@@ -25,6 +25,7 @@ use std::{
     time::Duration,
 };
 
+use fulmar_daemon::config::{self as config_file, ConfigError};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
@@ -212,15 +213,20 @@ fn default_ipmi_port() -> u16 {
 }
 
 impl FencingConfig {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        config_file::load(path, Self::parse)
     }
 
     /// Parses and checks that every level names known devices.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: FencingConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        for (name, node) in &config.node {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: FencingConfig = config_file::from_toml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every node has levels, every level names known devices.
+    fn validate(&self) -> Result<(), String> {
+        for (name, node) in &self.node {
             if node.levels.is_empty() {
                 return Err(format!("node {name} has no fencing levels"));
             }
@@ -229,7 +235,7 @@ impl FencingConfig {
                     return Err(format!("node {name}: level {} is empty", i + 1));
                 }
                 for device in level {
-                    if !config.device.contains_key(device) {
+                    if !self.device.contains_key(device) {
                         return Err(format!(
                             "node {name}: level {} names unknown device {device:?}",
                             i + 1
@@ -238,7 +244,7 @@ impl FencingConfig {
                 }
             }
         }
-        Ok(config)
+        Ok(())
     }
 }
 
@@ -285,11 +291,22 @@ levels = [["bmc"], ["pdu"]]
         assert!(
             FencingConfig::parse(&unknown)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown device \"pdx\"")
         );
         let typo = SAMPLE.replace("insecure", "insecur");
-        assert!(FencingConfig::parse(&typo).unwrap_err().contains("insecur"));
+        assert!(
+            FencingConfig::parse(&typo)
+                .unwrap_err()
+                .to_string()
+                .contains("insecur")
+        );
         let kind = SAMPLE.replace("\"redfish\"", "\"redfsh\"");
-        assert!(FencingConfig::parse(&kind).unwrap_err().contains("redfsh"));
+        assert!(
+            FencingConfig::parse(&kind)
+                .unwrap_err()
+                .to_string()
+                .contains("redfsh")
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! themselves live in the services file, which `fulmar` edits.
 use std::{path::PathBuf, time::Duration};
 
+use fulmar_daemon::config::{self as config_file, ConfigError};
 use serde::{Deserialize, Serialize};
 
 use crate::command::CheckDefaults;
@@ -92,29 +93,35 @@ impl Default for DaemonConfig {
 
 impl DaemonConfig {
     /// Parses and checks a config file's text, naming the offending key.
-    pub fn parse_and_validate(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse_and_validate(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = config_file::from_toml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What serde cannot check, naming the offending key.
+    fn validate(&self) -> Result<(), String> {
         let bad = |key: &str, why: &str| Err(format!("{key}: {why}"));
-        if config.interface.is_empty() || config.interface.len() > 15 {
+        if self.interface.is_empty() || self.interface.len() > 15 {
             return bad("interface", "an interface name of 1-15 characters");
         }
-        if config.flow_capacity < 1024 {
+        if self.flow_capacity < 1024 {
             return bad("flow_capacity", "at least 1024");
         }
-        if !(50..=99).contains(&config.pressure_percent) {
+        if !(50..=99).contains(&self.pressure_percent) {
             return bad("pressure_percent", "between 50 and 99");
         }
-        if config.sweep_interval.is_zero() {
+        if self.sweep_interval.is_zero() {
             return bad("sweep_interval", "above zero");
         }
-        let h = &config.health;
+        let h = &self.health;
         if h.interval.is_zero() || h.timeout.is_zero() {
             return bad("health.interval / health.timeout", "above zero");
         }
         if h.rise == 0 || h.fall == 0 {
             return bad("health.rise / health.fall", "at least 1");
         }
-        let t = &config.timeouts;
+        let t = &self.timeouts;
         if t.tcp_established < Duration::from_secs(30 * 60) {
             // RFC 2177: IDLE is re-issued up to every 29 minutes.
             return bad(
@@ -128,12 +135,11 @@ impl DaemonConfig {
         {
             return bad("timeouts", "every timeout above zero");
         }
-        Ok(config)
+        Ok(())
     }
 
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse_and_validate(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        config_file::load(path, Self::parse_and_validate)
     }
 
     /// The data path's timeout settings.
@@ -164,14 +170,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = DaemonConfig::parse_and_validate("interfce = \"eth1\"").unwrap_err();
+        let e = DaemonConfig::parse_and_validate("interfce = \"eth1\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("interfce"), "{e}");
-        let e =
-            DaemonConfig::parse_and_validate("[timeouts]\ntcp_established = \"10m\"").unwrap_err();
+        let e = DaemonConfig::parse_and_validate("[timeouts]\ntcp_established = \"10m\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timeouts.tcp_established"), "{e}");
-        let e = DaemonConfig::parse_and_validate("[health]\ninterval = \"soon\"").unwrap_err();
+        let e = DaemonConfig::parse_and_validate("[health]\ninterval = \"soon\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("interval"), "{e}");
-        let e = DaemonConfig::parse_and_validate("mode = \"fast\"").unwrap_err();
+        let e = DaemonConfig::parse_and_validate("mode = \"fast\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mode") || e.contains("fast"), "{e}");
     }
 

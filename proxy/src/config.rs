@@ -2,6 +2,7 @@
 //! TLS, the directory, the back-end ports and the agent/metrics endpoints.
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use fulmar_daemon::config::{self as config_file, ConfigError};
 use fulmar_daemon::secret::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -200,32 +201,38 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        config_file::load(path, Self::parse)
     }
 
     /// Parses and checks what serde cannot: TLS present where a listener
     /// needs it, filters that use their placeholders, a password source.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: ProxyConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        if config.listen.is_empty() {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: ProxyConfig = config_file::from_toml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// TLS present where a listener needs it, filters that use their
+    /// placeholders, a password source.
+    fn validate(&self) -> Result<(), String> {
+        if self.listen.is_empty() {
             return Err("no [[listen]] entries: the proxy would serve nothing".into());
         }
-        let needs_tls = config.listen.iter().find(|l| l.tls != ListenerTls::None);
-        if let (None, Some(l)) = (&config.tls, needs_tls) {
+        let needs_tls = self.listen.iter().find(|l| l.tls != ListenerTls::None);
+        if let (None, Some(l)) = (&self.tls, needs_tls) {
             return Err(format!(
                 "listener {} ({}) uses TLS but there is no [tls] section",
                 l.address,
                 l.protocol.name()
             ));
         }
-        if config.backend.tls && config.backend.tls_ca.is_none() {
+        if self.backend.tls && self.backend.tls_ca.is_none() {
             return Err(
                 "backend.tls needs backend.tls_ca (the CA that signed the back-ends)".into(),
             );
         }
-        let dir = &config.directory;
+        let dir = &self.directory;
         if dir.urls.is_empty() {
             return Err("directory.urls is empty".into());
         }
@@ -248,7 +255,7 @@ impl ProxyConfig {
         if dir.pool_size == 0 {
             return Err("directory.pool_size must be at least 1".into());
         }
-        Ok(config)
+        Ok(())
     }
 
     pub fn bind_password(&self) -> Result<Secret, String> {
@@ -370,13 +377,29 @@ mod tests {
         assert!(
             ProxyConfig::parse(&no_tls)
                 .unwrap_err()
+                .to_string()
                 .contains("no [tls] section")
         );
         let typo = MINIMAL.replace("base_dn", "basedn");
-        assert!(ProxyConfig::parse(&typo).unwrap_err().contains("basedn"));
+        assert!(
+            ProxyConfig::parse(&typo)
+                .unwrap_err()
+                .to_string()
+                .contains("basedn")
+        );
         let url = MINIMAL.replace("ldap://198", "http://198");
-        assert!(ProxyConfig::parse(&url).unwrap_err().contains("ldap://"));
+        assert!(
+            ProxyConfig::parse(&url)
+                .unwrap_err()
+                .to_string()
+                .contains("ldap://")
+        );
         let filter = MINIMAL.replace("base_dn = ", "user_filter = \"(uid=*)\"\nbase_dn = ");
-        assert!(ProxyConfig::parse(&filter).unwrap_err().contains("%u"));
+        assert!(
+            ProxyConfig::parse(&filter)
+                .unwrap_err()
+                .to_string()
+                .contains("%u")
+        );
     }
 }

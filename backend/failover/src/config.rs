@@ -18,6 +18,7 @@
 //! ```
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use fulmar_daemon::config::{self as config_file, ConfigError};
 use serde::{Deserialize, Serialize};
 
 use crate::instance::InstanceSpec;
@@ -117,13 +118,12 @@ pub struct NodeSpec {
 }
 
 impl ClusterConfig {
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        config_file::load(path, Self::parse)
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: ClusterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: ClusterConfig = config_file::from_toml(text)?;
         config.validate()?;
         Ok(config)
     }
@@ -214,7 +214,7 @@ mod tests {
             (format!("{BASE}\nbogus = 1"), "unknown field"),
         ];
         for (text, want) in bad {
-            let e = ClusterConfig::parse(&text).unwrap_err();
+            let e = ClusterConfig::parse(&text).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
     }

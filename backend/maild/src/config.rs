@@ -34,6 +34,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use fulmar_daemon::config::{self as config_file, ConfigError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -226,32 +227,38 @@ impl MailConfig {
     }
     pub const RELATIVE_PATH: &'static str = "config/mail.toml";
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        if config.instance.is_empty()
-            || !config
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = config_file::from_toml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What serde cannot check.
+    fn validate(&self) -> Result<(), String> {
+        if self.instance.is_empty()
+            || !self
                 .instance
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(format!(
                 "instance {:?}: letters, digits, '-' and '_' only (it names the log file)",
-                config.instance
+                self.instance
             ));
         }
-        if config.max_recipients == 0 || config.max_message_size == 0 {
+        if self.max_recipients == 0 || self.max_message_size == 0 {
             return Err("max_recipients and max_message_size must be above zero".into());
         }
-        if config.max_line < 1024 {
+        if self.max_line < 1024 {
             return Err("max_line must be at least 1024".into());
         }
-        config.networks()?;
-        if let Some(d) = &config.directory
+        self.networks()?;
+        if let Some(d) = &self.directory
             && !d.user_filter.contains("%u")
         {
             return Err("directory.user_filter must contain %u".into());
         }
-        Ok(config)
+        Ok(())
     }
 
     pub fn networks(&self) -> Result<Vec<Network>, String> {
@@ -266,11 +273,8 @@ impl MailConfig {
         root.join("config").join(path)
     }
 
-    pub fn load(root: &Path) -> Result<Self, String> {
-        let path = root.join(Self::RELATIVE_PATH);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        config_file::load(&root.join(Self::RELATIVE_PATH), Self::parse)
     }
 }
 
@@ -300,7 +304,12 @@ mod tests {
     fn sizes_and_bad_configs() {
         assert_eq!(parse_size("64 KiB"), Ok(64 << 10));
         assert_eq!(parse_size("7"), Ok(7));
-        assert!(parse_size("5 parsecs").unwrap_err().contains("unit"));
+        assert!(
+            parse_size("5 parsecs")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
         let ok = MailConfig::parse("instance = \"mail1\"\nlmtp = \"198.18.0.1:24\"\n").unwrap();
         assert_eq!((ok.max_message_size, ok.max_recipients), (50 << 20, 100));
         let sized = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nmax_message_size = \"1 MiB\"\n";
@@ -309,10 +318,16 @@ mod tests {
         let quota = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nquota = \"2 GiB\"\n";
         assert_eq!(MailConfig::parse(quota).unwrap().quota, Some(2 << 30));
         let bad_quota = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nquota = \"lots\"\n";
-        assert!(MailConfig::parse(bad_quota).unwrap_err().contains("size"));
+        assert!(
+            MailConfig::parse(bad_quota)
+                .unwrap_err()
+                .to_string()
+                .contains("size")
+        );
         assert!(
             MailConfig::parse("instance = \"../x\"\nlmtp = \"198.18.0.1:24\"\n")
                 .unwrap_err()
+                .to_string()
                 .contains("letters")
         );
         assert!(MailConfig::parse("instance = \"m\"\nlmtp = \"nowhere\"\n").is_err());
@@ -325,10 +340,16 @@ mod tests {
         assert!(!nets[1].contains("2001:db9::1".parse().unwrap()));
         let bad =
             "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\ntrusted_networks = [\"198.18.0.0/33\"]\n";
-        assert!(MailConfig::parse(bad).unwrap_err().contains("network"));
+        assert!(
+            MailConfig::parse(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("network")
+        );
         assert!(
             MailConfig::parse("instance = \"m\"\nlmtp = \"198.18.0.1:24\"\nextra = 1\n")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown field")
         );
     }

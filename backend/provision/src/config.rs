@@ -22,6 +22,7 @@
 //! ```
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use fulmar_daemon::config::{self as config_file, ConfigError};
 use fulmar_daemon::secret::{self, Secret};
 use serde::Deserialize;
 
@@ -103,13 +104,12 @@ pub struct InstanceConfig {
 }
 
 impl ProvisionConfig {
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        config_file::load(path, Self::parse)
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: ProvisionConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: ProvisionConfig = config_file::from_toml(text)?;
         config.validate()?;
         Ok(config)
     }
@@ -297,7 +297,7 @@ weight = 3
             ),
         ];
         for (text, want) in bad {
-            let e = ProvisionConfig::parse(&text).unwrap_err();
+            let e = ProvisionConfig::parse(&text).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
     }
