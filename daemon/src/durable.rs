@@ -24,12 +24,26 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes, syncs and removes a probe file under `dir`: Ok only when the
 /// storage really takes writes (not read-only, not full, not shut down).
-pub fn storage_writable(dir: &Path) -> Result<(), String> {
+pub fn storage_writable(dir: &Path) -> Result<(), NotWritable> {
     let path = dir.join(".fulmar-probe");
     let result = fs::write(&path, b"probe")
         .and_then(|_| fs::File::open(&path)?.sync_all())
         .and_then(|_| fs::remove_file(&path));
-    result.map_err(|e| format!("storage not writable: {}: {e}", path.display()))
+    result.map_err(|source| NotWritable { path, source })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("storage not writable: {}: {source}", path.display())]
+pub struct NotWritable {
+    pub path: std::path::PathBuf,
+    pub source: io::Error,
+}
+
+/// For callers that report errors as text.
+impl From<NotWritable> for String {
+    fn from(e: NotWritable) -> String {
+        e.to_string()
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 /// Picks the keyword `word` abbreviates: an exact match, else the only
 /// keyword it prefixes.
-pub fn keyword<'a>(word: &str, choices: &[&'a str], what: &str) -> Result<&'a str, String> {
+pub fn keyword<'a>(word: &str, choices: &[&'a str], what: &str) -> Result<&'a str, KeywordError> {
     if let Some(exact) = choices.iter().find(|c| **c == word) {
         return Ok(exact);
     }
@@ -14,14 +14,39 @@ pub fn keyword<'a>(word: &str, choices: &[&'a str], what: &str) -> Result<&'a st
         .collect();
     match hits.as_slice() {
         [one] => Ok(one),
-        [] => Err(format!(
-            "unknown {what} {word:?}; expected one of: {}",
-            choices.join(", ")
-        )),
-        many => Err(format!(
-            "{what} {word:?} is ambiguous: {}; type more letters",
-            many.join(", ")
-        )),
+        [] => Err(KeywordError::Unknown {
+            what: what.into(),
+            word: word.into(),
+            choices: choices.join(", "),
+        }),
+        many => Err(KeywordError::Ambiguous {
+            what: what.into(),
+            word: word.into(),
+            matches: many.join(", "),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeywordError {
+    #[error("unknown {what} {word:?}; expected one of: {choices}")]
+    Unknown {
+        what: String,
+        word: String,
+        choices: String,
+    },
+    #[error("{what} {word:?} is ambiguous: {matches}; type more letters")]
+    Ambiguous {
+        what: String,
+        word: String,
+        matches: String,
+    },
+}
+
+/// For the tools' parsers, which report errors as text.
+impl From<KeywordError> for String {
+    fn from(e: KeywordError) -> String {
+        e.to_string()
     }
 }
 
@@ -37,11 +62,13 @@ mod tests {
         assert!(
             keyword("s", &choices, "verb")
                 .unwrap_err()
+                .to_string()
                 .contains("ambiguous")
         );
         assert!(
             keyword("x", &choices, "verb")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown verb")
         );
         assert!(keyword("", &choices, "verb").is_err());

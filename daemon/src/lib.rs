@@ -59,27 +59,52 @@ pub fn notify(state: &str) {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file that cannot be read or used.
+    #[error("{}: {reason}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+}
+
+/// For callers that report errors as text.
+impl From<TlsError> for String {
+    fn from(e: TlsError) -> String {
+        e.to_string()
+    }
+}
+
 /// A TLS acceptor from a PEM certificate chain and key (ring, TLS 1.2 and
 /// 1.3), for the daemons that terminate TLS.
 pub fn tls_acceptor(
     certificate: &std::path::Path,
     key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let at = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |e: &dyn std::fmt::Display| TlsError::File {
+            path,
+            reason: e.to_string(),
+        }
+    };
     let chain = CertificateDer::pem_file_iter(certificate)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", certificate.display()))?;
+        .map_err(|e| at(certificate)(&e))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate", certificate.display()));
+        return Err(at(certificate)(&"no certificate"));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| at(key)(&e))?;
     let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(chain, key)
-    .map_err(|e| format!("{}: {e}", certificate.display()))?;
+    .map_err(|e| at(certificate)(&e))?;
     Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }

@@ -3,6 +3,24 @@ use std::{fmt, path::Path};
 
 use serde::{Deserialize, Deserializer};
 
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("password file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("set password or password_file, not both")]
+    Both,
+}
+
+/// For callers that report errors as text.
+impl From<SecretError> for String {
+    fn from(e: SecretError) -> String {
+        e.to_string()
+    }
+}
+
 /// A password. `Debug` and `Display` print stars, so a config or device
 /// that ends up in a log line or an error message leaks nothing.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -14,9 +32,11 @@ impl Secret {
     }
 
     /// The first line of `path` (a trailing newline is not part of it).
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("password file {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
+            path: path.into(),
+            source,
+        })?;
         Ok(Secret(text.lines().next().unwrap_or("").to_string()))
     }
 
@@ -56,9 +76,9 @@ impl<'de> Deserialize<'de> for Secret {
 pub fn resolve(
     password: &Option<Secret>,
     file: &Option<std::path::PathBuf>,
-) -> Result<Secret, String> {
+) -> Result<Secret, SecretError> {
     match (password, file) {
-        (Some(_), Some(_)) => Err("set password or password_file, not both".into()),
+        (Some(_), Some(_)) => Err(SecretError::Both),
         (Some(p), None) => Ok(p.clone()),
         (None, Some(f)) => Secret::from_file(f),
         (None, None) => Ok(Secret::default()),

@@ -264,7 +264,7 @@ impl ProxyConfig {
             &self.directory.bind_password_file,
         ) {
             (Some(p), _) => Ok(p.clone()),
-            (None, Some(f)) => Secret::from_file(f),
+            (None, Some(f)) => Ok(Secret::from_file(f)?),
             (None, None) => Err("no directory password".into()),
         }
     }

@@ -1,6 +1,7 @@
 //! One stream type for both sides of a session: plain TCP, TLS as a server
 //! (client side, implicit or after STARTTLS) or TLS as a client (to a
 //! back-end). Also the certificate store that SIGHUP reloads.
+use fulmar_daemon::{TlsError, tls_acceptor};
 use std::{
     io,
     path::{Path, PathBuf},
@@ -81,9 +82,9 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    pub fn load(certificate: &Path, key: &Path) -> Result<Self, String> {
+    pub fn load(certificate: &Path, key: &Path) -> Result<Self, TlsError> {
         Ok(Self {
-            acceptor: RwLock::new(acceptor(certificate, key)?),
+            acceptor: RwLock::new(tls_acceptor(certificate, key)?),
             certificate: certificate.into(),
             key: key.into(),
         })
@@ -94,15 +95,11 @@ impl ServerTls {
     }
 
     /// Re-reads the files; on error the old certificate stays in use.
-    pub fn reload(&self) -> Result<(), String> {
-        let fresh = acceptor(&self.certificate, &self.key)?;
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = tls_acceptor(&self.certificate, &self.key)?;
         *self.acceptor.write().expect("tls") = fresh;
         Ok(())
     }
-}
-
-fn acceptor(certificate: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-    fulmar_daemon::tls_acceptor(certificate, key)
 }
 
 /// TLS to the back-ends, trusting the CAs in one PEM file.

@@ -4,7 +4,7 @@
 //! mailboxes). A bare user name from the network is never enough.
 use std::{path::Path, time::Duration};
 
-use fulmar_daemon::secret::Secret;
+use fulmar_daemon::secret::{Secret, SecretError};
 use fulmar_directory::{Connection, Pool, fill};
 
 use crate::config::{DirectoryConfig, MailConfig};
@@ -28,7 +28,7 @@ pub struct Authenticator {
     master: Option<(String, Secret)>,
 }
 
-fn secret(root: &Path, path: &Path) -> Result<Secret, String> {
+fn secret(root: &Path, path: &Path) -> Result<Secret, SecretError> {
     Secret::from_file(&MailConfig::path(root, path))
 }
 

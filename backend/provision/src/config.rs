@@ -206,7 +206,7 @@ fn given(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<(), String> 
 /// A password given inline or as a file (first line).
 fn secret(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<Secret, String> {
     given(inline, file)?;
-    secret::resolve(inline, file)
+    Ok(secret::resolve(inline, file)?)
 }
 
 fn default_folders() -> Vec<String> {

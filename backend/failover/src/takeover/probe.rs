@@ -17,5 +17,5 @@ pub async fn probe(addr: IpAddr, ports: &[u16], mountpoint: &Path) -> Result<(),
             Err(_) => return Err(format!("{target}: no answer in 2s")),
         }
     }
-    fulmar_daemon::durable::storage_writable(mountpoint)
+    Ok(fulmar_daemon::durable::storage_writable(mountpoint)?)
 }
