@@ -247,7 +247,7 @@ impl Agent {
                 &name,
                 generation,
                 RunState::Restarting,
-                problem.clone(),
+                problem.to_string(),
                 vec![],
             )
             .await;

@@ -110,11 +110,11 @@ pub async fn start(
     let mut steps = Vec::new();
     let mut undo = Undo::default();
     let (addr, prefix) = spec.vip().map_err(|e| fail("config", e, false))?;
-    let netlink = Netlink::connect().map_err(|e| fail("config", e, false))?;
+    let netlink = Netlink::connect().map_err(|e| fail("config", e.to_string(), false))?;
     let link = netlink
         .link(&spec.interface)
         .await
-        .map_err(|e| fail("config", e, false))?;
+        .map_err(|e| fail("config", e.to_string(), false))?;
 
     let mut clock = Instant::now();
     let mut lap = |name: &'static str, steps: &mut Vec<Step>| {
@@ -154,18 +154,20 @@ pub async fn start(
         netlink
             .add(link.index, addr, prefix)
             .await
-            .map_err(|e| fail("address", e, false))?;
+            .map_err(|e| fail("address", e.to_string(), false))?;
         undo.address = Some((link.index, addr));
         lap("address", &mut steps);
         announce(link.index, link.mac, addr).map_err(|e| fail("announce", e.to_string(), false))?;
         lap("announce", &mut steps);
-        undo.service =
-            Some(Service::start(name, spec, generation).map_err(|e| fail("service", e, false))?);
+        undo.service = Some(
+            Service::start(name, spec, generation)
+                .map_err(|e| fail("service", e.to_string(), false))?,
+        );
         lap("service", &mut steps);
         let service = undo.service.as_mut().expect("started");
         until_healthy(name, service, addr, spec)
             .await
-            .map_err(|e| fail("probe", e, false))?;
+            .map_err(|e| fail("probe", e.to_string(), false))?;
         lap("probe", &mut steps);
         Ok(undo.service.take().expect("started"))
     }
@@ -188,32 +190,62 @@ pub async fn start(
     }
 }
 
+/// Why a running instance could not be stopped, restarted or found healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeoverError {
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    #[error(transparent)]
+    Address(#[from] vip::VipError),
+    #[error(transparent)]
+    Volume(#[from] volume::VolumeError),
+    #[error(transparent)]
+    Probe(#[from] probe::ProbeError),
+    #[error("{source} after {after:?}")]
+    NotHealthy {
+        source: probe::ProbeError,
+        after: Duration,
+    },
+    /// The service is gone, with the last lines it logged.
+    #[error("{0}")]
+    Exited(String),
+}
+
+impl From<TakeoverError> for String {
+    fn from(e: TakeoverError) -> String {
+        e.to_string()
+    }
+}
+
 /// Stops a running instance: service, address, volume.
-pub async fn stop(running: Running, spec: &InstanceSpec) -> Result<(), String> {
+pub async fn stop(running: Running, spec: &InstanceSpec) -> Result<(), TakeoverError> {
     running.service.stop(spec)?;
     release(running.ifindex, running.addr, &running.mounted).await
 }
 
 /// Self-fencing: SIGKILL the service, drop the address, unmount, with no
 /// grace period. Every step is tried even when one fails.
-pub async fn stop_now(mut running: Running) -> Result<(), String> {
-    let killed = running.service.kill();
+pub async fn stop_now(mut running: Running) -> Result<(), TakeoverError> {
+    let killed = running.service.kill().map_err(TakeoverError::from);
     let released = release(running.ifindex, running.addr, &running.mounted).await;
     killed.and(released)
 }
 
-async fn release(ifindex: u32, addr: IpAddr, mounted: &Mounted) -> Result<(), String> {
+async fn release(ifindex: u32, addr: IpAddr, mounted: &Mounted) -> Result<(), TakeoverError> {
     let address = match Netlink::connect() {
         Ok(netlink) => netlink.del(ifindex, addr).await,
         Err(e) => Err(e),
     };
-    let volume = volume::unmount(mounted).map_err(|e| e.to_string());
-    address.and(volume)
+    let volume = volume::unmount(mounted).map_err(TakeoverError::from);
+    address.map_err(TakeoverError::from).and(volume)
 }
 
 /// Restarts the service in place (same volume, address and generation) and
 /// waits for its probe; the instance stays here.
-pub async fn restart_service(running: &mut Running, spec: &InstanceSpec) -> Result<(), String> {
+pub async fn restart_service(
+    running: &mut Running,
+    spec: &InstanceSpec,
+) -> Result<(), TakeoverError> {
     // The old one is dead or failing: nothing of it may hold the ports.
     running.service.kill()?;
     running.service = Service::start(&running.name, spec, running.generation)?;
@@ -227,7 +259,7 @@ async fn until_healthy(
     service: &mut Service,
     addr: IpAddr,
     spec: &InstanceSpec,
-) -> Result<(), String> {
+) -> Result<(), TakeoverError> {
     let deadline = Instant::now() + spec.start_timeout;
     loop {
         if !service.running() {
@@ -235,8 +267,11 @@ async fn until_healthy(
         }
         match probe(addr, &spec.probe_ports, &spec.mountpoint).await {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() > deadline => {
-                return Err(format!("{e} after {:?}", spec.start_timeout));
+            Err(source) if Instant::now() > deadline => {
+                return Err(TakeoverError::NotHealthy {
+                    source,
+                    after: spec.start_timeout,
+                });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -246,24 +281,24 @@ async fn until_healthy(
 impl Running {
     /// The health probe: the service runs, its ports answer, the volume
     /// takes a durable write.
-    pub async fn healthy(&mut self, spec: &InstanceSpec) -> Result<(), String> {
+    pub async fn healthy(&mut self, spec: &InstanceSpec) -> Result<(), TakeoverError> {
         if !self.service.running() {
             return Err(exited(&self.name, spec));
         }
-        probe(self.addr, &spec.probe_ports, &spec.mountpoint).await
+        Ok(probe(self.addr, &spec.probe_ports, &spec.mountpoint).await?)
     }
 }
 
 /// "the service exited", with the last lines it logged: the reason an
 /// operator needs is usually there.
-fn exited(name: &str, spec: &InstanceSpec) -> String {
+fn exited(name: &str, spec: &InstanceSpec) -> TakeoverError {
     let log = service::log_path(name, spec);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(3).collect();
-    if tail.is_empty() {
+    TakeoverError::Exited(if tail.is_empty() {
         "the service exited".into()
     } else {
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         format!("the service exited: {}", tail.join(" | "))
-    }
+    })
 }

@@ -15,24 +15,45 @@ pub fn log_path(name: &str, spec: &InstanceSpec) -> std::path::PathBuf {
     spec.mountpoint.join(format!("{name}.service.log"))
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("instance {0} has an empty start command")]
+    NoCommand(String),
+    /// A program or a file the service needs that could not be used.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ServiceError {
+    let what = what.to_string();
+    move |source| ServiceError::Io { what, source }
+}
+
 #[derive(Debug)]
 pub struct Service {
     child: Child,
 }
 
 impl Service {
-    pub fn start(name: &str, spec: &InstanceSpec, generation: u64) -> Result<Service, String> {
+    pub fn start(
+        name: &str,
+        spec: &InstanceSpec,
+        generation: u64,
+    ) -> Result<Service, ServiceError> {
         let (program, args) = spec
             .start
             .split_first()
-            .ok_or_else(|| format!("instance {name} has an empty start command"))?;
+            .ok_or_else(|| ServiceError::NoCommand(name.into()))?;
         let log = log_path(name, spec);
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+            .map_err(io(log.display()))?;
+        let err = out.try_clone().map_err(io(log.display()))?;
         let child = Command::new(program)
             .args(args)
             .env("FULMAR_INSTANCE", name)
@@ -43,7 +64,7 @@ impl Service {
             .stderr(err)
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("starting {program}: {e}"))?;
+            .map_err(io(format!("starting {program}")))?;
         Ok(Service { child })
     }
 
@@ -57,13 +78,13 @@ impl Service {
     }
 
     /// The stop command, or SIGTERM; SIGKILL after `stop_timeout`.
-    pub fn stop(mut self, spec: &InstanceSpec) -> Result<(), String> {
+    pub fn stop(mut self, spec: &InstanceSpec) -> Result<(), ServiceError> {
         match &spec.stop {
             Some(cmd) if !cmd.is_empty() => {
                 let status = Command::new(&cmd[0])
                     .args(&cmd[1..])
                     .status()
-                    .map_err(|e| format!("{}: {e}", cmd[0]))?;
+                    .map_err(io(&cmd[0]))?;
                 if !status.success() {
                     tracing::warn!("stop command {:?} failed: {status}", cmd);
                 }
@@ -82,9 +103,9 @@ impl Service {
     }
 
     /// SIGKILL to the whole group at once: self-fencing has no time to wait.
-    pub fn kill(&mut self) -> Result<(), String> {
+    pub fn kill(&mut self) -> Result<(), ServiceError> {
         self.signal(libc::SIGKILL);
-        self.child.wait().map(|_| ()).map_err(|e| e.to_string())?;
+        self.child.wait().map_err(io("waiting for the service"))?;
         // Workers may outlive the leader by a moment.
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.group_alive() && Instant::now() < deadline {

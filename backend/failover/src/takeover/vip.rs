@@ -8,6 +8,33 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, new_connection};
 
+#[derive(Debug, thiserror::Error)]
+pub enum VipError {
+    #[error("netlink: {0}")]
+    Connect(std::io::Error),
+    /// A request the kernel refused, and what it was.
+    #[error("{what}: {source}")]
+    Request {
+        what: String,
+        source: rtnetlink::Error,
+    },
+    #[error("no interface {0}")]
+    NoInterface(String),
+    #[error("interface {0} has no Ethernet address")]
+    NoMac(String),
+}
+
+impl From<VipError> for String {
+    fn from(e: VipError) -> String {
+        e.to_string()
+    }
+}
+
+fn refused(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> VipError {
+    let what = what.into();
+    move |source| VipError::Request { what, source }
+}
+
 pub struct Netlink {
     handle: Handle,
 }
@@ -20,13 +47,13 @@ pub struct Link {
 
 impl Netlink {
     /// A connection in the calling thread's network namespace.
-    pub fn connect() -> Result<Self, String> {
-        let (conn, handle, _) = new_connection().map_err(|e| format!("netlink: {e}"))?;
+    pub fn connect() -> Result<Self, VipError> {
+        let (conn, handle, _) = new_connection().map_err(VipError::Connect)?;
         tokio::spawn(conn);
         Ok(Netlink { handle })
     }
 
-    pub async fn link(&self, name: &str) -> Result<Link, String> {
+    pub async fn link(&self, name: &str) -> Result<Link, VipError> {
         let mut links = self
             .handle
             .link()
@@ -36,8 +63,8 @@ impl Netlink {
         let link = links
             .try_next()
             .await
-            .map_err(|e| format!("interface {name}: {e}"))?
-            .ok_or_else(|| format!("no interface {name}"))?;
+            .map_err(refused(format!("interface {name}")))?
+            .ok_or_else(|| VipError::NoInterface(name.into()))?;
         let mac = link
             .attributes
             .iter()
@@ -45,7 +72,7 @@ impl Netlink {
                 LinkAttribute::Address(m) if m.len() == 6 => m[..].try_into().ok(),
                 _ => None,
             })
-            .ok_or_else(|| format!("interface {name} has no Ethernet address"))?;
+            .ok_or_else(|| VipError::NoMac(name.into()))?;
         Ok(Link {
             index: link.header.index,
             mac,
@@ -55,7 +82,7 @@ impl Netlink {
     /// Adds `addr/prefix` (replacing it if present). IPv6 skips duplicate
     /// address detection: the previous holder was fenced, and DAD would
     /// keep the address unusable for a second or more.
-    pub async fn add(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), String> {
+    pub async fn add(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), VipError> {
         let mut request = self.handle.address().add(index, addr, prefix).replace();
         if addr.is_ipv6() {
             request
@@ -66,11 +93,11 @@ impl Netlink {
         request
             .execute()
             .await
-            .map_err(|e| format!("adding {addr}/{prefix}: {e}"))
+            .map_err(refused(format!("adding {addr}/{prefix}")))
     }
 
     /// The address messages for `addr` on `index` (zero or one).
-    async fn find(&self, index: u32, addr: IpAddr) -> Result<Vec<AddressMessage>, String> {
+    async fn find(&self, index: u32, addr: IpAddr) -> Result<Vec<AddressMessage>, VipError> {
         self.handle
             .address()
             .get()
@@ -79,22 +106,22 @@ impl Netlink {
             .execute()
             .try_collect()
             .await
-            .map_err(|e| format!("listing addresses: {e}"))
+            .map_err(refused("listing addresses"))
     }
 
-    pub async fn del(&self, index: u32, addr: IpAddr) -> Result<(), String> {
+    pub async fn del(&self, index: u32, addr: IpAddr) -> Result<(), VipError> {
         for message in self.find(index, addr).await? {
             self.handle
                 .address()
                 .del(message)
                 .execute()
                 .await
-                .map_err(|e| format!("removing {addr}: {e}"))?;
+                .map_err(refused(format!("removing {addr}")))?;
         }
         Ok(())
     }
 
-    pub async fn has(&self, index: u32, addr: IpAddr) -> Result<bool, String> {
+    pub async fn has(&self, index: u32, addr: IpAddr) -> Result<bool, VipError> {
         Ok(!self.find(index, addr).await?.is_empty())
     }
 }
