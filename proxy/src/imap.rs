@@ -4,10 +4,11 @@
 use std::{io, sync::Arc};
 
 use fulmar_daemon::secret::Secret;
+use fulmar_mailproto::imap::{Received, Wire, WireError};
 use imap_codec::{
-    AuthenticateDataCodec, CommandCodec, GreetingCodec, ResponseCodec,
-    decode::{AuthenticateDataDecodeError, CommandDecodeError, Decoder, ResponseDecodeError},
-    encode::{Encoder, Fragment},
+    AuthenticateDataCodec, CommandCodec, ResponseCodec,
+    decode::{AuthenticateDataDecodeError, CommandDecodeError, Decoder},
+    encode::Encoder,
     imap_types::{
         auth::{AuthMechanism, AuthenticateData},
         command::{Command, CommandBody},
@@ -15,7 +16,6 @@ use imap_codec::{
         response::{GreetingKind, Response, Status, StatusKind},
     },
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     config::{Listener, Protocol},
@@ -284,8 +284,7 @@ impl PreLogin {
             return Ok(None);
         };
         let mut backend = Backend {
-            stream,
-            buf: Vec::new(),
+            wire: Wire::new(stream, BACKEND_MAX_RESPONSE, None),
         };
         let reply = match backend
             .login(&self.peer, self.ttl - 1, &user, pass.expose(), tag)
@@ -313,14 +312,8 @@ impl PreLogin {
     /// Commands the client pipelined behind LOGIN go on to the back-end.
     async fn splice(self, home: Home) -> io::Result<()> {
         let (client, pending) = self.conn.into_parts();
-        splice(
-            client,
-            &home.reply,
-            &pending,
-            home.backend.stream,
-            &home.backend.buf,
-        )
-        .await
+        let (backend, buffered) = home.backend.wire.into_parts();
+        splice(client, &home.reply, &pending, backend, &buffered).await
     }
 
     /// The next complete command, answering sync-literal continuations and
@@ -450,9 +443,11 @@ struct LoginReply {
     to_client: Vec<u8>,
 }
 
+/// Greeting, ID and LOGIN answers are small: more is a broken back-end.
+const BACKEND_MAX_RESPONSE: usize = 1 << 20;
+
 struct Backend {
-    stream: Stream,
-    buf: Vec<u8>,
+    wire: Wire<Stream>,
 }
 
 /// One decoded back-end response: its bytes, and for a tagged status its
@@ -460,7 +455,6 @@ struct Backend {
 struct Reply {
     raw: Vec<u8>,
     tagged: Option<(String, StatusKind, Vec<u8>)>,
-    continuation: bool,
 }
 
 impl Backend {
@@ -528,91 +522,46 @@ impl Backend {
     }
 
     async fn greeting(&mut self) -> io::Result<()> {
-        loop {
-            match GreetingCodec::default().decode(&self.buf) {
-                Ok((rem, greeting)) => {
-                    if greeting.kind != GreetingKind::Ok {
-                        return Err(io::Error::other(format!(
-                            "back-end greeting is {:?}",
-                            greeting.kind
-                        )));
-                    }
-                    let consumed = self.buf.len() - rem.len();
-                    self.buf.drain(..consumed);
-                    return Ok(());
-                }
-                Err(imap_codec::decode::GreetingDecodeError::Incomplete) => self.fill().await?,
-                Err(_) => return Err(io::Error::other("back-end greeting does not parse")),
-            }
+        let greeting = self.wire.greeting().await.map_err(wire_error)?;
+        if greeting.kind != GreetingKind::Ok {
+            return Err(io::Error::other(format!(
+                "back-end greeting is {:?}",
+                greeting.kind
+            )));
         }
+        Ok(())
     }
 
     /// Sends a command, waiting for `+` before each synchronising literal.
     async fn command(&mut self, command: &Command<'_>) -> io::Result<()> {
-        for fragment in CommandCodec::default().encode(command) {
-            match fragment {
-                Fragment::Line { data } => self.stream.write_all(&data).await?,
-                Fragment::Literal { data, mode } => {
-                    if mode == LiteralMode::Sync {
-                        self.stream.flush().await?;
-                        let reply = self.reply("*").await?;
-                        if !reply.continuation {
-                            return Err(io::Error::other("back-end refused a literal"));
-                        }
-                    }
-                    self.stream.write_all(&data).await?;
-                }
-            }
-        }
-        self.stream.flush().await
+        self.wire.command(command).await.map_err(wire_error)
     }
 
+    /// The next response; a tagged status is also re-encoded under the
+    /// client's tag.
     async fn reply(&mut self, client_tag: &str) -> io::Result<Reply> {
-        loop {
-            match ResponseCodec::default().decode(&self.buf) {
-                Ok((rem, response)) => {
-                    let consumed = self.buf.len() - rem.len();
-                    let continuation = matches!(response, Response::CommandContinuationRequest(_));
-                    let tagged = match response {
-                        Response::Status(Status::Tagged(mut tagged)) => {
-                            let tag = tagged.tag.as_ref().to_string();
-                            let kind = tagged.body.kind;
-                            tagged.tag =
-                                Tag::try_from(client_tag.to_string()).unwrap_or(tagged.tag);
-                            let bytes = ResponseCodec::default()
-                                .encode(&Response::Status(Status::Tagged(tagged)))
-                                .dump();
-                            Some((tag, kind, bytes))
-                        }
-                        _ => None,
-                    };
-                    let raw = self.buf.drain(..consumed).collect();
-                    return Ok(Reply {
-                        raw,
-                        tagged,
-                        continuation,
-                    });
-                }
-                Err(ResponseDecodeError::Incomplete) => self.fill().await?,
-                Err(e) => {
-                    let line =
-                        String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)]).into_owned();
-                    return Err(io::Error::other(format!(
-                        "back-end response does not parse ({e:?}): {line:?}"
-                    )));
-                }
+        let Received { response, raw } = self.wire.response().await.map_err(wire_error)?;
+        let tagged = match response {
+            Response::Status(Status::Tagged(mut tagged)) => {
+                let tag = tagged.tag.as_ref().to_string();
+                let kind = tagged.body.kind;
+                tagged.tag = Tag::try_from(client_tag.to_string()).unwrap_or(tagged.tag);
+                let bytes = ResponseCodec::default()
+                    .encode(&Response::Status(Status::Tagged(tagged)))
+                    .dump();
+                Some((tag, kind, bytes))
             }
-        }
+            _ => None,
+        };
+        Ok(Reply { raw, tagged })
     }
+}
 
-    async fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
+fn wire_error(e: WireError) -> io::Error {
+    match e {
+        WireError::Io(e) => e,
+        WireError::Closed => io::ErrorKind::UnexpectedEof.into(),
+        other => io::Error::other(format!("back-end: {other}")),
     }
 }
 

@@ -10,8 +10,8 @@ use crate::{
     session::{Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain, splice},
     stream::Stream,
 };
-use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use fulmar_daemon::secret::Secret;
+use fulmar_mailproto::{sasl, xclient};
 
 /// RFC 1939 allows 255 octets; SASL responses and long passwords need more.
 const MAX_LINE: usize = 4096;
@@ -168,7 +168,7 @@ impl Session {
                     &self.peer,
                     self.ctx.config.backend.proxy_ttl,
                     &user,
-                    pass.expose(),
+                    pass,
                 )
                 .await
             }
@@ -214,7 +214,7 @@ async fn backend_login(
     peer: &Peer,
     ttl: u8,
     user: &str,
-    pass: &str,
+    pass: &Secret,
 ) -> io::Result<Result<Home, String>> {
     let mut conn = Conn::new(stream, std::time::Duration::from_secs(30));
     let greeting = response_line(&mut conn).await?;
@@ -240,21 +240,25 @@ async fn backend_login(
         }
     }
     if xclient {
-        let line = format!(
-            "XCLIENT ADDR={} PORT={} SESSION={} TTL={}\r\n",
-            peer.client.ip(),
-            peer.client.port(),
-            peer.session_id,
-            ttl.saturating_sub(1)
-        );
-        conn.send(line.as_bytes()).await?;
+        let (addr, port) = (peer.client.ip().to_string(), peer.client.port().to_string());
+        let ttl = ttl.saturating_sub(1).to_string();
+        // CAPA names XCLIENT without its attributes: send the four Dovecot takes.
+        let attributes = [
+            ("ADDR", addr.as_str()),
+            ("PORT", &port),
+            ("SESSION", &peer.session_id),
+            ("TTL", &ttl),
+        ];
+        let names = attributes.map(|(n, _)| n);
+        let line = xclient::line(&names, &attributes).expect("names offered");
+        conn.send(format!("{line}\r\n").as_bytes()).await?;
         let answer = response_line(&mut conn).await?;
         if !answer.starts_with("+OK") {
             tracing::warn!("pop3 back-end refused XCLIENT: {answer}");
         }
     }
-    let plain = BASE64.encode(format!("\0{user}\0{pass}"));
-    conn.send(format!("AUTH PLAIN {plain}\r\n").as_bytes())
+    let plain = sasl::plain_response("", user, pass);
+    conn.send(format!("AUTH PLAIN {}\r\n", plain.expose()).as_bytes())
         .await?;
     let answer = response_line(&mut conn).await?;
     if !answer.starts_with("+OK") {

@@ -11,6 +11,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use fulmar_daemon::secret::Secret;
+use fulmar_mailproto::sasl::Plain;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tokio_rustls::TlsConnector;
 
@@ -278,15 +279,11 @@ pub async fn read_plain(
 /// Decodes SASL PLAIN (`authzid NUL authcid NUL password`). An authzid
 /// other than empty or the authcid is refused: no proxy authorization.
 pub fn sasl_plain(data: &[u8]) -> Option<(String, Secret)> {
-    let mut parts = data.split(|b| *b == 0);
-    let (authz, authc, pass) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || authc.is_empty() || !(authz.is_empty() || authz == authc) {
+    let plain = Plain::decode(data)?;
+    if plain.authcid.is_empty() || plain.acts_for_another() {
         return None;
     }
-    Some((
-        String::from_utf8(authc.to_vec()).ok()?,
-        Secret::from_utf8(pass.to_vec())?,
-    ))
+    Some((plain.authcid, plain.password))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::{path::Path, time::Duration};
 
 use fulmar_daemon::secret::{Secret, SecretError};
 use fulmar_directory::{Connection, Pool, fill};
+use fulmar_mailproto::sasl::Plain;
 
 use crate::config::{DirectoryConfig, MailConfig};
 
@@ -96,21 +97,19 @@ impl Authenticator {
     /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`. With an
     /// authorization identity the authcid must be the master user.
     pub async fn plain(&self, message: &Secret) -> Result<String, AuthError> {
-        let mut fields = message.expose().split('\0');
-        let (Some(authzid), Some(authcid), Some(password), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(AuthError::Failed);
-        };
-        if authzid.is_empty() || authzid == authcid {
-            return self.login(authcid, &Secret::new(password)).await;
+        let plain = Plain::decode(message.expose().as_bytes()).ok_or(AuthError::Failed)?;
+        if !plain.acts_for_another() {
+            return self.login(&plain.authcid, &plain.password).await;
         }
         match &self.master {
             Some((user, secret))
-                if same(user.as_bytes(), authcid.as_bytes())
-                    && same(secret.expose().as_bytes(), password.as_bytes()) =>
+                if same(user.as_bytes(), plain.authcid.as_bytes())
+                    && same(
+                        secret.expose().as_bytes(),
+                        plain.password.expose().as_bytes(),
+                    ) =>
             {
-                Ok(authzid.to_ascii_lowercase())
+                Ok(plain.authzid.to_ascii_lowercase())
             }
             _ => Err(AuthError::Failed),
         }

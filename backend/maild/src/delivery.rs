@@ -14,6 +14,8 @@
 //!   (SIZE= refused up front, DATA read to its end and then refused).
 use std::{net::SocketAddr, sync::Arc};
 
+use fulmar_mailproto::xclient::{self, Forwarded};
+
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     net::TcpListener,
@@ -21,7 +23,7 @@ use tokio::{
 
 use crate::{
     Service,
-    net::{self, read_line, skip_line, xclient},
+    net::{self, read_line, skip_line},
     store::StoreError,
 };
 
@@ -178,8 +180,8 @@ impl Delivery {
                 "XCLIENT" if env.from.is_some() => {
                     "503 5.5.1 XCLIENT inside a mail transaction\r\n".into()
                 }
-                "XCLIENT" => match xclient(rest) {
-                    Some((addr, helo)) => {
+                "XCLIENT" => match xclient::parse(rest) {
+                    Some(Forwarded { addr, helo }) => {
                         client = Client {
                             addr: addr.unwrap_or(client.addr),
                             helo_forwarded: helo.is_some() || client.helo_forwarded,

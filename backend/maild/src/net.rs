@@ -124,59 +124,6 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
 }
 
-/// Decodes an xtext value (RFC 3461: `+XX` is a hex-coded byte), as
-/// XCLIENT sends them; None when malformed.
-pub fn xtext_decode(value: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(value.len());
-    let mut bytes = value.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'+' {
-            let hex = [bytes.next()?, bytes.next()?];
-            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// XCLIENT's attributes: the client address and HELO name it names
-/// (`[UNAVAILABLE]` and `[TEMPUNAVAIL]` leave them as they were); None
-/// when malformed.
-#[allow(clippy::type_complexity)]
-pub fn xclient(rest: &str) -> Option<(Option<String>, Option<String>)> {
-    let mut addr = None;
-    let mut helo = None;
-    let mut any = false;
-    for attr in rest.split_whitespace() {
-        let (name, value) = attr.split_once('=')?;
-        // Decoded values end up in a header: no line breaks smuggled in.
-        let value = xtext_decode(value).filter(|v| !v.contains(|c: char| c.is_control()))?;
-        any = true;
-        if value.starts_with('[') {
-            continue;
-        }
-        match name.to_ascii_uppercase().as_str() {
-            "ADDR" => {
-                let plain = value
-                    .strip_prefix("IPV6:")
-                    .or_else(|| value.strip_prefix("ipv6:"))
-                    .unwrap_or(&value);
-                addr = Some(
-                    plain
-                        .parse::<std::net::IpAddr>()
-                        .ok()?
-                        .to_canonical()
-                        .to_string(),
-                );
-            }
-            "HELO" => helo = Some(value),
-            _ => {}
-        }
-    }
-    any.then_some((addr, helo))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,34 +142,5 @@ mod tests {
         let tail = read_line(&mut r, 10).await.unwrap().unwrap();
         assert!(!tail.complete);
         assert!(read_line(&mut r, 10).await.unwrap().is_none());
-    }
-
-    #[test]
-    fn xtext() {
-        assert_eq!(xtext_decode("198.18.0.1").as_deref(), Some("198.18.0.1"));
-        assert_eq!(xtext_decode("a+2Bb+3D").as_deref(), Some("a+b="));
-        assert_eq!(xtext_decode("bad+2"), None);
-        assert_eq!(xtext_decode("bad+zz"), None);
-    }
-
-    #[test]
-    fn xclient_attributes() {
-        assert_eq!(
-            xclient("ADDR=198.18.0.9 PORT=4000 HELO=client.test LOGIN=[UNAVAILABLE]"),
-            Some((Some("198.18.0.9".into()), Some("client.test".into())))
-        );
-        assert_eq!(
-            xclient("ADDR=IPV6:2001:db8::9"),
-            Some((Some("2001:db8::9".into()), None))
-        );
-        assert_eq!(
-            xclient("ADDR=::ffff:198.18.0.9"),
-            Some((Some("198.18.0.9".into()), None))
-        );
-        assert_eq!(xclient("ADDR=[UNAVAILABLE]"), Some((None, None)));
-        assert_eq!(xclient("ADDR=not-an-address"), None);
-        assert_eq!(xclient("ADDR"), None);
-        assert_eq!(xclient("HELO=a+0D+0AX-Evil:+201"), None);
-        assert_eq!(xclient(""), None);
     }
 }

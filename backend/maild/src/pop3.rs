@@ -11,6 +11,7 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use fulmar_daemon::secret::Secret;
+use fulmar_mailproto::xclient::{self, Forwarded};
 use tokio::{
     io::{AsyncWriteExt, BufReader},
     net::TcpListener,
@@ -19,7 +20,7 @@ use tokio::{
 use crate::{
     Service,
     auth::AuthError,
-    net::{self, Io, read_line, skip_line, xclient},
+    net::{self, Io, read_line, skip_line},
     store::{INBOX, Message, StoreError},
 };
 
@@ -354,7 +355,10 @@ impl Session {
             self.line("-ERR You are not allowed to use XCLIENT");
             return;
         }
-        if let Some((Some(addr), _)) = xclient(&args.join(" ")) {
+        if let Some(Forwarded {
+            addr: Some(addr), ..
+        }) = xclient::parse(&args.join(" "))
+        {
             self.client = addr;
         }
         self.line("+OK");

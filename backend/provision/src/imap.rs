@@ -1,33 +1,24 @@
 //! A small IMAP client for provisioning: log in to an instance as a master
 //! user acting for an account (SASL PLAIN with an authorization identity),
-//! create folders, and copy messages with their flags and dates. Commands
-//! are encoded and responses parsed with imap-codec.
+//! create folders, and copy messages with their flags and dates, over the
+//! shared client side of IMAP (`fulmar_mailproto::imap`).
 use std::{num::NonZeroU32, time::Duration};
 
-use base64::Engine;
 use fulmar_daemon::secret::Secret;
-use imap_codec::{
-    CommandCodec, GreetingCodec, ResponseCodec,
-    decode::{Decoder, GreetingDecodeError, ResponseDecodeError},
-    encode::{Encoder, Fragment},
-    imap_types::{
-        IntoStatic,
-        command::{Command, CommandBody},
-        core::{LiteralMode, Vec1},
-        datetime::DateTime,
-        fetch::{MessageDataItem, MessageDataItemName},
-        flag::{Flag, FlagFetch, StoreResponse, StoreType},
-        mailbox::Mailbox,
-        response::{Code, Data, Response, Status, StatusKind},
-        sequence::SequenceSet,
-        status::{StatusDataItem, StatusDataItemName},
-    },
+use fulmar_mailproto::imap::{Wire, WireError};
+use imap_codec::imap_types::{
+    IntoStatic,
+    command::{Command, CommandBody},
+    core::Vec1,
+    datetime::DateTime,
+    fetch::{MessageDataItem, MessageDataItemName},
+    flag::{Flag, FlagFetch, StoreResponse, StoreType},
+    mailbox::Mailbox,
+    response::{Code, Data, Response, Status, StatusKind},
+    sequence::SequenceSet,
+    status::{StatusDataItem, StatusDataItemName},
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    time::timeout,
-};
+use tokio::{net::TcpStream, time::timeout};
 
 /// Responses (and their literals) above this are refused: a provisioning
 /// run must not be made to buffer without bound.
@@ -61,10 +52,8 @@ pub struct Message {
 }
 
 pub struct Session {
-    stream: TcpStream,
-    buf: Vec<u8>,
+    wire: Wire<TcpStream>,
     next_tag: u32,
-    timeout: Duration,
     address: String,
 }
 
@@ -76,23 +65,12 @@ impl Session {
             .map_err(|_| ImapError::Io(format!("{address}: connect timed out")))?
             .map_err(|e| ImapError::Io(format!("{address}: {e}")))?;
         let mut s = Self {
-            stream,
-            buf: Vec::new(),
+            wire: Wire::new(stream, MAX_RESPONSE, Some(limit)),
             next_tag: 1,
-            timeout: limit,
             address: address.to_string(),
         };
-        loop {
-            match GreetingCodec::default().decode(&s.buf) {
-                Ok((rem, _)) => {
-                    let used = s.buf.len() - rem.len();
-                    s.buf.drain(..used);
-                    return Ok(s);
-                }
-                Err(GreetingDecodeError::Incomplete) => s.fill().await?,
-                Err(e) => return Err(s.io(format!("greeting does not parse: {e:?}"))),
-            }
-        }
+        s.wire.greeting().await.map_err(|e| s.wire_error(e))?;
+        Ok(s)
     }
 
     /// Logs in as `master` acting for `user` (RFC 4616 authzid).
@@ -109,9 +87,9 @@ impl Session {
             Response::CommandContinuationRequest(_) => {}
             other => return Err(self.io(format!("AUTHENTICATE: unexpected {other:?}"))),
         }
-        let plain = Secret::new(format!("{user}\0{master}\0{}", password.expose()));
-        let line = base64::engine::general_purpose::STANDARD.encode(plain.expose());
-        self.write(format!("{line}\r\n").as_bytes()).await?;
+        let line = fulmar_mailproto::sasl::plain_response(user, master, password);
+        self.write(format!("{}\r\n", line.expose()).as_bytes())
+            .await?;
         self.until_tagged(&tag, "AUTHENTICATE").await.map(|_| ())
     }
 
@@ -318,36 +296,33 @@ impl Session {
         ImapError::Io(format!("{}: {what}", self.address))
     }
 
+    fn wire_error(&self, e: WireError) -> ImapError {
+        match e {
+            // NO or BAD to a literal: the command's own answer.
+            WireError::LiteralRefused(answer) => match *answer {
+                Response::Status(Status::Tagged(t)) => {
+                    match check("literal", t.body.kind, t.body.code, &t.body.text) {
+                        Err(refused) => refused,
+                        Ok(()) => self.io("literal refused".into()),
+                    }
+                }
+                other => self.io(format!("literal refused: {other:?}")),
+            },
+            other => self.io(other.to_string()),
+        }
+    }
+
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ImapError> {
-        timeout(self.timeout, self.stream.write_all(bytes))
-            .await
-            .map_err(|_| self.io("write timed out".into()))?
-            .map_err(|e| self.io(e.to_string()))
+        let sent = self.wire.line(bytes).await;
+        sent.map_err(|e| self.wire_error(e))
     }
 
     /// Sends a command, waiting for `+` before each synchronising literal.
     async fn send(&mut self, body: CommandBody<'_>) -> Result<String, ImapError> {
         let tag = self.tag();
         let command = Command::new(tag.as_str(), body).map_err(|e| self.io(format!("{e:?}")))?;
-        for fragment in CommandCodec::default().encode(&command) {
-            match fragment {
-                Fragment::Line { data } => self.write(&data).await?,
-                Fragment::Literal { data, mode } => {
-                    if mode == LiteralMode::Sync {
-                        match self.response().await? {
-                            Response::CommandContinuationRequest(_) => {}
-                            Response::Status(Status::Tagged(t)) => {
-                                check("literal", t.body.kind, t.body.code, &t.body.text)?;
-                            }
-                            other => {
-                                return Err(self.io(format!("literal refused: {other:?}")));
-                            }
-                        }
-                    }
-                    self.write(&data).await?;
-                }
-            }
-        }
+        let sent = self.wire.command(&command).await;
+        sent.map_err(|e| self.wire_error(e))?;
         Ok(tag)
     }
 
@@ -384,44 +359,8 @@ impl Session {
     }
 
     async fn response(&mut self) -> Result<Response<'static>, ImapError> {
-        loop {
-            match ResponseCodec::default().decode(&self.buf) {
-                Ok((rem, response)) => {
-                    let used = self.buf.len() - rem.len();
-                    let response = response.into_static();
-                    self.buf.drain(..used);
-                    return Ok(response);
-                }
-                Err(ResponseDecodeError::Incomplete) => self.fill().await?,
-                Err(ResponseDecodeError::LiteralFound { length }) => {
-                    if length as usize > MAX_RESPONSE {
-                        return Err(self.io(format!("a {length}-byte literal is too large")));
-                    }
-                    self.fill().await?
-                }
-                Err(e) => {
-                    let head =
-                        String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)]).into_owned();
-                    return Err(self.io(format!("response does not parse ({e:?}): {head:?}")));
-                }
-            }
-        }
-    }
-
-    async fn fill(&mut self) -> Result<(), ImapError> {
-        if self.buf.len() > MAX_RESPONSE {
-            return Err(self.io("response too large".into()));
-        }
-        let mut chunk = vec![0u8; 64 << 10];
-        let n = timeout(self.timeout, self.stream.read(&mut chunk))
-            .await
-            .map_err(|_| self.io("no answer (timed out)".into()))?
-            .map_err(|e| self.io(e.to_string()))?;
-        if n == 0 {
-            return Err(self.io("connection closed".into()));
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
+        let received = self.wire.response().await;
+        received.map(|r| r.response).map_err(|e| self.wire_error(e))
     }
 }
 

@@ -3,6 +3,8 @@
 //! RCPT, DATA; then the message streams through and the replies decide.
 use std::{io, time::Duration};
 
+use fulmar_mailproto::xclient;
+
 use crate::{
     config::DeliveryProtocol,
     conn::{Conn, Line},
@@ -116,21 +118,20 @@ impl Delivery {
             return Ok(());
         }
         let mut caps = self.hello(env.our_name).await?;
-        if let Some(attrs) = caps.iter().find_map(|c| c.strip_prefix("XCLIENT ")) {
-            let attrs: Vec<String> = attrs.split(' ').map(str::to_ascii_uppercase).collect();
-            let mut line = String::from("XCLIENT");
-            let ttl = env.ttl.to_string();
-            for (name, value) in [
+        let offered: Option<Vec<&str>> = caps
+            .iter()
+            .find_map(|c| c.strip_prefix("XCLIENT "))
+            .map(|attrs| attrs.split(' ').collect());
+        if let Some(offered) = offered {
+            let (port, ttl) = (env.client_port.to_string(), env.ttl.to_string());
+            let attributes = [
                 ("ADDR", env.client_ip.as_str()),
-                ("PORT", &env.client_port.to_string()),
+                ("PORT", &port),
                 ("HELO", env.helo),
                 ("LOGIN", env.login.unwrap_or("[UNAVAILABLE]")),
-                ("TTL", ttl.as_str()),
-            ] {
-                if attrs.iter().any(|a| a == name) {
-                    line.push_str(&format!(" {name}={}", xtext(value)));
-                }
-            }
+                ("TTL", &ttl),
+            ];
+            let line = xclient::line(&offered, &attributes).unwrap_or_else(|| "XCLIENT".into());
             self.command(&line).await?;
             let reply = self.read_reply().await?;
             // XCLIENT restarts the session with a fresh greeting.
@@ -282,29 +283,5 @@ pub async fn read_reply(conn: &mut Conn) -> io::Result<Reply> {
         if line.as_bytes().get(3) != Some(&b'-') {
             return Ok(Reply { code, lines });
         }
-    }
-}
-
-/// xtext (RFC 3461): `+`, `=`, controls and non-ASCII as `+XX`.
-pub fn xtext(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xtext_escapes() {
-        assert_eq!(xtext("mx.example"), "mx.example");
-        assert_eq!(xtext("a b=c+d"), "a+20b+3Dc+2Bd");
     }
 }
