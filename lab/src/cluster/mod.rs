@@ -80,6 +80,20 @@ pub struct ClusterLab {
     boots: BTreeMap<String, usize>,
 }
 
+/// The volume outlives the lab's processes: the node that held it at the
+/// end still has it mounted and its loop device attached (its agent was
+/// killed, not stopped). Pulling every node's plug lets both go before the
+/// lab's directory is removed.
+impl Drop for ClusterLab {
+    fn drop(&mut self) {
+        for node in NODES {
+            if let Err(e) = self.unplug(node) {
+                eprintln!("cluster lab teardown: {node}: {e}");
+            }
+        }
+    }
+}
+
 pub(super) fn lab_io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
     move |e| LabError::io(path, e)
 }
