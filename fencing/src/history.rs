@@ -80,6 +80,20 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The fence history could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct HistoryError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
+impl From<HistoryError> for String {
+    fn from(e: HistoryError) -> String {
+        e.to_string()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct History {
     path: PathBuf,
@@ -92,19 +106,30 @@ impl History {
         }
     }
 
-    pub fn append(&self, record: &Record) -> Result<(), String> {
+    /// Appends `record` durably: the line is synced, and so is the
+    /// directory when this created the file.
+    pub fn append(&self, record: &Record) -> Result<(), HistoryError> {
         let dir = self.path.parent().expect("state dir");
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let at = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| HistoryError { path, source }
+        };
+        fs::create_dir_all(dir).map_err(at(dir))?;
         let mut line = serde_json::to_string(record).expect("record serializes");
         line.push('\n');
+        let created = !self.path.exists();
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            .map_err(at(&self.path))?;
         file.write_all(line.as_bytes())
             .and_then(|_| file.sync_all())
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+            .map_err(at(&self.path))?;
+        if created {
+            fulmar_daemon::durable::sync_dir(dir).map_err(at(dir))?;
+        }
+        Ok(())
     }
 
     /// Every record, oldest first; a torn last line (crash while writing)

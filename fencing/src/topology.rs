@@ -13,8 +13,34 @@ use futures::future::join_all;
 use crate::{
     config::FencingConfig,
     device::{Action, Device, DeviceError, PowerState},
-    history::{DeviceAttempt, History, LevelAttempt, Outcome, Record, now_ms},
+    history::{DeviceAttempt, History, HistoryError, LevelAttempt, Outcome, Record, now_ms},
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    #[error("node {0:?} has no fencing configuration")]
+    UnknownNode(String),
+    #[error("no device named {0:?}")]
+    UnknownDevice(String),
+    /// Its config cannot be used (a missing password file, an agent not
+    /// installed).
+    #[error("device {name}: {reason}")]
+    Unusable { name: String, reason: String },
+    #[error(transparent)]
+    Action(#[from] DeviceError),
+    /// Devices that would not lift their barrier, each with why.
+    #[error("{}", .0.join("; "))]
+    Unfence(Vec<String>),
+    /// The record could not be written; the fence itself happened.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+impl From<FenceError> for String {
+    fn from(e: FenceError) -> String {
+        e.to_string()
+    }
+}
 
 pub struct Fencer {
     config: FencingConfig,
@@ -47,11 +73,14 @@ impl Fencer {
         &self.history
     }
 
-    pub fn device(&self, name: &str) -> Result<&Device, String> {
+    pub fn device(&self, name: &str) -> Result<&Device, FenceError> {
         match self.devices.get(name) {
             Some(Ok(d)) => Ok(d),
-            Some(Err(e)) => Err(format!("device {name}: {e}")),
-            None => Err(format!("no device named {name:?}")),
+            Some(Err(e)) => Err(FenceError::Unusable {
+                name: name.into(),
+                reason: e.clone(),
+            }),
+            None => Err(FenceError::UnknownDevice(name.into())),
         }
     }
 
@@ -60,19 +89,19 @@ impl Fencer {
         &self,
         name: &str,
         action: Action,
-    ) -> Result<crate::device::Answer, String> {
+    ) -> Result<crate::device::Answer, FenceError> {
         let device = self.device(name)?;
         let timeout = self.config.device[name].timeout();
-        device.run(action, timeout).await.map_err(|e| e.to_string())
+        Ok(device.run(action, timeout).await?)
     }
 
     /// Fences `node`, records the result in the history, and returns it.
-    pub async fn fence(&self, node: &str) -> Result<Record, String> {
+    pub async fn fence(&self, node: &str) -> Result<Record, FenceError> {
         let plan = self
             .config
             .node
             .get(node)
-            .ok_or_else(|| format!("node {node:?} has no fencing configuration"))?;
+            .ok_or_else(|| FenceError::UnknownNode(node.into()))?;
         let started_ms = now_ms();
         let started = Instant::now();
         if !plan.delay.is_zero() {
@@ -123,12 +152,12 @@ impl Fencer {
     /// Lifts the I/O barriers of a node that came back after a fence (the
     /// devices that revoke access rather than power, e.g. fence_scsi
     /// re-registers its key): every level's devices that unfence, `on`.
-    pub async fn unfence(&self, node: &str) -> Result<(), String> {
+    pub async fn unfence(&self, node: &str) -> Result<(), FenceError> {
         let plan = self
             .config
             .node
             .get(node)
-            .ok_or_else(|| format!("node {node:?} has no fencing configuration"))?;
+            .ok_or_else(|| FenceError::UnknownNode(node.into()))?;
         let devices: Vec<&String> = plan
             .levels
             .iter()
@@ -144,14 +173,14 @@ impl Fencer {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(FenceError::Unfence(errors))
         }
     }
 
     /// An operator's word that `node` is off (checked by hand).
-    pub fn confirm_manual(&self, node: &str, by: &str) -> Result<Record, String> {
+    pub fn confirm_manual(&self, node: &str, by: &str) -> Result<Record, FenceError> {
         if !self.config.node.contains_key(node) {
-            return Err(format!("node {node:?} has no fencing configuration"));
+            return Err(FenceError::UnknownNode(node.into()));
         }
         let record = Record {
             node: node.to_string(),

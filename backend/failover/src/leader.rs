@@ -175,7 +175,9 @@ async fn apply(
                     delay_ms: 0,
                     duration_ms: 0,
                     levels: Vec::new(),
-                    outcome: Outcome::Unfenceable { reasons: vec![e] },
+                    outcome: Outcome::Unfenceable {
+                        reasons: vec![e.to_string()],
+                    },
                 });
                 tracing::warn!(node, "{}", record.summary());
                 let fence = Fence {
