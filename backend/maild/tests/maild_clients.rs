@@ -855,3 +855,38 @@ print("received", m.fetch(last, "(BODY.PEEK[HEADER.FIELDS (RECEIVED)])")[1][0][1
         "{proxied}"
     );
 }
+
+/// 2 000 nested multiparts (a 139 KB message anyone may send): BODYSTRUCTURE
+/// answers with the structure cut at the MIME depth bound, and the instance
+/// keeps serving (it used to overflow its stack and abort on every fetch).
+#[test]
+fn deeply_nested_multiparts_are_answered_not_fatal() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+import smtplib
+depth = 2000
+head = "".join(f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n" for i in range(depth))
+tail = "".join(f"\r\n--b{i}--\r\n" for i in reversed(range(depth)))
+message = "Subject: nested\r\n" + head + "Content-Type: text/plain\r\n\r\ndeep\r\n" + tail
+print("size", len(message) > 100000)
+l = smtplib.LMTP(MAIL, 24)
+l.sendmail("x@elsewhere.test", ["ann@fulmar.test"], message)
+l.quit()
+m = imaplib.IMAP4(MAIL, 143); m.login("ann", "ann-pw"); m.select("INBOX")
+typ, data = m.fetch("1", "(BODYSTRUCTURE)")
+print("fetch", typ, len(data[0]) < 20000)
+typ, data = m.fetch("1", "(BODY.PEEK[1.1.1] BODYSTRUCTURE)")
+print("again", typ)
+m.logout()
+n = imaplib.IMAP4(MAIL, 143); n.login("ann", "ann-pw")
+print("still serving", n.noop()[0])
+n.logout()
+"#,
+    );
+    assert_eq!(line(&out, "size"), "True", "{out}");
+    assert_eq!(line(&out, "fetch"), "OK True", "{out}");
+    assert_eq!(line(&out, "again"), "OK", "{out}");
+    assert_eq!(line(&out, "still serving"), "OK", "{out}");
+}

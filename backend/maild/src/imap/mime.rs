@@ -210,9 +210,18 @@ fn line_count(body: &[u8]) -> usize {
 }
 
 /// BODYSTRUCTURE (`extended`) or BODY of a whole message.
+/// Multiparts nested deeper than this are shown as one opaque part (with
+/// their size), as Dovecot does past its 100 levels: anyone can send a
+/// message, and the structure is written by recursion.
+pub const MAX_MIME_DEPTH: usize = 100;
+
 pub fn body_structure(out: &mut Vec<u8>, msg: &Message, extended: bool) {
+    nested_structure(out, msg, extended, 0);
+}
+
+fn nested_structure(out: &mut Vec<u8>, msg: &Message, extended: bool, depth: usize) {
     match root(msg) {
-        Some(_) => part_structure(out, msg, 0, extended),
+        Some(_) => part_structure(out, msg, 0, extended, depth),
         None => {
             let raw = msg.raw_message();
             let lines = line_count(raw);
@@ -227,7 +236,7 @@ pub fn body_structure(out: &mut Vec<u8>, msg: &Message, extended: bool) {
     }
 }
 
-fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool) {
+fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool, depth: usize) {
     let Some(part) = msg.parts.get(id as usize) else {
         return;
     };
@@ -237,9 +246,9 @@ fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool) {
         None => ("text".into(), "plain".into()),
     };
     out.push(b'(');
-    if let Some(children) = part.sub_parts() {
+    if let Some(children) = part.sub_parts().filter(|_| depth < MAX_MIME_DEPTH) {
         for &child in children {
-            part_structure(out, msg, child, extended);
+            part_structure(out, msg, child, extended, depth + 1);
         }
         if children.is_empty() {
             // A multipart with no parts still needs a body inside.
@@ -287,11 +296,11 @@ fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool) {
     let body = slice(msg, part.offset_body, part.offset_end).unwrap_or_default();
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
     let lines = line_count(body);
-    if let Some(nested) = part.message() {
+    if let Some(nested) = part.message().filter(|_| depth < MAX_MIME_DEPTH) {
         out.push(b' ');
         envelope(out, nested);
         out.push(b' ');
-        body_structure(out, nested, extended);
+        nested_structure(out, nested, extended, depth + 1);
         out.extend_from_slice(format!(" {lines}").as_bytes());
     } else if is_text {
         out.extend_from_slice(format!(" {lines}").as_bytes());
