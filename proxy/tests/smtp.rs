@@ -198,3 +198,46 @@ s.quit()
     let got = site.python(&fetch_script(BOB.0, BOB.1));
     assert!(got.starts_with("1 "), "{got}");
 }
+
+/// SMTP smuggling: a bare-LF `.` inside DATA followed by commands. The
+/// proxy refuses the message whole (550) and nothing reaches the mailbox,
+/// neither the message nor the one smuggled behind it.
+#[test]
+fn bare_lf_in_data_is_refused_not_smuggled() {
+    let site = Site::start(Options::default());
+    let count = format!(
+        r#"
+import imaplib
+m = imaplib.IMAP4("{PROXY}", 1143)
+m.login("{}", "{}")
+print("messages", int(m.select("INBOX")[1][0]))
+"#,
+        ANN.0, ANN.1
+    );
+    let before = site.python(&count);
+    let script = format!(
+        r#"
+import socket
+s = socket.create_connection(("{PROXY}", 25), timeout=10)
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline().decode()
+        if line[3:4] != "-":
+            return line.strip()
+reply()
+s.sendall(b"EHLO client.test\r\n"); reply()
+s.sendall(b"MAIL FROM:<x@remote.test>\r\n"); reply()
+s.sendall(b"RCPT TO:<ann@mail.test>\r\n"); reply()
+s.sendall(b"DATA\r\n"); print("data", reply())
+s.sendall(b"Subject: first\r\n\r\nhello\r\n.\nMAIL FROM:<boss@mail.test>\r\nRCPT TO:<ann@mail.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nwire the money\r\n.\r\n")
+print("end", reply())
+s.sendall(b"QUIT\r\n"); reply()
+"#
+    );
+    let out = site.python(&script);
+    assert!(out.contains("data 354"), "{out}");
+    assert!(out.contains("end 550 5.5.2"), "{out}");
+    let after = site.python(&count);
+    assert_eq!(before, after, "nothing delivered");
+}

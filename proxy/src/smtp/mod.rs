@@ -341,6 +341,11 @@ impl Session {
         let max = self.ctx.config.smtp.max_message_size;
         let mut size: u64 = 0;
         let mut too_big = false;
+        // RFC 5321 §2.3.8: a line ends only at CRLF. A bare LF is refused,
+        // never passed on: a back-end that ends lines at LF would take
+        // `LF.LF` for the end of DATA and what follows for commands on our
+        // trusted connection (SMTP smuggling).
+        let mut bare_lf = false;
         // The last bytes seen, so a terminator split across reads is found;
         // the data starts at the beginning of a line.
         let mut tail: Vec<u8> = b"\r\n".to_vec();
@@ -358,7 +363,8 @@ impl Session {
             if size.saturating_sub(3) > max {
                 too_big = true;
             }
-            if !too_big {
+            bare_lf |= has_bare_lf(tail.last().copied(), body);
+            if !too_big && !bare_lf {
                 for d in deliveries.iter_mut() {
                     d.write(body).await;
                 }
@@ -371,9 +377,15 @@ impl Session {
             tail = last_bytes(&tail, chunk);
             self.conn.buf.clear();
         }
-        if too_big {
+        if too_big || bare_lf {
             // Dropping the back-end connections mid-DATA makes them discard it.
             drop(deliveries);
+            if bare_lf {
+                tracing::warn!(from = %tx.from, client = %self.peer.client, "smtp: bare LF in DATA refused");
+                return self
+                    .reply("550 5.5.2 Bare <LF> in DATA: lines end with <CR><LF>")
+                    .await;
+            }
             return self
                 .reply("552 5.3.4 Message size exceeds fixed limit")
                 .await;
@@ -493,6 +505,15 @@ fn find_end(tail: &[u8], chunk: &[u8]) -> Option<usize> {
     })
 }
 
+/// Whether `body` has an LF not preceded by CR (`before`: the byte before
+/// `body`).
+fn has_bare_lf(before: Option<u8>, body: &[u8]) -> bool {
+    body.iter().enumerate().any(|(i, &b)| {
+        let prev = if i == 0 { before } else { Some(body[i - 1]) };
+        b == b'\n' && prev != Some(b'\r')
+    })
+}
+
 /// The last 4 bytes of `tail` followed by `chunk`.
 fn last_bytes(tail: &[u8], chunk: &[u8]) -> Vec<u8> {
     let mut t = [tail, &chunk[chunk.len().saturating_sub(4)..]].concat();
@@ -503,6 +524,14 @@ fn last_bytes(tail: &[u8], chunk: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_line_feeds() {
+        assert!(!has_bare_lf(Some(b'\n'), b"a\r\nb\r\n"));
+        assert!(has_bare_lf(Some(b'\n'), b"a\r\n.\nMAIL"));
+        assert!(!has_bare_lf(Some(b'\r'), b"\nrest"));
+        assert!(has_bare_lf(Some(b'x'), b"\nrest"));
+    }
 
     #[test]
     fn paths() {
