@@ -292,7 +292,7 @@ impl Delivery {
         }
     }
 
-    /// The message up to the lone dot, unstuffed; `Err(size)` when it
+    /// The message up to the lone dot (`CRLF.CRLF`), unstuffed; `Err(size)` when it
     /// outgrew the limit (read to its end all the same); `None` at EOF.
     async fn read_data<R: AsyncRead + Unpin>(
         &self,
@@ -308,14 +308,17 @@ impl Delivery {
             };
             let mut bytes = &line.bytes[..];
             if at_line_start {
-                if bytes == b".\r\n" || bytes == b".\n" {
+                if bytes == b".\r\n" {
                     break;
                 }
                 if bytes.first() == Some(&b'.') {
                     bytes = &bytes[1..];
                 }
             }
-            at_line_start = line.complete;
+            // RFC 5321 §2.3.8: only CRLF ends a line, so only `CRLF.CRLF`
+            // ends the message; a bare LF (`.LF` included) is data. What
+            // follows a bare-LF dot is never read as commands (smuggling).
+            at_line_start = line.complete && line.bytes.ends_with(b"\r\n");
             seen += bytes.len() as u64;
             if body.len() + bytes.len() <= max {
                 body.extend_from_slice(bytes);

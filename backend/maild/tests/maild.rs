@@ -349,3 +349,41 @@ acked.close()
         all.len()
     );
 }
+
+/// RFC 5321 §2.3.8 on the second hop: only `CRLF.CRLF` ends DATA. A
+/// bare-LF dot followed by commands stays part of the one message; no
+/// second, smuggled message is delivered.
+#[test]
+fn only_crlf_dot_crlf_ends_data() {
+    let mut inst = Instance::new("64 KiB");
+    inst.start();
+    let out = inst.python(&format!(
+        r#"
+import socket
+s = socket.create_connection(("{MAIL}", 24), timeout=5)
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline().decode().strip()
+        if line[3:4] != "-":
+            return line
+reply()
+for cmd in [b"LHLO x\r\n", b"MAIL FROM:<a@x.test>\r\n", b"RCPT TO:<ann@fulmar.test>\r\n"]:
+    s.sendall(cmd); reply()
+s.sendall(b"DATA\r\n"); print("data", reply())
+s.sendall(b"Message-ID: <outer@test>\r\n\r\nhello\r\n.\nMAIL FROM:<boss@x.test>\r\nRCPT TO:<bob@fulmar.test>\r\nDATA\r\nMessage-ID: <smuggled@test>\r\n\r\nx\r\n.\r\n")
+print("end", reply())
+s.sendall(b"NOOP\r\n"); print("after", reply())
+"#
+    ));
+    assert!(out.contains("data 354"), "{out}");
+    assert!(out.contains("end 250 2.0.0 <ann@fulmar.test>"), "{out}");
+    assert!(out.contains("after 250"), "{out}");
+    assert_eq!(
+        inst.message_ids("bob@fulmar.test").len(),
+        0,
+        "nothing smuggled"
+    );
+    let ann = inst.message_ids("ann@fulmar.test");
+    assert_eq!(ann.get("<outer@test>"), Some(&1), "{ann:?}");
+}
