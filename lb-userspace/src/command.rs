@@ -3,7 +3,7 @@
 //! as iproute2 does (`fulmar ser sh`, `fulmar r a ... w 3`).
 use std::{net::IpAddr, net::SocketAddr, time::Duration};
 
-use fulmar_daemon::grammar::keyword;
+use fulmar_daemon::grammar::{KeywordError, keyword};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -186,6 +186,42 @@ pub fn usage(object: &str) -> &'static str {
     }
 }
 
+/// Why a command line is not a command; every message names the word and,
+/// where it helps, shows the object's usage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("no object given; expected one of: {0}")]
+    NoObject(String),
+    #[error(transparent)]
+    Keyword(#[from] KeywordError),
+    /// An unknown or ambiguous command of an object.
+    #[error("{error}\n{usage}")]
+    Verb {
+        error: KeywordError,
+        usage: &'static str,
+    },
+    #[error("{what} is missing\n{usage}")]
+    Missing { what: String, usage: &'static str },
+    #[error("unexpected {word:?}\n{usage}")]
+    Unexpected { word: String, usage: &'static str },
+    /// A value that does not parse: a number, a duration, an address.
+    #[error("{0}")]
+    Value(String),
+}
+
+/// Values parsed elsewhere (`ServiceAddr`) say why in words.
+impl From<String> for ParseError {
+    fn from(why: String) -> Self {
+        ParseError::Value(why)
+    }
+}
+
+impl From<ParseError> for String {
+    fn from(e: ParseError) -> String {
+        e.to_string()
+    }
+}
+
 struct Words<'a> {
     words: &'a [String],
     at: usize,
@@ -193,27 +229,30 @@ struct Words<'a> {
 }
 
 impl<'a> Words<'a> {
-    fn next(&mut self, what: &str) -> Result<&'a str, String> {
-        let word = self
-            .words
-            .get(self.at)
-            .ok_or_else(|| format!("{what} is missing\n{}", usage(self.object)))?;
+    fn next(&mut self, what: &str) -> Result<&'a str, ParseError> {
+        let word = self.words.get(self.at).ok_or_else(|| ParseError::Missing {
+            what: what.into(),
+            usage: usage(self.object),
+        })?;
         self.at += 1;
         Ok(word)
     }
     fn peek(&self) -> Option<&'a str> {
         self.words.get(self.at).map(String::as_str)
     }
-    fn done(&self) -> Result<(), String> {
+    fn done(&self) -> Result<(), ParseError> {
         match self.peek() {
             None => Ok(()),
-            Some(extra) => Err(format!("unexpected {extra:?}\n{}", usage(self.object))),
+            Some(extra) => Err(ParseError::Unexpected {
+                word: extra.into(),
+                usage: usage(self.object),
+            }),
         }
     }
-    fn service(&mut self) -> Result<ServiceAddr, String> {
-        self.next("SERVICE")?.parse()
+    fn service(&mut self) -> Result<ServiceAddr, ParseError> {
+        Ok(self.next("SERVICE")?.parse()?)
     }
-    fn optional_service(&mut self) -> Result<Option<ServiceAddr>, String> {
+    fn optional_service(&mut self) -> Result<Option<ServiceAddr>, ParseError> {
         let service = self.peek().map(str::parse).transpose()?;
         if service.is_some() {
             self.at += 1;
@@ -223,24 +262,24 @@ impl<'a> Words<'a> {
     }
 }
 
-fn on_off(word: &str) -> Result<bool, String> {
+fn on_off(word: &str) -> Result<bool, ParseError> {
     match keyword(word, &["on", "off"], "switch")? {
         "on" => Ok(true),
         _ => Ok(false),
     }
 }
 
-fn number<T: std::str::FromStr>(word: &str, what: &str, range: &str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(word: &str, what: &str, range: &str) -> Result<T, ParseError> {
     word.parse()
-        .map_err(|_| format!("{what} {word:?} is not a number in {range}"))
+        .map_err(|_| ParseError::Value(format!("{what} {word:?} is not a number in {range}")))
 }
 
-fn duration(word: &str, what: &str) -> Result<Duration, String> {
+fn duration(word: &str, what: &str) -> Result<Duration, ParseError> {
     humantime::parse_duration(word)
-        .map_err(|e| format!("{what} {word:?}: {e}; write e.g. 200ms, 2s, 1m"))
+        .map_err(|e| ParseError::Value(format!("{what} {word:?}: {e}; write e.g. 200ms, 2s, 1m")))
 }
 
-fn real_target(word: &str) -> Result<RealTarget, String> {
+fn real_target(word: &str) -> Result<RealTarget, ParseError> {
     if let Ok(addr) = word.parse::<IpAddr>() {
         return Ok(RealTarget { addr, port: None });
     }
@@ -249,13 +288,13 @@ fn real_target(word: &str) -> Result<RealTarget, String> {
             addr: sock.ip(),
             port: Some(sock.port()),
         }),
-        _ => Err(format!(
+        _ => Err(ParseError::Value(format!(
             "real {word:?}: write ADDR, ADDR:PORT or [IPv6]:PORT, e.g. 198.18.1.11 or 198.18.1.11:1143"
-        )),
+        ))),
     }
 }
 
-fn service_opts(w: &mut Words) -> Result<ServiceOpts, String> {
+fn service_opts(w: &mut Words) -> Result<ServiceOpts, ParseError> {
     let mut opts = ServiceOpts::default();
     while let Some(word) = w.peek() {
         w.at += 1;
@@ -298,7 +337,7 @@ const REAL_OPTIONS: [&str; 11] = [
     "agent",
 ];
 
-fn real_opts(w: &mut Words) -> Result<RealOpts, String> {
+fn real_opts(w: &mut Words) -> Result<RealOpts, ParseError> {
     let mut opts = RealOpts::default();
     while let Some(word) = w.peek() {
         w.at += 1;
@@ -318,9 +357,9 @@ fn real_opts(w: &mut Words) -> Result<RealOpts, String> {
                     None
                 } else {
                     Some(parse_mac(value).ok_or_else(|| {
-                        format!(
+                        ParseError::Value(format!(
                             "mac {value:?}: write six hex pairs, e.g. 02:00:00:00:01:0b, or auto"
-                        )
+                        ))
                     })?)
                 })
             }
@@ -346,29 +385,26 @@ fn real_opts(w: &mut Words) -> Result<RealOpts, String> {
     Ok(opts)
 }
 
-fn positive(d: Duration, what: &str) -> Result<Duration, String> {
+fn positive(d: Duration, what: &str) -> Result<Duration, ParseError> {
     if d.is_zero() {
-        Err(format!("{what} must be above zero"))
+        Err(ParseError::Value(format!("{what} must be above zero")))
     } else {
         Ok(d)
     }
 }
 
-fn at_least_one(n: u32, what: &str) -> Result<u32, String> {
+fn at_least_one(n: u32, what: &str) -> Result<u32, ParseError> {
     if (1..=1000).contains(&n) {
         Ok(n)
     } else {
-        Err(format!("{what} {n} is outside 1-1000"))
+        Err(ParseError::Value(format!("{what} {n} is outside 1-1000")))
     }
 }
 
 /// Parses one command (`OBJECT COMMAND ARGS`).
-pub fn parse(words: &[String]) -> Result<Command, String> {
+pub fn parse(words: &[String]) -> Result<Command, ParseError> {
     let Some(first) = words.first() else {
-        return Err(format!(
-            "no object given; expected one of: {}",
-            OBJECTS.join(", ")
-        ));
+        return Err(ParseError::NoObject(OBJECTS.join(", ")));
     };
     let object = keyword(first, &OBJECTS, "object")?;
     let mut w = Words {
@@ -393,8 +429,12 @@ pub fn parse(words: &[String]) -> Result<Command, String> {
             None => "show",
             Some(word) => {
                 w.at += 1;
-                keyword(word, verbs, &format!("{object} command"))
-                    .map_err(|e| format!("{e}\n{}", usage(object)))?
+                keyword(word, verbs, &format!("{object} command")).map_err(|error| {
+                    ParseError::Verb {
+                        error,
+                        usage: usage(object),
+                    }
+                })?
             }
         }
     };
@@ -437,7 +477,7 @@ mod tests {
     use super::*;
 
     fn p(line: &str) -> Result<Command, String> {
-        parse(&split_line(line))
+        parse(&split_line(line)).map_err(String::from)
     }
 
     #[test]

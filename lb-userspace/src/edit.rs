@@ -1,27 +1,64 @@
 //! Configuration commands applied to a `Desired`: what `service add`,
 //! `real set` and friends mean, independent of the maps.
+use std::net::{IpAddr, SocketAddr};
+
 use fulmar_common::{MAX_REALS, MAX_SERVICES};
 
 use crate::{
     command::{CheckDefaults, Command, RealOpts},
-    model::{Desired, RealConf, ServiceConf},
+    model::{Desired, RealConf, ServiceAddr, ServiceConf},
     services::{Forwarding, RealState, Scheduler},
 };
 
+/// Why a change was refused; the configuration stays as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("service {0} exists; change it with `fulmar service set {0} ...`")]
+    ServiceExists(ServiceAddr),
+    #[error("no service {0}; see `fulmar service show`, or add it with `fulmar service add {0}`")]
+    NoService(ServiceAddr),
+    #[error("all {MAX_SERVICES} services are in use; delete one first")]
+    TooManyServices,
+    #[error(
+        "real {endpoint} of {service} exists; change it with `fulmar real set {service} {target} ...`"
+    )]
+    RealExists {
+        service: ServiceAddr,
+        endpoint: SocketAddr,
+        target: IpAddr,
+    },
+    #[error("{service} has no real {endpoint}; see `fulmar real show {service}`")]
+    NoReal {
+        service: ServiceAddr,
+        endpoint: SocketAddr,
+    },
+    #[error("{0} has {MAX_REALS} reals, the most a service holds")]
+    TooManyReals(ServiceAddr),
+    #[error("real {endpoint} and VIP {vip} are of different address families")]
+    Family { endpoint: SocketAddr, vip: IpAddr },
+    #[error("{0} does not change the configuration")]
+    NotAChange(String),
+    /// A batch line that does not parse or is not a change.
+    #[error("line {line}: {why}")]
+    Line { line: usize, why: String },
+}
+
+impl From<EditError> for String {
+    fn from(e: EditError) -> String {
+        e.to_string()
+    }
+}
+
 impl Desired {
     /// Applies one configuration command; on error `self` is unchanged.
-    pub fn apply(&mut self, command: &Command, defaults: &CheckDefaults) -> Result<(), String> {
+    pub fn apply(&mut self, command: &Command, defaults: &CheckDefaults) -> Result<(), EditError> {
         match command {
             Command::ServiceAdd(addr, opts) => {
                 if self.services.contains_key(addr) {
-                    return Err(format!(
-                        "service {addr} exists; change it with `fulmar service set {addr} ...`"
-                    ));
+                    return Err(EditError::ServiceExists(*addr));
                 }
                 if self.services.len() >= MAX_SERVICES as usize {
-                    return Err(format!(
-                        "all {MAX_SERVICES} services are in use; delete one first"
-                    ));
+                    return Err(EditError::TooManyServices);
                 }
                 self.services.insert(
                     *addr,
@@ -47,7 +84,7 @@ impl Desired {
             }
             Command::ServiceDel(addr) => {
                 if self.services.remove(addr).is_none() {
-                    return Err(no_service(addr));
+                    return Err(EditError::NoService(*addr));
                 }
             }
             Command::ServiceFlush => self.services.clear(),
@@ -55,21 +92,20 @@ impl Desired {
                 let endpoint = target.endpoint(addr);
                 let svc = self.service_mut(addr)?;
                 if svc.real(endpoint).is_some() {
-                    return Err(format!(
-                        "real {endpoint} of {addr} exists; change it with `fulmar real set {addr} {} ...`",
-                        target.addr
-                    ));
+                    return Err(EditError::RealExists {
+                        service: *addr,
+                        endpoint,
+                        target: target.addr,
+                    });
                 }
                 if svc.reals.len() >= MAX_REALS as usize {
-                    return Err(format!(
-                        "{addr} has {MAX_REALS} reals, the most a service holds"
-                    ));
+                    return Err(EditError::TooManyReals(*addr));
                 }
                 if endpoint.is_ipv4() != addr.vip.is_ipv4() {
-                    return Err(format!(
-                        "real {endpoint} and VIP {} are of different address families",
-                        addr.vip
-                    ));
+                    return Err(EditError::Family {
+                        endpoint,
+                        vip: addr.vip,
+                    });
                 }
                 svc.reals.push(RealConf {
                     addr: endpoint.ip(),
@@ -91,33 +127,36 @@ impl Desired {
                 let before = svc.reals.len();
                 svc.reals.retain(|r| r.endpoint() != endpoint);
                 if svc.reals.len() == before {
-                    return Err(format!(
-                        "{addr} has no real {endpoint}; see `fulmar real show {addr}`"
-                    ));
+                    return Err(EditError::NoReal {
+                        service: *addr,
+                        endpoint,
+                    });
                 }
             }
-            other => return Err(format!("{other:?} does not change the configuration")),
+            other => return Err(EditError::NotAChange(format!("{other:?}"))),
         }
         Ok(())
     }
 
-    fn service_mut(
-        &mut self,
-        addr: &crate::model::ServiceAddr,
-    ) -> Result<&mut ServiceConf, String> {
-        self.services.get_mut(addr).ok_or_else(|| no_service(addr))
+    fn service_mut(&mut self, addr: &ServiceAddr) -> Result<&mut ServiceConf, EditError> {
+        self.services
+            .get_mut(addr)
+            .ok_or(EditError::NoService(*addr))
     }
 
     fn real_mut(
         &mut self,
-        addr: &crate::model::ServiceAddr,
-        endpoint: std::net::SocketAddr,
-    ) -> Result<&mut RealConf, String> {
+        addr: &ServiceAddr,
+        endpoint: SocketAddr,
+    ) -> Result<&mut RealConf, EditError> {
         let svc = self.service_mut(addr)?;
         svc.reals
             .iter_mut()
             .find(|r| r.endpoint() == endpoint)
-            .ok_or_else(|| format!("{addr} has no real {endpoint}; see `fulmar real show {addr}`"))
+            .ok_or(EditError::NoReal {
+                service: *addr,
+                endpoint,
+            })
     }
 }
 
@@ -134,33 +173,27 @@ fn update_real(real: &mut RealConf, opts: &RealOpts) {
     opts.update_check(&mut real.check);
 }
 
-fn no_service(addr: &crate::model::ServiceAddr) -> String {
-    format!(
-        "no service {addr}; see `fulmar service show`, or add it with `fulmar service add {addr}`"
-    )
-}
-
 /// Applies batch lines to a copy of `desired`: all or nothing.
 pub fn apply_batch(
     desired: &Desired,
     lines: &[String],
     defaults: &CheckDefaults,
-) -> Result<Desired, String> {
+) -> Result<Desired, EditError> {
     let mut next = desired.clone();
     for (n, line) in lines.iter().enumerate() {
         let words = crate::command::split_line(line);
         if words.is_empty() {
             continue;
         }
-        let command = crate::command::parse(&words).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let at = |why: String| EditError::Line { line: n + 1, why };
+        let command = crate::command::parse(&words).map_err(|e| at(e.to_string()))?;
         if !command.is_config() {
-            return Err(format!(
-                "line {}: only service and real changes belong in a batch, not {line:?}",
-                n + 1
-            ));
+            return Err(at(format!(
+                "only service and real changes belong in a batch, not {line:?}"
+            )));
         }
         next.apply(&command, defaults)
-            .map_err(|e| format!("line {}: {e}", n + 1))?;
+            .map_err(|e| at(e.to_string()))?;
     }
     Ok(next)
 }
@@ -209,10 +242,12 @@ mod tests {
             &lines("service add 198.18.1.100:25\nreal add 198.18.1.100:25 198.18.1.11 weigth 2\n"),
             &CheckDefaults::default(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("line 2:"), "{err}");
-        let err =
-            apply_batch(&desired, &lines("flow flush"), &CheckDefaults::default()).unwrap_err();
+        let err = apply_batch(&desired, &lines("flow flush"), &CheckDefaults::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only service and real changes"), "{err}");
     }
 
@@ -229,12 +264,24 @@ mod tests {
             "real add 198.18.1.100:25 198.18.1.11",
         ))
         .unwrap();
-        assert!(desired.apply(&dup, &d).unwrap_err().contains("real set"));
+        assert!(
+            desired
+                .apply(&dup, &d)
+                .unwrap_err()
+                .to_string()
+                .contains("real set")
+        );
         let v6 = crate::command::parse(&crate::command::split_line(
             "real add 198.18.1.100:25 2001:db8:1::11",
         ))
         .unwrap();
-        assert!(desired.apply(&v6, &d).unwrap_err().contains("families"));
+        assert!(
+            desired
+                .apply(&v6, &d)
+                .unwrap_err()
+                .to_string()
+                .contains("families")
+        );
         let set = crate::command::parse(&crate::command::split_line(
             "real set 198.18.1.100:25 198.18.1.11 weight 7 check none",
         ))

@@ -16,31 +16,60 @@ use crate::{
 /// Longest line a probe reads: a greeting is one short line.
 const MAX_LINE: usize = 1024;
 
-/// Runs one probe within the check's timeout; Err says what failed.
-pub async fn probe(endpoint: SocketAddr, check: &CheckConf) -> Result<(), String> {
-    match tokio::time::timeout(check.timeout, probe_inner(endpoint, check)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "no answer within {}",
-            humantime::format_duration(check.timeout)
-        )),
+/// Why a real failed its check (the text goes to `fulmar real show`).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// connect, TLS handshake, read or write.
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("closed without a greeting")]
+    Closed,
+    /// The server answered, but not as the protocol's healthy server does.
+    #[error("{protocol} {got:?}, expected {expected}")]
+    Answer {
+        protocol: &'static str,
+        got: String,
+        expected: &'static str,
+    },
+    #[error("SMTP reply of more than 64 lines")]
+    Endless,
+}
+
+impl From<CheckError> for String {
+    fn from(e: CheckError) -> String {
+        e.to_string()
     }
 }
 
-async fn probe_inner(endpoint: SocketAddr, check: &CheckConf) -> Result<(), String> {
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> CheckError {
+    move |source| CheckError::Io { what, source }
+}
+
+/// Runs one probe within the check's timeout; Err says what failed.
+pub async fn probe(endpoint: SocketAddr, check: &CheckConf) -> Result<(), CheckError> {
+    match tokio::time::timeout(check.timeout, probe_inner(endpoint, check)).await {
+        Ok(result) => result,
+        Err(_) => Err(CheckError::Timeout(check.timeout)),
+    }
+}
+
+async fn probe_inner(endpoint: SocketAddr, check: &CheckConf) -> Result<(), CheckError> {
     if check.kind == CheckKind::None {
         return Ok(());
     }
-    let tcp = TcpStream::connect(endpoint)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let tcp = TcpStream::connect(endpoint).await.map_err(io("connect"))?;
     let _ = tcp.set_nodelay(true);
     if check.tls {
         let server_name = rustls::pki_types::ServerName::IpAddress(endpoint.ip().into());
         let tls = tls_connector()
             .connect(server_name, tcp)
             .await
-            .map_err(|e| format!("TLS handshake: {e}"))?;
+            .map_err(io("TLS handshake"))?;
         converse(tls, check.kind).await
     } else {
         converse(tcp, check.kind).await
@@ -51,7 +80,7 @@ async fn probe_inner(endpoint: SocketAddr, check: &CheckConf) -> Result<(), Stri
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     kind: CheckKind,
-) -> Result<(), String> {
+) -> Result<(), CheckError> {
     let mut stream = BufReader::new(stream);
     match kind {
         CheckKind::None | CheckKind::Tcp => Ok(()),
@@ -66,7 +95,11 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         CheckKind::Imap => {
             let line = read_line(&mut stream).await?;
             if !line.starts_with("* OK") {
-                return Err(format!("IMAP greeting {line:?}, expected \"* OK\""));
+                return Err(CheckError::Answer {
+                    protocol: "IMAP greeting",
+                    got: line,
+                    expected: "\"* OK\"",
+                });
             }
             let _ = send(&mut stream, "fc LOGOUT\r\n").await;
             Ok(())
@@ -74,7 +107,11 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         CheckKind::Pop3 => {
             let line = read_line(&mut stream).await?;
             if !line.starts_with("+OK") {
-                return Err(format!("POP3 greeting {line:?}, expected \"+OK\""));
+                return Err(CheckError::Answer {
+                    protocol: "POP3 greeting",
+                    got: line,
+                    expected: "\"+OK\"",
+                });
             }
             let _ = send(&mut stream, "QUIT\r\n").await;
             Ok(())
@@ -85,24 +122,24 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut BufReader<S>,
     text: &str,
-) -> Result<(), String> {
+) -> Result<(), CheckError> {
     let inner = stream.get_mut();
     inner
         .write_all(text.as_bytes())
         .await
-        .map_err(|e| format!("write: {e}"))?;
-    inner.flush().await.map_err(|e| format!("write: {e}"))
+        .map_err(io("write"))?;
+    inner.flush().await.map_err(io("write"))
 }
 
-async fn read_line<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> Result<String, String> {
+async fn read_line<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> Result<String, CheckError> {
     let mut line = Vec::new();
     let n = (&mut *stream)
         .take(MAX_LINE as u64)
         .read_until(b'\n', &mut line)
         .await
-        .map_err(|e| format!("read: {e}"))?;
+        .map_err(io("read"))?;
     if n == 0 {
-        return Err("closed without a greeting".into());
+        return Err(CheckError::Closed);
     }
     Ok(String::from_utf8_lossy(&line).trim_end().to_string())
 }
@@ -110,18 +147,22 @@ async fn read_line<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> Result<St
 /// Reads an SMTP reply (continuation lines `CODE-`) and checks its code.
 async fn expect_reply<S: AsyncRead + Unpin>(
     stream: &mut BufReader<S>,
-    code: &str,
-) -> Result<(), String> {
+    code: &'static str,
+) -> Result<(), CheckError> {
     for _ in 0..64 {
         let line = read_line(stream).await?;
         if !line.starts_with(code) {
-            return Err(format!("SMTP reply {line:?}, expected {code}"));
+            return Err(CheckError::Answer {
+                protocol: "SMTP reply",
+                got: line,
+                expected: code,
+            });
         }
         if line.as_bytes().get(3) != Some(&b'-') {
             return Ok(());
         }
     }
-    Err("SMTP reply of more than 64 lines".into())
+    Err(CheckError::Endless)
 }
 
 /// Asks the real's agent for its state (HAProxy agent-check words: `up`,

@@ -7,7 +7,7 @@ use fulmar_lab::{Lab, LabSpec};
 use fulmar_lb::{
     command::{CheckDefaults, RealOpts},
     effective::AgentVerdict,
-    health::{ask_agent, probe},
+    health::{self, ask_agent},
     model::{CheckConf, CheckKind},
 };
 use tokio::{
@@ -83,6 +83,13 @@ fn check(kind: CheckKind, tls: bool) -> CheckConf {
     c.kind = kind;
     c.tls = tls;
     c
+}
+
+/// The probe's verdict as the operator reads it.
+async fn probe(endpoint: std::net::SocketAddr, check: &CheckConf) -> Result<(), String> {
+    health::probe(endpoint, check)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[test]

@@ -54,12 +54,12 @@ async fn client(daemon: Arc<Daemon>, conn: UnixStream) -> Result<()> {
     let response = match request {
         Request::Batch { lines } => {
             change(&daemon, |desired, defaults| {
-                apply_batch(desired, &lines, defaults)
+                Ok(apply_batch(desired, &lines, defaults)?)
             })
             .await
         }
         Request::Command { argv, stats } => match command::parse(&argv) {
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
             Ok(Command::Monitor) => return monitor(&daemon, &mut write).await,
             Ok(c) if c.is_config() => {
                 change(&daemon, |desired, defaults| {

@@ -17,6 +17,7 @@ use crate::{
     Balancer,
     config::DaemonConfig,
     effective::{AgentVerdict, LiveReal, RealRuntime, live_real, service_specs},
+    health::CheckError,
     model::{Desired, ServiceAddr, format_mac, state_name},
     rows::{AttachRow, Event},
     services::{Forwarding, RealSpec, RealState, ServiceSpec, addr_bytes},
@@ -230,7 +231,7 @@ impl Core {
     pub fn on_check(
         &mut self,
         id: &RealId,
-        result: Result<(), String>,
+        result: Result<(), CheckError>,
     ) -> crate::error::Result<()> {
         let Some(conf) = self.desired.services.get(&id.0).and_then(|s| s.real(id.1)) else {
             return Ok(());
@@ -246,7 +247,7 @@ impl Core {
             Err(e) => {
                 log.failures += 1;
                 log.successes = 0;
-                log.last = e.clone();
+                log.last = e.to_string();
             }
         }
         let Some(rt) = self.runtime.get_mut(id) else {
