@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use fulmar_daemon::config::{self as config_file, ConfigError};
-use fulmar_daemon::secret::Secret;
+use fulmar_daemon::secret::{self, Secret, SecretError};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_CONFIG: &str = "/etc/fulmar/proxy.toml";
@@ -258,15 +258,12 @@ impl ProxyConfig {
         Ok(())
     }
 
-    pub fn bind_password(&self) -> Result<Secret, String> {
-        match (
+    /// The service password (`validate` made sure exactly one source is set).
+    pub fn bind_password(&self) -> Result<Secret, SecretError> {
+        secret::resolve(
             &self.directory.bind_password,
             &self.directory.bind_password_file,
-        ) {
-            (Some(p), _) => Ok(p.clone()),
-            (None, Some(f)) => Ok(Secret::from_file(f)?),
-            (None, None) => Err("no directory password".into()),
-        }
+        )
     }
 }
 

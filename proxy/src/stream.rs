@@ -103,21 +103,20 @@ impl ServerTls {
 }
 
 /// TLS to the back-ends, trusting the CAs in one PEM file.
-pub fn connector(ca_file: &Path) -> Result<TlsConnector, String> {
+pub fn connector(ca_file: &Path) -> Result<TlsConnector, TlsError> {
+    let file = |e: &dyn std::fmt::Display| TlsError::File {
+        path: ca_file.into(),
+        reason: e.to_string(),
+    };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?
-    {
-        let cert = cert.map_err(|e| format!("{}: {e}", ca_file.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| file(&e))? {
+        let cert = cert.map_err(|e| file(&e))?;
+        roots.add(cert).map_err(|e| file(&e))?;
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))

@@ -16,6 +16,7 @@ use fulmar_fencing::{Fencer, history::now_ms};
 
 use crate::{
     config::ClusterConfig,
+    error::ClusterError,
     leader,
     lease::{Lease, LeaseHandle},
     state::{self, Keys, RunState, Snapshot, Status, encode},
@@ -44,9 +45,9 @@ impl Agent {
         config: ClusterConfig,
         node: &str,
         fencer: Fencer,
-    ) -> Result<Agent, String> {
+    ) -> Result<Agent, ClusterError> {
         if !config.node.contains_key(node) {
-            return Err(format!("node {node:?} is not in the cluster config"));
+            return Err(ClusterError::UnknownNode(node.into()));
         }
         let client = connect(&config).await?;
         Ok(Agent {
@@ -337,7 +338,7 @@ impl Agent {
 
 /// A client on the first endpoint that answers: for one-shot commands,
 /// which cannot wait for a balanced channel to learn that a member is down.
-pub async fn connect_any(config: &ClusterConfig) -> Result<Client, String> {
+pub async fn connect_any(config: &ClusterConfig) -> Result<Client, ClusterError> {
     let mut errors = Vec::new();
     for endpoint in &config.etcd.endpoints {
         let options = etcd_client::ConnectOptions::new()
@@ -354,16 +355,19 @@ pub async fn connect_any(config: &ClusterConfig) -> Result<Client, String> {
             Err(_) => errors.push(format!("{endpoint}: no answer in 2s")),
         }
     }
-    Err(format!("no etcd member answers: {}", errors.join("; ")))
+    Err(ClusterError::NoMember(errors))
 }
 
 /// An etcd client over every endpoint; requests go to any live member.
-pub async fn connect(config: &ClusterConfig) -> Result<Client, String> {
+pub async fn connect(config: &ClusterConfig) -> Result<Client, ClusterError> {
     let options = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(2))
         .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1));
     Client::connect(&config.etcd.endpoints, Some(options))
         .await
-        .map_err(|e| format!("etcd {}: {e}", config.etcd.endpoints.join(",")))
+        .map_err(|source| ClusterError::Connect {
+            endpoints: config.etcd.endpoints.join(","),
+            source,
+        })
 }

@@ -72,20 +72,40 @@ fn default_stop_timeout() -> Duration {
     Duration::from_secs(20)
 }
 
+/// An instance `address` that is not `ADDR/PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("address {0:?} needs a /prefix")]
+    NoPrefix(String),
+    #[error("address {0:?} is not an IP address")]
+    NotAnAddress(String),
+    #[error("prefix /{prefix} does not fit {addr}")]
+    Prefix { prefix: String, addr: IpAddr },
+}
+
+impl From<AddressError> for String {
+    fn from(e: AddressError) -> String {
+        e.to_string()
+    }
+}
+
 impl InstanceSpec {
     /// The address and prefix length.
-    pub fn vip(&self) -> Result<(IpAddr, u8), String> {
+    pub fn vip(&self) -> Result<(IpAddr, u8), AddressError> {
         let (addr, prefix) = self
             .address
             .split_once('/')
-            .ok_or_else(|| format!("address {:?} needs a /prefix", self.address))?;
+            .ok_or_else(|| AddressError::NoPrefix(self.address.clone()))?;
         let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("address {:?} is not an IP address", self.address))?;
+            .map_err(|_| AddressError::NotAnAddress(self.address.clone()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         match prefix.parse::<u8>() {
             Ok(p) if p <= max => Ok((addr, p)),
-            _ => Err(format!("prefix /{prefix} does not fit {addr}")),
+            _ => Err(AddressError::Prefix {
+                prefix: prefix.into(),
+                addr,
+            }),
         }
     }
 }
@@ -116,7 +136,13 @@ mod tests {
     fn addresses() {
         assert_eq!(spec("198.18.9.100/24").vip().unwrap().1, 24);
         assert_eq!(spec("2001:db8:9::100/64").vip().unwrap().1, 64);
-        assert!(spec("198.18.9.100").vip().unwrap_err().contains("/prefix"));
+        assert!(
+            spec("198.18.9.100")
+                .vip()
+                .unwrap_err()
+                .to_string()
+                .contains("/prefix")
+        );
         assert!(spec("198.18.9.100/33").vip().is_err());
         assert!(spec("mail1/24").vip().is_err());
     }

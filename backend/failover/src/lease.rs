@@ -6,6 +6,7 @@
 //! lease before the TTL has run from that acknowledgement, so an instance
 //! stopped by the deadline is down before anyone may decide the node failed —
 //! without waiting for an error from a cut-off connection.
+use crate::error::ClusterError;
 use std::{
     sync::{
         Arc, Mutex,
@@ -65,13 +66,13 @@ impl Lease {
         node: &str,
         ttl: Duration,
         margin: Duration,
-    ) -> Result<Lease, String> {
+    ) -> Result<Lease, ClusterError> {
         let mut c = client.clone();
         let sent = Instant::now();
         let grant = c
             .lease_grant(ttl.as_secs() as i64, None)
             .await
-            .map_err(|e| format!("etcd lease grant: {e}"))?;
+            .map_err(ClusterError::etcd(" lease grant"))?;
         let id = grant.id();
         let key = keys.alive(node);
         let alive = Alive {
@@ -85,12 +86,13 @@ impl Lease {
                 encode(&alive),
                 Some(PutOptions::new().with_lease(id)),
             )]);
-        let resp = c.txn(txn).await.map_err(|e| format!("etcd: {e}"))?;
+        let resp = c.txn(txn).await.map_err(ClusterError::etcd(""))?;
         if !resp.succeeded() {
             let _ = c.lease_revoke(id).await;
-            return Err(format!(
-                "{key} is still held by an earlier incarnation of {node}; waiting for it to go"
-            ));
+            return Err(ClusterError::StillHeld {
+                key,
+                node: node.into(),
+            });
         }
         let incarnation = resp.header().map(|h| h.revision()).unwrap_or(0);
         let handle = LeaseHandle {

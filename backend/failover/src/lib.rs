@@ -18,6 +18,7 @@
 //!   [`plan`] (placement, fencing before takeover).
 pub mod agent;
 pub mod config;
+pub mod error;
 pub mod instance;
 pub mod leader;
 pub mod lease;

@@ -15,6 +15,7 @@
 //! Incarnations make fencing exact: a placement names the incarnation it
 //! was given to, and it may move only when that incarnation is gone and a
 //! fence covers it. A node that rejoins is a new incarnation.
+use crate::error::ClusterError;
 use std::collections::BTreeMap;
 
 use etcd_client::{Client, GetOptions};
@@ -246,8 +247,11 @@ impl Keys {
     }
 }
 
-fn parse<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(value).map_err(|e| format!("{key}: {e}"))
+fn parse<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, ClusterError> {
+    serde_json::from_slice(value).map_err(|e| ClusterError::Garbled {
+        key: key.into(),
+        reason: e.to_string(),
+    })
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -255,18 +259,21 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Reads the whole state in one range request (one revision, consistent).
-pub async fn load(client: &mut Client, keys: &Keys) -> Result<Snapshot, String> {
+pub async fn load(client: &mut Client, keys: &Keys) -> Result<Snapshot, ClusterError> {
     let resp = client
         .get(keys.all(), Some(GetOptions::new().with_prefix()))
         .await
-        .map_err(|e| format!("etcd: {e}"))?;
+        .map_err(ClusterError::etcd(""))?;
     let mut s = Snapshot {
         revision: resp.header().map(|h| h.revision()).unwrap_or(0),
         now_ms: fulmar_fencing::history::now_ms(),
         ..Snapshot::default()
     };
     for kv in resp.kvs() {
-        let key = kv.key_str().map_err(|e| e.to_string())?;
+        let key = kv.key_str().map_err(|e| ClusterError::Garbled {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            reason: e.to_string(),
+        })?;
         let Some(rest) = key.strip_prefix(keys.all()) else {
             continue;
         };
@@ -334,6 +341,11 @@ mod tests {
         let text = String::from_utf8(encode(&p)).unwrap();
         assert!(!text.contains("avoid"), "{text}");
         assert_eq!(parse::<Placement>("k", text.as_bytes()).unwrap(), p);
-        assert!(parse::<Placement>("k", b"{").unwrap_err().starts_with("k:"));
+        assert!(
+            parse::<Placement>("k", b"{")
+                .unwrap_err()
+                .to_string()
+                .starts_with("k:")
+        );
     }
 }

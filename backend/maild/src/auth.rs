@@ -40,7 +40,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl Authenticator {
     /// Reads the secrets the config names (relative to `ROOT/config`).
-    pub fn load(root: &Path, config: &MailConfig) -> Result<Self, String> {
+    pub fn load(root: &Path, config: &MailConfig) -> Result<Self, SecretError> {
         let directory = match &config.directory {
             Some(d) => {
                 let pool = Pool::new(Connection {

@@ -109,7 +109,9 @@ pub async fn start(
     };
     let mut steps = Vec::new();
     let mut undo = Undo::default();
-    let (addr, prefix) = spec.vip().map_err(|e| fail("config", e, false))?;
+    let (addr, prefix) = spec
+        .vip()
+        .map_err(|e| fail("config", e.to_string(), false))?;
     let netlink = Netlink::connect().map_err(|e| fail("config", e.to_string(), false))?;
     let link = netlink
         .link(&spec.interface)
