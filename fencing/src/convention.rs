@@ -10,12 +10,32 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_OFF: i32 = 2;
 
+/// Input that does not follow the fence-agents convention.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConventionError {
+    #[error("stdin line {line}: {key:?} is not an option name")]
+    OptionName { line: usize, key: String },
+    #[error("-o needs an action")]
+    NoAction,
+    #[error("unexpected argument {0:?} (use --key=value or stdin)")]
+    Argument(String),
+    /// A value with a newline would smuggle in a second option.
+    #[error("option {0} contains a line break")]
+    LineBreak(String),
+}
+
+impl From<ConventionError> for String {
+    fn from(e: ConventionError) -> String {
+        e.to_string()
+    }
+}
+
 /// Options as an agent receives them. Later values win, like fencing.py.
 pub type Options = BTreeMap<String, String>;
 
 /// Parses stdin: `key=value` per line; blank lines and `#` comments are
 /// skipped; a bare `key` means `key=1` (a flag such as `ssl_insecure`).
-pub fn parse_stdin(text: &str) -> Result<Options, String> {
+pub fn parse_stdin(text: &str) -> Result<Options, ConventionError> {
     let mut options = Options::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -29,10 +49,10 @@ pub fn parse_stdin(text: &str) -> Result<Options, String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(format!(
-                "stdin line {}: {key:?} is not an option name",
-                n + 1
-            ));
+            return Err(ConventionError::OptionName {
+                line: n + 1,
+                key: key.into(),
+            });
         }
         options.insert(key.replace('-', "_"), value.to_string());
     }
@@ -40,21 +60,19 @@ pub fn parse_stdin(text: &str) -> Result<Options, String> {
 }
 
 /// Parses `--key=value`, `--flag` and `-o ACTION` from the command line.
-pub fn parse_args(args: &[String]) -> Result<Options, String> {
+pub fn parse_args(args: &[String]) -> Result<Options, ConventionError> {
     let mut options = Options::new();
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
         if arg == "-o" {
-            let value = args.get(i + 1).ok_or("-o needs an action")?;
+            let value = args.get(i + 1).ok_or(ConventionError::NoAction)?;
             options.insert("action".into(), value.clone());
             i += 2;
             continue;
         }
         let Some(long) = arg.strip_prefix("--") else {
-            return Err(format!(
-                "unexpected argument {arg:?} (use --key=value or stdin)"
-            ));
+            return Err(ConventionError::Argument(arg.clone()));
         };
         let (key, value) = long.split_once('=').unwrap_or((long, "1"));
         options.insert(key.replace('-', "_"), value.to_string());
@@ -65,11 +83,11 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
 
 /// Renders options for an agent's stdin. A value with a newline would
 /// smuggle in a second option, so it is refused.
-pub fn render_stdin(options: &[(&str, &str)]) -> Result<String, String> {
+pub fn render_stdin(options: &[(&str, &str)]) -> Result<String, ConventionError> {
     let mut text = String::new();
     for (key, value) in options {
         if value.contains(['\n', '\r']) {
-            return Err(format!("option {key} contains a line break"));
+            return Err(ConventionError::LineBreak((*key).into()));
         }
         text.push_str(&format!("{key}={value}\n"));
     }
@@ -147,7 +165,12 @@ mod tests {
         assert_eq!(o["action"], "off");
         assert_eq!(o["ssl_insecure"], "1");
         assert_eq!(o["password"], "a=b c");
-        assert!(parse_stdin("bad key=1").unwrap_err().contains("line 1"));
+        assert!(
+            parse_stdin("bad key=1")
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
     }
 
     #[test]

@@ -48,11 +48,43 @@ impl Action {
         }
     }
 
-    pub fn parse(word: &str) -> Result<Action, String> {
+    pub fn parse(word: &str) -> Result<Action, UnknownAction> {
         Action::ALL
             .into_iter()
             .find(|a| a.name() == word)
-            .ok_or_else(|| format!("unknown action {word:?}; expected one of: on, off, reboot, status, monitor, list, metadata"))
+            .ok_or_else(|| UnknownAction(word.into()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action {0:?}; expected one of: on, off, reboot, status, monitor, list, metadata")]
+pub struct UnknownAction(pub String);
+
+/// A device whose config cannot be used; its levels fail until it is fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceConfigError {
+    #[error("fence agent {0} not found in /usr/sbin, /sbin or PATH (package fence-agents?)")]
+    AgentNotFound(String),
+    #[error("agent options may not set action or password (use password/password_file)")]
+    ReservedOption,
+    #[error("redfish address {0:?} must start with https://")]
+    Address(String),
+    /// The CA file, or the HTTP client built on it.
+    #[error("{what}: {reason}")]
+    Tls { what: String, reason: String },
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+}
+
+impl From<UnknownAction> for String {
+    fn from(e: UnknownAction) -> String {
+        e.to_string()
+    }
+}
+
+impl From<DeviceConfigError> for String {
+    fn from(e: DeviceConfigError) -> String {
+        e.to_string()
     }
 }
 
@@ -117,7 +149,7 @@ pub enum Device {
 }
 
 impl Device {
-    pub fn new(config: &DeviceConfig) -> Result<Device, String> {
+    pub fn new(config: &DeviceConfig) -> Result<Device, DeviceConfigError> {
         Ok(match config {
             DeviceConfig::Agent(c) => Device::External(ExternalAgent::new(c)?),
             DeviceConfig::Redfish(c) => Device::Redfish(Redfish::new(c)?),

@@ -55,7 +55,7 @@ impl Fencer {
         let devices = config
             .device
             .iter()
-            .map(|(name, c)| (name.clone(), Device::new(c)))
+            .map(|(name, c)| (name.clone(), Device::new(c).map_err(|e| e.to_string())))
             .collect();
         let history = History::new(&config.state_dir);
         Fencer {

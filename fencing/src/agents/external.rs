@@ -8,7 +8,7 @@ use tokio::{io::AsyncWriteExt, process::Command};
 use crate::{
     config::AgentConfig,
     convention::{self, EXIT_OK},
-    device::{Action, Answer, DeviceResult, failed},
+    device::{Action, Answer, DeviceConfigError, DeviceResult, failed},
     secret::{self, Secret},
 };
 
@@ -22,7 +22,7 @@ pub struct ExternalAgent {
 /// Where Debian installs the agents; stonithd looks there too.
 const AGENT_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
 
-fn locate(agent: &str) -> Result<PathBuf, String> {
+fn locate(agent: &str) -> Result<PathBuf, DeviceConfigError> {
     if agent.contains('/') {
         return Ok(agent.into());
     }
@@ -33,15 +33,11 @@ fn locate(agent: &str) -> Result<PathBuf, String> {
         .chain(path.split(':'))
         .map(|dir| PathBuf::from(dir).join(agent))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "fence agent {agent} not found in /usr/sbin, /sbin or PATH (package fence-agents?)"
-            )
-        })
+        .ok_or_else(|| DeviceConfigError::AgentNotFound(agent.into()))
 }
 
 impl ExternalAgent {
-    pub fn new(config: &AgentConfig) -> Result<Self, String> {
+    pub fn new(config: &AgentConfig) -> Result<Self, DeviceConfigError> {
         let mut options: Vec<(String, String)> = config
             .options
             .iter()
@@ -52,9 +48,7 @@ impl ExternalAgent {
             .iter()
             .any(|(k, _)| k == "action" || k == "password")
         {
-            return Err(
-                "agent options may not set action or password (use password/password_file)".into(),
-            );
+            return Err(DeviceConfigError::ReservedOption);
         }
         Ok(ExternalAgent {
             program: locate(&config.agent)?,

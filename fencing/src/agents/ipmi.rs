@@ -13,7 +13,7 @@ use tokio::process::Command;
 
 use crate::{
     config::IpmiConfig,
-    device::{Action, Answer, DeviceError, DeviceResult, PowerState, failed},
+    device::{Action, Answer, DeviceConfigError, DeviceError, DeviceResult, PowerState, failed},
     secret::{self, Secret},
 };
 
@@ -27,7 +27,7 @@ pub struct Ipmi {
 }
 
 impl Ipmi {
-    pub fn new(config: &IpmiConfig) -> Result<Self, String> {
+    pub fn new(config: &IpmiConfig) -> Result<Self, DeviceConfigError> {
         Ok(Ipmi {
             address: config.address.clone(),
             port: config.port,

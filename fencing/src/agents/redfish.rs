@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 
 use crate::{
     config::RedfishConfig,
-    device::{Action, Answer, DeviceError, DeviceResult, PowerState, failed},
+    device::{Action, Answer, DeviceConfigError, DeviceError, DeviceResult, PowerState, failed},
     secret::{self, Secret},
 };
 
@@ -27,19 +27,25 @@ pub struct Redfish {
 }
 
 impl Redfish {
-    pub fn new(config: &RedfishConfig) -> Result<Self, String> {
+    pub fn new(config: &RedfishConfig) -> Result<Self, DeviceConfigError> {
         let base = config.address.trim_end_matches('/').to_string();
         if !base.starts_with("https://") && !base.starts_with("http://") {
-            return Err(format!("redfish address {base:?} must start with https://"));
+            return Err(DeviceConfigError::Address(base));
         }
+        let tls = |what: String| {
+            move |e: &dyn std::fmt::Display| DeviceConfigError::Tls {
+                what,
+                reason: e.to_string(),
+            }
+        };
         let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .danger_accept_invalid_certs(config.insecure);
         if let Some(ca) = &config.ca {
-            let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+            let pem = std::fs::read(ca).map_err(|e| tls(ca.display().to_string())(&e))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{}: {e}", ca.display()))?;
+                .map_err(|e| tls(ca.display().to_string())(&e))?;
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
@@ -50,7 +56,9 @@ impl Redfish {
             username: config.username.clone(),
             password: secret::resolve(&config.password, &config.password_file)?,
             configured_system: config.system.clone(),
-            client: builder.build().map_err(|e| e.to_string())?,
+            client: builder
+                .build()
+                .map_err(|e| tls("redfish client".into())(&e))?,
             system: OnceCell::new(),
         })
     }

@@ -121,7 +121,7 @@ fn main() -> ExitCode {
     } else {
         convention::parse_args(&args)
     };
-    let code = match options.and_then(|o| run(&o)) {
+    let code = match options.map_err(String::from).and_then(|o| run(&o)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("fence_fulmar: {e}");
