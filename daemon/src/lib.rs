@@ -71,6 +71,16 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+impl TlsError {
+    /// `path` (a certificate, key or CA file) cannot be used, and why.
+    pub fn file(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        TlsError::File {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// For callers that report errors as text.
 impl From<TlsError> for String {
     fn from(e: TlsError) -> String {
@@ -85,26 +95,19 @@ pub fn tls_acceptor(
     key: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let at = |path: &std::path::Path| {
-        let path = path.to_path_buf();
-        move |e: &dyn std::fmt::Display| TlsError::File {
-            path,
-            reason: e.to_string(),
-        }
-    };
     let chain = CertificateDer::pem_file_iter(certificate)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| at(certificate)(&e))?;
+        .map_err(|e| TlsError::file(certificate, e))?;
     if chain.is_empty() {
-        return Err(at(certificate)(&"no certificate"));
+        return Err(TlsError::file(certificate, "no certificate"));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| at(key)(&e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::file(key, e))?;
     let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(chain, key)
-    .map_err(|e| at(certificate)(&e))?;
+    .map_err(|e| TlsError::file(certificate, e))?;
     Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }

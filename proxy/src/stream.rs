@@ -104,14 +104,11 @@ impl ServerTls {
 
 /// TLS to the back-ends, trusting the CAs in one PEM file.
 pub fn connector(ca_file: &Path) -> Result<TlsConnector, TlsError> {
-    let file = |e: &dyn std::fmt::Display| TlsError::File {
-        path: ca_file.into(),
-        reason: e.to_string(),
-    };
+    let file = |e| TlsError::file(ca_file, e);
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| file(&e))? {
-        let cert = cert.map_err(|e| file(&e))?;
-        roots.add(cert).map_err(|e| file(&e))?;
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| file(e.to_string()))? {
+        let cert = cert.map_err(|e| file(e.to_string()))?;
+        roots.add(cert).map_err(|e| file(e.to_string()))?;
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

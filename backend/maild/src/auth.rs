@@ -96,8 +96,8 @@ impl Authenticator {
 
     /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`. With an
     /// authorization identity the authcid must be the master user.
-    pub async fn plain(&self, message: &Secret) -> Result<String, AuthError> {
-        let plain = Plain::decode(message.expose().as_bytes()).ok_or(AuthError::Failed)?;
+    pub async fn plain(&self, message: &[u8]) -> Result<String, AuthError> {
+        let plain = Plain::decode(message).ok_or(AuthError::Failed)?;
         if !plain.acts_for_another() {
             return self.login(&plain.authcid, &plain.password).await;
         }
@@ -127,21 +127,18 @@ mod tests {
             master: Some(("provision".into(), Secret::new("s3cret"))),
         };
         assert_eq!(
-            auth.plain(&Secret::new("Ann@X.test\0provision\0s3cret"))
-                .await
-                .unwrap(),
+            auth.plain(b"Ann@X.test\0provision\0s3cret").await.unwrap(),
             "ann@x.test"
         );
         for bad in [
-            "ann@x.test\0provision\0wrong",
-            "ann@x.test\0provisio\0s3cret",
-            "\0provision\0s3cret",
-            "ann@x.test\0ann@x.test\0pw",
-            "only-two\0fields",
-            "a\0b\0c\0d",
+            &b"ann@x.test\0provision\0wrong"[..],
+            b"ann@x.test\0provisio\0s3cret",
+            b"\0provision\0s3cret",
+            b"ann@x.test\0ann@x.test\0pw",
+            b"only-two\0fields",
+            b"a\0b\0c\0d",
         ] {
-            let bad = Secret::new(bad);
-            assert!(matches!(auth.plain(&bad).await, Err(AuthError::Failed)));
+            assert!(matches!(auth.plain(bad).await, Err(AuthError::Failed)));
         }
         // No directory configured: a plain login is refused, never trusted.
         assert!(matches!(

@@ -248,10 +248,7 @@ impl Session {
                     self.line("-ERR [AUTH] Not base64");
                     return Ok(Flow::Continue);
                 };
-                let result = match Secret::from_utf8(message) {
-                    Some(message) => self.service.auth.plain(&message).await,
-                    None => Err(AuthError::Failed),
-                };
+                let result = self.service.auth.plain(&message).await;
                 return self.logged_in("(sasl)", result).await;
             }
             ("AUTH", _) => self.line("-ERR [AUTH] Only PLAIN is offered"),

@@ -32,20 +32,18 @@ impl Redfish {
         if !base.starts_with("https://") && !base.starts_with("http://") {
             return Err(DeviceConfigError::Address(base));
         }
-        let tls = |what: String| {
-            move |e: &dyn std::fmt::Display| DeviceConfigError::Tls {
-                what,
-                reason: e.to_string(),
-            }
+        let tls = |what: String, e: &dyn std::fmt::Display| DeviceConfigError::Tls {
+            what,
+            reason: e.to_string(),
         };
         let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .danger_accept_invalid_certs(config.insecure);
         if let Some(ca) = &config.ca {
-            let pem = std::fs::read(ca).map_err(|e| tls(ca.display().to_string())(&e))?;
+            let pem = std::fs::read(ca).map_err(|e| tls(ca.display().to_string(), &e))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| tls(ca.display().to_string())(&e))?;
+                .map_err(|e| tls(ca.display().to_string(), &e))?;
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
@@ -58,7 +56,7 @@ impl Redfish {
             configured_system: config.system.clone(),
             client: builder
                 .build()
-                .map_err(|e| tls("redfish client".into())(&e))?,
+                .map_err(|e| tls("redfish client".into(), &e))?,
             system: OnceCell::new(),
         })
     }

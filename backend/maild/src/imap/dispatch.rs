@@ -15,7 +15,6 @@ use super::{
     mailbox_name,
     session::{Flow, Session},
 };
-use crate::auth::AuthError;
 
 impl Session {
     /// Commands valid in any state, and logging in.
@@ -72,10 +71,7 @@ impl Session {
                     .nth(1)
                     .map(|u| String::from_utf8_lossy(u).into_owned())
                     .unwrap_or_default();
-                let result = match Secret::from_utf8(data) {
-                    Some(message) => self.service.auth.plain(&message).await,
-                    None => Err(AuthError::Failed),
-                };
+                let result = self.service.auth.plain(&data).await;
                 return self.logged_in(&tag, &who, result).await;
             }
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
