@@ -112,7 +112,7 @@ pub fn run(object: &str, args: &[String], config_path: &Path, json: bool) -> Res
                 }
                 let to = need(args, 2, "INSTANCE")?;
                 if !config.instance.contains_key(to) {
-                    return Err(unknown_instance(&config, to));
+                    return Err(unknown_instance(&config, to).into());
                 }
                 let mut dir = directory::connect(&config).await?;
                 let (entry, from, _) = accounts::locate(&config, &mut dir, user).await?;
@@ -289,7 +289,7 @@ async fn add(config: &ProvisionConfig, args: &[String], json: bool) -> Result<()
             "name" => name = Some(v.to_string()),
             "instance" => {
                 if !config.instance.contains_key(*v) {
-                    return Err(unknown_instance(config, v));
+                    return Err(unknown_instance(config, v).into());
                 }
                 instance = Some(v.to_string())
             }
@@ -342,7 +342,7 @@ async fn list(config: &ProvisionConfig, args: &[String], json: bool) -> Result<(
     if let Some(i) = only
         && !config.instance.contains_key(i)
     {
-        return Err(unknown_instance(config, i));
+        return Err(unknown_instance(config, i).into());
     }
     let mut dir = directory::connect(config).await?;
     let all = dir.accounts().await?;

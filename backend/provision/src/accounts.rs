@@ -10,6 +10,7 @@ use crate::{
     address,
     config::{ProvisionConfig, unknown_instance},
     directory::{self, Directory, NewAccount},
+    error::ProvisionError,
     import::{Candidate, Password},
     mailbox,
     placement::{Algorithm, Placement, Placer},
@@ -49,7 +50,7 @@ async fn placer(
     algorithm: Algorithm,
     seed: Option<u64>,
     all_addresses: bool,
-) -> Result<(Placer, BTreeSet<String>), String> {
+) -> Result<(Placer, BTreeSet<String>), ProvisionError> {
     let accounts = if all_addresses || algorithm == Algorithm::LeastUsed {
         dir.accounts().await?
     } else {
@@ -73,12 +74,16 @@ fn plan(
     placer: &mut Placer,
     taken: &mut BTreeSet<String>,
     candidates: &[Candidate],
-) -> Result<Vec<Planned>, String> {
+) -> Result<Vec<Planned>, ProvisionError> {
     let mut out = Vec::new();
     for c in candidates {
         for a in [&c.address].into_iter().chain(&c.aliases) {
             if !taken.insert(a.clone()) {
-                return Err(format!("{}: address {a} exists", c.origin));
+                let exists = ProvisionError::Exists {
+                    address: a.clone(),
+                    account: None,
+                };
+                return Err(exists.at_row(&c.origin));
             }
         }
         let p = match &c.instance {
@@ -94,7 +99,7 @@ fn plan(
             }
             None => placer
                 .place(address::domain_of(&c.address))
-                .map_err(|e| format!("{}: {e}", c.origin))?,
+                .map_err(|e| e.at_row(&c.origin))?,
         };
         out.push(Planned {
             address: c.address.clone(),
@@ -112,7 +117,7 @@ async fn create(
     dir: &mut Directory,
     c: &Candidate,
     p: &Planned,
-) -> Result<(), String> {
+) -> Result<(), ProvisionError> {
     let hash = match &c.password {
         Password::Clear(p) => address::hash_password(p)?,
         Password::Hash(h) => h.clone(),
@@ -128,9 +133,9 @@ async fn create(
         })
         .await?;
     if let Err(e) = mailbox::create(config, &p.instance, &c.address).await {
-        return Err(match dir.delete(&dn).await {
-            Ok(()) => format!("{e}; the directory entry was removed again"),
-            Err(d) => format!("{e}; removing the directory entry failed too: {d}"),
+        return Err(ProvisionError::EntryRolledBack {
+            source: Box::new(e),
+            left: dir.delete(&dn).await.err(),
         });
     }
     Ok(())
@@ -143,11 +148,14 @@ pub async fn add(
     candidate: Candidate,
     algorithm: Algorithm,
     seed: Option<u64>,
-) -> Result<Planned, String> {
+) -> Result<Planned, ProvisionError> {
     let mut dir = directory::connect(config).await?;
     for a in [&candidate.address].into_iter().chain(&candidate.aliases) {
         if let Some(other) = dir.find_account(a).await? {
-            return Err(format!("address {a} exists (account {})", other.uid));
+            return Err(ProvisionError::Exists {
+                address: a.clone(),
+                account: Some(other.uid),
+            });
         }
     }
     // Its addresses were looked up one by one above.
@@ -172,14 +180,14 @@ pub async fn import(
     seed: Option<u64>,
     dry_run: bool,
     jobs: usize,
-) -> Result<ImportReport, String> {
+) -> Result<ImportReport, ProvisionError> {
     let mut dir = directory::connect(config).await?;
     let (mut placer, mut taken) = placer(config, &mut dir, algorithm, seed, true).await?;
     let before = placer.counts().clone();
     let planned = plan(config, &mut placer, &mut taken, &candidates)?;
     let mut failed = Vec::new();
     if !dry_run {
-        let results: Vec<(String, Result<(), String>)> =
+        let results: Vec<(String, Result<(), ProvisionError>)> =
             stream::iter(candidates.iter().zip(&planned))
                 .map(|(c, p)| {
                     let mut dir = dir.clone();
@@ -190,7 +198,7 @@ pub async fn import(
                 .await;
         failed = results
             .into_iter()
-            .filter_map(|(a, r)| r.err().map(|e| (a, e)))
+            .filter_map(|(a, r)| r.err().map(|e| (a, e.to_string())))
             .collect();
         failed.sort();
     }
@@ -241,11 +249,11 @@ pub async fn locate(
     config: &ProvisionConfig,
     dir: &mut Directory,
     address: &str,
-) -> Result<(directory::AccountEntry, Option<String>, bool), String> {
+) -> Result<(directory::AccountEntry, Option<String>, bool), ProvisionError> {
     let entry = dir
         .find_account(&address.to_ascii_lowercase())
         .await?
-        .ok_or_else(|| format!("no account {address}"))?;
+        .ok_or_else(|| ProvisionError::NoAccount(address.to_string()))?;
     let (host, via_domain) = match &entry.mail_host {
         Some(h) => (Some(h.clone()), false),
         None => {
@@ -265,14 +273,14 @@ pub async fn locate(
     Ok((entry, instance, via_domain))
 }
 
-pub async fn show(config: &ProvisionConfig, address: &str) -> Result<Shown, String> {
+pub async fn show(config: &ProvisionConfig, address: &str) -> Result<Shown, ProvisionError> {
     let mut dir = directory::connect(config).await?;
     let (entry, instance, via_domain) = locate(config, &mut dir, address).await?;
     dir.unbind().await;
     let (folders, mailbox_error) = match &instance {
         Some(i) => match mailbox::folders(config, i, &entry.uid).await {
             Ok(f) => (Some(f), None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         },
         None => (None, Some("routed to no configured instance".into())),
     };
@@ -298,14 +306,17 @@ pub async fn delete(
     config: &ProvisionConfig,
     address: &str,
     keep_mail: bool,
-) -> Result<Deleted, String> {
+) -> Result<Deleted, ProvisionError> {
     let mut dir = directory::connect(config).await?;
     let (entry, instance, _) = locate(config, &mut dir, address).await?;
     dir.delete(&entry.dn).await?;
     dir.unbind().await;
     let messages_removed = match (&instance, keep_mail) {
         (Some(i), false) => Some(mailbox::remove(config, i, &entry.uid).await.map_err(|e| {
-            format!("the directory entry is gone, but the mailbox on {i} could not be removed: {e}")
+            ProvisionError::MailboxLeft {
+                instance: i.clone(),
+                source: Box::new(e),
+            }
         })?),
         _ => None,
     };

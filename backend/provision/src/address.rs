@@ -2,10 +2,15 @@
 use rand::RngCore;
 use sha_crypt::{CustomizedPasswordHasher, Params, ShaCrypt};
 
+use crate::error::ProvisionError;
+
 /// Checks `addr` is `local@domain` with a dot-atom local part and a DNS
 /// domain, and returns it in lower case (the account's uid).
-pub fn normalize(addr: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("invalid address {addr:?}: {why}");
+pub fn normalize(addr: &str) -> Result<String, ProvisionError> {
+    let bad = |why: &str| ProvisionError::Address {
+        address: addr.to_string(),
+        why: why.to_string(),
+    };
     let (local, domain) = addr.rsplit_once('@').ok_or_else(|| bad("no @"))?;
     if local.is_empty() || local.len() > 64 {
         return Err(bad("the local part must be 1 to 64 characters"));
@@ -19,16 +24,18 @@ pub fn normalize(addr: &str) -> Result<String, String> {
     {
         return Err(bad("the local part is not a dot-atom"));
     }
-    domain_name(domain).map_err(|e| bad(&e))?;
+    domain_name(domain).map_err(|e| bad(&e.to_string()))?;
     Ok(addr.to_ascii_lowercase())
 }
 
 /// Checks a DNS domain name (at least two labels) and returns it in lower
 /// case.
-pub fn domain_name(domain: &str) -> Result<String, String> {
+pub fn domain_name(domain: &str) -> Result<String, ProvisionError> {
     let labels: Vec<&str> = domain.split('.').collect();
     if domain.len() > 253 || labels.len() < 2 {
-        return Err(format!("{domain:?} is not a domain name"));
+        return Err(ProvisionError::Domain {
+            domain: domain.to_string(),
+        });
     }
     for l in &labels {
         let ok = !l.is_empty()
@@ -37,7 +44,10 @@ pub fn domain_name(domain: &str) -> Result<String, String> {
             && !l.ends_with('-')
             && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !ok {
-            return Err(format!("{domain:?}: bad label {l:?}"));
+            return Err(ProvisionError::DomainLabel {
+                domain: domain.to_string(),
+                label: l.to_string(),
+            });
         }
     }
     Ok(domain.to_ascii_lowercase())
@@ -49,16 +59,16 @@ pub fn domain_of(address: &str) -> &str {
 
 /// `{CRYPT}` SHA-512-crypt with a random salt: glibc's crypt(3) in slapd
 /// verifies it, and it costs more to brute-force than `{SSHA}`.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, ProvisionError> {
     if password.is_empty() {
-        return Err("the password is empty".into());
+        return Err(ProvisionError::EmptyPassword);
     }
     // 12 bytes encode to 16 salt characters, crypt(3)'s maximum.
     let mut salt = [0u8; 12];
     rand::rng().fill_bytes(&mut salt);
     let hash = ShaCrypt::SHA512
         .hash_password_customized(password.as_bytes(), &salt, None, None, Params::RECOMMENDED)
-        .map_err(|e| format!("hashing the password: {e}"))?;
+        .map_err(|e| ProvisionError::Hash(e.to_string()))?;
     Ok(format!("{{CRYPT}}{hash}"))
 }
 

@@ -23,10 +23,10 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use fulmar_daemon::config::{self as config_file, ConfigError};
-use fulmar_daemon::secret::{self, Secret};
+use fulmar_daemon::secret::{self, Secret, SecretError};
 use serde::Deserialize;
 
-use crate::placement::Algorithm;
+use crate::{error::ProvisionError, placement::Algorithm};
 
 pub const DEFAULT_PATH: &str = "/etc/fulmar/provision.toml";
 
@@ -157,15 +157,16 @@ impl ProvisionConfig {
         Ok(())
     }
 
-    pub fn admin_password(&self) -> Result<Secret, String> {
-        secret(
+    // `validate` made sure exactly one of each pair is given.
+    pub fn admin_password(&self) -> Result<Secret, SecretError> {
+        secret::resolve(
             &self.directory.admin_password,
             &self.directory.admin_password_file,
         )
     }
 
-    pub fn master_password(&self) -> Result<Secret, String> {
-        secret(&self.imap.master_password, &self.imap.master_password_file)
+    pub fn master_password(&self) -> Result<Secret, SecretError> {
+        secret::resolve(&self.imap.master_password, &self.imap.master_password_file)
     }
 
     /// The instance whose `mail_host` is `host` (case-insensitive).
@@ -177,7 +178,7 @@ impl ProvisionConfig {
     }
 
     /// `host:port` for IMAP on the instance.
-    pub fn imap_address(&self, instance: &str) -> Result<String, String> {
+    pub fn imap_address(&self, instance: &str) -> Result<String, ProvisionError> {
         let i = self
             .instance
             .get(instance)
@@ -190,9 +191,12 @@ impl ProvisionConfig {
     }
 }
 
-pub fn unknown_instance(config: &ProvisionConfig, name: &str) -> String {
+pub fn unknown_instance(config: &ProvisionConfig, name: &str) -> ProvisionError {
     let known: Vec<&str> = config.instance.keys().map(String::as_str).collect();
-    format!("unknown instance {name:?} (known: {})", known.join(", "))
+    ProvisionError::UnknownInstance {
+        name: name.to_string(),
+        known: known.join(", "),
+    }
 }
 
 fn given(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<(), String> {
@@ -201,12 +205,6 @@ fn given(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<(), String> 
         (None, None) => Err("no password".into()),
         _ => Ok(()),
     }
-}
-
-/// A password given inline or as a file (first line).
-fn secret(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<Secret, String> {
-    given(inline, file)?;
-    Ok(secret::resolve(inline, file)?)
 }
 
 fn default_folders() -> Vec<String> {
@@ -269,6 +267,7 @@ weight = 3
         assert!(
             c.imap_address("mail9")
                 .unwrap_err()
+                .to_string()
                 .contains("mail1, mail2")
         );
     }

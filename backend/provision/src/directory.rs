@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 pub use fulmar_directory::admin::{AccountEntry, Directory, DomainEntry, NewAccount, WriteError};
 use fulmar_directory::{Connection, Pool, admin::Layout, home};
 
-use crate::config::ProvisionConfig;
+use crate::{config::ProvisionConfig, error::ProvisionError};
 
 /// Connects and binds as the admin DN.
-pub async fn connect(config: &ProvisionConfig) -> Result<Directory, String> {
+pub async fn connect(config: &ProvisionConfig) -> Result<Directory, ProvisionError> {
     let d = &config.directory;
     let pool = Pool::new(Connection {
         urls: vec![d.url.clone()],
@@ -26,7 +26,10 @@ pub async fn connect(config: &ProvisionConfig) -> Result<Directory, String> {
     };
     Directory::connect(&pool, layout)
         .await
-        .map_err(|e| format!("{e} at {}", d.url))
+        .map_err(|source| ProvisionError::Connect {
+            url: d.url.clone(),
+            source,
+        })
 }
 
 /// Accounts per configured instance, each counted where it is routed: its

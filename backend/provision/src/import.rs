@@ -12,7 +12,7 @@
 //! `mailHost` must name a configured instance and forces placement.
 use base64::Engine;
 
-use crate::{address, config::ProvisionConfig};
+use crate::{address, config::ProvisionConfig, error::ProvisionError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Password {
@@ -32,38 +32,35 @@ pub struct Candidate {
 }
 
 /// Checks a candidate's addresses and instance against the config.
-fn finish(mut c: Candidate, config: &ProvisionConfig) -> Result<Candidate, String> {
-    let at = |e: String| format!("{}: {e}", c.origin);
-    c.address = address::normalize(&c.address).map_err(at)?;
+fn finish(mut c: Candidate, config: &ProvisionConfig) -> Result<Candidate, ProvisionError> {
+    c.address = address::normalize(&c.address).map_err(|e| e.at_row(&c.origin))?;
     for a in &mut c.aliases {
-        *a = address::normalize(a).map_err(|e| format!("{}: {e}", c.origin))?;
+        *a = address::normalize(a).map_err(|e| e.at_row(&c.origin))?;
     }
     if let Some(i) = &c.instance
         && !config.instance.contains_key(i)
     {
-        return Err(format!(
-            "{}: {}",
-            c.origin,
-            crate::config::unknown_instance(config, i)
-        ));
+        return Err(crate::config::unknown_instance(config, i).at_row(&c.origin));
     }
     match &c.password {
-        Password::Clear(p) if p.is_empty() => Err(format!("{}: empty password", c.origin)),
-        Password::Hash(h) if !address::is_hash(h) => Err(format!(
-            "{}: password_hash is not {{SCHEME}}-prefixed",
-            c.origin
+        Password::Clear(p) if p.is_empty() => {
+            Err(ProvisionError::import(&c.origin, "empty password"))
+        }
+        Password::Hash(h) if !address::is_hash(h) => Err(ProvisionError::import(
+            &c.origin,
+            "password_hash is not {SCHEME}-prefixed",
         )),
         _ => Ok(c),
     }
 }
 
-pub fn csv(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, String> {
+pub fn csv(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, ProvisionError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| format!("CSV header: {e}"))?
+        .map_err(|e| ProvisionError::import("CSV header", e.to_string()))?
         .iter()
         .map(|h| h.to_ascii_lowercase())
         .collect();
@@ -76,18 +73,19 @@ pub fn csv(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Strin
         "instance",
     ];
     if let Some(h) = headers.iter().find(|h| !KNOWN.contains(&h.as_str())) {
-        return Err(format!(
-            "CSV header: unknown column {h:?} (known: {})",
-            KNOWN.join(", ")
+        return Err(ProvisionError::import(
+            "CSV header",
+            format!("unknown column {h:?} (known: {})", KNOWN.join(", ")),
         ));
     }
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let address = col("address").ok_or("CSV header: no address column")?;
+    let address =
+        col("address").ok_or_else(|| ProvisionError::import("CSV header", "no address column"))?;
     let (clear, hashed) = (col("password"), col("password_hash"));
     let mut out = Vec::new();
     for (n, record) in reader.records().enumerate() {
         let origin = format!("line {}", n + 2);
-        let record = record.map_err(|e| format!("{origin}: {e}"))?;
+        let record = record.map_err(|e| ProvisionError::import(&origin, e.to_string()))?;
         let get = |c: Option<usize>| {
             c.and_then(|c| record.get(c))
                 .filter(|v| !v.is_empty())
@@ -96,11 +94,17 @@ pub fn csv(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Strin
         let password = match (get(clear), get(hashed)) {
             (Some(p), None) => Password::Clear(p),
             (None, Some(h)) => Password::Hash(h),
-            (Some(_), Some(_)) => return Err(format!("{origin}: both password and password_hash")),
-            (None, None) => return Err(format!("{origin}: no password")),
+            (Some(_), Some(_)) => {
+                return Err(ProvisionError::import(
+                    origin,
+                    "both password and password_hash",
+                ));
+            }
+            (None, None) => return Err(ProvisionError::import(origin, "no password")),
         };
         let candidate = Candidate {
-            address: get(Some(address)).ok_or_else(|| format!("{origin}: no address"))?,
+            address: get(Some(address))
+                .ok_or_else(|| ProvisionError::import(&origin, "no address"))?,
             aliases: get(col("aliases"))
                 .map(|a| a.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
@@ -114,7 +118,7 @@ pub fn csv(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Strin
     Ok(out)
 }
 
-pub fn ldif(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, String> {
+pub fn ldif(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, ProvisionError> {
     let mut out = Vec::new();
     for (n, entry) in ldif_entries(text)?.into_iter().enumerate() {
         let origin = format!("entry {}", n + 1);
@@ -126,8 +130,9 @@ pub fn ldif(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Stri
                 .collect()
         };
         if !values("changetype").is_empty() {
-            return Err(format!(
-                "{origin}: change records are not imported, only entries"
+            return Err(ProvisionError::import(
+                origin,
+                "change records are not imported, only entries",
             ));
         }
         let mut locals = values("mailLocalAddress");
@@ -136,12 +141,14 @@ pub fn ldif(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Stri
             .find(|u| u.contains('@'))
             .or_else(|| (!locals.is_empty()).then(|| locals[0].clone()))
             .or_else(|| values("mail").into_iter().next())
-            .ok_or_else(|| format!("{origin}: no address (uid, mailLocalAddress or mail)"))?;
+            .ok_or_else(|| {
+                ProvisionError::import(&origin, "no address (uid, mailLocalAddress or mail)")
+            })?;
         locals.retain(|a| !a.eq_ignore_ascii_case(&address));
         let password = values("userPassword")
             .into_iter()
             .next()
-            .ok_or_else(|| format!("{origin}: no userPassword"))?;
+            .ok_or_else(|| ProvisionError::import(&origin, "no userPassword"))?;
         let password = if address::is_hash(&password) {
             Password::Hash(password)
         } else {
@@ -151,7 +158,12 @@ pub fn ldif(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Stri
             Some(h) => Some(
                 config
                     .instance_by_host(h)
-                    .ok_or_else(|| format!("{origin}: mailHost {h} is no configured instance"))?
+                    .ok_or_else(|| {
+                        ProvisionError::import(
+                            &origin,
+                            format!("mailHost {h} is no configured instance"),
+                        )
+                    })?
                     .to_string(),
             ),
             None => None,
@@ -171,7 +183,7 @@ pub fn ldif(text: &str, config: &ProvisionConfig) -> Result<Vec<Candidate>, Stri
 
 /// RFC 2849 content records: (attribute, value) pairs per entry, folded
 /// lines joined, `::` values base64-decoded, comments dropped.
-fn ldif_entries(text: &str) -> Result<Vec<Vec<(String, String)>>, String> {
+fn ldif_entries(text: &str) -> Result<Vec<Vec<(String, String)>>, ProvisionError> {
     let mut entries = Vec::new();
     let mut current: Vec<(String, String)> = Vec::new();
     let mut lines: Vec<(usize, String)> = Vec::new();
@@ -180,7 +192,10 @@ fn ldif_entries(text: &str) -> Result<Vec<Vec<(String, String)>>, String> {
         if let Some(rest) = raw.strip_prefix(' ') {
             match lines.last_mut() {
                 Some((_, l)) => l.push_str(rest),
-                None => return Err(format!("LDIF line {}: continuation of nothing", n + 1)),
+                None => {
+                    let at = format!("LDIF line {}", n + 1);
+                    return Err(ProvisionError::import(at, "continuation of nothing"));
+                }
             }
         } else {
             lines.push((n + 1, raw.to_string()));
@@ -198,14 +213,21 @@ fn ldif_entries(text: &str) -> Result<Vec<Vec<(String, String)>>, String> {
         }
         let (attr, rest) = line
             .split_once(':')
-            .ok_or_else(|| format!("LDIF line {n}: no \"attribute:\""))?;
+            .ok_or_else(|| ProvisionError::import(format!("LDIF line {n}"), "no \"attribute:\""))?;
         let value = if let Some(b64) = rest.strip_prefix(':') {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
-                .map_err(|e| format!("LDIF line {n}: base64: {e}"))?;
-            String::from_utf8(bytes).map_err(|_| format!("LDIF line {n}: value is not UTF-8"))?
+                .map_err(|e| {
+                    ProvisionError::import(format!("LDIF line {n}"), format!("base64: {e}"))
+                })?;
+            String::from_utf8(bytes).map_err(|_| {
+                ProvisionError::import(format!("LDIF line {n}"), "value is not UTF-8")
+            })?
         } else if rest.starts_with('<') {
-            return Err(format!("LDIF line {n}: URL values are not imported"));
+            return Err(ProvisionError::import(
+                format!("LDIF line {n}"),
+                "URL values are not imported",
+            ));
         } else {
             rest.trim_start().to_string()
         };
@@ -215,7 +237,7 @@ fn ldif_entries(text: &str) -> Result<Vec<Vec<(String, String)>>, String> {
         entries.push(current);
     }
     if entries.is_empty() {
-        return Err("no LDIF entries".into());
+        return Err(ProvisionError::import("LDIF", "no LDIF entries"));
     }
     Ok(entries)
 }
@@ -263,7 +285,7 @@ mod tests {
             ("address,password_hash\na@b.test,plain\n", "not {SCHEME}"),
         ];
         for (text, want) in cases {
-            let e = csv(text, &c).unwrap_err();
+            let e = csv(text, &c).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
     }
@@ -301,7 +323,7 @@ mod tests {
             ("", "no LDIF entries"),
         ];
         for (text, want) in cases {
-            let e = ldif(text, &c).unwrap_err();
+            let e = ldif(text, &c).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
     }

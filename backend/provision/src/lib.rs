@@ -8,12 +8,14 @@
 //! - [`imap`], [`mailbox`]: an instance's mailboxes over IMAP as master
 //!   user; [`mover`]: `account move`.
 //! - [`import`]: CSV and LDIF; [`accounts`]: the operations with their
-//!   rollbacks (the `fulmar account|domain` verbs in fulmar-cli).
+//!   rollbacks (the `fulmar account|domain` verbs in fulmar-cli);
+//!   [`error`]: what they fail with.
 #![forbid(unsafe_code)]
 pub mod accounts;
 pub mod address;
 pub mod config;
 pub mod directory;
+pub mod error;
 pub mod imap;
 pub mod import;
 pub mod mailbox;

@@ -21,10 +21,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    config::ProvisionConfig,
-    directory::Directory,
-    imap::{ImapError, Session},
-    mailbox,
+    config::ProvisionConfig, directory::Directory, error::ProvisionError, imap::Session, mailbox,
 };
 
 /// Rounds of "remove the copied, look again" before giving up on a source
@@ -52,7 +49,7 @@ pub async fn move_account(
     user: &str,
     from: &str,
     to: &str,
-) -> Result<MoveReport, String> {
+) -> Result<MoveReport, ProvisionError> {
     let started = Instant::now();
     let to_host = config.instance[to].mail_host.clone();
     let mut src = mailbox::open(config, from, user).await?;
@@ -60,33 +57,41 @@ pub async fn move_account(
     let mut report = MoveReport::default();
     let held: u32 = mailbox::folders_in(&mut dst)
         .await
-        .map_err(|e| format!("instance {to}: {user}: {e}"))?
+        .map_err(ProvisionError::instance(to, format!("{user}'s folders")))?
         .iter()
         .map(|f| f.messages)
         .sum();
     if held > 0 {
-        return Err(format!(
-            "instance {to} already holds {held} messages for {user}; a move needs an empty mailbox there"
-        ));
+        return Err(ProvisionError::NotEmpty {
+            instance: to.to_string(),
+            user: user.to_string(),
+            held,
+        });
     }
     let mut copied = Copied::new();
     let first = sync(&mut src, &mut dst, &mut copied, &mut report).await;
     if let Err(e) = first {
-        let cleaned = undo(&mut dst, &copied).await;
-        return Err(format!("{e}; nothing switched ({cleaned})"));
+        let cleanup = undo(&mut dst, &copied).await;
+        return Err(ProvisionError::NothingSwitched {
+            source: Box::new(e),
+            cleanup,
+        });
     }
     report.copied = report.copied_late;
     report.copied_late = 0;
     report.ms_copy = started.elapsed().as_millis() as u64;
     if let Err(e) = dir.set_host(dn, Some(&to_host)).await {
-        let cleaned = undo(&mut dst, &copied).await;
-        return Err(format!("{e}; nothing switched ({cleaned})"));
+        let cleanup = undo(&mut dst, &copied).await;
+        return Err(ProvisionError::NothingSwitched {
+            source: Box::new(e.into()),
+            cleanup,
+        });
     }
-    let after_switch = |e: String| {
-        format!(
-            "{e}. {user}'s mailHost already names {to}; messages not yet copied are still \
-             on {from}: run the move again once {from} answers"
-        )
+    let after_switch = |e: ProvisionError| ProvisionError::AfterSwitch {
+        source: Box::new(e),
+        user: user.to_string(),
+        from: from.to_string(),
+        to: to.to_string(),
     };
     // Proxies may still route to the old instance until their caches
     // expire; keep up with what arrives there meanwhile.
@@ -111,9 +116,11 @@ pub async fn move_account(
             return Ok(report);
         }
     }
-    Err(after_switch(format!(
-        "{from} kept receiving for {user} after {FINAL_ROUNDS} rounds"
-    )))
+    Err(after_switch(ProvisionError::KeepsReceiving {
+        from: from.to_string(),
+        user: user.to_string(),
+        rounds: FINAL_ROUNDS,
+    }))
 }
 
 /// Copies what is new in every source folder and carries flag changes and
@@ -123,55 +130,56 @@ async fn sync(
     dst: &mut Session,
     copied: &mut Copied,
     report: &mut MoveReport,
-) -> Result<(), String> {
-    let e = |e: ImapError| e.to_string();
-    for folder in src.list().await.map_err(e)? {
+) -> Result<(), ProvisionError> {
+    for folder in src.list().await? {
         if !copied.contains_key(&folder) {
             if !folder.eq_ignore_ascii_case("INBOX") {
-                dst.create(&folder).await.map_err(e)?;
+                dst.create(&folder).await?;
             }
-            let old = src.select(&folder).await.map_err(e)?;
-            let mut new = dst.select(&folder).await.map_err(e)?;
+            let old = src.select(&folder).await?;
+            let mut new = dst.select(&folder).await?;
             // Same UIDVALIDITY with new UIDs would make clients trust
             // stale caches. Servers that take it from the clock (Dovecot)
             // give two folders first opened in the same second the same
             // one: make the still-empty copy again a second later.
             if old == new && !folder.eq_ignore_ascii_case("INBOX") {
-                dst.select("INBOX").await.map_err(e)?;
-                dst.delete(&folder).await.map_err(e)?;
+                dst.select("INBOX").await?;
+                dst.delete(&folder).await?;
                 tokio::time::sleep(Duration::from_millis(1100)).await;
-                dst.create(&folder).await.map_err(e)?;
-                new = dst.select(&folder).await.map_err(e)?;
+                dst.create(&folder).await?;
+                new = dst.select(&folder).await?;
             }
             if old == new {
-                return Err(format!(
-                    "{folder}: the destination's UIDVALIDITY equals the source's ({old}); try again in a second"
-                ));
+                return Err(ProvisionError::SameUidValidity {
+                    folder,
+                    uidvalidity: old,
+                });
             }
             copied.insert(folder.clone(), BTreeMap::new());
             report.folders += 1;
         }
         let done = copied.get_mut(&folder).expect("inserted");
-        src.select(&folder).await.map_err(e)?;
-        dst.select(&folder).await.map_err(e)?;
-        let now = src.messages().await.map_err(e)?;
+        src.select(&folder).await?;
+        dst.select(&folder).await?;
+        let now = src.messages().await?;
         for m in &now {
             let flags = flag_names(&m.flags);
             match done.get_mut(&m.uid) {
                 Some((dst_uid, was)) if *was != flags => {
-                    dst.set_flags(*dst_uid, &m.flags).await.map_err(e)?;
+                    dst.set_flags(*dst_uid, &m.flags).await?;
                     *was = flags;
                     report.flag_updates += 1;
                 }
                 Some(_) => {}
                 None => {
                     // Expunged between LIST and FETCH: nothing to copy.
-                    let Some(message) = src.fetch(m.uid).await.map_err(e)? else {
+                    let Some(message) = src.fetch(m.uid).await? else {
                         continue;
                     };
-                    let dst_uid = dst.append(&folder, &message).await.map_err(e)?.ok_or(
-                        "the destination does not report APPENDUID (UIDPLUS); cannot track copies",
-                    )?;
+                    let dst_uid = dst
+                        .append(&folder, &message)
+                        .await?
+                        .ok_or(ProvisionError::NoUidPlus)?;
                     done.insert(m.uid, (dst_uid, flag_names(&message.flags)));
                     report.copied_late += 1;
                 }
@@ -185,7 +193,7 @@ async fn sync(
             .collect();
         if !gone.is_empty() {
             let dst_uids: Vec<u32> = gone.iter().map(|u| done[u].0).collect();
-            dst.remove(&dst_uids).await.map_err(e)?;
+            dst.remove(&dst_uids).await?;
             for u in gone {
                 done.remove(&u);
             }
@@ -196,17 +204,16 @@ async fn sync(
 
 /// Removes the copied messages from the source; returns how many messages
 /// it still holds (arrived since the last copy).
-async fn clear_source(src: &mut Session, copied: &mut Copied) -> Result<usize, String> {
-    let e = |e: ImapError| e.to_string();
+async fn clear_source(src: &mut Session, copied: &mut Copied) -> Result<usize, ProvisionError> {
     let mut left = 0;
     for (folder, done) in copied.iter_mut() {
-        src.select(folder).await.map_err(e)?;
+        src.select(folder).await?;
         let uids: Vec<u32> = done.keys().copied().collect();
         if !uids.is_empty() {
-            src.remove(&uids).await.map_err(e)?;
+            src.remove(&uids).await?;
         }
         done.clear();
-        left += src.messages().await.map_err(e)?.len();
+        left += src.messages().await?.len();
     }
     Ok(left)
 }

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ProvisionConfig;
+use crate::{config::ProvisionConfig, error::ProvisionError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -23,16 +23,14 @@ pub enum Algorithm {
 }
 
 impl FromStr for Algorithm {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ProvisionError;
+    fn from_str(s: &str) -> Result<Self, ProvisionError> {
         match s {
             "random" => Ok(Self::Random),
             "weighted" => Ok(Self::Weighted),
             "least-used" => Ok(Self::LeastUsed),
             "domain" => Ok(Self::Domain),
-            _ => Err(format!(
-                "unknown placement {s:?} (random, weighted, least-used, domain)"
-            )),
+            _ => Err(ProvisionError::UnknownPlacement(s.to_string())),
         }
     }
 }
@@ -102,7 +100,7 @@ impl Placer {
     }
 
     /// Places one account of `domain` and counts it.
-    pub fn place(&mut self, domain: &str) -> Result<Placement, String> {
+    pub fn place(&mut self, domain: &str) -> Result<Placement, ProvisionError> {
         let placement = match self.algorithm {
             Algorithm::Random => Placement {
                 instance: self.open[self.rng.random_range(0..self.open.len())]
@@ -113,7 +111,7 @@ impl Placer {
             Algorithm::Weighted => {
                 let total: u64 = self.open.iter().map(|(_, w)| u64::from(*w)).sum();
                 if total == 0 {
-                    return Err("weighted placement: every open instance has weight 0".into());
+                    return Err(ProvisionError::NoWeight);
                 }
                 let mut pick = self.rng.random_range(0..total);
                 let mut chosen = &self.open[0].0;
@@ -142,9 +140,10 @@ impl Placer {
             }
             Algorithm::Domain => {
                 let d = domain.to_ascii_lowercase();
-                let instance = self.domains.get(&d).ok_or_else(|| {
-                    format!("domain {d} has no entry to place by (fulmar domain add {d} INSTANCE)")
-                })?;
+                let instance = self
+                    .domains
+                    .get(&d)
+                    .ok_or_else(|| ProvisionError::NoDomainEntry(d.clone()))?;
                 Placement {
                     instance: instance.clone(),
                     via_domain: true,
@@ -246,7 +245,7 @@ mod tests {
                 via_domain: true
             }
         );
-        let e = p.place("two.test").unwrap_err();
+        let e = p.place("two.test").unwrap_err().to_string();
         assert!(e.contains("fulmar domain add two.test"), "{e}");
     }
 
