@@ -89,11 +89,25 @@ impl Conn {
         }
     }
 
+    /// The next line; one over `max` is skipped to its end (the session
+    /// goes on with the next line).
     pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        self.line_within(max, true).await
+    }
+
+    /// The next line, or `TooLong` as soon as more than `max` bytes came
+    /// without its end (for a session that ends there).
+    pub async fn read_line_or_stop(&mut self, max: usize) -> io::Result<Line> {
+        self.line_within(max, false).await
+    }
+
+    async fn line_within(&mut self, max: usize, skip_long: bool) -> io::Result<Line> {
         let mut too_long = false;
+        // Bytes already searched for the line end.
+        let mut scanned = 0;
         loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+            if let Some(pos) = self.buf[scanned..].iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=scanned + pos).collect();
                 line.pop();
                 if line.last() == Some(&b'\r') {
                     line.pop();
@@ -104,9 +118,14 @@ impl Conn {
                     Line::Text(line)
                 });
             }
+            scanned = self.buf.len();
             if self.buf.len() > max {
-                too_long = true;
                 self.buf.clear();
+                scanned = 0;
+                if !skip_long {
+                    return Ok(Line::TooLong);
+                }
+                too_long = true;
             }
             self.flush_if_idle().await?;
             if !self.fill().await? {

@@ -1,25 +1,27 @@
-//! IMAP: everything before login happens on the proxy, with imap-codec
-//! parsing each command (literals included); after LOGIN on the home
+//! IMAP: everything before login happens on the proxy: each command is
+//! framed within `max_prelogin_bytes` (`fulmar_mailproto::imap::frame`),
+//! then imap-codec parses it whole; after LOGIN on the home
 //! instance, the two connections are spliced and bytes pass untouched.
 use std::{io, sync::Arc};
 
 use fulmar_daemon::secret::Secret;
+use fulmar_mailproto::imap::frame::{self, Frame, Framer, Limits, Over};
 use fulmar_mailproto::imap::{Received, Wire, WireError};
 use imap_codec::{
     AuthenticateDataCodec, CommandCodec, ResponseCodec,
-    decode::{AuthenticateDataDecodeError, CommandDecodeError, Decoder},
+    decode::Decoder,
     encode::Encoder,
     imap_types::{
         auth::{AuthMechanism, AuthenticateData},
         command::{Command, CommandBody},
-        core::{IString, LiteralMode, NString, Tag},
+        core::{IString, NString, Tag},
         response::{GreetingKind, Response, Status, StatusKind},
     },
 };
 
 use crate::{
     config::{Listener, Protocol},
-    conn::Conn,
+    conn::{Conn, Line},
     session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
     stream::Stream,
 };
@@ -67,6 +69,7 @@ pub async fn serve(
         ctx,
         listener,
         conn: Conn::new(client, idle),
+        framer: Framer::new(),
         peer,
         ttl,
     };
@@ -77,6 +80,8 @@ struct PreLogin {
     ctx: Arc<Ctx>,
     listener: Listener,
     conn: Conn,
+    /// Where the command at the front of the input ends.
+    framer: Framer,
     peer: Peer,
     /// Hops left before a proxy loop is declared.
     ttl: u8,
@@ -197,38 +202,31 @@ impl PreLogin {
         }
     }
 
-    /// Reads the client's answer to `+ `; None when it cancelled or erred
-    /// (already answered).
+    /// Reads the client's answer to `+ ` (one line, within
+    /// `max_prelogin_bytes`); None when it cancelled or erred (already
+    /// answered).
     async fn sasl_response(&mut self, tag: &str) -> io::Result<Option<Vec<u8>>> {
         self.send("+ \r\n").await?;
-        loop {
-            match AuthenticateDataCodec::default().decode(&self.conn.buf) {
-                Ok((rem, data)) => {
-                    let consumed = self.conn.buf.len() - rem.len();
-                    let out = match data {
-                        AuthenticateData::Continue(secret) => Some(secret.declassify().to_vec()),
-                        AuthenticateData::Cancel => None,
-                    };
-                    self.conn.buf.drain(..consumed);
-                    if out.is_none() {
-                        self.send(&format!("{tag} BAD Authentication cancelled.\r\n"))
-                            .await?;
-                    }
-                    return Ok(out);
-                }
-                Err(AuthenticateDataDecodeError::Incomplete) => {
-                    if !self.conn.fill().await? {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                }
-                Err(AuthenticateDataDecodeError::Failed) => {
-                    self.drop_line().await?;
-                    self.send(&format!("{tag} BAD Invalid base64 response.\r\n"))
-                        .await?;
-                    return Ok(None);
-                }
+        let max = self.ctx.config.session.max_prelogin_bytes;
+        let mut line = match self.conn.read_line_or_stop(max).await? {
+            Line::Text(line) => line,
+            Line::TooLong => {
+                self.send("* BYE Command too long before login.\r\n")
+                    .await?;
+                return Err(io::ErrorKind::InvalidData.into());
             }
+            Line::End => return Err(io::ErrorKind::UnexpectedEof.into()),
+        };
+        line.extend_from_slice(b"\r\n");
+        let (answer, why) = match AuthenticateDataCodec::default().decode(&line) {
+            Ok((_, AuthenticateData::Continue(secret))) => (Some(secret.declassify().to_vec()), ""),
+            Ok((_, AuthenticateData::Cancel)) => (None, "Authentication cancelled"),
+            Err(_) => (None, "Invalid base64 response"),
+        };
+        if answer.is_none() {
+            self.send(&format!("{tag} BAD {why}.\r\n")).await?;
         }
+        Ok(answer)
     }
 
     /// Logs in on the home instance; Some once the back-end accepted (the
@@ -317,77 +315,51 @@ impl PreLogin {
     }
 
     /// The next complete command, answering sync-literal continuations and
-    /// syntax errors on the way; None at end of input.
+    /// syntax errors on the way; None at end of input. Every command, its
+    /// literals included, fits in `max_prelogin_bytes`: nothing more is
+    /// ever buffered for a client that has not logged in.
     async fn next_command(&mut self) -> io::Result<Option<Action>> {
         let max = self.ctx.config.session.max_prelogin_bytes;
+        let limits = Limits {
+            line: max,
+            literal: max as u64,
+            command: max as u64,
+        };
         loop {
-            match CommandCodec::default().decode(&self.conn.buf) {
-                Ok((rem, command)) => {
-                    let consumed = self.conn.buf.len() - rem.len();
-                    let action = action(command);
-                    self.conn.buf.drain(..consumed);
-                    return Ok(Some(action));
+            match self.framer.next(&self.conn.buf, &limits) {
+                Frame::Command(n) => {
+                    let action = match CommandCodec::default().decode(&self.conn.buf[..n]) {
+                        Ok((&[], command)) => Some(action(command)),
+                        _ => None,
+                    };
+                    let tag = frame::tag(&self.conn.buf).unwrap_or_else(|| "*".into());
+                    self.conn.buf.drain(..n);
+                    match action {
+                        Some(action) => return Ok(Some(action)),
+                        None => self.send(&format!("{tag} BAD Syntax error.\r\n")).await?,
+                    }
                 }
-                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                    if self.conn.buf.len() + length as usize > max {
-                        let tag = tag.as_ref().to_string();
-                        if mode == LiteralMode::Sync {
-                            // The client sends nothing more of this command.
-                            self.conn.buf.clear();
-                            self.send(&format!("{tag} BAD Literal too large before login.\r\n"))
-                                .await?;
-                            continue;
-                        }
-                        self.send("* BYE Literal too large before login.\r\n")
-                            .await?;
-                        return Ok(None);
-                    }
-                    if mode == LiteralMode::Sync {
-                        self.send("+ Ready for literal data.\r\n").await?;
-                    }
+                Frame::More => {
                     if !self.conn.fill().await? {
                         return Ok(None);
                     }
                 }
-                Err(CommandDecodeError::Incomplete) => {
-                    if self.conn.buf.len() > max {
-                        self.send("* BYE Command too long before login.\r\n")
-                            .await?;
-                        return Ok(None);
-                    }
-                    if !self.conn.fill().await? {
-                        return Ok(None);
-                    }
+                Frame::Continue => self.send("+ Ready for literal data.\r\n").await?,
+                Frame::Discard(n) => {
+                    self.conn.buf.drain(..n);
                 }
-                Err(CommandDecodeError::Failed) => {
-                    let tag = self.conn.buf.split(|b| *b == b' ').next().and_then(|t| {
-                        std::str::from_utf8(t)
-                            .ok()
-                            .filter(|t| Tag::try_from(*t).is_ok())
-                            .map(str::to_string)
-                    });
-                    if !self.drop_line().await? {
+                Frame::Refuse { tag, over, close } => {
+                    let why = match over {
+                        Over::Line => "Command too long before login.",
+                        Over::Literal(_) | Over::Command => "Literal too large before login.",
+                    };
+                    if close {
+                        self.send(&format!("* BYE {why}\r\n")).await?;
                         return Ok(None);
                     }
                     let tag = tag.unwrap_or_else(|| "*".into());
-                    self.send(&format!("{tag} BAD Syntax error.\r\n")).await?;
+                    self.send(&format!("{tag} BAD {why}\r\n")).await?;
                 }
-            }
-        }
-    }
-
-    /// Drops input up to and including the next CRLF (reading to it).
-    async fn drop_line(&mut self) -> io::Result<bool> {
-        loop {
-            if let Some(pos) = self.conn.buf.windows(2).position(|w| w == b"\r\n") {
-                self.conn.buf.drain(..pos + 2);
-                return Ok(true);
-            }
-            if self.conn.buf.len() > self.ctx.config.session.max_prelogin_bytes {
-                self.conn.buf.clear();
-            }
-            if !self.conn.fill().await? {
-                return Ok(false);
             }
         }
     }

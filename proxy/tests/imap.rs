@@ -186,6 +186,38 @@ fn literals_pipelining_id_and_sasl_before_login() {
     assert_eq!(c.line(), "a BAD Invalid PLAIN response.\r\n");
 }
 
+/// Nothing a client sends before login is buffered past
+/// `max_prelogin_bytes` (64 KiB here), whichever path it takes: an
+/// AUTHENTICATE answer, a literal announced with LITERAL+, a line.
+#[test]
+fn every_prelogin_path_is_bounded() {
+    let site = Site::start(Options::default());
+    // One byte over: the proxy reads all of it, so it closes with a FIN
+    // (unread input would make it a reset that can beat the BYE here).
+    let over = vec![b'A'; 64 * 1024 + 1];
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(b"a AUTHENTICATE PLAIN\r\n");
+    assert_eq!(c.line(), "+ \r\n");
+    // No line end yet: refused once over the bound, not at the end.
+    c.send(&over);
+    assert_eq!(c.line(), "* BYE Command too long before login.\r\n");
+    assert!(c.closed());
+
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(b"a LOGIN ann {100000+}\r\n");
+    assert_eq!(c.line(), "* BYE Literal too large before login.\r\n");
+    assert!(c.closed());
+
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(b"a NOOP ");
+    c.send(&over[7..]);
+    assert_eq!(c.line(), "* BYE Command too long before login.\r\n");
+    assert!(c.closed());
+}
+
 #[test]
 fn implicit_tls_proxy_protocol_default_route_and_agent() {
     let site = Site::start(Options {

@@ -10,6 +10,8 @@
 //! pop3 = "198.18.0.21:110"         # optional: POP3 on the instance VIP
 //! smtp = "198.18.0.21:25"          # optional: SMTP delivery on the instance VIP
 //! max_line = 8192                  # optional: longest IMAP/POP3 command line
+//! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
+//!                                  # before login (after it: max_message_size)
 //! quota = "1 GiB"                  # optional: per-account limit unless the
 //!                                  # account has its own (`fulmar-maild quota`)
 //! # Proxies whose IMAP ID x-originating-ip and XCLIENT are believed (CIDR).
@@ -59,6 +61,10 @@ pub struct MailConfig {
     pub quota: Option<u64>,
     #[serde(default = "default_max_line")]
     pub max_line: usize,
+    /// What one IMAP command may carry in literals before login (LOGIN,
+    /// AUTHENTICATE and ID need little).
+    #[serde(default = "default_max_prelogin_bytes")]
+    pub max_prelogin_bytes: usize,
     #[serde(default)]
     pub trusted_networks: Vec<String>,
     pub directory: Option<DirectoryConfig>,
@@ -112,6 +118,9 @@ pub struct TlsConfig {
 
 fn default_max_line() -> usize {
     8192
+}
+fn default_max_prelogin_bytes() -> usize {
+    64 * 1024
 }
 
 fn default_user_filter() -> String {
@@ -219,6 +228,7 @@ impl MailConfig {
             smtp: None,
             quota: None,
             max_line: default_max_line(),
+            max_prelogin_bytes: default_max_prelogin_bytes(),
             trusted_networks: Vec::new(),
             directory: None,
             master: None,

@@ -859,6 +859,47 @@ print("received", m.fetch(last, "(BODY.PEEK[HEADER.FIELDS (RECEIVED)])")[1][0][1
 /// 2 000 nested multiparts (a 139 KB message anyone may send): BODYSTRUCTURE
 /// answers with the structure cut at the MIME depth bound, and the instance
 /// keeps serving (it used to overflow its stack and abort on every fetch).
+/// A command's literals are bounded as a whole, before they are buffered:
+/// before login by `max_prelogin_bytes`, after it by the message size.
+/// A literal announced with LITERAL+ and sent in the same write as its
+/// command is framed like any other.
+#[test]
+fn literals_are_bounded_per_command_not_per_literal() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+x = b"x" * 40000
+print("sync", raw([b"p1 LOGIN {70000}\r\n", b"p2 NOOP\r\n"])[1:])
+print("plus", raw([b"p3 LOGIN {70000+}\r\n" + x])[1:])
+print("two", raw([b"p4 LOGIN {40000+}\r\n" + x + b" {40000+}\r\n" + x + b"\r\n"])[1:])
+body = b"Subject: big\r\n\r\n" + b"y" * (100000 - 18) + b"\r\n"
+r = raw([b"q1 LOGIN ann ann-pw\r\nq2 APPEND INBOX {100000+}\r\n" + body + b"\r\nq3 LOGOUT\r\n"])
+print("append", [l.split(" [")[0] for l in r if l.startswith("q")])
+"#,
+    );
+    assert_eq!(
+        line(&out, "sync"),
+        "['p1 NO [TOOBIG] Literal of 70000 bytes is over the limit of 65536', 'p2 OK Completed']",
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, "plus"),
+        "['* BYE [TOOBIG] Literal of 70000 bytes is over the limit of 65536']",
+        "{out}"
+    );
+    // 64 KiB of literals plus the test config's max_line.
+    assert!(
+        line(&out, "two").starts_with("['* BYE [TOOBIG] Command over the limit of 6"),
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, "append"),
+        "['q1 OK', 'q2 OK', 'q3 OK LOGOUT completed']",
+        "{out}"
+    );
+}
+
 #[test]
 fn deeply_nested_multiparts_are_answered_not_fatal() {
     let site = Site::new();

@@ -1,12 +1,14 @@
 //! IMAP4rev1 (RFC 3501) on the instance's maildirs, with LITERAL+, SASL-IR,
 //! ID, NAMESPACE, UIDPLUS, MOVE, IDLE, UNSELECT, SPECIAL-USE and STARTTLS.
 //!
-//! imap-codec parses every command (literals included); the session keeps
+//! Where a command ends is found first (`fulmar_mailproto::imap::frame`:
+//! each byte looked at once), then imap-codec parses it whole; the session keeps
 //! the selected mailbox's view (UIDs in sequence order) and brings it up to
 //! date whenever the store says something changed: other sessions' flag
 //! changes and expunges and new deliveries reach a session at its next
-//! command, or at once while it IDLEs. Input is bounded: a command line by
-//! `max_line`, a literal by `max_message_size`.
+//! command, or at once while it IDLEs. Input is bounded before it is
+//! buffered: a command line by `max_line`, a command's literals by
+//! `max_prelogin_bytes` before login and by `max_message_size` after it.
 //!
 //! - [`session`]: the connection, its bounds and its view; `dispatch`:
 //!   which command runs in which state; `op`: the command groups.

@@ -9,14 +9,11 @@ use std::{
 };
 
 use bounded_static::IntoBoundedStatic;
+use fulmar_mailproto::imap::frame::{self, Frame, Framer, Limits, Over};
 use imap_codec::{
     CommandCodec,
-    decode::{CommandDecodeError, Decoder},
-    imap_types::{
-        command::Command,
-        core::{LiteralMode, Tag},
-        sequence::SequenceSet,
-    },
+    decode::Decoder,
+    imap_types::{command::Command, core::Tag, sequence::SequenceSet},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -56,6 +53,8 @@ pub(super) struct Session {
     pub(super) service: Arc<Service>,
     pub(super) io: Option<Box<dyn Io>>,
     pub(super) buf: Vec<u8>,
+    /// Where the command at the front of `buf` ends.
+    framer: Framer,
     pub(super) out: Vec<u8>,
     pub(super) peer: SocketAddr,
     /// The end client: the peer, or what a trusted proxy says in ID.
@@ -74,6 +73,7 @@ impl Session {
             service,
             io: Some(io),
             buf: Vec::new(),
+            framer: Framer::new(),
             out: Vec::new(),
             peer,
             client: peer.ip(),
@@ -167,84 +167,76 @@ impl Session {
         }
     }
 
+    /// What one command may hold: before login only what LOGIN,
+    /// AUTHENTICATE or ID need; after it, a message (APPEND) and its line.
+    fn limits(&self) -> Limits {
+        let c = &self.service.config;
+        let literal = if self.account.is_some() {
+            c.max_message_size
+        } else {
+            c.max_prelogin_bytes as u64
+        };
+        Limits {
+            line: c.max_line,
+            literal,
+            command: literal + c.max_line as u64,
+        }
+    }
+
     /// The next complete command, answering literal continuations and
-    /// syntax errors on the way; None at end of input.
+    /// refusing what is over the bounds or does not parse; None at end of
+    /// input.
     pub(super) async fn next_command(&mut self) -> io::Result<Option<Command<'static>>> {
-        let max_line = self.service.config.max_line;
-        let max_literal = self.service.config.max_message_size;
-        // What this command may still buffer: its lines plus its literals.
-        let mut allowed = max_line;
         loop {
-            match CommandCodec::default().decode(&self.buf) {
-                Ok((rest, command)) => {
-                    let consumed = self.buf.len() - rest.len();
-                    if consumed > allowed {
-                        // It came in one read, but is still over the limit.
-                        let tag = command.tag.as_ref().to_string();
-                        self.buf.drain(..consumed);
-                        self.line(&format!("{tag} BAD Command line too long"));
-                        self.flush().await?;
-                        allowed = max_line;
-                        continue;
-                    }
-                    let command = command.into_static();
-                    self.buf.drain(..consumed);
-                    return Ok(Some(command));
-                }
-                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                    if u64::from(length) > max_literal {
-                        let tag = tag.as_ref().to_string();
-                        self.buf.clear();
-                        if mode == LiteralMode::Sync {
-                            // The client sends nothing of it without our "+".
-                            self.line(&format!(
-                                "{tag} NO [TOOBIG] Literal of {length} bytes is over the limit of {max_literal}"
-                            ));
-                            self.flush().await?;
-                            continue;
-                        }
-                        self.line("* BYE [TOOBIG] Literal over the size limit");
-                        self.flush().await?;
-                        return Ok(None);
-                    }
-                    allowed = self.buf.len() + length as usize + max_line;
-                    if mode == LiteralMode::Sync {
-                        self.line("+ Ready for literal data");
-                        self.flush().await?;
-                    }
-                    if !self.fill_bounded(allowed).await? {
-                        return Ok(None);
-                    }
-                }
-                Err(CommandDecodeError::Incomplete) => {
-                    if !self.fill_bounded(allowed).await? {
-                        return Ok(None);
-                    }
-                }
-                Err(CommandDecodeError::Failed) => {
-                    let tag = self.buf.split(|b| *b == b' ').next().and_then(|t| {
-                        std::str::from_utf8(t)
-                            .ok()
-                            .filter(|t| Tag::try_from(*t).is_ok())
-                            .map(str::to_string)
-                    });
-                    let tag = tag.unwrap_or_else(|| "*".into());
-                    let long = self
-                        .buf
-                        .windows(2)
-                        .position(|w| w == b"\r\n")
-                        .is_none_or(|end| end > max_line);
-                    if !self.drop_line().await? {
-                        return Ok(None);
-                    }
-                    let why = if long {
-                        "Command line too long"
-                    } else {
-                        "Syntax error in command"
+            let limits = self.limits();
+            match self.framer.next(&self.buf, &limits) {
+                Frame::Command(n) => {
+                    let parsed = match CommandCodec::default().decode(&self.buf[..n]) {
+                        Ok((&[], command)) => Some(command.into_static()),
+                        _ => None,
                     };
-                    self.line(&format!("{tag} BAD {why}"));
+                    if let Some(command) = parsed {
+                        self.buf.drain(..n);
+                        return Ok(Some(command));
+                    }
+                    let tag = frame::tag(&self.buf).unwrap_or_else(|| "*".into());
+                    self.buf.drain(..n);
+                    self.line(&format!("{tag} BAD Syntax error in command"));
                     self.flush().await?;
-                    allowed = max_line;
+                }
+                Frame::More => {
+                    if !self.fill().await? {
+                        return Ok(None);
+                    }
+                }
+                Frame::Continue => {
+                    self.line("+ Ready for literal data");
+                    self.flush().await?;
+                }
+                Frame::Discard(n) => {
+                    self.buf.drain(..n);
+                }
+                Frame::Refuse { tag, over, close } => {
+                    let why = match over {
+                        Over::Line => "BAD Command line too long".to_string(),
+                        Over::Literal(n) => format!(
+                            "NO [TOOBIG] Literal of {n} bytes is over the limit of {}",
+                            limits.literal
+                        ),
+                        Over::Command => format!(
+                            "NO [TOOBIG] Command over the limit of {} bytes",
+                            limits.command
+                        ),
+                    };
+                    if close {
+                        let why = why.split_once(' ').map_or("", |(_, w)| w);
+                        self.line(&format!("* BYE {why}"));
+                        self.flush().await?;
+                        return Ok(None);
+                    }
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.line(&format!("{tag} {why}"));
+                    self.flush().await?;
                 }
             }
         }

@@ -4,6 +4,9 @@
 //! synchronising literal), read one response at a time with its raw
 //! bytes. imap-codec encodes and parses; every read is bounded in size and,
 //! when asked, in time.
+//!
+//! [`frame`] is the server side's first step: where one command ends in
+//! the input, within configured bounds.
 use std::time::Duration;
 
 use imap_codec::{
@@ -18,6 +21,8 @@ use imap_codec::{
     },
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub mod frame;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
