@@ -900,6 +900,37 @@ print("append", [l.split(" [")[0] for l in r if l.startswith("q")])
     );
 }
 
+/// LIST and LSUB patterns full of wildcards are matched in time linear in
+/// the pattern (backtracking took 13-22 s for 50 `*` and held the
+/// instance's runtime thread meanwhile). The client's reads give up after
+/// 5 s.
+#[test]
+fn wildcard_heavy_list_patterns_answer_at_once() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+name = "a" * 60 + "/" + "a" * 60
+pattern = b"*a" * 50 + b"x"
+r = raw([b"w1 LOGIN ann ann-pw\r\n", b'w2 CREATE "' + name.encode() + b'"\r\n',
+         b'w3 SUBSCRIBE "' + name.encode() + b'"\r\n',
+         b'w4 LIST "" "' + pattern + b'"\r\n', b'w5 LSUB "" "' + pattern + b'"\r\n',
+         b'w6 LIST "" "' + b"*a" * 50 + b'"\r\n', b"w7 LOGOUT\r\n"], wait=0.05)
+print("list", [l.split(" [")[0][:40] for l in r[1:] if not l.startswith("* CAPABILITY")])
+"#,
+    );
+    assert_eq!(
+        line(&out, "list"),
+        format!(
+            "['w1 OK', 'w2 OK CREATE completed', 'w3 OK SUBSCRIBE completed', \
+             'w4 OK LIST completed', 'w5 OK LSUB completed', '* LIST () \"/\" \"{}', \
+             'w6 OK LIST completed', '* BYE Logging out', 'w7 OK LOGOUT completed']",
+            "a".repeat(25)
+        ),
+        "{out}"
+    );
+}
+
 #[test]
 fn deeply_nested_multiparts_are_answered_not_fatal() {
     let site = Site::new();

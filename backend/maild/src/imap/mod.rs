@@ -51,17 +51,42 @@ fn mailbox_name(m: &Mailbox) -> String {
 }
 
 /// LIST wildcards: `*` matches anything, `%` anything but the delimiter.
+/// One pass per pattern byte over the name's positions (O(pattern ×
+/// name)): backtracking would be exponential in the number of wildcards.
 fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => (0..=name.len())
-            .take_while(|&i| i == 0 || name[i - 1] != b'/')
-            .any(|i| wildcard(rest, &name[i..])),
-        Some((c, rest)) => name
-            .split_first()
-            .is_some_and(|(n, nrest)| n == c && wildcard(rest, nrest)),
+    // at[i]: the pattern so far can match name[..i].
+    let mut at = vec![false; name.len() + 1];
+    at[0] = true;
+    let mut next = at.clone();
+    for (k, &p) in pattern.iter().enumerate() {
+        // `**`, `%*` and `*%` match what `*` alone does.
+        if p == b'*' && k > 0 && pattern[k - 1] == b'*' {
+            continue;
+        }
+        match p {
+            b'*' | b'%' => {
+                let mut on = false;
+                for i in 0..=name.len() {
+                    if p == b'%' && i > 0 && name[i - 1] == b'/' {
+                        on = false;
+                    }
+                    on |= at[i];
+                    next[i] = on;
+                }
+            }
+            c => {
+                next[0] = false;
+                for i in 0..name.len() {
+                    next[i + 1] = at[i] && name[i] == c;
+                }
+            }
+        }
+        std::mem::swap(&mut at, &mut next);
+        if !at.contains(&true) {
+            return false;
+        }
     }
+    at[name.len()]
 }
 
 fn store_error(e: &StoreError) -> String {
@@ -158,6 +183,18 @@ mod tests {
         assert!(wildcard(b"Archive/%", b"Archive/2024"));
         assert!(wildcard(b"A*4", b"Archive/2024"));
         assert!(!wildcard(b"Sent", b"Sent Items"));
+        assert!(wildcard(b"%/%", b"Archive/2024"));
+        assert!(!wildcard(b"%/%", b"Archive/2024/05"));
+        assert!(wildcard(b"*/05", b"Archive/2024/05"));
+        assert!(wildcard(b"Arch%", b"Archive"));
+        assert!(!wildcard(b"", b"Archive"));
+        assert!(wildcard(b"", b""));
+        assert!(wildcard(b"%*%", b"a/b"));
+        // Many wildcards and a miss at the end: linear, not exponential.
+        let name = [b'a'; 200];
+        let pattern = [b"*a".repeat(60), b"x".to_vec()].concat();
+        assert!(!wildcard(&pattern, &name));
+        assert!(wildcard(&b"*a".repeat(60), &name));
     }
 
     #[test]
