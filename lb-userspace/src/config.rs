@@ -19,6 +19,13 @@ pub enum ModeChoice {
     Generic,
 }
 
+/// Bounds of `flow_capacity`. Both flow maps are sized by it and the NAT
+/// map is an LRU, which the kernel preallocates: at about 110 bytes an
+/// entry, 2^26 flows already hold 7 GiB of kernel memory, and a larger
+/// value would fail at start on any balancer, not at `--check`.
+pub const MIN_FLOWS: u32 = 1024;
+pub const MAX_FLOWS: u32 = 1 << 26;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
@@ -105,8 +112,11 @@ impl DaemonConfig {
         if self.interface.is_empty() || self.interface.len() > 15 {
             return bad("interface", "an interface name of 1-15 characters");
         }
-        if self.flow_capacity < 1024 {
-            return bad("flow_capacity", "at least 1024");
+        if !(MIN_FLOWS..=MAX_FLOWS).contains(&self.flow_capacity) {
+            return bad(
+                "flow_capacity",
+                &format!("between {MIN_FLOWS} and {MAX_FLOWS} (2^26)"),
+            );
         }
         if !(50..=99).contains(&self.pressure_percent) {
             return bad("pressure_percent", "between 50 and 99");
@@ -186,6 +196,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mode") || e.contains("fast"), "{e}");
+        for capacity in [0, 1023, MAX_FLOWS + 1, u32::MAX] {
+            let e = DaemonConfig::parse_and_validate(&format!("flow_capacity = {capacity}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("flow_capacity: between 1024 and 67108864"),
+                "{e}"
+            );
+        }
+        assert!(DaemonConfig::parse_and_validate(&format!("flow_capacity = {MAX_FLOWS}")).is_ok());
     }
 
     #[test]

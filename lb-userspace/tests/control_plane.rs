@@ -281,6 +281,16 @@ fn the_balancer_daemon_under_an_operator() {
     );
     let attach = s.fulmar(&["attach", "show"]);
     assert!(attach.contains("eth0: xdp native"), "{attach}");
+    // The control socket is root's alone, and its staging directory gone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&s.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let stray: Vec<_> = std::fs::read_dir(&s.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".lb.sock"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 
     let socket = s.socket.clone();
     s.lab

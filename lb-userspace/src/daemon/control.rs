@@ -1,6 +1,11 @@
 //! The control socket: one JSON `Request` line in, `Response` lines out
-//! (one, or a stream for `monitor`). Only root can connect (mode 0600).
-use std::{os::unix::fs::PermissionsExt, sync::Arc};
+//! (one, or a stream for `monitor`). Only root (or the daemon's own user)
+//! can connect: the socket is 0600 from the moment it appears, and the
+//! peer's credentials are checked.
+use std::{
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
+    sync::Arc,
+};
 
 use anyhow::{Context, Result};
 use tokio::{
@@ -24,14 +29,20 @@ pub async fn serve(daemon: Arc<Daemon>, path: std::path::PathBuf) -> Result<()> 
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    // A socket left by a killed daemon: nobody listens on it any more.
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_private(path)?;
     tracing::info!("control socket {}", path.display());
+    // The socket's owner is this daemon's user.
+    let me = std::fs::metadata(path)?.uid();
     loop {
         let (conn, _) = listener.accept().await?;
+        // The mode already keeps others out; the peer's uid says so again.
+        match conn.peer_cred() {
+            Ok(c) if c.uid() == 0 || c.uid() == me => {}
+            other => {
+                tracing::warn!("control socket: refused a client ({other:?})");
+                continue;
+            }
+        }
         let daemon = daemon.clone();
         tokio::spawn(async move {
             if let Err(e) = client(daemon, conn).await {
@@ -39,6 +50,37 @@ pub async fn serve(daemon: Arc<Daemon>, path: std::path::PathBuf) -> Result<()> 
             }
         });
     }
+}
+
+/// Binds the socket where nobody can reach it yet (a fresh 0700 directory
+/// beside `path`), makes it 0600 there, then renames it into place: there
+/// is no moment at which it exists at `path` with the umask's mode.
+fn bind_private(path: &std::path::Path) -> Result<UnixListener> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().context("control_socket names no file")?;
+    let private = dir.join(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("creating {}", private.display()))?;
+    let staged = private.join("sock");
+    let bound = UnixListener::bind(&staged)
+        .with_context(|| format!("binding {}", staged.display()))
+        .and_then(|l| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            // A socket left by a killed daemon is replaced: nobody listens
+            // on it any more.
+            std::fs::rename(&staged, path)
+                .with_context(|| format!("moving the socket to {}", path.display()))?;
+            Ok(l)
+        });
+    let _ = std::fs::remove_dir_all(&private);
+    bound
 }
 
 async fn client(daemon: Arc<Daemon>, conn: UnixStream) -> Result<()> {
