@@ -111,8 +111,13 @@ impl Pool {
             return Ok(false);
         }
         let mut last = Unavailable("no attempt".into());
-        for _ in 0..2 {
-            let pooled = self.bind_idle.lock().expect("bind pool").pop();
+        for attempt in 0..2 {
+            // A kept connection may have died with the server (a restart
+            // kills them all): the retry is on a fresh one.
+            let pooled = match attempt {
+                0 => self.bind_idle.lock().expect("bind pool").pop(),
+                _ => None,
+            };
             let mut ldap = match pooled {
                 Some(l) => l,
                 None => self.connect().await?,
@@ -133,7 +138,11 @@ impl Pool {
                         rc => Err(Unavailable(format!("bind answered {rc}: {}", result.text))),
                     };
                 }
-                Err(e) => last = Unavailable(e.to_string()),
+                Err(e) => {
+                    last = Unavailable(e.to_string());
+                    // Its siblings are most likely dead too.
+                    self.bind_idle.lock().expect("bind pool").clear();
+                }
             }
         }
         Err(last)

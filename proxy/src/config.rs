@@ -136,6 +136,11 @@ pub struct BackendConfig {
     pub tls_ca: Option<PathBuf>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// A back-end that has not answered a step of the login (greeting,
+    /// ID/XCLIENT, LOGIN) in this long is given up: the client hears
+    /// UNAVAILABLE rather than waiting on a hung instance.
+    #[serde(default = "default_login_timeout", with = "humantime_serde")]
+    pub login_timeout: Duration,
     /// Where accounts the directory does not know go (the back-end then
     /// authenticates them). Off unless set.
     #[serde(default)]
@@ -317,6 +322,9 @@ fn default_prelogin_idle() -> Duration {
 }
 fn default_prelogin_bytes() -> usize {
     64 * 1024
+}
+fn default_login_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(60)

@@ -282,7 +282,11 @@ impl PreLogin {
             return Ok(None);
         };
         let mut backend = Backend {
-            wire: Wire::new(stream, BACKEND_MAX_RESPONSE, None),
+            wire: Wire::new(
+                stream,
+                BACKEND_MAX_RESPONSE,
+                Some(self.ctx.config.backend.login_timeout),
+            ),
         };
         let reply = match backend
             .login(&self.peer, self.ttl - 1, &user, pass.expose(), tag)

@@ -163,10 +163,11 @@ impl Session {
         let port = self.ctx.config.backend.pop3_port;
         let result = match connect_backend(&self.ctx, Protocol::Pop3, &host, port).await {
             Ok(stream) => {
+                let backend = &self.ctx.config.backend;
                 backend_login(
                     stream,
                     &self.peer,
-                    self.ctx.config.backend.proxy_ttl,
+                    (backend.proxy_ttl, backend.login_timeout),
                     &user,
                     pass,
                 )
@@ -212,11 +213,11 @@ struct Home {
 async fn backend_login(
     stream: Stream,
     peer: &Peer,
-    ttl: u8,
+    (ttl, timeout): (u8, std::time::Duration),
     user: &str,
     pass: &Secret,
 ) -> io::Result<Result<Home, String>> {
-    let mut conn = Conn::new(stream, std::time::Duration::from_secs(30));
+    let mut conn = Conn::new(stream, timeout);
     let greeting = response_line(&mut conn).await?;
     if !greeting.starts_with("+OK") {
         return Err(io::Error::other(format!("greeting {greeting:?}")));

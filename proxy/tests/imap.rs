@@ -218,6 +218,50 @@ fn every_prelogin_path_is_bounded() {
     assert!(c.closed());
 }
 
+/// A back-end that accepts connections but never answers (its processes
+/// frozen here: the kernel still completes the handshake) is given up
+/// after `backend.login_timeout`, for IMAP and POP3 alike: the client
+/// hears UNAVAILABLE instead of waiting for ever.
+#[test]
+fn a_hung_back_end_is_given_up_after_the_login_timeout() {
+    let site = Site::start(Options {
+        backend_extra: "login_timeout = \"1s\"\n".into(),
+        ..Options::default()
+    });
+    let netns = site.lab.netns("be1");
+    let pids = std::process::Command::new("ip")
+        .args(["netns", "pids", &netns])
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty(), "be1 runs Dovecot");
+    for pid in &pids {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(*pid, libc::SIGSTOP) };
+    }
+    let mut c = site.connect(1143);
+    c.line();
+    c.send(format!("a LOGIN {} {}\r\n", ANN.0, ANN.1).as_bytes());
+    assert_eq!(
+        c.line(),
+        "a NO [UNAVAILABLE] Mail store unavailable, try again later.\r\n"
+    );
+    let mut c = site.connect(1110);
+    c.line();
+    c.send(format!("USER {}\r\n", ANN.0).as_bytes());
+    c.line();
+    c.send(format!("PASS {}\r\n", ANN.1).as_bytes());
+    let reply = c.line();
+    assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{reply}");
+    for pid in &pids {
+        // SAFETY: as above.
+        unsafe { libc::kill(*pid, libc::SIGCONT) };
+    }
+}
+
 #[test]
 fn implicit_tls_proxy_protocol_default_route_and_agent() {
     let site = Site::start(Options {

@@ -37,6 +37,8 @@ pub struct Options {
     /// The back-ends speak implicit TLS (certificates from a test CA) and
     /// the proxy checks them against that CA.
     pub backend_tls: bool,
+    /// Lines for the proxy's `[backend]` table.
+    pub backend_extra: String,
 }
 
 pub struct Site {
@@ -180,6 +182,7 @@ impl Site {
         } else {
             String::new()
         };
+        let backend_extra = &options.backend_extra;
         let relay = options
             .outbound_relay
             .as_ref()
@@ -237,7 +240,7 @@ timeout = "1s"
 cache_ttl = "0s"
 
 [backend]
-{default_host}{backend_tls}
+{default_host}{backend_tls}{backend_extra}
 [session]
 auth_failure_delay = "200ms"
 drain_timeout = "5s"
