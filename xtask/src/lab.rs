@@ -16,7 +16,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use fulmar_lab::{Lab, LabState, mail, teardown, topology};
 use fulmar_lb::{Balancer, LoadOptions, PinLayout, config::DaemonConfig};
-use fulmar_maild::config::{DirectoryConfig as MailDirectory, MailConfig, TlsConfig as MailTls};
+use fulmar_maild::config::{
+    DirectoryConfig as MailDirectory, MailConfig, Network, TlsConfig as MailTls,
+};
 use fulmar_proxy::config::ProxyConfig;
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
@@ -246,7 +248,7 @@ fn start_instance(
     mail.pop3 = Some(format!("{vip}:110").parse()?);
     mail.quota = Some(1 << 30);
     // the proxies: their IMAP ID and XCLIENT name the real client
-    mail.trusted_networks = vec!["198.18.1.0/24".into()];
+    mail.trusted_networks = vec![Network::parse("198.18.1.0/24").expect("a network")];
     mail.directory = Some(MailDirectory::new(
         &format!("ldap://{DIRECTORY}"),
         "dc=fulmar,dc=test",

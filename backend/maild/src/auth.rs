@@ -2,9 +2,12 @@
 //! the account's entry, or the configured master user acting for an
 //! account (SASL PLAIN authorization identity, how provisioning reaches
 //! mailboxes). A bare user name from the network is never enough.
-use std::{path::Path, time::Duration};
+use std::{net::IpAddr, path::Path, time::Duration};
 
-use fulmar_daemon::secret::{Secret, SecretError};
+use fulmar_daemon::{
+    network::{Network, any_contains},
+    secret::{Secret, SecretError},
+};
 use fulmar_directory::{Connection, Pool, fill};
 use fulmar_mailproto::sasl::Plain;
 
@@ -26,7 +29,13 @@ pub enum AuthError {
 
 pub struct Authenticator {
     directory: Option<(DirectoryConfig, Pool)>,
-    master: Option<(String, Secret)>,
+    master: Option<Master>,
+}
+
+struct Master {
+    user: String,
+    password: Secret,
+    networks: Vec<Network>,
 }
 
 fn secret(root: &Path, path: &Path) -> Result<Secret, SecretError> {
@@ -55,7 +64,11 @@ impl Authenticator {
             None => None,
         };
         let master = match &config.master {
-            Some(m) => Some((m.user.clone(), secret(root, &m.password_file)?)),
+            Some(m) => Some(Master {
+                user: m.user.clone(),
+                password: secret(root, &m.password_file)?,
+                networks: m.networks.clone(),
+            }),
             None => None,
         };
         Ok(Self { directory, master })
@@ -95,20 +108,26 @@ impl Authenticator {
     }
 
     /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`. With an
-    /// authorization identity the authcid must be the master user.
-    pub async fn plain(&self, message: &[u8]) -> Result<String, AuthError> {
+    /// authorization identity the authcid must be the master user, and
+    /// `peer` (the connection's own peer, never a forwarded address) one of
+    /// its networks.
+    pub async fn plain(&self, message: &[u8], peer: IpAddr) -> Result<String, AuthError> {
         let plain = Plain::decode(message).ok_or(AuthError::Failed)?;
         if !plain.acts_for_another() {
             return self.login(&plain.authcid, &plain.password).await;
         }
         match &self.master {
-            Some((user, secret))
-                if same(user.as_bytes(), plain.authcid.as_bytes())
+            Some(m)
+                if same(m.user.as_bytes(), plain.authcid.as_bytes())
                     && same(
-                        secret.expose().as_bytes(),
+                        m.password.expose().as_bytes(),
                         plain.password.expose().as_bytes(),
                     ) =>
             {
+                if !any_contains(&m.networks, peer) {
+                    tracing::warn!(%peer, "master user login from outside master.networks refused");
+                    return Err(AuthError::Failed);
+                }
                 Ok(plain.authzid.to_ascii_lowercase())
             }
             _ => Err(AuthError::Failed),
@@ -124,12 +143,26 @@ mod tests {
     async fn master_user_acts_for_an_account_and_nothing_else_passes() {
         let auth = Authenticator {
             directory: None,
-            master: Some(("provision".into(), Secret::new("s3cret"))),
+            master: Some(Master {
+                user: "provision".into(),
+                password: Secret::new("s3cret"),
+                networks: vec![Network::parse("198.18.0.9/32").unwrap()],
+            }),
         };
+        let admin: IpAddr = "198.18.0.9".parse().unwrap();
         assert_eq!(
-            auth.plain(b"Ann@X.test\0provision\0s3cret").await.unwrap(),
+            auth.plain(b"Ann@X.test\0provision\0s3cret", admin)
+                .await
+                .unwrap(),
             "ann@x.test"
         );
+        // The right password from elsewhere is not enough.
+        let elsewhere: IpAddr = "198.18.0.10".parse().unwrap();
+        assert!(matches!(
+            auth.plain(b"ann@x.test\0provision\0s3cret", elsewhere)
+                .await,
+            Err(AuthError::Failed)
+        ));
         for bad in [
             &b"ann@x.test\0provision\0wrong"[..],
             b"ann@x.test\0provisio\0s3cret",
@@ -138,7 +171,10 @@ mod tests {
             b"only-two\0fields",
             b"a\0b\0c\0d",
         ] {
-            assert!(matches!(auth.plain(bad).await, Err(AuthError::Failed)));
+            assert!(matches!(
+                auth.plain(bad, admin).await,
+                Err(AuthError::Failed)
+            ));
         }
         // No directory configured: a plain login is refused, never trusted.
         assert!(matches!(

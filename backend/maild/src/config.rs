@@ -26,17 +26,19 @@
 //! [master]                         # SASL PLAIN authzid for provisioning
 //! user = "provision"
 //! password_file = "master.secret"
+//! networks = ["198.18.0.9/32"]     # where it may log in from (required)
 //!
 //! [tls]                            # STARTTLS
 //! certificate = "cert.pem"
 //! key = "key.pem"
 //! ```
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use fulmar_daemon::config::{self as config_file, ConfigError};
+pub use fulmar_daemon::network::Network;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -66,7 +68,7 @@ pub struct MailConfig {
     #[serde(default = "default_max_prelogin_bytes")]
     pub max_prelogin_bytes: usize,
     #[serde(default)]
-    pub trusted_networks: Vec<String>,
+    pub trusted_networks: Vec<Network>,
     pub directory: Option<DirectoryConfig>,
     pub master: Option<MasterConfig>,
     pub tls: Option<TlsConfig>,
@@ -107,6 +109,9 @@ impl DirectoryConfig {
 pub struct MasterConfig {
     pub user: String,
     pub password_file: PathBuf,
+    /// Where the master user may log in from (the provisioning hosts);
+    /// required, so a leaked master password is not enough from anywhere.
+    pub networks: Vec<Network>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -129,45 +134,6 @@ fn default_user_filter() -> String {
 
 fn default_account_attribute() -> String {
     "mailLocalAddress".into()
-}
-
-/// One `ADDRESS/PREFIX` network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("{text:?} is not a network like 198.18.0.0/24");
-        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
-        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(bad());
-        }
-        Ok(Self { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 fn default_max_message_size() -> u64 {
@@ -262,20 +228,15 @@ impl MailConfig {
         if self.max_line < 1024 {
             return Err("max_line must be at least 1024".into());
         }
-        self.networks()?;
+        if self.master.as_ref().is_some_and(|m| m.networks.is_empty()) {
+            return Err("master.networks: name where the master user logs in from".into());
+        }
         if let Some(d) = &self.directory
             && !d.user_filter.contains("%u")
         {
             return Err("directory.user_filter must contain %u".into());
         }
         Ok(())
-    }
-
-    pub fn networks(&self) -> Result<Vec<Network>, String> {
-        self.trusted_networks
-            .iter()
-            .map(|n| Network::parse(n))
-            .collect()
     }
 
     /// A path from the config, relative to `ROOT/config`.
@@ -296,7 +257,7 @@ mod tests {
     fn a_written_config_reads_back_the_same() {
         let mut c = MailConfig::new("mail1", "198.18.0.1:24".parse().unwrap());
         c.quota = Some(1 << 30);
-        c.trusted_networks = vec!["198.18.1.0/24".into()];
+        c.trusted_networks = vec![Network::parse("198.18.1.0/24").unwrap()];
         c.directory = Some(DirectoryConfig::new(
             "ldap://198.18.2.20",
             "dc=t",
@@ -342,7 +303,7 @@ mod tests {
         );
         assert!(MailConfig::parse("instance = \"m\"\nlmtp = \"nowhere\"\n").is_err());
         let trusted = "instance = \"m\"\nlmtp = \"198.18.0.1:24\"\ntrusted_networks = [\"198.18.0.0/15\", \"2001:db8::/32\"]\n";
-        let nets = MailConfig::parse(trusted).unwrap().networks().unwrap();
+        let nets = MailConfig::parse(trusted).unwrap().trusted_networks;
         assert!(nets[0].contains("198.19.255.1".parse().unwrap()));
         assert!(!nets[0].contains("198.20.0.1".parse().unwrap()));
         assert!(nets[0].contains("::ffff:198.18.0.9".parse().unwrap()));

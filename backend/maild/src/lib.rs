@@ -30,7 +30,7 @@ pub mod store;
 use std::{net::IpAddr, sync::Arc};
 
 use auth::Authenticator;
-use config::{MailConfig, Network};
+use config::MailConfig;
 use store::Store;
 
 /// What every protocol of the instance shares: the store, the config,
@@ -41,12 +41,11 @@ pub struct Service {
     pub config: MailConfig,
     pub auth: Authenticator,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub trusted: Vec<Network>,
 }
 
 impl Service {
     /// Whether `peer` may forward a client's address (IMAP ID, XCLIENT).
     pub fn trusts(&self, peer: IpAddr) -> bool {
-        self.trusted.iter().any(|n| n.contains(peer))
+        fulmar_daemon::network::any_contains(&self.config.trusted_networks, peer)
     }
 }

@@ -248,7 +248,7 @@ impl Session {
                     self.line("-ERR [AUTH] Not base64");
                     return Ok(Flow::Continue);
                 };
-                let result = self.service.auth.plain(&message).await;
+                let result = self.service.auth.plain(&message, self.peer.ip()).await;
                 return self.logged_in("(sasl)", result).await;
             }
             ("AUTH", _) => self.line("-ERR [AUTH] Only PLAIN is offered"),

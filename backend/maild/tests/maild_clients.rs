@@ -87,6 +87,7 @@ impl Site {
                  [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
                  bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
                  [master]\nuser = \"provision\"\npassword_file = \"master.secret\"\n\
+                 networks = [\"{CLIENT}/32\"]\n\
                  [tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n"
             ),
         )
@@ -523,6 +524,26 @@ print("xclient", raw([b"XCLIENT ADDR=198.18.0.98 PORT=5000 SESSION=x TTL=4\r\nUS
     assert!(
         log.contains("ignored ID x-originating-ip from an untrusted peer"),
         "{log}"
+    );
+    // The master password is not enough outside master.networks, not even
+    // from a trusted proxy.
+    let master = site.python(
+        "px",
+        r#"
+m = imaplib.IMAP4(MAIL, 143)
+try:
+    m.authenticate("PLAIN", lambda _: b"bob@fulmar.test\0provision\0master-pw"); print("master accepted")
+except imaplib.IMAP4.error as e:
+    print("master", e)
+"#,
+    );
+    assert!(
+        line(&master, "master").contains("AUTHENTICATIONFAILED"),
+        "{master}"
+    );
+    assert!(
+        site.instance_log()
+            .contains("master user login from outside master.networks refused")
     );
 
     // The health probe the failover manager can run: healthy while the

@@ -214,7 +214,8 @@ fn power_cuts_during_deliveries_and_appends_lose_nothing_acknowledged() {
         root.join("config/mail.toml"),
         format!(
             "instance = \"mail1\"\nlmtp = \"{MAIL}:24\"\nimap = \"{MAIL}:143\"\n\
-             [master]\nuser = \"provision\"\npassword_file = \"master.secret\"\n"
+             [master]\nuser = \"provision\"\npassword_file = \"master.secret\"\n\
+             networks = [\"{CLIENT}/32\"]\n"
         ),
     )
     .unwrap();

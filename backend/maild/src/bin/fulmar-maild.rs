@@ -167,7 +167,6 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         ),
         None => None,
     };
-    let trusted = config.networks().map_err(anyhow::Error::msg)?;
     let runtime = fulmar_daemon::runtime()?;
     runtime.block_on(async move {
         let listeners = Listeners::bind(&config).await?;
@@ -179,7 +178,6 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
             config: config.clone(),
             auth,
             tls,
-            trusted,
         });
         let delivery = |dialect| {
             Arc::new(Delivery {

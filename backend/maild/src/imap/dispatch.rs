@@ -71,7 +71,7 @@ impl Session {
                     .nth(1)
                     .map(|u| String::from_utf8_lossy(u).into_owned())
                     .unwrap_or_default();
-                let result = self.service.auth.plain(&data).await;
+                let result = self.service.auth.plain(&data, self.peer.ip()).await;
                 return self.logged_in(&tag, &who, result).await;
             }
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
