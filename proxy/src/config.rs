@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use fulmar_daemon::config::{self as config_file, ConfigError};
+use fulmar_daemon::network::Network;
 use fulmar_daemon::secret::{self, Secret, SecretError};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,11 @@ pub struct Listener {
     /// other proxies in front); the client address is taken from it.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Who may send that header: connections from elsewhere are closed
+    /// (anyone could otherwise claim any client address). Required with
+    /// `proxy_protocol`.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<Network>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -230,6 +236,17 @@ impl ProxyConfig {
                 "listener {} ({}) uses TLS but there is no [tls] section",
                 l.address,
                 l.protocol.name()
+            ));
+        }
+        if let Some(l) = self
+            .listen
+            .iter()
+            .find(|l| l.proxy_protocol && l.proxy_protocol_from.is_empty())
+        {
+            return Err(format!(
+                "listener {}: proxy_protocol needs proxy_protocol_from (the balancers' or \
+                 proxies' networks)",
+                l.address
             ));
         }
         if self.backend.tls && self.backend.tls_ca.is_none() {

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fulmar_daemon::network::any_contains;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpSocket, TcpStream},
@@ -122,6 +123,10 @@ async fn session(
     tcp.set_nodelay(true)?;
     let local = tcp.local_addr()?;
     let client = if listener.proxy_protocol {
+        if !any_contains(&listener.proxy_protocol_from, client.ip()) {
+            tracing::warn!(%client, address = %listener.address, "PROXY header from outside proxy_protocol_from: closed");
+            return Ok(());
+        }
         tokio::time::timeout(HANDSHAKE_TIMEOUT, proxy_protocol::read_header(&mut tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "PROXY header"))??

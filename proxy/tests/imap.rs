@@ -300,6 +300,26 @@ print(open("/dev/null").read() or "done")
     c.until("b ");
     let ann = login_lines(&site, "be1", "ann");
     assert!(ann.last().unwrap().contains("rip=198.18.7.7"), "{ann:?}");
+    // From outside proxy_protocol_from the same header is not believed:
+    // the connection is closed before anything is read or answered.
+    let hex: String = header.iter().map(|b| format!("{b:02x}")).collect();
+    let out = site.lab.python(
+        "be1",
+        &format!(
+            "import socket\ns = socket.create_connection(('{PROXY}', 1144), timeout=5)\n\
+             s.sendall(bytes.fromhex('{hex}'))\n\
+             try:\n    print('read', s.recv(100))\n\
+             except ConnectionResetError:\n    print('read', b'')  # closed with our bytes unread\n"
+        ),
+        || site.proxy_log(),
+    );
+    assert!(out.contains("read b''"), "{out}");
+    assert!(
+        site.proxy_log()
+            .contains("PROXY header from outside proxy_protocol_from"),
+        "{}",
+        site.proxy_log()
+    );
     // The balancer's agent check.
     let mut agent = site.connect(7070);
     assert_eq!(agent.line(), "up ready\n");

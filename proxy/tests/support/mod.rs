@@ -209,6 +209,7 @@ protocol = "imap"
 address = "{PROXY}:1144"
 tls = "none"
 proxy_protocol = true
+proxy_protocol_from = ["{CLIENT}/32"]
 [[listen]]
 protocol = "pop3"
 address = "{PROXY}:110"
