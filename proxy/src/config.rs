@@ -4,6 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use fulmar_daemon::config::{self as config_file, ConfigError};
 use fulmar_daemon::network::Network;
+
+use crate::penalty::PenaltyConfig;
 use fulmar_daemon::secret::{self, Secret, SecretError};
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +173,12 @@ pub struct SessionConfig {
     /// On shutdown, sessions may finish for this long.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Failed logins one connection may make before it is closed.
+    #[serde(default = "default_failures_per_connection")]
+    pub auth_failures_per_connection: u32,
+    /// Guesses per client address and per account (`crate::penalty`).
+    #[serde(default)]
+    pub auth_penalty: PenaltyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -339,6 +347,9 @@ fn default_prelogin_idle() -> Duration {
 }
 fn default_prelogin_bytes() -> usize {
     64 * 1024
+}
+fn default_failures_per_connection() -> u32 {
+    3
 }
 fn default_login_timeout() -> Duration {
     Duration::from_secs(30)

@@ -22,7 +22,7 @@ use imap_codec::{
 use crate::{
     config::{Listener, Protocol},
     conn::{Conn, Line},
-    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice},
+    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice, too_many_failures},
     stream::Stream,
 };
 
@@ -72,6 +72,7 @@ pub async fn serve(
         framer: Framer::new(),
         peer,
         ttl,
+        auth_failures: 0,
     };
     session.run().await
 }
@@ -85,6 +86,7 @@ struct PreLogin {
     peer: Peer,
     /// Hops left before a proxy loop is declared.
     ttl: u8,
+    auth_failures: u32,
 }
 
 impl PreLogin {
@@ -257,11 +259,24 @@ impl PreLogin {
                 .await?;
             return Ok(None);
         }
-        let (host, user) = match login(&self.ctx, Protocol::Imap, user, pass).await {
+        let client = self.peer.client.ip();
+        let (host, user) = match login(&self.ctx, Protocol::Imap, client, user, pass).await {
             Login::Home { host, user, .. } => (host, user),
             Login::Failed => {
                 self.send(&format!(
                     "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+                ))
+                .await?;
+                self.auth_failures += 1;
+                if self.auth_failures >= self.ctx.config.session.auth_failures_per_connection {
+                    self.send("* BYE Too many failed logins.\r\n").await?;
+                    return Err(too_many_failures());
+                }
+                return Ok(None);
+            }
+            Login::Throttled => {
+                self.send(&format!(
+                    "{tag} NO [UNAVAILABLE] Too many failed logins; try again later.\r\n"
                 ))
                 .await?;
                 return Ok(None);

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod directory;
 pub mod imap;
 pub mod metrics;
+pub mod penalty;
 pub mod pop3;
 pub mod proxy_protocol;
 pub mod server;

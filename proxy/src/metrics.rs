@@ -22,6 +22,9 @@ pub enum LoginResult {
     Ok,
     Failed,
     Unavailable,
+    /// Refused unchecked: too many failures from the address or for the
+    /// account.
+    Throttled,
 }
 
 #[derive(Default)]
@@ -31,6 +34,7 @@ struct PerProtocol {
     logins_ok: AtomicU64,
     logins_failed: AtomicU64,
     logins_unavailable: AtomicU64,
+    logins_throttled: AtomicU64,
     backend_errors: AtomicU64,
 }
 
@@ -81,6 +85,7 @@ impl Metrics {
             LoginResult::Ok => &per.logins_ok,
             LoginResult::Failed => &per.logins_failed,
             LoginResult::Unavailable => &per.logins_unavailable,
+            LoginResult::Throttled => &per.logins_throttled,
         }
         .fetch_add(1, Relaxed);
     }
@@ -141,6 +146,7 @@ impl Metrics {
                 ("ok", &per.logins_ok),
                 ("failed", &per.logins_failed),
                 ("unavailable", &per.logins_unavailable),
+                ("throttled", &per.logins_throttled),
             ] {
                 let _ = writeln!(
                     out,

@@ -7,7 +7,10 @@ use std::{io, sync::Arc};
 use crate::{
     config::{Listener, Protocol},
     conn::{Conn, Line},
-    session::{Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain, splice},
+    session::{
+        Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain, splice,
+        too_many_failures,
+    },
     stream::Stream,
 };
 use fulmar_daemon::secret::Secret;
@@ -29,6 +32,7 @@ pub async fn serve(
         conn,
         peer,
         user: None,
+        auth_failures: 0,
     };
     session.run().await
 }
@@ -40,6 +44,7 @@ struct Session {
     peer: Peer,
     /// From USER, waiting for PASS.
     user: Option<String>,
+    auth_failures: u32,
 }
 
 impl Session {
@@ -148,10 +153,24 @@ impl Session {
             self.reply("-ERR [AUTH] Use STLS first.\r\n").await?;
             return Ok(None);
         }
-        let (host, user) = match login(&self.ctx, Protocol::Pop3, user, pass).await {
+        let client = self.peer.client.ip();
+        let (host, user) = match login(&self.ctx, Protocol::Pop3, client, user, pass).await {
             Login::Home { host, user, .. } => (host, user),
             Login::Failed => {
+                self.auth_failures += 1;
+                if self.auth_failures >= self.ctx.config.session.auth_failures_per_connection {
+                    self.reply(
+                        "-ERR [AUTH] Authentication failed; too many failures, closing.\r\n",
+                    )
+                    .await?;
+                    return Err(too_many_failures());
+                }
                 self.reply("-ERR [AUTH] Authentication failed.\r\n").await?;
+                return Ok(None);
+            }
+            Login::Throttled => {
+                self.reply("-ERR [SYS/TEMP] Too many failed logins; try again later.\r\n")
+                    .await?;
                 return Ok(None);
             }
             Login::Unavailable(_) => {

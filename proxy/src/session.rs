@@ -2,11 +2,12 @@
 //! client is, the login decision and the connection to a back-end.
 use std::{
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Instant,
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
@@ -20,6 +21,7 @@ use crate::{
     conn::{Conn, Line},
     directory::Directory,
     metrics::{LoginResult, Metrics},
+    penalty::{Key, Outcome, Penalties},
     stream::{ServerTls, Stream, tls_to},
 };
 
@@ -31,6 +33,8 @@ pub struct Ctx {
     pub backend_tls: Option<TlsConnector>,
     /// Set on shutdown: the agent reports `drain`, sessions may finish.
     pub draining: AtomicBool,
+    /// Failed logins per client address and per account.
+    pub penalties: Penalties,
 }
 
 impl Ctx {
@@ -113,23 +117,49 @@ pub enum Login {
     Failed,
     /// The directory could not say: a temporary failure, never a guess.
     Unavailable(String),
+    /// Refused unchecked: too many failures from the address or for the
+    /// account (`crate::penalty`).
+    Throttled,
 }
 
-/// Authenticates `user` against the directory and finds its home. A failed
-/// login is answered only after `auth_failure_delay`.
-pub async fn login(ctx: &Ctx, protocol: Protocol, user: &str, password: &Secret) -> Login {
+/// Authenticates `user` from `client` against the directory and finds its
+/// home, when the penalties let the password be checked at all (they may
+/// make it wait first). A failed login is answered only after
+/// `auth_failure_delay`.
+pub async fn login(
+    ctx: &Ctx,
+    protocol: Protocol,
+    client: IpAddr,
+    user: &str,
+    password: &Secret,
+) -> Login {
+    let keys = [
+        Key::Address(client),
+        Key::Account(user.to_ascii_lowercase()),
+    ];
+    let Some(wait) = ctx.penalties.admit(&keys, Instant::now()) else {
+        tracing::warn!(user, %client, protocol = protocol.name(), "login throttled: too many failures");
+        ctx.metrics.login(protocol, LoginResult::Throttled);
+        return Login::Throttled;
+    };
+    if !wait.is_zero() {
+        tracing::info!(user, %client, ?wait, "login waits for its check (earlier failures)");
+        tokio::time::sleep(wait).await;
+    }
     let outcome = decide(ctx, user, password).await;
-    let result = match &outcome {
-        Login::Home { .. } => LoginResult::Ok,
-        Login::Failed => LoginResult::Failed,
+    let (result, finished) = match &outcome {
+        Login::Home { .. } => (LoginResult::Ok, Outcome::Ok),
+        Login::Failed => (LoginResult::Failed, Outcome::Failed),
         Login::Unavailable(why) => {
             tracing::warn!(user, protocol = protocol.name(), "login unavailable: {why}");
-            LoginResult::Unavailable
+            (LoginResult::Unavailable, Outcome::Undecided)
         }
+        Login::Throttled => (LoginResult::Throttled, Outcome::Undecided),
     };
+    ctx.penalties.finish(&keys, finished, Instant::now());
     ctx.metrics.login(protocol, result);
     if matches!(outcome, Login::Failed) {
-        tracing::info!(user, protocol = protocol.name(), "login failed");
+        tracing::info!(user, %client, protocol = protocol.name(), "login failed");
         tokio::time::sleep(ctx.config.session.auth_failure_delay).await;
     }
     outcome
@@ -168,6 +198,15 @@ async fn decide(ctx: &Ctx, user: &str, password: &Secret) -> Login {
             None => Login::Unavailable(format!("{} has no {}", account.dn, "mailHost")),
         },
     }
+}
+
+/// Ends a session that reached `auth_failures_per_connection` (after its
+/// goodbye was sent).
+pub fn too_many_failures() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "too many failed logins on one connection",
+    )
 }
 
 /// Connects to `host:port`, in TLS when the back-ends are configured so.

@@ -218,6 +218,103 @@ fn every_prelogin_path_is_bounded() {
     assert!(c.closed());
 }
 
+/// Password guessing is bounded per client address and per account,
+/// however many connections carry it: 8 parallel guessers from one address
+/// against one account, then one guess each from 50 addresses against
+/// another, each for 5 s. With 3 free checks and spacing of 1 s then 2 s,
+/// checks can only start at 0, 0, 0, 1, 3, 5, 7 and 9 s (logins still
+/// waiting at the end run within `max_wait`, 4 s): at most 8 per key,
+/// where an unthrottled proxy checks hundreds. Meanwhile another account
+/// from another address logs in at once, and one connection gets 3
+/// failures before it is closed.
+#[test]
+fn guessing_is_throttled_per_address_and_per_account() {
+    let site = Site::start(Options {
+        session: Some(
+            "auth_failures_per_connection = 3\n[session.auth_penalty]\nfree_failures = 3\n\
+             max_delay = \"2s\"\nmax_wait = \"4s\"\n"
+                .into(),
+        ),
+        ..Options::default()
+    });
+    // Source addresses for the client host: 198.18.5.100-149, and .99 for
+    // the bystander.
+    for n in 99..150 {
+        site.lab
+            .check(
+                "cl",
+                "ip",
+                &["addr", "add", &format!("198.18.5.{n}/24"), "dev", "eth0"],
+            )
+            .unwrap();
+    }
+    let out = site.python(&format!(
+        r#"
+import socket, threading, time
+def attempt(src, user, pw):
+    s = socket.create_connection(("{PROXY}", 1143), timeout=20, source_address=(src, 0))
+    f = s.makefile("rb"); f.readline()
+    s.sendall(f"a LOGIN {{user}} {{pw}}\r\n".encode())
+    r = f.readline().decode(); s.close(); return r
+def attack(sources, user, threads):
+    results = []
+    def worker(k):
+        i = k
+        while time.time() < until:
+            results.append(attempt(sources[i % len(sources)], user, "wrong")); i += threads
+    until = time.time() + 5
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts: t.start()
+    time.sleep(2)
+    if user == "ann":
+        t0 = time.time()
+        ok = attempt("198.18.5.99", "carol", {carol:?})
+        print("bystander", ok.split(" ")[1], time.time() - t0 < 2)
+    for t in ts: t.join()
+    checked = sum("AUTHENTICATIONFAILED" in r for r in results)
+    throttled = sum("Too many failed logins" in r for r in results)
+    print(user, "checked", checked, "throttled", throttled, "other", len(results) - checked - throttled)
+attack(["{CLIENT}"], "ann", 8)
+attack([f"198.18.5.{{n}}" for n in range(100, 150)], "bob", 8)
+s = socket.create_connection(("{PROXY}", 1143), timeout=20, source_address=("198.18.5.99", 0))
+f = s.makefile("rb"); f.readline()
+for i in range(3):
+    s.sendall(f"c{{i}} LOGIN nobody{{i}} wrong\r\n".encode())
+print("per connection", [f.readline().decode().strip() for _ in range(4)], f.readline())
+"#,
+        carol = CAROL.1,
+    ));
+    let figures = |user: &str| -> (usize, usize) {
+        let l = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{user} checked")))
+            .unwrap_or_else(|| panic!("{out}"));
+        let w: Vec<&str> = l.split(' ').collect();
+        (w[2].parse().unwrap(), w[4].parse().unwrap())
+    };
+    for user in ["ann", "bob"] {
+        let (checked, throttled) = figures(user);
+        println!("{user}: {checked} checked, {throttled} refused unchecked");
+        assert!(checked <= 8 && throttled > 0, "{out}");
+        assert!(
+            out.contains(&format!(
+                "{user} checked {checked} throttled {throttled} other 0"
+            )),
+            "{out}"
+        );
+    }
+    assert!(out.contains("bystander OK True"), "{out}");
+    assert!(
+        out.contains(
+            "per connection ['c0 NO [AUTHENTICATIONFAILED] Authentication failed.', \
+             'c1 NO [AUTHENTICATIONFAILED] Authentication failed.', \
+             'c2 NO [AUTHENTICATIONFAILED] Authentication failed.', \
+             '* BYE Too many failed logins.'] b''"
+        ),
+        "{out}"
+    );
+}
+
 /// A back-end that accepts connections but never answers (its processes
 /// frozen here: the kernel still completes the handshake) is given up
 /// after `backend.login_timeout`, for IMAP and POP3 alike: the client

@@ -8,6 +8,7 @@ use fulmar_proxy::{
     config::{DEFAULT_CONFIG, ProxyConfig},
     directory::Directory,
     metrics::Metrics,
+    penalty::Penalties,
     server,
     session::Ctx,
     stream::{ServerTls, connector},
@@ -58,6 +59,7 @@ fn main() -> Result<()> {
         let metrics = Arc::new(Metrics::default());
         let ctx = Arc::new(Ctx {
             directory: Directory::new(config.directory.clone(), bind_password, metrics.clone()),
+            penalties: Penalties::new(config.session.auth_penalty.clone()),
             config,
             metrics,
             tls,

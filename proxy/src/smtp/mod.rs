@@ -12,7 +12,9 @@ use crate::{
     config::{DeliveryProtocol, Listener, Protocol},
     conn::{Conn, Line},
     directory::Recipient,
-    session::{Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain},
+    session::{
+        Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain, too_many_failures,
+    },
     stream::Stream,
 };
 use delivery::{Delivery, Envelope};
@@ -52,6 +54,7 @@ pub async fn serve(
         helo: None,
         user: None,
         tx: None,
+        auth_failures: 0,
     };
     session.run().await
 }
@@ -65,6 +68,7 @@ struct Session {
     /// The authenticated user (submission only).
     user: Option<String>,
     tx: Option<Transaction>,
+    auth_failures: u32,
 }
 
 impl Session {
@@ -206,7 +210,8 @@ impl Session {
             PlainAnswer::Invalid => return self.reply("501 5.5.2 Invalid PLAIN response").await,
             PlainAnswer::Closed => return Ok(()),
         };
-        match login(&self.ctx, Protocol::Submission, &user, &pass).await {
+        let client = self.peer.client.ip();
+        match login(&self.ctx, Protocol::Submission, client, &user, &pass).await {
             // The default back-end cannot vouch for a submission login.
             Login::Home { verified: true, .. } => {
                 tracing::info!(user, client = %self.peer.client, "smtp auth");
@@ -214,7 +219,17 @@ impl Session {
                 self.reply("235 2.7.0 Authentication successful").await
             }
             Login::Home { .. } | Login::Failed => {
+                self.auth_failures += 1;
+                if self.auth_failures >= self.ctx.config.session.auth_failures_per_connection {
+                    self.reply("421 4.7.0 Too many failed authentications, closing")
+                        .await?;
+                    return Err(too_many_failures());
+                }
                 self.reply("535 5.7.8 Authentication credentials invalid")
+                    .await
+            }
+            Login::Throttled => {
+                self.reply("454 4.7.0 Too many failed authentications, try again later")
                     .await
             }
             Login::Unavailable(_) => {

@@ -39,6 +39,9 @@ pub struct Options {
     pub backend_tls: bool,
     /// Lines for the proxy's `[backend]` table.
     pub backend_extra: String,
+    /// Lines for its `[session]` table (and sub-tables); None: failed
+    /// logins unthrottled.
+    pub session: Option<String>,
 }
 
 pub struct Site {
@@ -183,6 +186,10 @@ impl Site {
             String::new()
         };
         let backend_extra = &options.backend_extra;
+        // Tests that are not about guessing fail logins freely.
+        let session = options.session.as_deref().unwrap_or(
+            "auth_failures_per_connection = 100\n[session.auth_penalty]\nfree_failures = 1000\n",
+        );
         let relay = options
             .outbound_relay
             .as_ref()
@@ -245,6 +252,7 @@ cache_ttl = "0s"
 [session]
 auth_failure_delay = "200ms"
 drain_timeout = "5s"
+{session}
 
 [smtp]
 hostname = "px.fulmar.test"
