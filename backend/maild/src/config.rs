@@ -12,6 +12,7 @@
 //! max_line = 8192                  # optional: longest IMAP/POP3 command line
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
+//! delivery_idle_timeout = "5m"     # optional: silent LMTP/SMTP clients get 421
 //! quota = "1 GiB"                  # optional: per-account limit unless the
 //!                                  # account has its own (`fulmar-maild quota`)
 //! # Proxies whose IMAP ID x-originating-ip and XCLIENT are believed (CIDR).
@@ -67,6 +68,11 @@ pub struct MailConfig {
     /// AUTHENTICATE and ID need little).
     #[serde(default = "default_max_prelogin_bytes")]
     pub max_prelogin_bytes: usize,
+    /// An LMTP or SMTP client silent this long (between commands, or
+    /// within DATA) is told 421 and closed: RFC 5321 §4.5.3.2.7's five
+    /// minutes by default.
+    #[serde(default = "default_delivery_idle", with = "humantime_serde")]
+    pub delivery_idle_timeout: std::time::Duration,
     #[serde(default)]
     pub trusted_networks: Vec<Network>,
     pub directory: Option<DirectoryConfig>,
@@ -126,6 +132,9 @@ fn default_max_line() -> usize {
 }
 fn default_max_prelogin_bytes() -> usize {
     64 * 1024
+}
+fn default_delivery_idle() -> std::time::Duration {
+    std::time::Duration::from_secs(5 * 60)
 }
 
 fn default_user_filter() -> String {
@@ -195,6 +204,7 @@ impl MailConfig {
             quota: None,
             max_line: default_max_line(),
             max_prelogin_bytes: default_max_prelogin_bytes(),
+            delivery_idle_timeout: default_delivery_idle(),
             trusted_networks: Vec::new(),
             directory: None,
             master: None,

@@ -126,8 +126,14 @@ impl Delivery {
         };
         let mut greeted = false;
         let mut env = Envelope::default();
+        let idle = self.service.config.delivery_idle_timeout;
+        let idle_out = format!("421 4.4.2 {name} idle for too long, closing\r\n");
         loop {
-            let Some(line) = read_line(&mut r, MAX_LINE).await? else {
+            let Ok(line) = tokio::time::timeout(idle, read_line(&mut r, MAX_LINE)).await else {
+                write.write_all(idle_out.as_bytes()).await?;
+                return Ok(());
+            };
+            let Some(line) = line? else {
                 return Ok(());
             };
             if !line.complete {
@@ -302,8 +308,14 @@ impl Delivery {
         let mut body = Vec::new();
         let mut seen: u64 = 0;
         let mut at_line_start = true;
+        let idle = self.service.config.delivery_idle_timeout;
         loop {
-            let Some(line) = read_line(r, MAX_LINE.max(64 << 10)).await? else {
+            // Silent within DATA: as good as gone; nothing is delivered.
+            let Ok(line) = tokio::time::timeout(idle, read_line(r, MAX_LINE.max(64 << 10))).await
+            else {
+                return Ok(None);
+            };
+            let Some(line) = line? else {
                 return Ok(None);
             };
             let mut bytes = &line.bytes[..];

@@ -83,6 +83,7 @@ impl Site {
                 "instance = \"mail1\"\nlmtp = \"{MAIL}:24\"\nimap = \"{MAIL}:143\"\n\
                  pop3 = \"{MAIL}:110\"\nsmtp = \"{MAIL}:25\"\nquota = \"1 MiB\"\n\
                  max_message_size = \"1 MiB\"\nmax_line = 2048\n\
+                 delivery_idle_timeout = \"3s\"\n\
                  trusted_networks = [\"{PROXY}/32\"]\n\
                  [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
                  bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
@@ -919,6 +920,40 @@ print("append", [l.split(" [")[0] for l in r if l.startswith("q")])
         "['q1 OK', 'q2 OK', 'q3 OK LOGOUT completed']",
         "{out}"
     );
+}
+
+/// An LMTP or SMTP client that goes silent, between commands or within
+/// DATA, is told 421 (between commands) and closed after
+/// `delivery_idle_timeout` (3 s here); nothing half-sent is delivered.
+#[test]
+fn silent_delivery_clients_are_closed() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+for port, hello in [(24, b"LHLO cl\r\n"), (25, b"EHLO cl\r\n")]:
+    s = socket.create_connection((MAIL, port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(hello)
+    while f.readline()[3:4] == b"-": pass
+    t0 = time.time()
+    print("silent", port, f.readline().decode().strip()[:9], f.readline(), 2 < time.time() - t0 < 9)
+s = socket.create_connection((MAIL, 24), timeout=10)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"LHLO cl\r\nMAIL FROM:<x@elsewhere.test>\r\nRCPT TO:<ann@fulmar.test>\r\nDATA\r\n")
+while not f.readline().startswith(b"354"): pass
+s.sendall(b"Subject: half\r\n\r\nhalf a message")
+print("in data", f.readline())
+m = imaplib.IMAP4(MAIL, 143); m.login("ann", "ann-pw")
+print("delivered", m.select("INBOX")[1][0].decode())
+"#,
+    );
+    assert!(out.contains("silent 24 421 4.4.2 b'' True"), "{out}");
+    assert!(out.contains("silent 25 421 4.4.2 b'' True"), "{out}");
+    assert!(out.contains("in data b''"), "{out}");
+    assert_eq!(line(&out, "delivered"), "0", "{out}");
 }
 
 /// LIST and LSUB patterns full of wildcards are matched in time linear in
