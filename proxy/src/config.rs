@@ -164,9 +164,20 @@ pub struct SessionConfig {
     /// Delay before answering a failed login (slows guessing).
     #[serde(default = "default_auth_delay", with = "humantime_serde")]
     pub auth_failure_delay: Duration,
-    /// A session that says nothing this long before login is closed.
+    /// A session that says nothing this long before login is closed; a
+    /// client that reads nothing this long too (writes, TLS handshakes).
     #[serde(default = "default_prelogin_idle", with = "humantime_serde")]
     pub prelogin_idle_timeout: Duration,
+    /// IMAP and POP3 clients must have logged in this long after they
+    /// connected, however busy they keep the connection.
+    #[serde(default = "default_prelogin_total", with = "humantime_serde")]
+    pub prelogin_timeout: Duration,
+    /// Connections at once, in all and from one client address (after the
+    /// PROXY header, when there is one); more are told so and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
     /// Largest command (with its literals) accepted before login.
     #[serde(default = "default_prelogin_bytes")]
     pub max_prelogin_bytes: usize,
@@ -347,6 +358,15 @@ fn default_prelogin_idle() -> Duration {
 }
 fn default_prelogin_bytes() -> usize {
     64 * 1024
+}
+fn default_prelogin_total() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_max_connections() -> usize {
+    20_000
+}
+fn default_max_connections_per_ip() -> usize {
+    200
 }
 fn default_failures_per_connection() -> u32 {
     3

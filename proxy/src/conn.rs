@@ -1,7 +1,12 @@
 //! A buffered connection for the pre-login phases: bounded line reads with
-//! an idle timeout, writes, and the STARTTLS switch (which discards any
-//! plain text that arrived behind the STARTTLS command).
-use std::{io, time::Duration};
+//! an idle timeout (and, before login, a deadline for the whole phase),
+//! writes and the TLS handshake bounded by the same timeout, and the
+//! STARTTLS switch (which discards any plain text that arrived behind the
+//! STARTTLS command).
+use std::{
+    io,
+    time::{Duration, Instant},
+};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +27,12 @@ pub struct Conn {
     /// Bytes read but not yet consumed (pipelined input waits here).
     pub buf: Vec<u8>,
     idle: Duration,
+    /// Reads end here whatever the idle timeout says (the pre-login phase).
+    deadline: Option<Instant>,
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
 }
 
 impl Conn {
@@ -30,7 +41,15 @@ impl Conn {
             stream: Some(stream),
             buf: Vec::new(),
             idle,
+            deadline: None,
         }
+    }
+
+    /// Reads past `deadline` end the input: a client must log in by then,
+    /// however busy it keeps the connection.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     pub fn stream(&mut self) -> &mut Stream {
@@ -49,21 +68,35 @@ impl Conn {
         )
     }
 
+    /// Writes and flushes; a client that reads nothing for the idle
+    /// timeout is given up.
     pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        let idle = self.idle;
         let stream = self.stream();
-        stream.write_all(data).await?;
-        stream.flush().await
+        let write = async {
+            stream.write_all(data).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(idle, write)
+            .await
+            .map_err(|_| timed_out("write"))?
     }
 
     /// Writes without flushing: replies to pipelined commands go out
     /// together once the input is used up.
     pub async fn queue(&mut self, data: &[u8]) -> io::Result<()> {
-        self.stream().write_all(data).await
+        let idle = self.idle;
+        tokio::time::timeout(idle, self.stream().write_all(data))
+            .await
+            .map_err(|_| timed_out("write"))?
     }
 
     pub async fn flush_if_idle(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
-            self.stream().flush().await?;
+            let idle = self.idle;
+            tokio::time::timeout(idle, self.stream().flush())
+                .await
+                .map_err(|_| timed_out("write"))??;
         }
         Ok(())
     }
@@ -71,14 +104,23 @@ impl Conn {
     pub async fn starttls(&mut self, acceptor: TlsAcceptor) -> io::Result<()> {
         self.buf.clear();
         let plain = self.stream.take().expect("stream present");
-        self.stream = Some(plain.accept_tls(acceptor).await?);
+        let handshake = tokio::time::timeout(self.idle, plain.accept_tls(acceptor))
+            .await
+            .map_err(|_| timed_out("TLS handshake"))??;
+        self.stream = Some(handshake);
         Ok(())
     }
 
     /// Reads more input; false at end of input or after the idle timeout.
     pub async fn fill(&mut self) -> io::Result<bool> {
         let mut chunk = [0u8; 8192];
-        let idle = self.idle;
+        let idle = match self.deadline {
+            Some(d) => self.idle.min(d.saturating_duration_since(Instant::now())),
+            None => self.idle,
+        };
+        if idle.is_zero() {
+            return Ok(false);
+        }
         match tokio::time::timeout(idle, self.stream().read(&mut chunk)).await {
             Ok(n) => {
                 let n = n?;

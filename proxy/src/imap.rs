@@ -2,7 +2,7 @@
 //! framed within `max_prelogin_bytes` (`fulmar_mailproto::imap::frame`),
 //! then imap-codec parses it whole; after LOGIN on the home
 //! instance, the two connections are spliced and bytes pass untouched.
-use std::{io, sync::Arc};
+use std::{io, sync::Arc, time::Instant};
 
 use fulmar_daemon::secret::Secret;
 use fulmar_mailproto::imap::frame::{self, Frame, Framer, Limits, Over};
@@ -65,10 +65,11 @@ pub async fn serve(
 ) -> io::Result<()> {
     let ttl = ctx.config.backend.proxy_ttl;
     let idle = ctx.config.session.prelogin_idle_timeout;
+    let prelogin = ctx.config.session.prelogin_timeout;
     let session = PreLogin {
         ctx,
         listener,
-        conn: Conn::new(client, idle),
+        conn: Conn::new(client, idle).with_deadline(Instant::now() + prelogin),
         framer: Framer::new(),
         peer,
         ttl,

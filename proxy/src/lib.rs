@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 pub mod config;
 pub mod conn;
+pub mod connections;
 pub mod directory;
 pub mod imap;
 pub mod metrics;

@@ -25,7 +25,9 @@ pub async fn serve(
     client: Stream,
     peer: Peer,
 ) -> io::Result<()> {
-    let conn = Conn::new(client, ctx.config.session.prelogin_idle_timeout);
+    let session = &ctx.config.session;
+    let conn = Conn::new(client, session.prelogin_idle_timeout)
+        .with_deadline(std::time::Instant::now() + session.prelogin_timeout);
     let session = Session {
         ctx,
         listener,

@@ -134,6 +134,22 @@ async fn session(
     } else {
         client
     };
+    let Some(_slot) = ctx.connections.admit(client.ip()) else {
+        tracing::warn!(%client, address = %listener.address, "connection limit reached: refused");
+        // A plain connection is told in its protocol's words; a TLS one
+        // is just closed (a handshake is what the limit saves).
+        if listener.tls != ListenerTls::Implicit {
+            let line: &[u8] = match listener.protocol {
+                Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n",
+                Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n",
+                Protocol::Smtp | Protocol::Submission => {
+                    b"421 4.7.0 Too many connections, try again later\r\n"
+                }
+            };
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.write_all(line)).await;
+        }
+        return Ok(());
+    };
     let stream = if listener.tls == ListenerTls::Implicit {
         let acceptor = ctx
             .tls

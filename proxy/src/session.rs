@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 use crate::{
     config::{Listener, ListenerTls, Protocol, ProxyConfig},
     conn::{Conn, Line},
+    connections::Connections,
     directory::Directory,
     metrics::{LoginResult, Metrics},
     penalty::{Key, Outcome, Penalties},
@@ -35,6 +36,8 @@ pub struct Ctx {
     pub draining: AtomicBool,
     /// Failed logins per client address and per account.
     pub penalties: Penalties,
+    /// Open client connections, in all and per address.
+    pub connections: Connections,
 }
 
 impl Ctx {

@@ -315,6 +315,67 @@ print("per connection", [f.readline().decode().strip() for _ in range(4)], f.rea
     );
 }
 
+/// Slow and crowding clients are bounded: connections per address are
+/// capped (the one over is told so), a client kept busy with NOOPs must
+/// still log in within `prelogin_timeout`, and one that sends but never
+/// reads is dropped once a write has waited `prelogin_idle_timeout`.
+#[test]
+fn crowding_busy_and_deaf_clients_are_bounded() {
+    let site = Site::start(Options {
+        session: Some(
+            "max_connections_per_ip = 3\nprelogin_timeout = \"2s\"\n\
+             prelogin_idle_timeout = \"1s\"\n"
+                .into(),
+        ),
+        ..Options::default()
+    });
+    let out = site.python(&format!(
+        r#"
+import socket, time, urllib.request
+def greet():
+    s = socket.create_connection(("{PROXY}", 1143), timeout=10)
+    return s, s.makefile("rb").readline().decode().strip()
+held = [greet() for _ in range(3)]
+print("fourth", greet()[1])
+for s, _ in held: s.close()
+deadline = time.time() + 10
+while greet()[1].startswith("* BYE") and time.time() < deadline: time.sleep(0.1)
+print("after close", greet()[1][:4])
+
+s, _ = greet()
+t0 = time.time()
+try:
+    while time.time() - t0 < 10:
+        s.sendall(b"a NOOP\r\n"); time.sleep(0.3)
+except OSError:
+    pass
+print("busy closed after", 1.5 < time.time() - t0 < 8)
+
+def active():
+    text = urllib.request.urlopen("http://{PROXY}:9425/metrics").read().decode()
+    return [l for l in text.splitlines() if l.startswith('fulmar_proxy_sessions_active{{protocol="imap"}}')][0].split()[1]
+deaf = socket.socket()
+deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+deaf.settimeout(10)
+deaf.connect(("{PROXY}", 1143))
+try:
+    deaf.sendall(b"a CAPABILITY\r\n" * 50000)
+except OSError:
+    pass
+deadline = time.time() + 15
+while active() != "0" and time.time() < deadline: time.sleep(0.2)
+print("deaf dropped", active())
+"#
+    ));
+    assert!(
+        out.contains("fourth * BYE [UNAVAILABLE] Too many connections, try again later."),
+        "{out}"
+    );
+    assert!(out.contains("after close * OK"), "{out}");
+    assert!(out.contains("busy closed after True"), "{out}");
+    assert!(out.contains("deaf dropped 0"), "{out}");
+}
+
 /// A back-end that accepts connections but never answers (its processes
 /// frozen here: the kernel still completes the handshake) is given up
 /// after `backend.login_timeout`, for IMAP and POP3 alike: the client

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use fulmar_proxy::{
     config::{DEFAULT_CONFIG, ProxyConfig},
+    connections::Connections,
     directory::Directory,
     metrics::Metrics,
     penalty::Penalties,
@@ -60,6 +61,10 @@ fn main() -> Result<()> {
         let ctx = Arc::new(Ctx {
             directory: Directory::new(config.directory.clone(), bind_password, metrics.clone()),
             penalties: Penalties::new(config.session.auth_penalty.clone()),
+            connections: Connections::new(
+                config.session.max_connections,
+                config.session.max_connections_per_ip,
+            ),
             config,
             metrics,
             tls,
