@@ -177,6 +177,9 @@ try:
 except smtplib.SMTPAuthenticationError as e:
     print("bad password", e.smtp_code)
 s.login("ann", "{ann}")
+for forged in ["bob@mail.test", "ceo@elsewhere.test", ""]:
+    print("forged", repr(forged), s.mail(forged)[0]); s.rset()
+print("alias", s.mail("ann.alias@mail.test")[0]); s.rset()
 s.sendmail("ann@mail.test", ["friend@elsewhere.test", "bob@mail.test"], "Subject: out\r\n\r\nrelayed body\r\n")
 print("sent")
 s.quit()
@@ -187,6 +190,11 @@ s.quit()
     assert!(out.contains("auth before tls False"), "{out}");
     assert!(out.contains("mail before auth (530"), "{out}");
     assert!(out.contains("bad password 535"), "{out}");
+    // After AUTH the sender must be the account's own address (any alias).
+    for forged in ["'bob@mail.test'", "'ceo@elsewhere.test'", "''"] {
+        assert!(out.contains(&format!("forged {forged} 553")), "{out}");
+    }
+    assert!(out.contains("alias 250"), "{out}");
     assert!(out.contains("sent"), "{out}");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let relay = site.lab.log("be1", "relay");
@@ -226,6 +234,9 @@ def reply():
         if line[3:4] != "-":
             return line.strip()
 reply()
+s.sendall(b"EHLO bad\x01name\r\n"); print("control helo", reply())
+s.sendall(b"HELO two words\r\n"); print("spaced helo", reply())
+s.sendall(b"MAIL FROM:<x@remote.test>\r\n"); print("no helo yet", reply())
 s.sendall(b"EHLO client.test\r\n"); reply()
 s.sendall(b"MAIL FROM:<x@remote.test>\r\n"); reply()
 s.sendall(b"RCPT TO:<ann@mail.test>\r\n"); reply()
@@ -236,6 +247,11 @@ s.sendall(b"QUIT\r\n"); reply()
 "#
     );
     let out = site.python(&script);
+    // A name with a control character or a space is no EHLO/HELO name: it
+    // would reach the back-end in XCLIENT HELO= and in Received.
+    assert!(out.contains("control helo 501 5.5.2"), "{out}");
+    assert!(out.contains("spaced helo 501 5.5.2"), "{out}");
+    assert!(out.contains("no helo yet 503"), "{out}");
     assert!(out.contains("data 354"), "{out}");
     assert!(out.contains("end 550 5.5.2"), "{out}");
     let after = site.python(&count);

@@ -134,12 +134,18 @@ impl Delivery {
             let line = xclient::line(&offered, &attributes).unwrap_or_else(|| "XCLIENT".into());
             self.command(&line).await?;
             let reply = self.read_reply().await?;
-            // XCLIENT restarts the session with a fresh greeting.
-            if reply.code == 220 {
-                caps = self.hello(env.our_name).await?;
-            } else {
+            // XCLIENT restarts the session with a fresh greeting. Refused,
+            // the message would arrive with the proxy as its client: it
+            // is not delivered (a temporary failure; the sender retries).
+            if reply.code != 220 {
                 tracing::warn!("back-end refused XCLIENT: {} {}", reply.code, reply.text());
+                self.fail(Reply {
+                    code: 451,
+                    lines: vec!["4.7.0 The mail store refused the client's identity".into()],
+                });
+                return Ok(());
             }
+            caps = self.hello(env.our_name).await?;
         }
         let has = |name: &str| caps.iter().any(|c| c.split(' ').next() == Some(name));
         let mut mail = format!("MAIL FROM:<{}>", env.from);

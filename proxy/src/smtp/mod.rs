@@ -105,6 +105,12 @@ impl Session {
                 "EHLO" | "HELO" if arg.is_empty() => {
                     self.reply("501 5.5.4 Say who you are").await?
                 }
+                // RFC 5321 §4.1.1.1: a domain or an address literal; a
+                // name with spaces or control characters is neither, and
+                // goes on to the back-end in XCLIENT and Received.
+                "EHLO" | "HELO" if !helo_name(arg) => {
+                    self.reply("501 5.5.2 Invalid EHLO/HELO name").await?
+                }
                 "EHLO" => self.ehlo(arg).await?,
                 "HELO" => {
                     self.helo = Some(arg.to_string());
@@ -213,9 +219,13 @@ impl Session {
         let client = self.peer.client.ip();
         match login(&self.ctx, Protocol::Submission, client, &user, &pass).await {
             // The default back-end cannot vouch for a submission login.
-            Login::Home { verified: true, .. } => {
-                tracing::info!(user, client = %self.peer.client, "smtp auth");
-                self.user = Some(user);
+            Login::Home {
+                verified: true,
+                user: account,
+                ..
+            } => {
+                tracing::info!(user, account, client = %self.peer.client, "smtp auth");
+                self.user = Some(account);
                 self.reply("235 2.7.0 Authentication successful").await
             }
             Login::Home { .. } | Login::Failed => {
@@ -265,6 +275,9 @@ impl Session {
                 _ => return self.reply("555 5.5.4 Unsupported MAIL parameter").await,
             }
         }
+        if self.submission() && !self.owns(&from).await? {
+            return Ok(());
+        }
         if size.is_some_and(|s| s > self.ctx.config.smtp.max_message_size) {
             return self
                 .reply("552 5.3.4 Message size exceeds fixed limit")
@@ -278,6 +291,30 @@ impl Session {
             count: 0,
         });
         self.reply("250 2.1.0 Ok").await
+    }
+
+    /// Submission: the sender must be an address of the authenticated
+    /// account (as the directory routes it), or the proxy would relay
+    /// mail in anybody's name. False once the refusal is answered.
+    async fn owns(&mut self, from: &str) -> io::Result<bool> {
+        let owner = match self.ctx.directory.recipient(from).await {
+            Ok(Recipient::Local { user, .. }) => user,
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(from, "sender lookup: {e}");
+                self.reply("451 4.3.0 Directory unavailable, try again later")
+                    .await?;
+                return Ok(false);
+            }
+        };
+        let user = self.user.as_deref().unwrap_or_default();
+        if owner.is_some_and(|o| o.eq_ignore_ascii_case(user)) {
+            return Ok(true);
+        }
+        tracing::warn!(user, from, client = %self.peer.client, "submission: sender not the account's");
+        self.reply("553 5.7.1 Sender address not owned by the authenticated account")
+            .await?;
+        Ok(false)
     }
 
     async fn rcpt(&mut self, arg: &str) -> io::Result<()> {
@@ -534,6 +571,12 @@ fn last_bytes(tail: &[u8], chunk: &[u8]) -> Vec<u8> {
     let mut t = [tail, &chunk[chunk.len().saturating_sub(4)..]].concat();
     t.drain(..t.len().saturating_sub(4));
     t
+}
+
+/// A name EHLO/HELO may give: printable ASCII without spaces (a domain
+/// or an address literal), at most 255 bytes.
+fn helo_name(name: &str) -> bool {
+    name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
