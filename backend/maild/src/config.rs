@@ -13,6 +13,8 @@
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
 //! delivery_idle_timeout = "5m"     # optional: silent LMTP/SMTP clients get 421
+//! max_mailboxes = 1000             # optional: per account
+//! max_subscriptions = 1000         # optional: per account
 //! quota = "1 GiB"                  # optional: per-account limit unless the
 //!                                  # account has its own (`fulmar-maild quota`)
 //! # Proxies whose IMAP ID x-originating-ip and XCLIENT are believed (CIDR).
@@ -73,6 +75,11 @@ pub struct MailConfig {
     /// minutes by default.
     #[serde(default = "default_delivery_idle", with = "humantime_serde")]
     pub delivery_idle_timeout: std::time::Duration,
+    /// Mailboxes and subscriptions one account may have.
+    #[serde(default = "default_max_mailboxes")]
+    pub max_mailboxes: usize,
+    #[serde(default = "default_max_mailboxes")]
+    pub max_subscriptions: usize,
     #[serde(default)]
     pub trusted_networks: Vec<Network>,
     pub directory: Option<DirectoryConfig>,
@@ -132,6 +139,9 @@ fn default_max_line() -> usize {
 }
 fn default_max_prelogin_bytes() -> usize {
     64 * 1024
+}
+fn default_max_mailboxes() -> usize {
+    1000
 }
 fn default_delivery_idle() -> std::time::Duration {
     std::time::Duration::from_secs(5 * 60)
@@ -205,6 +215,8 @@ impl MailConfig {
             max_line: default_max_line(),
             max_prelogin_bytes: default_max_prelogin_bytes(),
             delivery_idle_timeout: default_delivery_idle(),
+            max_mailboxes: default_max_mailboxes(),
+            max_subscriptions: default_max_mailboxes(),
             trusted_networks: Vec::new(),
             directory: None,
             master: None,

@@ -84,6 +84,7 @@ impl Site {
                  pop3 = \"{MAIL}:110\"\nsmtp = \"{MAIL}:25\"\nquota = \"1 MiB\"\n\
                  max_message_size = \"1 MiB\"\nmax_line = 2048\n\
                  delivery_idle_timeout = \"3s\"\n\
+                 max_mailboxes = 20\nmax_subscriptions = 20\n\
                  trusted_networks = [\"{PROXY}/32\"]\n\
                  [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
                  bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
@@ -954,6 +955,38 @@ print("delivered", m.select("INBOX")[1][0].decode())
     assert!(out.contains("silent 25 421 4.4.2 b'' True"), "{out}");
     assert!(out.contains("in data b''"), "{out}");
     assert_eq!(line(&out, "delivered"), "0", "{out}");
+}
+
+/// Mailboxes and subscriptions are capped per account (20 here): they
+/// are outside the quota, and every LIST walks them.
+#[test]
+fn mailboxes_and_subscriptions_are_capped() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+m = imaplib.IMAP4(MAIL, 143); m.login("bob", "bob-pw")
+have = len(m.list()[1])
+created = [m.create(f"f{i}") for i in range(30)]
+print("created", have + sum(t == "OK" for t, _ in created), created[-1][1][0].decode())
+subscribed = [m.subscribe(f"f{i}") for i in range(30)]
+print("subscribed", len(m.lsub()[1]), subscribed[-1][1][0].decode())
+print("rename at the cap", m.rename("f0", "g0")[0])
+print("delete then create", m.delete("g0")[0], m.create("h0")[0])
+"#,
+    );
+    assert_eq!(
+        line(&out, "created"),
+        "20 [LIMIT] at most 20 mailboxes per account",
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, "subscribed"),
+        "20 [LIMIT] at most 20 subscriptions per account",
+        "{out}"
+    );
+    assert_eq!(line(&out, "rename at the cap"), "OK", "{out}");
+    assert_eq!(line(&out, "delete then create"), "OK OK", "{out}");
 }
 
 /// LIST and LSUB patterns full of wildcards are matched in time linear in

@@ -155,7 +155,11 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
     if let Some(previous) = &lock.previous {
         tracing::info!(node = %previous.node, generation = previous.generation, pid = previous.pid, "took over from");
     }
-    let store = Arc::new(Store::open(&root)?.with_default_quota(config.quota));
+    let store = Arc::new(
+        Store::open(&root)?
+            .with_default_quota(config.quota)
+            .with_limits(config.max_mailboxes, config.max_subscriptions),
+    );
     let auth = Authenticator::load(&root, &config).map_err(anyhow::Error::msg)?;
     let tls = match &config.tls {
         Some(t) => Some(

@@ -96,6 +96,7 @@ fn store_error(e: &StoreError) -> String {
         StoreError::Refused(_) | StoreError::BadAddress(_) => format!("NO [CANNOT] {e}"),
         StoreError::Gone => format!("NO [EXPUNGEISSUEDALREADY] {e}"),
         StoreError::OverQuota { .. } => format!("NO [OVERQUOTA] {e}"),
+        StoreError::Limit { .. } => format!("NO [LIMIT] {e}"),
         StoreError::NoAccount(_) | StoreError::Io { .. } => {
             tracing::error!("store: {e}");
             "NO [SERVERBUG] The store failed; the error is logged".into()

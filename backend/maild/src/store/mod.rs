@@ -52,6 +52,10 @@ pub enum StoreError {
     Gone,
     #[error("mailbox full: {used} of {limit} bytes used")]
     OverQuota { used: u64, limit: u64 },
+    /// An account's mailboxes or subscriptions are at their configured
+    /// number.
+    #[error("at most {limit} {what} per account")]
+    Limit { what: &'static str, limit: usize },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -94,6 +98,10 @@ pub struct Store {
     quotas: Quotas,
     /// Directory fsyncs shared by concurrent deliveries (group commit).
     barriers: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<DirBarrier>>>,
+    /// Mailboxes and subscriptions per account: neither is in the quota,
+    /// and each costs a directory scan on every LIST.
+    max_mailboxes: usize,
+    max_subscriptions: usize,
 }
 
 /// One directory's group commit: renames are counted; an fsync covers
@@ -131,7 +139,16 @@ impl Store {
             changes: tokio::sync::watch::Sender::new(0),
             quotas: Quotas::new(None),
             barriers: Mutex::default(),
+            max_mailboxes: usize::MAX,
+            max_subscriptions: usize::MAX,
         })
+    }
+
+    /// Caps each account's mailboxes and subscriptions.
+    pub fn with_limits(mut self, mailboxes: usize, subscriptions: usize) -> Self {
+        self.max_mailboxes = mailboxes;
+        self.max_subscriptions = subscriptions;
+        self
     }
 
     /// Gives every account without a limit of its own this one.
@@ -260,6 +277,12 @@ impl Store {
         if dir.exists() {
             return Err(StoreError::MailboxExists(name.to_string()));
         }
+        if self.mailboxes(address)?.len() >= self.max_mailboxes {
+            return Err(StoreError::Limit {
+                what: "mailboxes",
+                limit: self.max_mailboxes,
+            });
+        }
         make_maildir(&dir)?;
         fsync_dir(&account)
     }
@@ -313,8 +336,15 @@ impl Store {
             return Err(StoreError::NoMailbox(name.to_string()));
         }
         let mut names = self.subscriptions(address)?;
+        let had = names.len();
         names.retain(|n| n != name);
         if on {
+            if names.len() == had && had >= self.max_subscriptions {
+                return Err(StoreError::Limit {
+                    what: "subscriptions",
+                    limit: self.max_subscriptions,
+                });
+            }
             names.push(name.to_string());
         }
         let account = self.account_dir(address)?;
