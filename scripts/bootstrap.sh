@@ -4,6 +4,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
+CARGO_FUZZ_VERSION=0.13.2
 LLVM_MAJOR=22
 
 # Debian packages: LLVM for bpf-linker, protoc for etcd-client, and the real
@@ -97,12 +98,21 @@ install_bpf_linker() {
     --version "$BPF_LINKER_VERSION" --locked --no-default-features --features "llvm-${LLVM_MAJOR}"
 }
 
+install_cargo_fuzz() {
+  if cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    return 0
+  fi
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION (scripts/fuzz.sh)"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+}
+
 main() {
   need_root
   install_apt
   install_peers
   install_rust_components
   install_bpf_linker
+  install_cargo_fuzz
   # bpffs: the balancer pins its maps under /sys/fs/bpf.
   mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 }

@@ -9,3 +9,5 @@ bash scripts/lint.sh
 # BPF target and is built (and so tested for build) through lb-userspace.
 cargo build --all-targets
 cargo test "$@"
+# Every network parser under coverage-guided fuzzing, a bounded time each.
+bash scripts/fuzz.sh

@@ -1051,3 +1051,40 @@ n.logout()
     assert_eq!(line(&out, "again"), "OK", "{out}");
     assert_eq!(line(&out, "still serving"), "OK", "{out}");
 }
+
+/// Messages that broke the parser, found by fuzzing (`fuzz/seeds/
+/// mime_structure`): an empty one (mail-parser gives it no parts, and every
+/// structure accessor then panicked), a malformed multipart (mail-parser
+/// itself panics) and 279 bytes whose parts mail-parser lists under
+/// several parents (BODYSTRUCTURE grew to gigabytes). Delivered by LMTP as anyone could through SMTP, each is
+/// answered like any other message, and the session goes on.
+#[test]
+fn messages_that_broke_the_parser_are_answered_not_fatal() {
+    let site = Site::new();
+    let seeds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/mime_structure");
+    let out = site.python(
+        "cl",
+        &format!(
+            r#"
+m = imaplib.IMAP4(MAIL, 143); m.login("ann", "ann-pw")
+print("append", m.append("INBOX", None, None, b"")[0])
+l = smtplib.LMTP(MAIL, 24)
+for seed in ["parser-panic", "structure-blowup"]:
+    l.sendmail("x@elsewhere.test", ["ann@fulmar.test"], open(f"{seeds}/{{seed}}", "rb").read())
+l.quit()
+m.select("INBOX")
+for n in ["1", "2", "3"]:
+    typ, data = m.fetch(n, "(ENVELOPE BODYSTRUCTURE BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[1])")
+    print("fetch", n, typ)
+print("search", m.search(None, "SUBJECT", "x")[0], m.search(None, "BODY", "x")[0])
+print("still serving", m.noop()[0])
+"#
+        ),
+    );
+    assert_eq!(line(&out, "append"), "OK", "{out}");
+    assert_eq!(line(&out, "fetch 1"), "OK", "{out}");
+    assert_eq!(line(&out, "fetch 2"), "OK", "{out}");
+    assert_eq!(line(&out, "fetch 3"), "OK", "{out}");
+    assert_eq!(line(&out, "search"), "OK OK", "{out}");
+    assert_eq!(line(&out, "still serving"), "OK", "{out}");
+}

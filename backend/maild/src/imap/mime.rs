@@ -6,19 +6,37 @@ use std::num::NonZeroU32;
 
 use base64::Engine;
 use imap_codec::imap_types::{core::AString, fetch::Section};
-use mail_parser::{Addr, Address, Header, Message, MessageParser, MessagePart, MimeHeaders};
+use mail_parser::{
+    Addr, Address, Header, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
 
 use super::wire::{nstring, string};
 
-/// Parses a stored message; bytes that are no message at all parse as a
-/// message with no headers and that body.
+/// Parses a stored message; bytes that are no message at all (empty ones
+/// among them) parse as a message with no headers and that body. Every
+/// message has its root part: mail-parser's accessors index `parts[0]`.
 pub fn parse(raw: &[u8]) -> Message<'_> {
-    MessageParser::default()
-        .parse(raw)
-        .unwrap_or_else(|| Message {
+    // mail-parser 0.11 panics on some malformed multiparts (found by
+    // fuzzing, `fuzz/seeds/mime_structure/parser-panic`): such a message,
+    // which anyone can send, is shown as one part of raw bytes instead of
+    // ending every session that fetches it.
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
+        .unwrap_or_else(|_| {
+            tracing::warn!(bytes = raw.len(), "mail-parser panicked on a message: shown unparsed");
+            None
+        });
+    match parsed {
+        Some(msg) if !msg.parts.is_empty() => msg,
+        _ => Message {
+            parts: vec![MessagePart {
+                body: PartType::Binary(raw.into()),
+                offset_end: raw.len() as u32,
+                ..Default::default()
+            }],
             raw_message: raw.into(),
             ..Default::default()
-        })
+        },
+    }
 }
 
 fn root<'m>(msg: &'m Message<'m>) -> Option<&'m MessagePart<'m>> {
@@ -221,7 +239,13 @@ pub fn body_structure(out: &mut Vec<u8>, msg: &Message, extended: bool) {
 
 fn nested_structure(out: &mut Vec<u8>, msg: &Message, extended: bool, depth: usize) {
     match root(msg) {
-        Some(_) => part_structure(out, msg, 0, extended, depth),
+        Some(_) => {
+            // Each part is written once: a malformed message can make
+            // mail-parser list a part under several parents (found by
+            // fuzzing: 279 bytes asked for gigabytes of BODYSTRUCTURE).
+            let mut seen = vec![false; msg.parts.len()];
+            part_structure(out, msg, 0, extended, depth, &mut seen)
+        }
         None => {
             let raw = msg.raw_message();
             let lines = line_count(raw);
@@ -236,10 +260,24 @@ fn nested_structure(out: &mut Vec<u8>, msg: &Message, extended: bool, depth: usi
     }
 }
 
-fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool, depth: usize) {
+/// A multipart's stand-in for a part it cannot show (none, or seen).
+const EMPTY_PART: &[u8] = b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)";
+
+fn part_structure(
+    out: &mut Vec<u8>,
+    msg: &Message,
+    id: u32,
+    extended: bool,
+    depth: usize,
+    seen: &mut [bool],
+) {
     let Some(part) = msg.parts.get(id as usize) else {
         return;
     };
+    if std::mem::replace(&mut seen[id as usize], true) {
+        out.extend_from_slice(EMPTY_PART);
+        return;
+    }
     let ctype = part.content_type();
     let (kind, subtype) = match ctype {
         Some(c) => (c.ctype().to_string(), c.subtype().unwrap_or("").to_string()),
@@ -248,11 +286,11 @@ fn part_structure(out: &mut Vec<u8>, msg: &Message, id: u32, extended: bool, dep
     out.push(b'(');
     if let Some(children) = part.sub_parts().filter(|_| depth < MAX_MIME_DEPTH) {
         for &child in children {
-            part_structure(out, msg, child, extended, depth + 1);
+            part_structure(out, msg, child, extended, depth + 1, seen);
         }
         if children.is_empty() {
             // A multipart with no parts still needs a body inside.
-            out.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)");
+            out.extend_from_slice(EMPTY_PART);
         }
         out.push(b' ');
         upper(
