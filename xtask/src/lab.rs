@@ -23,7 +23,7 @@ use fulmar_proxy::config::ProxyConfig;
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
 pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
-const STATE_FILE: &str = "/run/fulmar-lab/state.json";
+pub const STATE_FILE: &str = "/run/fulmar-lab/state.json";
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,5 +1,6 @@
 //! Developer and lab tasks: `cargo xtask <command>`.
 mod attach;
+mod attack;
 mod bench;
 mod build;
 mod failover_bench;
@@ -35,6 +36,9 @@ enum Command {
     FailoverBench(failover_bench::Args),
     /// Measure the mail service: LMTP deliveries/s and IMAP FETCH vs Dovecot, same run.
     MailBench(mail_bench::Args),
+    /// Run the hostile-client suite against the lab through the VIP: what
+    /// each attack got and what it cost.
+    Attack(attack::Args),
 }
 
 fn main() -> Result<()> {
@@ -53,5 +57,6 @@ fn main() -> Result<()> {
         Command::ProxyBench(args) => proxy_bench::run(args),
         Command::FailoverBench(args) => failover_bench::run(args),
         Command::MailBench(args) => mail_bench::run(args),
+        Command::Attack(args) => attack::run(args),
     }
 }
