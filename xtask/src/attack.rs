@@ -108,12 +108,8 @@ pub fn run(args: Args) -> Result<()> {
             .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let line = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(line).with_context(|| {
-            format!(
-                "{name}: {stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+        serde_json::from_str(line)
+            .with_context(|| format!("{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
     };
     // The idle run: the probe's baseline, and the CPU the tiers use with
     // no attack at all (the balancer's health checks, the probe), which

@@ -1061,7 +1061,10 @@ n.logout()
 #[test]
 fn messages_that_broke_the_parser_are_answered_not_fatal() {
     let site = Site::new();
-    let seeds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/mime_structure");
+    let seeds = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/mime_structure"
+    );
     let out = site.python(
         "cl",
         &format!(

@@ -20,9 +20,12 @@ pub fn parse(raw: &[u8]) -> Message<'_> {
     // fuzzing, `fuzz/seeds/mime_structure/parser-panic`): such a message,
     // which anyone can send, is shown as one part of raw bytes instead of
     // ending every session that fetches it.
-    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
-        .unwrap_or_else(|_| {
-            tracing::warn!(bytes = raw.len(), "mail-parser panicked on a message: shown unparsed");
+    let parsed =
+        std::panic::catch_unwind(|| MessageParser::default().parse(raw)).unwrap_or_else(|_| {
+            tracing::warn!(
+                bytes = raw.len(),
+                "mail-parser panicked on a message: shown unparsed"
+            );
             None
         });
     match parsed {
