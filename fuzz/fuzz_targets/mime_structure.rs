@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
     let msg = mime::parse(data);
     let mut out = Vec::new();
-    mime::body_structure(&mut out, &msg, true);
+    mime::body_structure(&mut out, &msg, true, mime::Shape::default());
     mime::envelope(&mut out, &msg);
     assert!(
         out.len() <= 64 * data.len() + 4096,

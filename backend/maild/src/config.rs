@@ -13,6 +13,8 @@
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
 //! delivery_idle_timeout = "5m"     # optional: silent LMTP/SMTP clients get 421
+//! max_mime_depth = 100             # optional: BODYSTRUCTURE nesting shown
+//! max_mime_parts = 10000           # optional: BODYSTRUCTURE parts shown
 //! max_mailboxes = 1000             # optional: per account
 //! max_subscriptions = 1000         # optional: per account
 //! quota = "1 GiB"                  # optional: per-account limit unless the
@@ -75,6 +77,12 @@ pub struct MailConfig {
     /// minutes by default.
     #[serde(default = "default_delivery_idle", with = "humantime_serde")]
     pub delivery_idle_timeout: std::time::Duration,
+    /// How much of a message's MIME structure BODYSTRUCTURE shows: nesting
+    /// levels, and parts in all (`imap::mime::Shape`).
+    #[serde(default = "default_mime_depth")]
+    pub max_mime_depth: usize,
+    #[serde(default = "default_mime_parts")]
+    pub max_mime_parts: usize,
     /// Mailboxes and subscriptions one account may have.
     #[serde(default = "default_max_mailboxes")]
     pub max_mailboxes: usize,
@@ -139,6 +147,12 @@ fn default_max_line() -> usize {
 }
 fn default_max_prelogin_bytes() -> usize {
     64 * 1024
+}
+fn default_mime_depth() -> usize {
+    crate::imap::mime::Shape::default().depth
+}
+fn default_mime_parts() -> usize {
+    crate::imap::mime::Shape::default().parts
 }
 fn default_max_mailboxes() -> usize {
     1000
@@ -215,6 +229,8 @@ impl MailConfig {
             max_line: default_max_line(),
             max_prelogin_bytes: default_max_prelogin_bytes(),
             delivery_idle_timeout: default_delivery_idle(),
+            max_mime_depth: default_mime_depth(),
+            max_mime_parts: default_mime_parts(),
             max_mailboxes: default_max_mailboxes(),
             max_subscriptions: default_max_mailboxes(),
             trusted_networks: Vec::new(),
@@ -224,6 +240,13 @@ impl MailConfig {
         }
     }
     pub const RELATIVE_PATH: &'static str = "config/mail.toml";
+
+    pub fn mime_shape(&self) -> crate::imap::mime::Shape {
+        crate::imap::mime::Shape {
+            depth: self.max_mime_depth,
+            parts: self.max_mime_parts,
+        }
+    }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let config: Self = config_file::from_toml(text)?;

@@ -85,6 +85,7 @@ impl Site {
                  max_message_size = \"1 MiB\"\nmax_line = 2048\n\
                  delivery_idle_timeout = \"3s\"\n\
                  max_mailboxes = 20\nmax_subscriptions = 20\n\
+                 max_mime_parts = 300\n\
                  trusted_networks = [\"{PROXY}/32\"]\n\
                  [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
                  bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
@@ -1050,6 +1051,28 @@ n.logout()
     assert_eq!(line(&out, "fetch"), "OK True", "{out}");
     assert_eq!(line(&out, "again"), "OK", "{out}");
     assert_eq!(line(&out, "still serving"), "OK", "{out}");
+}
+
+/// BODYSTRUCTURE shows at most `max_mime_parts` parts (300 here): a message
+/// of 1 000 small parts gets the first 299 under its multipart and empty
+/// stand-ins for the rest, so the answer stays in proportion to the limit.
+#[test]
+fn bodystructure_shows_at_most_max_mime_parts() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+parts = "".join(f"--b\r\nContent-Type: text/plain; name=p{i}\r\n\r\npart {i}\r\n" for i in range(1000))
+l = smtplib.LMTP(MAIL, 24)
+l.sendmail("x@elsewhere.test", ["ann@fulmar.test"], "Subject: wide\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + "--b--\r\n")
+l.quit()
+m = imaplib.IMAP4(MAIL, 143); m.login("ann", "ann-pw"); m.select("INBOX")
+typ, data = m.fetch("1", "(BODYSTRUCTURE)")
+text = data[0].decode()
+print("shown", typ, text.count('("NAME" "p'), text.count('"7BIT" 0 0)'))
+"#,
+    );
+    assert_eq!(line(&out, "shown"), "OK 299 701", "{out}");
 }
 
 /// Messages that broke the parser, found by fuzzing (`fuzz/seeds/

@@ -230,24 +230,51 @@ fn line_count(body: &[u8]) -> usize {
     ends + usize::from(body.last().is_some_and(|&b| b != b'\n'))
 }
 
-/// BODYSTRUCTURE (`extended`) or BODY of a whole message.
-/// Multiparts nested deeper than this are shown as one opaque part (with
-/// their size), as Dovecot does past its 100 levels: anyone can send a
-/// message, and the structure is written by recursion.
-pub const MAX_MIME_DEPTH: usize = 100;
-
-pub fn body_structure(out: &mut Vec<u8>, msg: &Message, extended: bool) {
-    nested_structure(out, msg, extended, 0);
+/// How much of a message's structure BODY and BODYSTRUCTURE show: anyone
+/// can send a message, and the structure is written by recursion.
+/// Multiparts nested deeper than `depth` are one opaque part (with their
+/// size), as Dovecot does past its 100 levels; parts past the first
+/// `parts` are written as empty ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub depth: usize,
+    pub parts: usize,
 }
 
-fn nested_structure(out: &mut Vec<u8>, msg: &Message, extended: bool, depth: usize) {
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            depth: 100,
+            parts: 10_000,
+        }
+    }
+}
+
+/// One BODY/BODYSTRUCTURE being written.
+struct Walk {
+    extended: bool,
+    depth: usize,
+    parts_left: usize,
+}
+
+/// BODYSTRUCTURE (`extended`) or BODY of a whole message.
+pub fn body_structure(out: &mut Vec<u8>, msg: &Message, extended: bool, shape: Shape) {
+    let mut walk = Walk {
+        extended,
+        depth: shape.depth,
+        parts_left: shape.parts,
+    };
+    nested_structure(out, msg, 0, &mut walk);
+}
+
+fn nested_structure(out: &mut Vec<u8>, msg: &Message, depth: usize, walk: &mut Walk) {
     match root(msg) {
         Some(_) => {
             // Each part is written once: a malformed message can make
             // mail-parser list a part under several parents (found by
             // fuzzing: 279 bytes asked for gigabytes of BODYSTRUCTURE).
             let mut seen = vec![false; msg.parts.len()];
-            part_structure(out, msg, 0, extended, depth, &mut seen)
+            part_structure(out, msg, 0, depth, &mut seen, walk)
         }
         None => {
             let raw = msg.raw_message();
@@ -263,33 +290,36 @@ fn nested_structure(out: &mut Vec<u8>, msg: &Message, extended: bool, depth: usi
     }
 }
 
-/// A multipart's stand-in for a part it cannot show (none, or seen).
+/// A multipart's stand-in for a part it cannot show (none, seen, or past
+/// the part count).
 const EMPTY_PART: &[u8] = b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)";
 
 fn part_structure(
     out: &mut Vec<u8>,
     msg: &Message,
     id: u32,
-    extended: bool,
     depth: usize,
     seen: &mut [bool],
+    walk: &mut Walk,
 ) {
     let Some(part) = msg.parts.get(id as usize) else {
         return;
     };
-    if std::mem::replace(&mut seen[id as usize], true) {
+    if std::mem::replace(&mut seen[id as usize], true) || walk.parts_left == 0 {
         out.extend_from_slice(EMPTY_PART);
         return;
     }
+    walk.parts_left -= 1;
+    let extended = walk.extended;
     let ctype = part.content_type();
     let (kind, subtype) = match ctype {
         Some(c) => (c.ctype().to_string(), c.subtype().unwrap_or("").to_string()),
         None => ("text".into(), "plain".into()),
     };
     out.push(b'(');
-    if let Some(children) = part.sub_parts().filter(|_| depth < MAX_MIME_DEPTH) {
+    if let Some(children) = part.sub_parts().filter(|_| depth < walk.depth) {
         for &child in children {
-            part_structure(out, msg, child, extended, depth + 1, seen);
+            part_structure(out, msg, child, depth + 1, seen, walk);
         }
         if children.is_empty() {
             // A multipart with no parts still needs a body inside.
@@ -337,11 +367,11 @@ fn part_structure(
     let body = slice(msg, part.offset_body, part.offset_end).unwrap_or_default();
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
     let lines = line_count(body);
-    if let Some(nested) = part.message().filter(|_| depth < MAX_MIME_DEPTH) {
+    if let Some(nested) = part.message().filter(|_| depth < walk.depth) {
         out.push(b' ');
         envelope(out, nested);
         out.push(b' ');
-        nested_structure(out, nested, extended, depth + 1);
+        nested_structure(out, nested, depth + 1, walk);
         out.extend_from_slice(format!(" {lines}").as_bytes());
     } else if is_text {
         out.extend_from_slice(format!(" {lines}").as_bytes());
@@ -580,7 +610,7 @@ inner body\r\n\
             "Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\n"
         );
         let mut out = Vec::new();
-        body_structure(&mut out, &msg, false);
+        body_structure(&mut out, &msg, false, Shape::default());
         let bs = s(out);
         assert!(
             bs.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 2)"),
@@ -597,7 +627,7 @@ inner body\r\n\
     fn garbage_is_still_a_message() {
         let msg = parse(b"no headers at all");
         let mut out = Vec::new();
-        body_structure(&mut out, &msg, true);
+        body_structure(&mut out, &msg, true, Shape::default());
         assert!(s(out).starts_with("(\"TEXT\" \"PLAIN\""));
         let mut out = Vec::new();
         envelope(&mut out, &msg);

@@ -94,11 +94,21 @@ impl Session {
                     }
                     MessageDataItemName::BodyStructure => {
                         out.extend_from_slice(b"BODYSTRUCTURE ");
-                        mime::body_structure(&mut out, parsed.as_ref().expect("content"), true);
+                        mime::body_structure(
+                            &mut out,
+                            parsed.as_ref().expect("content"),
+                            true,
+                            self.service.config.mime_shape(),
+                        );
                     }
                     MessageDataItemName::Body => {
                         out.extend_from_slice(b"BODY ");
-                        mime::body_structure(&mut out, parsed.as_ref().expect("content"), false);
+                        mime::body_structure(
+                            &mut out,
+                            parsed.as_ref().expect("content"),
+                            false,
+                            self.service.config.mime_shape(),
+                        );
                     }
                     MessageDataItemName::Rfc822 => {
                         out.extend_from_slice(b"RFC822 ");
