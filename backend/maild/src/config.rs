@@ -12,6 +12,7 @@
 //! max_line = 8192                  # optional: longest IMAP/POP3 command line
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
+//! prelogin_timeout = "1m"          # optional: IMAP logged in by then
 //! delivery_idle_timeout = "5m"     # optional: silent LMTP/SMTP clients get 421
 //! max_mime_depth = 100             # optional: BODYSTRUCTURE nesting shown
 //! max_mime_parts = 10000           # optional: BODYSTRUCTURE parts shown
@@ -72,6 +73,10 @@ pub struct MailConfig {
     /// AUTHENTICATE and ID need little).
     #[serde(default = "default_max_prelogin_bytes")]
     pub max_prelogin_bytes: usize,
+    /// IMAP clients must have logged in this long after they connected;
+    /// until then it also bounds each read, write and TLS handshake.
+    #[serde(default = "default_prelogin_timeout", with = "humantime_serde")]
+    pub prelogin_timeout: std::time::Duration,
     /// An LMTP or SMTP client silent this long (between commands, or
     /// within DATA) is told 421 and closed: RFC 5321 §4.5.3.2.7's five
     /// minutes by default.
@@ -157,6 +162,9 @@ fn default_mime_parts() -> usize {
 fn default_max_mailboxes() -> usize {
     1000
 }
+fn default_prelogin_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
 fn default_delivery_idle() -> std::time::Duration {
     std::time::Duration::from_secs(5 * 60)
 }
@@ -228,6 +236,7 @@ impl MailConfig {
             quota: None,
             max_line: default_max_line(),
             max_prelogin_bytes: default_max_prelogin_bytes(),
+            prelogin_timeout: default_prelogin_timeout(),
             delivery_idle_timeout: default_delivery_idle(),
             max_mime_depth: default_mime_depth(),
             max_mime_parts: default_mime_parts(),

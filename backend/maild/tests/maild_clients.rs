@@ -85,7 +85,7 @@ impl Site {
                  max_message_size = \"1 MiB\"\nmax_line = 2048\n\
                  delivery_idle_timeout = \"3s\"\n\
                  max_mailboxes = 20\nmax_subscriptions = 20\n\
-                 max_mime_parts = 300\n\
+                 max_mime_parts = 300\nprelogin_timeout = \"5s\"\n\
                  trusted_networks = [\"{PROXY}/32\"]\n\
                  [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
                  bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
@@ -1051,6 +1051,57 @@ n.logout()
     assert_eq!(line(&out, "fetch"), "OK True", "{out}");
     assert_eq!(line(&out, "again"), "OK", "{out}");
     assert_eq!(line(&out, "still serving"), "OK", "{out}");
+}
+
+/// Before login a client has `prelogin_timeout` (5 s here) in all: one
+/// kept busy with NOOPs is told BYE when it runs out, and one that sends
+/// but never reads is dropped by then (its connection is gone from the
+/// instance's socket table while the client still holds its end).
+#[test]
+fn busy_and_deaf_clients_must_log_in_in_time() {
+    let site = Site::new();
+    let mail_ns = site.lab.netns("mail");
+    let out = site.python(
+        "cl",
+        &format!(
+            r#"
+import subprocess
+s = socket.create_connection((MAIL, 143), timeout=20)
+f = s.makefile("rb"); f.readline()
+t0 = time.time()
+last = b""
+try:
+    while time.time() - t0 < 15:
+        s.sendall(b"a NOOP\r\n")
+        line = f.readline()
+        if not line: break
+        last = line
+        time.sleep(0.3)
+except OSError:
+    pass
+print("busy", last.decode().strip(), 4 < time.time() - t0 < 12)
+deaf = socket.socket()
+deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+deaf.settimeout(20)
+deaf.connect((MAIL, 143))
+port = deaf.getsockname()[1]
+try:
+    deaf.sendall(b"a CAPABILITY\r\n" * 50000)
+except OSError:
+    pass
+time.sleep(8)
+# Still holding our end: is the instance's end gone?
+table = subprocess.run(["ip", "netns", "exec", "{mail_ns}", "ss", "-tn", "state", "established",
+                        "( sport = :143 )"], capture_output=True, text=True).stdout
+print("deaf still connected", f":{{port}} " in table)
+"#
+        ),
+    );
+    assert!(
+        out.contains("busy * BYE Autologout; too long without logging in True"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "deaf still connected"), "False", "{out}");
 }
 
 /// BODYSTRUCTURE shows at most `max_mime_parts` parts (300 here): a message

@@ -29,9 +29,11 @@ use crate::{
     store::{Message, StoreError},
 };
 
-/// Before login a client gets a minute; after, RFC 3501's 30 minutes.
-pub(super) const PRELOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// After login a silent client gets RFC 3501's 30 minutes (before it,
+/// `prelogin_timeout` bounds the whole phase).
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A client that reads nothing this long after login is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Failed logins on one connection before it is closed.
 pub(super) const MAX_AUTH_FAILURES: u32 = 3;
 
@@ -64,6 +66,8 @@ pub(super) struct Session {
     pub(super) selected: Option<Selected>,
     pub(super) changes: watch::Receiver<u64>,
     pub(super) auth_failures: u32,
+    /// When the connection was accepted (the pre-login deadline).
+    started: tokio::time::Instant,
 }
 
 impl Session {
@@ -82,6 +86,7 @@ impl Session {
             selected: None,
             changes,
             auth_failures: 0,
+            started: tokio::time::Instant::now(),
         }
     }
 
@@ -108,10 +113,27 @@ impl Session {
         self.line(&format!("{} {text}", tag.as_ref()));
     }
 
+    /// How long a read, a write or a TLS handshake may wait: before login
+    /// what is left of `prelogin_timeout` (a client must log in by then,
+    /// however busy it keeps the connection).
+    pub(super) fn patience(&self, after_login: Duration) -> Duration {
+        match self.account {
+            Some(_) => after_login,
+            None => (self.started + self.service.config.prelogin_timeout)
+                .saturating_duration_since(tokio::time::Instant::now()),
+        }
+    }
+
     pub(super) async fn flush(&mut self) -> io::Result<()> {
+        let limit = self.patience(WRITE_TIMEOUT);
         if let Some(io) = self.io.as_mut() {
-            io.write_all(&self.out).await?;
-            io.flush().await?;
+            let write = async {
+                io.write_all(&self.out).await?;
+                io.flush().await
+            };
+            tokio::time::timeout(limit, write)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client not reading"))??;
         }
         self.out.clear();
         Ok(())
@@ -119,11 +141,7 @@ impl Session {
 
     /// Reads more input; false at end of input or on the idle timeout.
     pub(super) async fn fill(&mut self) -> io::Result<bool> {
-        let limit = if self.account.is_some() {
-            IDLE_TIMEOUT
-        } else {
-            PRELOGIN_TIMEOUT
-        };
+        let limit = self.patience(IDLE_TIMEOUT);
         let io = self.io.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         let mut chunk = [0u8; 16 * 1024];
         match tokio::time::timeout(limit, io.read(&mut chunk)).await {
@@ -134,7 +152,11 @@ impl Session {
             }
             Ok(Err(e)) => Err(e),
             Err(_) => {
-                self.line("* BYE Autologout; idle for too long");
+                self.line(if self.account.is_some() {
+                    "* BYE Autologout; idle for too long"
+                } else {
+                    "* BYE Autologout; too long without logging in"
+                });
                 self.flush().await?;
                 Ok(false)
             }

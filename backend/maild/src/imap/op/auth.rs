@@ -1,6 +1,6 @@
 //! Logging in: LOGIN, AUTHENTICATE PLAIN (with SASL-IR), STARTTLS, and ID,
 //! through which a trusted proxy names the end client.
-use std::{io, net::IpAddr};
+use std::{io, net::IpAddr, time::Duration};
 
 use imap_codec::{
     AuthenticateDataCodec,
@@ -55,7 +55,10 @@ impl Session {
         // Anything pipelined behind STARTTLS came in clear: drop it.
         self.buf.clear();
         let io = self.io.take().ok_or(io::ErrorKind::NotConnected)?;
-        let tls = acceptor.accept(io).await?;
+        let limit = self.patience(Duration::ZERO);
+        let tls = tokio::time::timeout(limit, acceptor.accept(io))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake"))??;
         self.io = Some(Box::new(tls));
         self.tls = true;
         Ok(Flow::Continue)
