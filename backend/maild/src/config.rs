@@ -12,7 +12,7 @@
 //! max_line = 8192                  # optional: longest IMAP/POP3 command line
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
-//! prelogin_timeout = "1m"          # optional: IMAP logged in by then
+//! prelogin_timeout = "1m"          # optional: IMAP/POP3 logged in by then
 //! delivery_idle_timeout = "5m"     # optional: silent LMTP/SMTP clients get 421
 //! max_mime_depth = 100             # optional: BODYSTRUCTURE nesting shown
 //! max_mime_parts = 10000           # optional: BODYSTRUCTURE parts shown
@@ -73,7 +73,7 @@ pub struct MailConfig {
     /// AUTHENTICATE and ID need little).
     #[serde(default = "default_max_prelogin_bytes")]
     pub max_prelogin_bytes: usize,
-    /// IMAP clients must have logged in this long after they connected;
+    /// IMAP and POP3 clients must have logged in this long after they connected;
     /// until then it also bounds each read, write and TLS handshake.
     #[serde(default = "default_prelogin_timeout", with = "humantime_serde")]
     pub prelogin_timeout: std::time::Duration,

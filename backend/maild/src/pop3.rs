@@ -24,8 +24,11 @@ use crate::{
     store::{INBOX, Message, StoreError},
 };
 
-/// RFC 1939 asks for an autologout timer of at least ten minutes.
+/// RFC 1939 asks for an autologout timer of at least ten minutes (after
+/// login; before it, `prelogin_timeout` bounds the whole phase).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// A client that reads nothing this long after login is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const MAX_AUTH_FAILURES: u32 = 3;
 
 pub async fn serve(listener: TcpListener, service: Arc<Service>) -> io::Result<()> {
@@ -86,6 +89,8 @@ struct Session {
     user: Option<String>,
     drop: Option<Maildrop>,
     auth_failures: u32,
+    /// When the connection was accepted (the pre-login deadline).
+    started: tokio::time::Instant,
 }
 
 impl Session {
@@ -100,6 +105,17 @@ impl Session {
             user: None,
             drop: None,
             auth_failures: 0,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    /// How long a read, a write or a TLS handshake may wait: before login
+    /// what is left of `prelogin_timeout`.
+    fn patience(&self, after_login: Duration) -> Duration {
+        match self.drop {
+            Some(_) => after_login,
+            None => (self.started + self.service.config.prelogin_timeout)
+                .saturating_duration_since(tokio::time::Instant::now()),
         }
     }
 
@@ -109,9 +125,15 @@ impl Session {
     }
 
     async fn flush(&mut self) -> io::Result<()> {
+        let limit = self.patience(WRITE_TIMEOUT);
         if let Some(io) = self.io.as_mut() {
-            io.get_mut().write_all(&self.out).await?;
-            io.get_mut().flush().await?;
+            let write = async {
+                io.get_mut().write_all(&self.out).await?;
+                io.get_mut().flush().await
+            };
+            tokio::time::timeout(limit, write)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client not reading"))??;
         }
         self.out.clear();
         Ok(())
@@ -126,8 +148,9 @@ impl Session {
         self.flush().await?;
         let max = self.service.config.max_line;
         loop {
+            let limit = self.patience(IDLE_TIMEOUT);
             let io = self.io.as_mut().ok_or(io::ErrorKind::NotConnected)?;
-            let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(io, max)).await {
+            let line = match tokio::time::timeout(limit, read_line(io, max)).await {
                 Ok(Ok(Some(line))) => line,
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) => return Err(e),
@@ -266,8 +289,9 @@ impl Session {
     /// The client's line after a `+ ` challenge; None at end of input.
     async fn sasl_response(&mut self) -> io::Result<Option<String>> {
         let max = self.service.config.max_line;
+        let limit = self.patience(IDLE_TIMEOUT);
         let io = self.io.as_mut().ok_or(io::ErrorKind::NotConnected)?;
-        match tokio::time::timeout(IDLE_TIMEOUT, read_line(io, max)).await {
+        match tokio::time::timeout(limit, read_line(io, max)).await {
             Ok(Ok(Some(line))) if line.complete => Ok(Some(line.text())),
             Ok(Ok(_)) | Err(_) => Ok(None),
             Ok(Err(e)) => Err(e),
@@ -337,7 +361,10 @@ impl Session {
         // Anything pipelined behind STLS came in clear: the reader and
         // its buffer are dropped.
         let io = self.io.take().ok_or(io::ErrorKind::NotConnected)?;
-        let tls = acceptor.accept(io.into_inner()).await?;
+        let limit = self.patience(Duration::ZERO);
+        let tls = tokio::time::timeout(limit, acceptor.accept(io.into_inner()))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake"))??;
         self.io = Some(BufReader::new(Box::new(tls)));
         self.tls = true;
         self.user = None;

@@ -1054,7 +1054,7 @@ n.logout()
 }
 
 /// Before login a client has `prelogin_timeout` (5 s here) in all: one
-/// kept busy with NOOPs is told BYE when it runs out, and one that sends
+/// kept busy with NOOPs (IMAP) or CAPA (POP3) is told so when it runs out, and one that sends
 /// but never reads is dropped by then (its connection is gone from the
 /// instance's socket table while the client still holds its end).
 #[test]
@@ -1080,6 +1080,20 @@ try:
 except OSError:
     pass
 print("busy", last.decode().strip(), 4 < time.time() - t0 < 12)
+p = socket.create_connection((MAIL, 110), timeout=20)
+f = p.makefile("rb"); f.readline()
+t0 = time.time()
+try:
+    while time.time() - t0 < 15:
+        p.sendall(b"CAPA\r\n")
+        while True:
+            line = f.readline()
+            if not line or line.startswith(b"-ERR") or line == b".\r\n": break
+        if not line or line.startswith(b"-ERR"): break
+        time.sleep(0.3)
+except OSError:
+    pass
+print("pop3 busy", (line or b"").decode().strip(), 4 < time.time() - t0 < 12)
 deaf = socket.socket()
 deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 deaf.settimeout(20)
@@ -1099,6 +1113,11 @@ print("deaf still connected", f":{{port}} " in table)
     );
     assert!(
         out.contains("busy * BYE Autologout; too long without logging in True"),
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, "pop3 busy"),
+        "-ERR Autologout; idle for too long True",
         "{out}"
     );
     assert_eq!(line(&out, "deaf still connected"), "False", "{out}");
