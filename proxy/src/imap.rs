@@ -352,12 +352,13 @@ impl PreLogin {
                         Ok((&[], command)) => Some(action(command)),
                         _ => None,
                     };
+                    if let Some(action) = action {
+                        self.conn.buf.drain(..n);
+                        return Ok(Some(action));
+                    }
                     let tag = frame::tag(&self.conn.buf).unwrap_or_else(|| "*".into());
                     self.conn.buf.drain(..n);
-                    match action {
-                        Some(action) => return Ok(Some(action)),
-                        None => self.send(&format!("{tag} BAD Syntax error.\r\n")).await?,
-                    }
+                    self.send(&format!("{tag} BAD Syntax error.\r\n")).await?;
                 }
                 Frame::More => {
                     if !self.conn.fill().await? {

@@ -32,6 +32,43 @@ where
     }
 }
 
+/// A session's pre-login deadline: until the client logs in, each read,
+/// write and TLS handshake waits at most what is left of it, however busy
+/// the client keeps the connection.
+pub struct Deadline(tokio::time::Instant);
+
+impl Deadline {
+    pub fn after(total: Duration) -> Self {
+        Self(tokio::time::Instant::now() + total)
+    }
+
+    /// How long the next wait may be: `after_login` once logged in.
+    pub fn patience(&self, logged_in: bool, after_login: Duration) -> Duration {
+        if logged_in {
+            after_login
+        } else {
+            self.0
+                .saturating_duration_since(tokio::time::Instant::now())
+        }
+    }
+}
+
+/// Writes and flushes `data` within `limit`: a client that reads nothing
+/// for that long is gone.
+pub async fn write_within<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    data: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    let write = async {
+        w.write_all(data).await?;
+        w.flush().await
+    };
+    tokio::time::timeout(limit, write)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading"))?
+}
+
 /// A client stream, plain or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

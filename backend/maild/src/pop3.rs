@@ -12,10 +12,7 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use fulmar_daemon::secret::Secret;
 use fulmar_mailproto::xclient::{self, Forwarded};
-use tokio::{
-    io::{AsyncWriteExt, BufReader},
-    net::TcpListener,
-};
+use tokio::{io::BufReader, net::TcpListener};
 
 use crate::{
     Service,
@@ -89,12 +86,12 @@ struct Session {
     user: Option<String>,
     drop: Option<Maildrop>,
     auth_failures: u32,
-    /// When the connection was accepted (the pre-login deadline).
-    started: tokio::time::Instant,
+    deadline: net::Deadline,
 }
 
 impl Session {
     fn new(service: Arc<Service>, io: Box<dyn Io>, peer: SocketAddr) -> Self {
+        let deadline = net::Deadline::after(service.config.prelogin_timeout);
         Self {
             service,
             io: Some(BufReader::new(io)),
@@ -105,18 +102,14 @@ impl Session {
             user: None,
             drop: None,
             auth_failures: 0,
-            started: tokio::time::Instant::now(),
+            deadline,
         }
     }
 
     /// How long a read, a write or a TLS handshake may wait: before login
     /// what is left of `prelogin_timeout`.
     fn patience(&self, after_login: Duration) -> Duration {
-        match self.drop {
-            Some(_) => after_login,
-            None => (self.started + self.service.config.prelogin_timeout)
-                .saturating_duration_since(tokio::time::Instant::now()),
-        }
+        self.deadline.patience(self.drop.is_some(), after_login)
     }
 
     fn line(&mut self, text: &str) {
@@ -127,13 +120,7 @@ impl Session {
     async fn flush(&mut self) -> io::Result<()> {
         let limit = self.patience(WRITE_TIMEOUT);
         if let Some(io) = self.io.as_mut() {
-            let write = async {
-                io.get_mut().write_all(&self.out).await?;
-                io.get_mut().flush().await
-            };
-            tokio::time::timeout(limit, write)
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client not reading"))??;
+            net::write_within(io.get_mut(), &self.out, limit).await?;
         }
         self.out.clear();
         Ok(())

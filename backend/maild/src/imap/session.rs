@@ -15,10 +15,7 @@ use imap_codec::{
     decode::Decoder,
     imap_types::{command::Command, core::Tag, sequence::SequenceSet},
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    sync::watch,
-};
+use tokio::{io::AsyncReadExt, sync::watch};
 
 use super::search::in_set;
 use super::store_error;
@@ -66,12 +63,12 @@ pub(super) struct Session {
     pub(super) selected: Option<Selected>,
     pub(super) changes: watch::Receiver<u64>,
     pub(super) auth_failures: u32,
-    /// When the connection was accepted (the pre-login deadline).
-    started: tokio::time::Instant,
+    deadline: net::Deadline,
 }
 
 impl Session {
     pub(super) fn new(service: Arc<Service>, io: Box<dyn Io>, peer: SocketAddr) -> Self {
+        let deadline = net::Deadline::after(service.config.prelogin_timeout);
         let changes = service.store.watch();
         Self {
             service,
@@ -86,7 +83,7 @@ impl Session {
             selected: None,
             changes,
             auth_failures: 0,
-            started: tokio::time::Instant::now(),
+            deadline,
         }
     }
 
@@ -117,23 +114,13 @@ impl Session {
     /// what is left of `prelogin_timeout` (a client must log in by then,
     /// however busy it keeps the connection).
     pub(super) fn patience(&self, after_login: Duration) -> Duration {
-        match self.account {
-            Some(_) => after_login,
-            None => (self.started + self.service.config.prelogin_timeout)
-                .saturating_duration_since(tokio::time::Instant::now()),
-        }
+        self.deadline.patience(self.account.is_some(), after_login)
     }
 
     pub(super) async fn flush(&mut self) -> io::Result<()> {
         let limit = self.patience(WRITE_TIMEOUT);
         if let Some(io) = self.io.as_mut() {
-            let write = async {
-                io.write_all(&self.out).await?;
-                io.flush().await
-            };
-            tokio::time::timeout(limit, write)
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client not reading"))??;
+            net::write_within(io, &self.out, limit).await?;
         }
         self.out.clear();
         Ok(())
