@@ -48,6 +48,13 @@ except poplib.error_proto as e:
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
+    // Dovecot's log process writes a login a moment after its reply.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (pop_logins("be1", "ann").is_empty() || pop_logins("be2", "bob").is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let ann = pop_logins("be1", "ann");
     assert_eq!(ann.len(), 1, "{}", site.dovecot_log("be1"));
     // XCLIENT carried the client's address to the back-end.
