@@ -9,7 +9,7 @@
 //! imap = "198.18.0.21:143"         # optional: IMAP on the instance VIP
 //! pop3 = "198.18.0.21:110"         # optional: POP3 on the instance VIP
 //! smtp = "198.18.0.21:25"          # optional: SMTP delivery on the instance VIP
-//! max_line = 8192                  # optional: longest IMAP/POP3 command line
+//! max_line = 65536                 # optional: longest IMAP/POP3 command line (at least 32768)
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
 //! prelogin_timeout = "1m"          # optional: IMAP/POP3 logged in by then
@@ -147,8 +147,12 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// The shortest `max_line`: a full-size RFC 2971 ID line (30 pairs of a
+/// 30-byte name and a 1024-byte value, quoted) is about 31.8 KiB.
+pub const MIN_LINE: usize = 32 * 1024;
+
 fn default_max_line() -> usize {
-    8192
+    64 * 1024
 }
 fn default_max_prelogin_bytes() -> usize {
     64 * 1024
@@ -279,8 +283,11 @@ impl MailConfig {
         if self.max_recipients == 0 || self.max_message_size == 0 {
             return Err("max_recipients and max_message_size must be above zero".into());
         }
-        if self.max_line < 1024 {
-            return Err("max_line must be at least 1024".into());
+        if self.max_line < MIN_LINE {
+            return Err(format!(
+                "max_line must be at least {MIN_LINE}: an RFC 2971 ID command (30 fields of \
+                 1024 bytes, sent before login) must fit"
+            ));
         }
         if self.master.as_ref().is_some_and(|m| m.networks.is_empty()) {
             return Err("master.networks: name where the master user logs in from".into());

@@ -2,177 +2,11 @@
 //! slapd checks every password (bind), Python's imaplib, poplib and
 //! smtplib and curl are the mail clients, raw sockets carry what they
 //! cannot say (IDLE, XCLIENT, bad input).
-use std::{
-    fs,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+mod support;
 
-use fulmar_lab::{
-    Lab, LabSpec,
-    mail::{Account, Directory, start_slapd},
-};
+use std::time::Duration;
 
-const MAIL: &str = "198.18.31.11";
-const CLIENT: &str = "198.18.31.10";
-/// A proxy: its IMAP ID x-originating-ip is believed.
-const PROXY: &str = "198.18.31.12";
-const LDAP: &str = "198.18.31.13";
-const BASE: &str = "dc=fulmar,dc=test";
-const MAILD: &str = env!("CARGO_BIN_EXE_fulmar-maild");
-
-struct Site {
-    lab: Lab,
-    root: PathBuf,
-}
-
-impl Site {
-    fn new() -> Self {
-        assert_eq!(
-            // SAFETY: geteuid has no preconditions.
-            unsafe { libc::geteuid() },
-            0,
-            "needs root (CI runs as root)"
-        );
-        let mut lab = Lab::build(&LabSpec::lan(&[
-            ("mail", &format!("{MAIL}/24")),
-            ("cl", &format!("{CLIENT}/24")),
-            ("px", &format!("{PROXY}/24")),
-            ("dir", &format!("{LDAP}/24")),
-        ]))
-        .expect("lab");
-        let work = lab.log_dir().join("slapd");
-        start_slapd(
-            &mut lab,
-            "dir",
-            LDAP,
-            &work,
-            &Directory {
-                base: BASE,
-                service_password: "svc-pw",
-                accounts: vec![
-                    Account {
-                        uid: "ann",
-                        password: "ann-pw",
-                        addresses: vec!["ann@fulmar.test".into()],
-                        mail_host: Some("mail1"),
-                    },
-                    Account {
-                        uid: "bob",
-                        password: "bob-pw",
-                        addresses: vec!["bob@fulmar.test".into()],
-                        mail_host: Some("mail1"),
-                    },
-                ],
-                domains: vec![],
-                admin_password: None,
-            },
-        )
-        .expect("slapd");
-        let root = lab.log_dir().join("volume");
-        let config = root.join("config");
-        fs::create_dir_all(&config).unwrap();
-        fs::write(config.join("ldap.secret"), "svc-pw\n").unwrap();
-        fs::write(config.join("master.secret"), "master-pw\n").unwrap();
-        let cert = rcgen::generate_simple_self_signed(vec!["mail1.fulmar.test".into()]).unwrap();
-        fs::write(config.join("cert.pem"), cert.cert.pem()).unwrap();
-        fs::write(config.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-        fs::write(
-            config.join("mail.toml"),
-            format!(
-                "instance = \"mail1\"\nlmtp = \"{MAIL}:24\"\nimap = \"{MAIL}:143\"\n\
-                 pop3 = \"{MAIL}:110\"\nsmtp = \"{MAIL}:25\"\nquota = \"1 MiB\"\n\
-                 max_message_size = \"1 MiB\"\nmax_line = 2048\n\
-                 delivery_idle_timeout = \"3s\"\n\
-                 max_mailboxes = 20\nmax_subscriptions = 20\n\
-                 max_mime_parts = 300\nprelogin_timeout = \"5s\"\n\
-                 trusted_networks = [\"{PROXY}/32\"]\n\
-                 [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
-                 bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
-                 [master]\nuser = \"provision\"\npassword_file = \"master.secret\"\n\
-                 networks = [\"{CLIENT}/32\"]\n\
-                 [tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n"
-            ),
-        )
-        .unwrap();
-        for account in ["ann@fulmar.test", "bob@fulmar.test"] {
-            let out = std::process::Command::new(MAILD)
-                .arg("--root")
-                .arg(&root)
-                .args(["account-create", account])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-        }
-        let root_arg = root.display().to_string();
-        lab.spawn(
-            "mail",
-            "maild",
-            MAILD,
-            &[
-                "--root",
-                &root_arg,
-                "run",
-                "--node",
-                "n1",
-                "--generation",
-                "1",
-            ],
-        )
-        .expect("spawn fulmar-maild");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !lab.log("mail", "maild").contains("POP3 on") {
-            assert!(
-                Instant::now() < deadline,
-                "fulmar-maild did not start:\n{}",
-                lab.log("mail", "maild")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { lab, root }
-    }
-
-    fn python(&self, host: &str, script: &str) -> String {
-        let prelude = format!(
-            "import imaplib, poplib, smtplib, socket, ssl, time\n\
-             imaplib.Commands['ID'] = ('NONAUTH', 'AUTH', 'SELECTED')\n\
-             imaplib.Commands['MOVE'] = ('SELECTED',)\n\
-             MAIL = '{MAIL}'\n\
-             def raw(lines, wait=0.3, port=143):\n\
-             \x20   s = socket.create_connection((MAIL, port), timeout=5)\n\
-             \x20   f = s.makefile('rb')\n\
-             \x20   out = [f.readline().decode().strip()]\n\
-             \x20   try:\n\
-             \x20       for line in lines:\n\
-             \x20           s.sendall(line)\n\
-             \x20           time.sleep(wait)\n\
-             \x20       s.shutdown(socket.SHUT_WR)\n\
-             \x20   except OSError:\n\
-             \x20       pass  # the server hung up, as it may\n\
-             \x20   out += [l.decode(errors='replace').strip() for l in f.readlines()]\n\
-             \x20   s.close()\n\
-             \x20   return out\n"
-        );
-        let log = || {
-            format!(
-                "{}\n--- instance log ---\n{}",
-                self.lab.log("mail", "maild"),
-                fs::read_to_string(self.root.join("log/mail1.log")).unwrap_or_default()
-            )
-        };
-        self.lab.python(host, &format!("{prelude}{script}"), log)
-    }
-
-    fn instance_log(&self) -> String {
-        fs::read_to_string(self.root.join("log/mail1.log")).unwrap_or_default()
-    }
-}
-
-fn line<'a>(out: &'a str, tag: &str) -> &'a str {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{tag} ")))
-        .unwrap_or_else(|| panic!("no {tag:?} in:\n{out}"))
-}
+use support::{CLIENT, MAIL, MAILD, Site, line};
 
 const MESSAGE: &str = "From: Carl Sender <carl@elsewhere.test>\r\n\
 To: ann@fulmar.test\r\n\
@@ -267,9 +101,9 @@ r = raw([b"a1 LOGIN ann ann-pw\r\n", b"a2 SELECT INBOX\r\n", b"a3 FETCH 1 (NOSUC
          b"a4 FETCH 99 FLAGS\r\n", b"a5 APPEND INBOX {{2000000}}\r\n", b"a6 NOOP\r\n",
          b"a7 LOGOUT\r\n"])
 print("raw", [l for l in r if l.startswith("a")])
-r = raw([b"b1 NOOP " + b"x" * 5000 + b"\r\n", b"b2 NOOP\r\n"])
+r = raw([b"b1 NOOP " + b"x" * 40000 + b"\r\n", b"b2 NOOP\r\n"])
 print("long", r[1:])
-r = raw([b"x" * 20000])
+r = raw([b"x" * 40000])
 print("endless", r[1:])
 r = raw([b"c1 LOGIN {{3}}\r\n", b"ann {{6+}}\r\nann-pw\r\n", b"c2 LOGOUT\r\n"])
 print("literals", [l for l in r if l.startswith("c") or l.startswith("+")])
@@ -641,8 +475,8 @@ b64 = lambda s: base64.b64encode(s.encode()).decode()
 print("auth", raw([b"AUTH PLAIN " + b64("\0bob\0bob-pw").encode() + b"\r\n", b"STAT\r\n", b"QUIT\r\n"], port=110)[1:4])
 print("master", raw([b"AUTH PLAIN\r\n", b64("ann@fulmar.test\0provision\0master-pw").encode() + b"\r\n", b"STAT\r\n"], port=110)[1:4])
 print("cancel", raw([b"AUTH PLAIN\r\n", b"*\r\n"], port=110)[1:3])
-print("long", raw([b"NOOP " + b"x" * 5000 + b"\r\n", b"CAPA\r\n"], port=110)[1:3])
-print("endless", raw([b"x" * 9000], port=110)[1:])
+print("long", raw([b"NOOP " + b"x" * 40000 + b"\r\n", b"CAPA\r\n"], port=110)[1:3])
+print("endless", raw([b"x" * 40000], port=110)[1:])
 print("xclient", raw([b"XCLIENT ADDR=198.18.0.66\r\n"], port=110)[1])
 
 # The retrieved message is \Seen for IMAP now.
@@ -893,10 +727,10 @@ fn literals_are_bounded_per_command_not_per_literal() {
     let out = site.python(
         "cl",
         r#"
-x = b"x" * 40000
+x = b"x" * 50000
 print("sync", raw([b"p1 LOGIN {70000}\r\n", b"p2 NOOP\r\n"])[1:])
 print("plus", raw([b"p3 LOGIN {70000+}\r\n" + x])[1:])
-print("two", raw([b"p4 LOGIN {40000+}\r\n" + x + b" {40000+}\r\n" + x + b"\r\n"])[1:])
+print("two", raw([b"p4 LOGIN {50000+}\r\n" + x + b" {50000+}\r\n" + x + b"\r\n"])[1:])
 body = b"Subject: big\r\n\r\n" + b"y" * (100000 - 18) + b"\r\n"
 r = raw([b"q1 LOGIN ann ann-pw\r\nq2 APPEND INBOX {100000+}\r\n" + body + b"\r\nq3 LOGOUT\r\n"])
 print("append", [l.split(" [")[0] for l in r if l.startswith("q")])
@@ -914,7 +748,7 @@ print("append", [l.split(" [")[0] for l in r if l.startswith("q")])
     );
     // 64 KiB of literals plus the test config's max_line.
     assert!(
-        line(&out, "two").starts_with("['* BYE [TOOBIG] Command over the limit of 6"),
+        line(&out, "two").starts_with("['* BYE [TOOBIG] Command over the limit of 98304"),
         "{out}"
     );
     assert_eq!(

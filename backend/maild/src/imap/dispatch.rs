@@ -258,6 +258,10 @@ impl Session {
                     }
                     MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
                 };
+                if !items.iter().all(super::op::fetch::served) {
+                    self.tagged(&tag, "BAD A FETCH item asked for is not offered");
+                    return Ok(Flow::Continue);
+                }
                 match self.targets(&sequence_set, uid) {
                     Some(targets) => {
                         self.fetch(&targets, &items, uid).await?;

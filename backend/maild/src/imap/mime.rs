@@ -98,11 +98,19 @@ fn address(out: &mut Vec<u8>, a: &Addr) {
     out.push(b')');
 }
 
+/// Only entries with an address are addresses: a group member that is a
+/// comment (`group2: (foo) ;`) is no mailbox to show.
+fn real(a: &&Addr) -> bool {
+    a.address.as_deref().is_some_and(|a| !a.is_empty())
+}
+
 fn address_list(out: &mut Vec<u8>, list: Option<&Address>) {
     let empty = match list {
         None => true,
-        Some(Address::List(l)) => l.is_empty(),
-        Some(Address::Group(g)) => g.is_empty(),
+        Some(Address::List(l)) => !l.iter().any(|a| real(&a)),
+        Some(Address::Group(g)) => g
+            .iter()
+            .all(|g| g.name.is_none() && !g.addresses.iter().any(|a| real(&a))),
     };
     if empty {
         out.extend_from_slice(b"NIL");
@@ -110,9 +118,10 @@ fn address_list(out: &mut Vec<u8>, list: Option<&Address>) {
     }
     out.push(b'(');
     match list {
-        Some(Address::List(list)) => list.iter().for_each(|a| address(out, a)),
+        Some(Address::List(list)) => list.iter().filter(real).for_each(|a| address(out, a)),
         Some(Address::Group(groups)) => {
             for g in groups {
+                let members = g.addresses.iter().filter(real);
                 match &g.name {
                     // RFC 3501 group syntax: a start marker, the members,
                     // an end marker.
@@ -120,10 +129,10 @@ fn address_list(out: &mut Vec<u8>, list: Option<&Address>) {
                         out.extend_from_slice(b"(NIL NIL ");
                         string(out, name.as_bytes());
                         out.extend_from_slice(b" NIL)");
-                        g.addresses.iter().for_each(|a| address(out, a));
+                        members.for_each(|a| address(out, a));
                         out.extend_from_slice(b"(NIL NIL NIL NIL)");
                     }
-                    None => g.addresses.iter().for_each(|a| address(out, a)),
+                    None => members.for_each(|a| address(out, a)),
                 }
             }
         }
@@ -436,13 +445,25 @@ fn header_of(msg: &Message) -> Vec<u8> {
     }
 }
 
+/// Everything after the header, to the end of the message's own bytes:
+/// a multipart root part ends at its closing delimiter, but the epilogue
+/// after it is text of the message too.
 fn text_of(msg: &Message) -> Vec<u8> {
-    match root(msg) {
-        Some(r) => slice(msg, r.offset_body, r.offset_end)
-            .unwrap_or_default()
-            .to_vec(),
-        None => msg.raw_message().to_vec(),
-    }
+    let raw = msg.raw_message();
+    let from = root(msg).map_or(0, |r| r.offset_body.saturating_sub(r.offset_header));
+    raw.get(from as usize..).unwrap_or_default().to_vec()
+}
+
+/// The text of the message/rfc822 part `path` names: its body after the
+/// encapsulated header. Taken from the part in its parent, since
+/// mail-parser cuts a nested message's own bytes at its root part's end,
+/// before a multipart's epilogue.
+fn nested_text(msg: &Message, path: &[NonZeroU32]) -> Option<Vec<u8>> {
+    let (m, part) = resolve(msg, path)?;
+    let inner = root(part.message()?)?;
+    let whole = slice(m, part.offset_body, part.offset_end)?;
+    let header = inner.offset_body.checked_sub(inner.offset_header)? as usize;
+    Some(whole.get(header..)?.to_vec())
 }
 
 /// The bytes of `BODY[section]`; None when the section names no part
@@ -459,7 +480,7 @@ pub fn section(msg: &Message, section: Option<&Section>) -> Option<Vec<u8>> {
         Some(Section::HeaderFields(None, names)) => header_lines(msg, names.as_ref(), true),
         Some(Section::HeaderFieldsNot(None, names)) => header_lines(msg, names.as_ref(), false),
         Some(Section::Header(Some(p))) => header_of(nested(p.0.as_ref())?),
-        Some(Section::Text(Some(p))) => text_of(nested(p.0.as_ref())?),
+        Some(Section::Text(Some(p))) => nested_text(msg, p.0.as_ref())?,
         Some(Section::HeaderFields(Some(p), names)) => {
             header_lines(nested(p.0.as_ref())?, names.as_ref(), true)
         }

@@ -63,6 +63,10 @@ pub(super) struct Session {
     pub(super) selected: Option<Selected>,
     pub(super) changes: watch::Receiver<u64>,
     pub(super) auth_failures: u32,
+    /// The store lost a message of the view while this session could not
+    /// say so (FETCH, STORE, SEARCH by number): the next command that may
+    /// send EXPUNGE looks again even if nothing changed since.
+    pub(super) owed_expunges: bool,
     deadline: net::Deadline,
 }
 
@@ -83,6 +87,7 @@ impl Session {
             selected: None,
             changes,
             auth_failures: 0,
+            owed_expunges: false,
             deadline,
         }
     }
@@ -301,7 +306,8 @@ impl Session {
     /// flag changes, new messages (EXISTS) and, when `expunges` (not
     /// during FETCH, STORE or SEARCH by number), removed messages.
     pub(super) fn refresh(&mut self, expunges: bool) {
-        if !self.changes.has_changed().unwrap_or(false) {
+        let owed = expunges && self.owed_expunges;
+        if !self.changes.has_changed().unwrap_or(false) && !owed {
             return;
         }
         let Some(sel) = self.selected.as_ref() else {
@@ -339,6 +345,9 @@ impl Session {
                     lines.push(format!("* {seq} EXPUNGE"));
                 }
             }
+            self.owed_expunges = false;
+        } else if sel.view.iter().any(|m| !now.contains_key(&m.uid)) {
+            self.owed_expunges = true;
         }
         for (i, m) in sel.view.iter_mut().enumerate() {
             if let Some(fresh) = now.get(&m.uid) {

@@ -366,16 +366,14 @@ impl Store {
         )
     }
 
-    /// Writes a message durably into `dir` (tmp, fsync, rename, fsync) with
-    /// `flags` and, when given, `internal_date` as its mtime. Returns its
-    /// base name.
-    fn store_file(
+    /// Writes a message into `dir/tmp` and syncs it: (its path, its name).
+    /// `internal_date`, when given, becomes its mtime.
+    fn write_tmp(
         &self,
         dir: &Path,
         data: &[u8],
-        flags: &str,
         internal_date: Option<SystemTime>,
-    ) -> Result<String, StoreError> {
+    ) -> Result<(PathBuf, String), StoreError> {
         let name = self.unique_name();
         let tmp = dir.join("tmp").join(&name);
         let mut file = OpenOptions::new()
@@ -392,17 +390,23 @@ impl Store {
             let _ = fs::remove_file(&tmp);
             return Err(io_at(&tmp)(e));
         }
-        drop(file);
+        Ok((tmp, name))
+    }
+
+    /// Renames a written tmp file into `new/` (no flags) or `cur/`; returns
+    /// the directory it is now in. Not yet durable: see `durable_rename`.
+    fn place(dir: &Path, tmp: &Path, name: &str, flags: &str) -> Result<PathBuf, StoreError> {
         let (sub, file_name) = if flags.is_empty() {
-            ("new", name.clone())
+            ("new", name.to_string())
         } else {
             ("cur", format!("{name}:2,{flags}"))
         };
         let target = dir.join(sub);
-        fs::rename(&tmp, target.join(file_name)).map_err(io_at(&tmp))?;
-        self.durable_rename(&target)?;
-        self.quotas.add(account_of(dir), data.len() as u64);
-        Ok(name)
+        if let Err(e) = fs::rename(tmp, target.join(file_name)) {
+            let _ = fs::remove_file(tmp);
+            return Err(io_at(tmp)(e));
+        }
+        Ok(target)
     }
 
     /// IMAP APPEND: stores the message and returns (UIDVALIDITY, UID).
@@ -416,8 +420,16 @@ impl Store {
     ) -> Result<(u32, u32), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
         self.quotas.check(account_of(&dir), data.len() as u64)?;
-        let base = self.store_file(&dir, data, &sort_flags(flags), internal_date)?;
-        let listed = self.sync(address, mailbox)?;
+        let (tmp, base) = self.write_tmp(&dir, data, internal_date)?;
+        // Renamed and given its UID under the sync lock: no other session
+        // can see the message (and expunge it) before its UID is known.
+        let (listed, target) = {
+            let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+            let target = Self::place(&dir, &tmp, &base, &sort_flags(flags))?;
+            (self.sync_locked(&dir)?, target)
+        };
+        self.durable_rename(&target)?;
+        self.quotas.add(account_of(&dir), data.len() as u64);
         self.changed();
         let uid = listed
             .messages
@@ -442,6 +454,8 @@ impl Store {
         self.quotas.check(account_of(&dir), size)?;
         let mut bases = Vec::with_capacity(messages.len());
         let mut touched = HashSet::new();
+        // Linked and given UIDs under the sync lock (see `append`).
+        let guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
         for m in messages {
             let name = self.unique_name();
             let (sub, file_name) = if m.flags.is_empty() {
@@ -458,11 +472,12 @@ impl Store {
             touched.insert(sub);
             bases.push(name);
         }
+        let listed = self.sync_locked(&dir)?;
+        drop(guard);
         for sub in touched {
             fsync_dir(&dir.join(sub))?;
         }
         self.quotas.add(account_of(&dir), size);
-        let listed = self.sync(address, mailbox)?;
         self.changed();
         let by_base: BTreeMap<&str, u32> =
             listed.messages.iter().map(|m| (m.base(), m.uid)).collect();
@@ -531,7 +546,10 @@ impl Store {
     pub fn deliver(&self, address: &str, data: &[u8]) -> Result<(), StoreError> {
         let dir = self.mailbox_dir(address, INBOX)?;
         self.quotas.check(account_of(&dir), data.len() as u64)?;
-        self.store_file(&dir, data, "", None)?;
+        let (tmp, name) = self.write_tmp(&dir, data, None)?;
+        let target = Self::place(&dir, &tmp, &name, "")?;
+        self.durable_rename(&target)?;
+        self.quotas.add(account_of(&dir), data.len() as u64);
         self.changed();
         Ok(())
     }
@@ -541,6 +559,11 @@ impl Store {
     pub fn sync(&self, address: &str, mailbox: &str) -> Result<Mailbox, StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
         let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_locked(&dir)
+    }
+
+    /// `sync` of a mailbox directory, the sync lock held by the caller.
+    fn sync_locked(&self, dir: &Path) -> Result<Mailbox, StoreError> {
         let list_path = dir.join(UIDLIST);
         let read = match fs::read_to_string(&list_path) {
             Ok(text) => parse_uidlist(&text).or_else(|| {
@@ -553,9 +576,11 @@ impl Store {
             Err(e) => return Err(io_at(&list_path)(e)),
         };
         let mut changed = read.is_none();
-        let (uid_validity, mut next_uid, mut by_uid) =
-            read.unwrap_or_else(|| (fresh_uid_validity(), 1, BTreeMap::new()));
-        let on_disk = scan(&dir)?;
+        let (uid_validity, mut next_uid, mut by_uid) = match read {
+            Some(r) => r,
+            None => (fresh_uid_validity(account_of(dir))?, 1, BTreeMap::new()),
+        };
+        let on_disk = scan(dir)?;
         let known: HashSet<&str> = by_uid.values().map(String::as_str).collect();
         // `on_disk` is ordered by name, which is delivery order.
         let fresh: Vec<String> = on_disk
@@ -572,7 +597,7 @@ impl Store {
         by_uid.retain(|_, base| on_disk.contains_key(base));
         changed |= by_uid.len() != before;
         if changed {
-            write_uidlist(&dir, uid_validity, next_uid, &by_uid)?;
+            write_uidlist(dir, uid_validity, next_uid, &by_uid)?;
         }
         let messages = by_uid
             .iter()
@@ -632,7 +657,6 @@ pub(super) fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn temp_root(tag: &str) -> PathBuf {
         let root =
@@ -767,7 +791,7 @@ mod tests {
         let before = store.sync("bob@x.test", INBOX).unwrap();
         let list = root.join("mail/bob@x.test/INBOX/uidlist");
         fs::write(&list, "garbage").unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
+        // No wait for the clock: the account's last UIDVALIDITY is kept.
         let after = store.sync("bob@x.test", INBOX).unwrap();
         assert_ne!(after.uid_validity, before.uid_validity);
         assert_eq!(after.messages.len(), 1);

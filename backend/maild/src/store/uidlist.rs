@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeMap,
     fs,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -11,15 +12,28 @@ use super::{StoreError, io_at, replace_file};
 
 pub(super) const UIDLIST: &str = "uidlist";
 const UIDLIST_MAGIC: &str = "fulmar-uidlist 1";
-/// A `tmp/` file older than this is a crashed delivery's leftover.
+/// A `tmp/` file unchanged this long is a crashed delivery's leftover.
 const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
-/// UIDVALIDITY from the clock (seconds; never 0).
-pub(super) fn fresh_uid_validity() -> u32 {
-    SystemTime::now()
+/// The last UIDVALIDITY given in an account (a dot name: never a mailbox).
+const LAST_UID_VALIDITY: &str = ".uidvalidity";
+
+/// A UIDVALIDITY never given before in the account: the clock in seconds,
+/// or one past the last one given, whichever is larger. The clock alone
+/// repeats when a name is deleted and created again within a second, and
+/// RFC 3501 2.3.1.1 forbids that reuse (clients would show cached
+/// messages of the old mailbox). Callers hold the store's sync lock.
+pub(super) fn fresh_uid_validity(account: &Path) -> Result<u32, StoreError> {
+    let last = fs::read_to_string(account.join(LAST_UID_VALIDITY))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
-        .unwrap_or(1)
-        .max(1)
+        .unwrap_or(1);
+    let given = now.max(last.wrapping_add(1)).max(1);
+    replace_file(account, LAST_UID_VALIDITY, format!("{given}\n").as_bytes())?;
+    Ok(given)
 }
 
 pub(super) type UidList = (u32, u32, BTreeMap<u32, String>);
@@ -56,7 +70,9 @@ pub(super) fn write_uidlist(
 }
 
 /// Messages in `new/` and `cur/` by base name (the name before `:2,`):
-/// (path, flags, size). Drops `tmp/` leftovers of crashed deliveries.
+/// (path, flags, size). Drops `tmp/` leftovers of crashed deliveries,
+/// judged by ctime: an APPEND sets a tmp file's mtime to its (possibly
+/// years old) INTERNALDATE before the rename, and nobody can set ctime.
 pub(super) fn scan(dir: &Path) -> Result<BTreeMap<String, (PathBuf, String, u64)>, StoreError> {
     let mut out = BTreeMap::new();
     for sub in ["new", "cur"] {
@@ -78,12 +94,10 @@ pub(super) fn scan(dir: &Path) -> Result<BTreeMap<String, (PathBuf, String, u64)
     let tmp = dir.join("tmp");
     if let Ok(entries) = fs::read_dir(&tmp) {
         for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > TMP_MAX_AGE);
+            let old = entry.metadata().ok().is_some_and(|m| {
+                let changed = UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64);
+                changed.elapsed().is_ok_and(|age| age > TMP_MAX_AGE)
+            });
             if old {
                 let _ = fs::remove_file(entry.path());
             }

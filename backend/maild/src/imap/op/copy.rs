@@ -64,7 +64,8 @@ impl Session {
             self.out
                 .extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
         }
-        self.changes.mark_unchanged();
+        // A move into the selected mailbox itself brings the copies in.
+        self.refresh(true);
         self.tagged(tag, "OK MOVE completed");
     }
 }

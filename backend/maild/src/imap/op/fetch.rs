@@ -7,6 +7,26 @@ use crate::imap::search;
 use crate::imap::wire::{flags_from_letters, internal_date, literal, nliteral};
 use crate::imap::{mime, section_spec, session::Session};
 
+/// Whether FETCH answers `item` (the rest, BINARY among them, belong to
+/// extensions not advertised, and get BAD rather than made-up data).
+pub(in crate::imap) fn served(item: &MessageDataItemName) -> bool {
+    use MessageDataItemName as I;
+    matches!(
+        item,
+        I::Flags
+            | I::Uid
+            | I::InternalDate
+            | I::Rfc822Size
+            | I::Envelope
+            | I::BodyStructure
+            | I::Body
+            | I::Rfc822
+            | I::Rfc822Header
+            | I::Rfc822Text
+            | I::BodyExt { .. }
+    )
+}
+
 impl Session {
     pub(in crate::imap) async fn fetch(
         &mut self,
@@ -150,7 +170,8 @@ impl Session {
                         out.push(b' ');
                         nliteral(&mut out, data.as_deref());
                     }
-                    _ => out.extend_from_slice(b"X-UNSUPPORTED NIL"),
+                    // Refused with BAD before any answer (`served`).
+                    _ => {}
                 }
             }
             if flags_changed

@@ -29,6 +29,7 @@ impl Session {
             }
         };
         self.changes.mark_unchanged();
+        self.owed_expunges = false;
         self.line(&format!("* FLAGS {PERMANENT_FLAGS}"));
         if read_only {
             self.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
@@ -100,20 +101,17 @@ impl Session {
                 return;
             }
         };
-        for name in names {
-            let matched = if name == INBOX {
-                wildcard(full.to_ascii_uppercase().as_bytes(), b"INBOX")
-            } else {
-                wildcard(full.as_bytes(), name.as_bytes())
-            };
-            if !matched {
-                continue;
-            }
+        for (name, noselect) in listed(&full, &names) {
             let special = SPECIAL_USE
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, attr)| *attr);
-            let mut line = format!("* {command} ({}) \"/\" ", special.unwrap_or("")).into_bytes();
+            let attr = if noselect {
+                "\\Noselect"
+            } else {
+                special.unwrap_or("")
+            };
+            let mut line = format!("* {command} ({attr}) \"/\" ").into_bytes();
             string(&mut line, name.as_bytes());
             self.out.extend_from_slice(&line);
             self.out.extend_from_slice(b"\r\n");
@@ -188,5 +186,69 @@ impl Session {
             Err(StoreError::NoMailbox(_)) => self.tagged(&tag, "NO [TRYCREATE] No such mailbox"),
             Err(e) => self.tagged(&tag, &store_error(&e)),
         }
+    }
+}
+
+fn matches(pattern: &str, name: &str) -> bool {
+    if name == INBOX {
+        wildcard(pattern.to_ascii_uppercase().as_bytes(), b"INBOX")
+    } else {
+        wildcard(pattern.as_bytes(), name.as_bytes())
+    }
+}
+
+/// What LIST or LSUB shows for `pattern` over `names` (the mailboxes, or
+/// the subscriptions), each with whether it is `\Noselect`. RFC 3501
+/// 6.3.8/6.3.9: when a pattern ends in `%`, a level of hierarchy it stops
+/// at is shown too if only names below it match; as `\Noselect` unless it
+/// is itself one of `names`.
+fn listed(pattern: &str, names: &[String]) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut levels = std::collections::HashSet::new();
+    for name in names {
+        if matches(pattern, name) {
+            out.push((name.clone(), false));
+            continue;
+        }
+        if !pattern.ends_with('%') {
+            continue;
+        }
+        let level = name
+            .match_indices('/')
+            .map(|(i, _)| &name[..i])
+            .find(|level| matches(pattern, level));
+        if let Some(level) = level
+            && !names.iter().any(|n| n == level)
+            && levels.insert(level.to_string())
+        {
+            out.push((level.to_string(), true));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_above_matches_are_noselect() {
+        let names: Vec<String> = ["INBOX", "a/b/c", "a/b/d", "x", "x/y"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let shown = |p: &str| {
+            listed(p, &names)
+                .into_iter()
+                .map(|(n, no)| format!("{n}{}", if no { "!" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(shown("%"), "INBOX a! x");
+        assert_eq!(shown("a/%"), "a/b!");
+        assert_eq!(shown("a/b/%"), "a/b/c a/b/d");
+        assert_eq!(shown("x/%"), "x/y");
+        assert_eq!(shown("*"), "INBOX a/b/c a/b/d x x/y");
+        assert_eq!(shown("inbox"), "INBOX");
     }
 }
