@@ -286,3 +286,120 @@ print("fetch", [l for l in r if l.startswith("f3") or "FETCH" in l])
     );
     assert!(!fetch.contains("X-UNSUPPORTED"), "{out}");
 }
+
+/// Keywords are kept per mailbox (Dovecot's maildir letters), shown to
+/// every session with FLAGS first, searched, copied into a mailbox whose
+/// letters differ, set on APPEND, and bounded at 26 with PERMANENTFLAGS
+/// saying so.
+#[test]
+fn keywords_are_kept_told_searched_and_copied() {
+    let site = Site::new();
+    let out = run(
+        &site,
+        r#"
+a = session()
+print("permanent", a.untagged_responses.get("PERMANENTFLAGS"))
+put(a, 2)
+b = session()
+# Drafts learns "Other" first, so its letters differ from INBOX's.
+a.append("Drafts", "(Other)", None, b"Subject: d\r\n\r\nx\r\n")
+typ, data = a.store("1", "+FLAGS", "($Label1 Work)")
+print("store", typ, data)
+typ, data = b.fetch("1", "(FLAGS)")
+print("b told", b.untagged_responses.pop("FLAGS", None), data)
+print("search", b.search(None, "KEYWORD work")[1], b.search(None, "UNKEYWORD Work")[1])
+b.copy("1", "Drafts")
+a.append("INBOX", "(\\Seen Project)", None, b"Subject: p\r\n\r\nx\r\n")
+typ, data = a.fetch("3", "(FLAGS)")
+print("appended", data)
+a.store("1", "-FLAGS", "(Work NeverSeen)")
+typ, data = a.fetch("1", "(FLAGS)")
+print("removed", data)
+c = session("Drafts")
+typ, data = c.fetch("1:*", "(FLAGS)")
+print("copied", data)
+many = " ".join(f"k{i}" for i in range(30))
+typ, data = a.store("2", "+FLAGS", f"({many})")
+print("limit", typ, data)
+a.store("2", "+FLAGS", "(" + " ".join(f"k{i}" for i in range(23)) + ")")
+print("full", a.untagged_responses.get("PERMANENTFLAGS"))
+print("one more", a.store("2", "+FLAGS", "(k23)"))
+"#,
+    );
+    assert!(line(&out, "permanent").contains(r"\\*"), "{out}");
+    assert!(
+        line(&out, "store").contains(r"FLAGS (\\Recent $Label1 Work)"),
+        "{out}"
+    );
+    let told = line(&out, "b told");
+    assert!(
+        told.contains("$Label1 Work)") && told.contains("1 (FLAGS ($Label1 Work))"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "search"), "[b'1'] [b'2']", "{out}");
+    assert!(
+        line(&out, "appended").contains(r"FLAGS (\\Seen \\Recent Project)"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "removed").contains(r"FLAGS (\\Recent $Label1)"),
+        "{out}"
+    );
+    let copied = line(&out, "copied");
+    assert!(
+        copied.contains("Other))") && copied.contains("$Label1 Work))"),
+        "{out}"
+    );
+    // All or nothing: a STORE over the limit defines none of its keywords.
+    assert_eq!(
+        line(&out, "limit"),
+        "NO [b'[LIMIT] at most 26 keywords per mailbox']",
+        "{out}"
+    );
+    let full = line(&out, "full");
+    assert!(full.ends_with(r"k22)']"), "{out}");
+    assert!(line(&out, "one more").starts_with("('NO'"), "{out}");
+}
+
+/// RFC 3501 2.3.2: a new message is \Recent in exactly one session (the
+/// first to see it read-write); EXAMINE and STATUS look without claiming.
+#[test]
+fn recent_is_seen_by_one_session() {
+    let site = Site::new();
+    let out = run(
+        &site,
+        r#"
+w = session(None); put(w, 2)
+e = session(None); e.select("INBOX", readonly=True)
+print("examine", e.untagged_responses.pop("RECENT", None))
+print("status", w.status("INBOX", "(RECENT)")[1])
+a = session(None); a.select("INBOX")
+print("a", a.untagged_responses.pop("RECENT", None), a.search(None, "RECENT")[1], a.search(None, "NEW")[1])
+typ, data = a.fetch("1", "(FLAGS)")
+print("flags", data)
+c = session(None); c.select("INBOX")
+print("c", c.untagged_responses.pop("RECENT", None), c.search(None, "OLD")[1])
+a.untagged_responses.clear(); c.untagged_responses.clear()
+print("claimed", w.status("INBOX", "(RECENT)")[1])
+put(w, 1)
+print("unclaimed", w.status("INBOX", "(RECENT)")[1])
+c.noop()
+print("c noop", c.untagged_responses.pop("EXISTS", None), c.untagged_responses.pop("RECENT", None))
+a.noop()
+print("a noop", a.untagged_responses.pop("EXISTS", None), a.untagged_responses.pop("RECENT", None))
+"#,
+    );
+    assert_eq!(line(&out, "examine"), "[b'2']", "{out}");
+    assert_eq!(line(&out, "status"), "[b'\"INBOX\" (RECENT 2)']", "{out}");
+    assert_eq!(line(&out, "a"), "[b'2'] [b'1 2'] [b'1 2']", "{out}");
+    assert!(line(&out, "flags").contains(r"FLAGS (\\Recent)"), "{out}");
+    assert_eq!(line(&out, "c"), "[b'0'] [b'1 2']", "{out}");
+    assert_eq!(line(&out, "claimed"), "[b'\"INBOX\" (RECENT 0)']", "{out}");
+    assert_eq!(
+        line(&out, "unclaimed"),
+        "[b'\"INBOX\" (RECENT 1)']",
+        "{out}"
+    );
+    assert_eq!(line(&out, "c noop"), "[b'3'] [b'1']", "{out}");
+    assert_eq!(line(&out, "a noop"), "[b'3'] [b'2']", "{out}");
+}

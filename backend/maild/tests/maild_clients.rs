@@ -167,7 +167,7 @@ print("literals", [l for l in r if l.startswith("c") or l.startswith("+")])
     );
     assert_eq!(line(&out, "select"), "OK 4");
     let fetch1 = line(&out, "fetch1");
-    assert!(fetch1.contains("FLAGS (\\Flagged)"), "{fetch1}");
+    assert!(fetch1.contains("FLAGS (\\Flagged \\Recent)"), "{fetch1}");
     assert!(
         fetch1.contains("INTERNALDATE \"14-Nov-2023 22:13:20 +0000\""),
         "{fetch1}"
@@ -207,10 +207,10 @@ print("literals", [l for l in r if l.startswith("c") or l.startswith("+")])
         "{sections}"
     );
     assert!(sections.contains("BODY[]<0> {4}', b'From'"), "{sections}");
-    assert!(line(&out, "still unseen").contains("FLAGS (\\Flagged)"));
+    assert!(line(&out, "still unseen").contains("FLAGS (\\Flagged \\Recent)"));
     let seen = line(&out, "seen now");
     assert!(
-        seen.contains("FLAGS (\\Seen)") && seen.contains("b'body 0 needle\\r\\n'"),
+        seen.contains("FLAGS (\\Seen \\Recent)") && seen.contains("b'body 0 needle\\r\\n'"),
         "{seen}"
     );
     assert_eq!(line(&out, "search body"), "2 3 4");
@@ -219,7 +219,7 @@ print("literals", [l for l in r if l.startswith("c") or l.startswith("+")])
     assert_eq!(line(&out, "search not seen"), "1 3 4");
     assert_eq!(line(&out, "search from"), "1");
     assert!(
-        line(&out, "store").contains("FLAGS (\\\\Answered \\\\Deleted)"),
+        line(&out, "store").contains("FLAGS (\\\\Answered \\\\Deleted \\\\Recent)"),
         "{out}"
     );
     let copy = line(&out, "copy");
@@ -315,6 +315,7 @@ l = smtplib.LMTP(MAIL, 24)
 l.sendmail("x@elsewhere.test", ["ann@fulmar.test"], "Subject: live\r\n\r\nnew\r\n")
 l.quit()
 print("pushed", f.readline().decode().strip(), round(time.time() - started, 2) < 2)
+print("recent", f.readline().decode().strip())
 s.sendall(b"DONE\r\n")
 print("done", f.readline().decode().strip())
 s.close()
@@ -325,6 +326,7 @@ s.close()
     assert_eq!(line(&out, "expunge seen"), "[b'1']");
     assert_eq!(line(&out, "idle"), "+ idling");
     assert_eq!(line(&out, "pushed"), "* 3 EXISTS True");
+    assert_eq!(line(&out, "recent"), "* 1 RECENT");
     assert_eq!(line(&out, "done"), "i3 OK IDLE terminated");
 }
 
@@ -555,7 +557,8 @@ print("seen", m.fetch("1", "(FLAGS)")[1][0].decode())
         line(&out, "xclient"),
         "-ERR You are not allowed to use XCLIENT"
     );
-    assert_eq!(line(&out, "seen"), "1 (FLAGS (\\Seen))");
+    // The IMAP session that saw the message first has it as \Recent.
+    assert_eq!(line(&out, "seen"), "1 (FLAGS (\\Seen \\Recent))");
 }
 
 #[test]

@@ -283,10 +283,10 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
                 match self.targets(&sequence_set, uid) {
-                    Some(targets) => {
-                        self.store(&targets, kind, response, &flags, uid);
-                        self.tagged(&tag, "OK STORE completed");
-                    }
+                    Some(targets) => match self.store(&targets, kind, response, &flags, uid) {
+                        Ok(()) => self.tagged(&tag, "OK STORE completed"),
+                        Err(e) => self.tagged(&tag, &super::store_error(&e)),
+                    },
                     None => self.tagged(&tag, "BAD No such message"),
                 }
             }

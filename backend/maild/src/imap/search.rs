@@ -8,12 +8,16 @@ use imap_codec::imap_types::{
 };
 
 use super::mime;
-use crate::store::Message;
+use crate::store::{Message, keywords};
 
 /// One message as SEARCH sees it.
 pub struct Candidate<'a> {
     pub seq: u32,
     pub message: &'a Message,
+    /// \Recent for the searching session.
+    recent: bool,
+    /// The mailbox's keyword names by letter.
+    keywords: &'a [String],
     /// Read and parsed at most once, whatever the number of keys.
     parsed: OnceCell<mail_parser::Message<'static>>,
 }
@@ -26,10 +30,12 @@ pub struct Bounds {
 }
 
 impl<'a> Candidate<'a> {
-    pub fn new(seq: u32, message: &'a Message) -> Self {
+    pub fn new(seq: u32, message: &'a Message, recent: bool, keywords: &'a [String]) -> Self {
         Self {
             seq,
             message,
+            recent,
+            keywords,
             parsed: OnceCell::new(),
         }
     }
@@ -44,6 +50,10 @@ impl<'a> Candidate<'a> {
 
     fn flag(&self, letter: char) -> bool {
         self.message.flags.contains(letter)
+    }
+
+    fn keyword(&self, name: &str) -> bool {
+        keywords::letter_of(self.keywords, name).is_some_and(|l| self.flag(l))
     }
 
     fn internal_date(&self) -> chrono::NaiveDate {
@@ -108,12 +118,11 @@ pub fn matches(key: &SearchKey, c: &Candidate, bounds: Bounds) -> bool {
         SearchKey::Undraft => !c.flag('D'),
         SearchKey::Unflagged => !c.flag('F'),
         SearchKey::Unseen => !c.flag('S'),
-        // No session gets \Recent here, so NEW is UNSEEN AND RECENT = none.
-        SearchKey::Recent | SearchKey::New => false,
-        SearchKey::Old => true,
-        // Keywords are not kept: none is set.
-        SearchKey::Keyword(_) => false,
-        SearchKey::Unkeyword(_) => true,
+        SearchKey::Recent => c.recent,
+        SearchKey::New => c.recent && !c.flag('S'),
+        SearchKey::Old => !c.recent,
+        SearchKey::Keyword(k) => c.keyword(k.inner()),
+        SearchKey::Unkeyword(k) => !c.keyword(k.inner()),
         SearchKey::Larger(n) => m.size > u64::from(*n),
         SearchKey::Smaller(n) => m.size < u64::from(*n),
         SearchKey::Before(d) => c.internal_date() < *d.as_ref(),

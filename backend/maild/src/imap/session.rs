@@ -19,7 +19,7 @@ use tokio::{io::AsyncReadExt, sync::watch};
 
 use super::search::in_set;
 use super::store_error;
-use super::wire::flags_from_letters;
+use super::wire::{flag_list, mailbox_flags, permanent_flags};
 use crate::{
     Service,
     net::{self, Io},
@@ -41,6 +41,17 @@ pub(super) struct Selected {
     pub(super) uid_validity: u32,
     /// In sequence-number order (= UID order).
     pub(super) view: Vec<Message>,
+    /// The mailbox's keyword names by letter, as last told (FLAGS).
+    pub(super) keywords: Vec<String>,
+    /// UIDs that are \Recent for this session (RFC 3501 2.3.2).
+    pub(super) recent: std::collections::HashSet<u32>,
+}
+
+impl Selected {
+    /// A message's FLAGS as this session shows them.
+    pub(super) fn flags(&self, m: &Message) -> String {
+        flag_list(&m.flags, &self.keywords, self.recent.contains(&m.uid))
+    }
 }
 
 pub(super) enum Flow {
@@ -315,7 +326,12 @@ impl Session {
             return;
         };
         self.changes.mark_unchanged();
-        let listed = match self.service.store.sync(self.account(), &sel.name) {
+        let store = &self.service.store;
+        let listed = match if sel.read_only {
+            store.sync(self.account(), &sel.name)
+        } else {
+            store.sync_claiming_recent(self.account(), &sel.name)
+        } {
             Ok(l) => l,
             Err(StoreError::NoMailbox(_)) => {
                 self.line("* BYE The selected mailbox was deleted");
@@ -334,8 +350,9 @@ impl Session {
             self.selected = None;
             return;
         }
-        let sel = self.selected.as_mut().expect("selected");
         let mut lines = Vec::new();
+        self.tell_keywords(listed.keywords.clone());
+        let sel = self.selected.as_mut().expect("selected");
         let now: std::collections::HashMap<u32, &Message> =
             listed.messages.iter().map(|m| (m.uid, m)).collect();
         if expunges {
@@ -349,30 +366,61 @@ impl Session {
         } else if sel.view.iter().any(|m| !now.contains_key(&m.uid)) {
             self.owed_expunges = true;
         }
-        for (i, m) in sel.view.iter_mut().enumerate() {
-            if let Some(fresh) = now.get(&m.uid) {
-                if fresh.flags != m.flags {
+        for i in 0..sel.view.len() {
+            let uid = sel.view[i].uid;
+            if let Some(fresh) = now.get(&uid) {
+                if fresh.flags != sel.view[i].flags {
                     lines.push(format!(
-                        "* {} FETCH (UID {} FLAGS {})",
+                        "* {} FETCH (UID {uid} FLAGS {})",
                         i + 1,
-                        m.uid,
-                        flags_from_letters(&fresh.flags)
+                        sel.flags(fresh)
                     ));
                 }
-                m.flags = fresh.flags.clone();
-                m.path = fresh.path.clone();
+                sel.view[i].flags = fresh.flags.clone();
+                sel.view[i].path = fresh.path.clone();
             }
         }
         let last = sel.view.last().map_or(0, |m| m.uid);
         let before = sel.view.len();
         sel.view
             .extend(listed.messages.iter().filter(|m| m.uid > last).cloned());
+        sel.recent.extend(
+            listed
+                .messages
+                .iter()
+                .map(|m| m.uid)
+                .filter(|&u| u >= listed.first_recent && (!sel.read_only || u > last)),
+        );
+        sel.recent.retain(|u| now.contains_key(u));
         if sel.view.len() != before {
             lines.push(format!("* {} EXISTS", sel.view.len()));
+            lines.push(format!("* {} RECENT", sel.recent.len()));
         }
         for l in lines {
             self.line(&l);
         }
+    }
+
+    /// Takes the mailbox's keyword table; when it grew, tells the client
+    /// (FLAGS, PERMANENTFLAGS) before any FETCH shows a new keyword.
+    pub(super) fn tell_keywords(&mut self, table: Vec<String>) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if table == sel.keywords {
+            return;
+        }
+        sel.keywords = table;
+        let permanent = if sel.read_only {
+            "()".to_string()
+        } else {
+            permanent_flags(&sel.keywords)
+        };
+        let flags = mailbox_flags(&sel.keywords);
+        self.line(&format!("* FLAGS {flags}"));
+        self.line(&format!(
+            "* OK [PERMANENTFLAGS {permanent}] Flags permitted"
+        ));
     }
 
     /// Indices into the view that a set names; None when a sequence

@@ -5,6 +5,8 @@ use std::time::SystemTime;
 
 use imap_codec::imap_types::flag::Flag;
 
+use crate::store::keywords;
+
 /// A string: quoted when it is short printable ASCII, else a literal.
 pub fn string(out: &mut Vec<u8>, value: &[u8]) {
     let quotable = value.len() <= 1024 && value.iter().all(|&b| (0x20..0x7f).contains(&b));
@@ -44,9 +46,11 @@ pub fn nstring(out: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
-/// Maildir flag letters → IMAP system flags, in letter order.
-pub fn flags_from_letters(letters: &str) -> String {
-    let names: Vec<&str> = letters
+/// A message's FLAGS: its system flags (maildir capitals), its keywords
+/// (lowercase letters, named by the mailbox's `keywords` table) and
+/// \Recent when it is recent for this session.
+pub fn flag_list(letters: &str, keywords: &[String], recent: bool) -> String {
+    let mut names: Vec<&str> = letters
         .chars()
         .filter_map(|c| match c {
             'D' => Some("\\Draft"),
@@ -57,11 +61,23 @@ pub fn flags_from_letters(letters: &str) -> String {
             _ => None,
         })
         .collect();
+    if recent {
+        names.push("\\Recent");
+    }
+    names.extend(keywords::names(letters, keywords));
     format!("({})", names.join(" "))
 }
 
-/// The maildir letter of a system flag; None for keywords, which this
-/// store does not keep (PERMANENTFLAGS says so).
+/// The keyword a flag names, if it is one (\Recent and other backslash
+/// flags are not: clients cannot set them).
+pub fn keyword<'f>(flag: &'f Flag) -> Option<&'f str> {
+    match flag {
+        Flag::Keyword(atom) => Some(atom.inner()),
+        _ => None,
+    }
+}
+
+/// The maildir letter of a system flag; None for keywords (see `keyword`).
 pub fn letter(flag: &Flag) -> Option<char> {
     match flag {
         Flag::Draft => Some('D'),
@@ -73,7 +89,25 @@ pub fn letter(flag: &Flag) -> Option<char> {
     }
 }
 
-pub const PERMANENT_FLAGS: &str = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)";
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// The FLAGS a mailbox knows: the system flags and its keywords.
+pub fn mailbox_flags(keywords: &[String]) -> String {
+    let mut all = vec![SYSTEM_FLAGS];
+    all.extend(keywords.iter().map(String::as_str));
+    format!("({})", all.join(" "))
+}
+
+/// PERMANENTFLAGS: the mailbox's flags, and `\*` (new keywords) while it
+/// has letters left for them.
+pub fn permanent_flags(keywords: &[String]) -> String {
+    let mut all = vec![SYSTEM_FLAGS];
+    all.extend(keywords.iter().map(String::as_str));
+    if keywords.len() < crate::store::keywords::MAX {
+        all.push("\\*");
+    }
+    format!("({})", all.join(" "))
+}
 
 /// An INTERNALDATE: `"22-Nov-2026 18:43:44 +0000"`.
 pub fn internal_date(t: SystemTime) -> String {
@@ -104,8 +138,14 @@ mod tests {
 
     #[test]
     fn flags_and_dates() {
-        assert_eq!(flags_from_letters("FRS"), "(\\Flagged \\Answered \\Seen)");
-        assert_eq!(flags_from_letters(""), "()");
+        assert_eq!(
+            flag_list("FRS", &[], false),
+            "(\\Flagged \\Answered \\Seen)"
+        );
+        assert_eq!(flag_list("", &[], false), "()");
+        let table = ["$Label1".to_string(), "Work".to_string()];
+        assert_eq!(flag_list("Sb", &table, true), "(\\Seen \\Recent Work)");
+        assert!(permanent_flags(&table).ends_with(" $Label1 Work \\*)"));
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 365);
         assert_eq!(internal_date(t), "\"01-Jan-1971 00:00:00 +0000\"");
     }

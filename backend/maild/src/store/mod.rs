@@ -24,6 +24,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+pub mod keywords;
 pub mod lock;
 mod naming;
 pub mod quota;
@@ -32,7 +33,7 @@ mod uidlist;
 pub use naming::{account_dir_name, mailbox_dir_name};
 use naming::{mailbox_name, sort_flags};
 use quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
-use uidlist::{UIDLIST, fresh_uid_validity, parse_uidlist, scan, write_uidlist};
+use uidlist::{UIDLIST, UidList, fresh_uid_validity, parse_uidlist, scan, write_uidlist};
 
 pub const INBOX: &str = "INBOX";
 
@@ -54,7 +55,7 @@ pub enum StoreError {
     OverQuota { used: u64, limit: u64 },
     /// An account's mailboxes or subscriptions are at their configured
     /// number.
-    #[error("at most {limit} {what} per account")]
+    #[error("at most {limit} {what}")]
     Limit { what: &'static str, limit: usize },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -81,6 +82,11 @@ pub struct Message {
 pub struct Mailbox {
     pub uid_validity: u32,
     pub next_uid: u32,
+    /// Messages from this UID on are \Recent: not yet seen by any session
+    /// (for `sync_claiming_recent`, seen now by the caller alone).
+    pub first_recent: u32,
+    /// Keyword names by letter (`keywords`).
+    pub keywords: Vec<String>,
     /// By UID.
     pub messages: Vec<Message>,
 }
@@ -279,7 +285,7 @@ impl Store {
         }
         if self.mailboxes(address)?.len() >= self.max_mailboxes {
             return Err(StoreError::Limit {
-                what: "mailboxes",
+                what: "mailboxes per account",
                 limit: self.max_mailboxes,
             });
         }
@@ -341,7 +347,7 @@ impl Store {
         if on {
             if names.len() == had && had >= self.max_subscriptions {
                 return Err(StoreError::Limit {
-                    what: "subscriptions",
+                    what: "subscriptions per account",
                     limit: self.max_subscriptions,
                 });
             }
@@ -447,6 +453,7 @@ impl Store {
         &self,
         address: &str,
         messages: &[Message],
+        keywords: &[String],
         mailbox: &str,
     ) -> Result<(u32, Vec<u32>), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
@@ -456,12 +463,31 @@ impl Store {
         let mut touched = HashSet::new();
         // Linked and given UIDs under the sync lock (see `append`).
         let guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        // Keyword letters are the source mailbox's: the target's may differ.
+        let mut names: Vec<&str> = messages
+            .iter()
+            .flat_map(|m| keywords::names(&m.flags, keywords))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        keywords::assign(&dir, &names)?;
+        let target_table = keywords::read(&dir)?;
         for m in messages {
             let name = self.unique_name();
-            let (sub, file_name) = if m.flags.is_empty() {
+            let flags: String = m
+                .flags
+                .chars()
+                .filter(char::is_ascii_uppercase)
+                .chain(
+                    keywords::names(&m.flags, keywords)
+                        .filter_map(|k| keywords::letter_of(&target_table, k)),
+                )
+                .collect();
+            let flags = sort_flags(&flags);
+            let (sub, file_name) = if flags.is_empty() {
                 ("new", name.clone())
             } else {
-                ("cur", format!("{name}:2,{}", m.flags))
+                ("cur", format!("{name}:2,{flags}"))
             };
             let target = dir.join(sub).join(file_name);
             match fs::hard_link(&m.path, &target) {
@@ -562,8 +588,25 @@ impl Store {
         self.sync_locked(&dir)
     }
 
+    /// `sync`, and the messages no session has seen as \Recent yet become
+    /// the caller's: the result's `first_recent` and later UIDs are recent
+    /// for it alone (RFC 3501 2.3.2).
+    pub fn sync_claiming_recent(
+        &self,
+        address: &str,
+        mailbox: &str,
+    ) -> Result<Mailbox, StoreError> {
+        let dir = self.mailbox_dir(address, mailbox)?;
+        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_dir(&dir, true)
+    }
+
     /// `sync` of a mailbox directory, the sync lock held by the caller.
     fn sync_locked(&self, dir: &Path) -> Result<Mailbox, StoreError> {
+        self.sync_dir(dir, false)
+    }
+
+    fn sync_dir(&self, dir: &Path, claim_recent: bool) -> Result<Mailbox, StoreError> {
         let list_path = dir.join(UIDLIST);
         let read = match fs::read_to_string(&list_path) {
             Ok(text) => parse_uidlist(&text).or_else(|| {
@@ -576,12 +619,17 @@ impl Store {
             Err(e) => return Err(io_at(&list_path)(e)),
         };
         let mut changed = read.is_none();
-        let (uid_validity, mut next_uid, mut by_uid) = match read {
+        let mut list = match read {
             Some(r) => r,
-            None => (fresh_uid_validity(account_of(dir))?, 1, BTreeMap::new()),
+            None => UidList {
+                uid_validity: fresh_uid_validity(account_of(dir))?,
+                next_uid: 1,
+                first_recent: 1,
+                by_uid: BTreeMap::new(),
+            },
         };
         let on_disk = scan(dir)?;
-        let known: HashSet<&str> = by_uid.values().map(String::as_str).collect();
+        let known: HashSet<&str> = list.by_uid.values().map(String::as_str).collect();
         // `on_disk` is ordered by name, which is delivery order.
         let fresh: Vec<String> = on_disk
             .keys()
@@ -589,17 +637,23 @@ impl Store {
             .cloned()
             .collect();
         for base in fresh {
-            by_uid.insert(next_uid, base);
-            next_uid += 1;
+            list.by_uid.insert(list.next_uid, base);
+            list.next_uid += 1;
             changed = true;
         }
-        let before = by_uid.len();
-        by_uid.retain(|_, base| on_disk.contains_key(base));
-        changed |= by_uid.len() != before;
-        if changed {
-            write_uidlist(dir, uid_validity, next_uid, &by_uid)?;
+        let before = list.by_uid.len();
+        list.by_uid.retain(|_, base| on_disk.contains_key(base));
+        changed |= list.by_uid.len() != before;
+        let first_recent = list.first_recent;
+        if claim_recent && list.first_recent < list.next_uid {
+            list.first_recent = list.next_uid;
+            changed = true;
         }
-        let messages = by_uid
+        if changed {
+            write_uidlist(dir, &list)?;
+        }
+        let messages = list
+            .by_uid
             .iter()
             .map(|(&uid, base)| {
                 let (path, flags, size) = on_disk[base].clone();
@@ -612,10 +666,34 @@ impl Store {
             })
             .collect();
         Ok(Mailbox {
-            uid_validity,
-            next_uid,
+            uid_validity: list.uid_validity,
+            next_uid: list.next_uid,
+            first_recent,
+            keywords: keywords::read(dir)?,
             messages,
         })
+    }
+
+    /// A mailbox's keyword names by letter.
+    pub fn keywords(&self, address: &str, mailbox: &str) -> Result<Vec<String>, StoreError> {
+        keywords::read(&self.mailbox_dir(address, mailbox)?)
+    }
+
+    /// The letters of keyword `names` in a mailbox, new names given new
+    /// letters; `Limit` past 26 keywords.
+    pub fn keyword_letters(
+        &self,
+        address: &str,
+        mailbox: &str,
+        names: &[&str],
+    ) -> Result<String, StoreError> {
+        if names.is_empty() {
+            return Ok(String::new());
+        }
+        let dir = self.mailbox_dir(address, mailbox)?;
+        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let letters = keywords::assign(&dir, names)?;
+        Ok(letters)
     }
 }
 
@@ -710,10 +788,10 @@ mod tests {
         ));
         let inbox = store.sync(ann, INBOX).unwrap();
         assert!(matches!(
-            store.copy(ann, &inbox.messages, "Trash"),
+            store.copy(ann, &inbox.messages, &[], "Trash"),
             Err(StoreError::OverQuota { .. })
         ));
-        store.copy(ann, &inbox.messages[..0], "Trash").unwrap();
+        store.copy(ann, &inbox.messages[..0], &[], "Trash").unwrap();
         store.expunge(&[&inbox.messages[0]]).unwrap();
         assert_eq!(used(&store), 40);
         store.append(ann, "Drafts", &[b'd'; 20], "", None).unwrap();

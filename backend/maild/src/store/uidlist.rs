@@ -1,5 +1,6 @@
-//! The UID list of a mailbox (`uidlist`: UIDVALIDITY, the next UID, and
-//! UID → base name), replaced whole; and the scan of `new/` and `cur/`.
+//! The UID list of a mailbox (`uidlist`: UIDVALIDITY, the next UID, the
+//! first UID no session has yet seen as recent, and UID → base name),
+//! replaced whole; and the scan of `new/` and `cur/`.
 use std::{
     collections::BTreeMap,
     fs,
@@ -36,7 +37,14 @@ pub(super) fn fresh_uid_validity(account: &Path) -> Result<u32, StoreError> {
     Ok(given)
 }
 
-pub(super) type UidList = (u32, u32, BTreeMap<u32, String>);
+pub(super) struct UidList {
+    pub uid_validity: u32,
+    pub next_uid: u32,
+    /// Messages from this UID on are \Recent for the next session that
+    /// claims them (RFC 3501: one session sees a message as recent).
+    pub first_recent: u32,
+    pub by_uid: BTreeMap<u32, String>,
+}
 
 pub(super) fn parse_uidlist(text: &str) -> Option<UidList> {
     let mut lines = text.lines();
@@ -44,6 +52,12 @@ pub(super) fn parse_uidlist(text: &str) -> Option<UidList> {
     let mut words = header.split_whitespace();
     let uid_validity: u32 = words.next()?.parse().ok().filter(|&v| v != 0)?;
     let next_uid: u32 = words.next()?.parse().ok()?;
+    // Lists written before \Recent was kept have no third number: nothing
+    // in them is recent.
+    let first_recent = match words.next() {
+        Some(w) => w.parse::<u32>().ok()?.min(next_uid),
+        None => next_uid,
+    };
     let mut by_uid = BTreeMap::new();
     for line in lines {
         let (uid, base) = line.split_once(' ')?;
@@ -53,16 +67,22 @@ pub(super) fn parse_uidlist(text: &str) -> Option<UidList> {
         }
         by_uid.insert(uid, base.to_string());
     }
-    Some((uid_validity, next_uid, by_uid))
+    Some(UidList {
+        uid_validity,
+        next_uid,
+        first_recent,
+        by_uid,
+    })
 }
 
-pub(super) fn write_uidlist(
-    dir: &Path,
-    uid_validity: u32,
-    next_uid: u32,
-    by_uid: &BTreeMap<u32, String>,
-) -> Result<(), StoreError> {
-    let mut text = format!("{UIDLIST_MAGIC} {uid_validity} {next_uid}\n");
+pub(super) fn write_uidlist(dir: &Path, list: &UidList) -> Result<(), StoreError> {
+    let UidList {
+        uid_validity,
+        next_uid,
+        first_recent,
+        by_uid,
+    } = list;
+    let mut text = format!("{UIDLIST_MAGIC} {uid_validity} {next_uid} {first_recent}\n");
     for (uid, base) in by_uid {
         text += &format!("{uid} {base}\n");
     }

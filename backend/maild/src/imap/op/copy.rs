@@ -28,8 +28,12 @@ impl Session {
             return;
         }
         let account = self.account().to_string();
-        let copied =
-            tokio::task::block_in_place(|| self.service.store.copy(&account, &messages, target));
+        let keywords = &self.selected().keywords;
+        let copied = tokio::task::block_in_place(|| {
+            self.service
+                .store
+                .copy(&account, &messages, keywords, target)
+        });
         let (validity, new_uids) = match copied {
             Ok(c) => c,
             Err(StoreError::NoMailbox(_)) => {

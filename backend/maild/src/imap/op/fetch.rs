@@ -4,7 +4,7 @@ use std::io;
 use imap_codec::imap_types::fetch::{MessageDataItemName, Section};
 
 use crate::imap::search;
-use crate::imap::wire::{flags_from_letters, internal_date, literal, nliteral};
+use crate::imap::wire::{internal_date, literal, nliteral};
 use crate::imap::{mime, section_spec, session::Session};
 
 /// Whether FETCH answers `item` (the rest, BINARY among them, belong to
@@ -96,7 +96,7 @@ impl Session {
                         out.extend_from_slice(format!("UID {}", message.uid).as_bytes())
                     }
                     MessageDataItemName::Flags => out.extend_from_slice(
-                        format!("FLAGS {}", flags_from_letters(&message.flags)).as_bytes(),
+                        format!("FLAGS {}", self.selected().flags(&message)).as_bytes(),
                     ),
                     MessageDataItemName::InternalDate => out.extend_from_slice(
                         format!(
@@ -180,7 +180,7 @@ impl Session {
                     .any(|i| matches!(i, MessageDataItemName::Flags))
             {
                 out.extend_from_slice(
-                    format!(" FLAGS {}", flags_from_letters(&message.flags)).as_bytes(),
+                    format!(" FLAGS {}", self.selected().flags(&message)).as_bytes(),
                 );
             }
             out.extend_from_slice(b")\r\n");

@@ -10,7 +10,7 @@ use imap_codec::imap_types::{
     status::StatusDataItemName,
 };
 
-use crate::imap::wire::{PERMANENT_FLAGS, letter, string};
+use crate::imap::wire::{keyword, letter, mailbox_flags, permanent_flags, string};
 use crate::imap::{
     mailbox_name,
     session::{Selected, Session},
@@ -21,25 +21,39 @@ use crate::store::{INBOX, SPECIAL_USE, StoreError};
 impl Session {
     pub(in crate::imap) fn select(&mut self, tag: &Tag, name: &str, read_only: bool) {
         self.selected = None;
-        let listed = match self.service.store.sync(self.account(), name) {
+        // Before the sync: a change made while it runs is looked at again.
+        self.changes.mark_unchanged();
+        self.owed_expunges = false;
+        let store = &self.service.store;
+        // EXAMINE changes nothing, not even who saw a message as recent.
+        let listed = match if read_only {
+            store.sync(self.account(), name)
+        } else {
+            store.sync_claiming_recent(self.account(), name)
+        } {
             Ok(l) => l,
             Err(e) => {
                 self.tagged(tag, &store_error(&e));
                 return;
             }
         };
-        self.changes.mark_unchanged();
-        self.owed_expunges = false;
-        self.line(&format!("* FLAGS {PERMANENT_FLAGS}"));
+        let recent: std::collections::HashSet<u32> = listed
+            .messages
+            .iter()
+            .map(|m| m.uid)
+            .filter(|&u| u >= listed.first_recent)
+            .collect();
+        self.line(&format!("* FLAGS {}", mailbox_flags(&listed.keywords)));
         if read_only {
             self.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
         } else {
             self.line(&format!(
-                "* OK [PERMANENTFLAGS {PERMANENT_FLAGS}] Flags permitted"
+                "* OK [PERMANENTFLAGS {}] Flags permitted",
+                permanent_flags(&listed.keywords)
             ));
         }
         self.line(&format!("* {} EXISTS", listed.messages.len()));
-        self.line("* 0 RECENT");
+        self.line(&format!("* {} RECENT", recent.len()));
         if let Some(first) = listed.messages.iter().position(|m| !m.flags.contains('S')) {
             self.line(&format!("* OK [UNSEEN {}] First unseen", first + 1));
         }
@@ -64,6 +78,8 @@ impl Session {
             read_only,
             uid_validity: listed.uid_validity,
             view: listed.messages,
+            keywords: listed.keywords,
+            recent,
         });
     }
 
@@ -131,7 +147,14 @@ impl Session {
             .iter()
             .filter_map(|item| match item {
                 StatusDataItemName::Messages => Some(format!("MESSAGES {}", listed.messages.len())),
-                StatusDataItemName::Recent => Some("RECENT 0".into()),
+                StatusDataItemName::Recent => Some(format!(
+                    "RECENT {}",
+                    listed
+                        .messages
+                        .iter()
+                        .filter(|m| m.uid >= listed.first_recent)
+                        .count()
+                )),
                 StatusDataItemName::UidNext => Some(format!("UIDNEXT {}", listed.next_uid)),
                 StatusDataItemName::UidValidity => {
                     Some(format!("UIDVALIDITY {}", listed.uid_validity))
@@ -166,14 +189,15 @@ impl Session {
             LiteralOrLiteral8::Literal(l) => l.as_ref(),
             LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
         };
-        let letters: String = flags.iter().filter_map(letter).collect();
         let when = date.map(|d| SystemTime::from(*d.as_ref()));
         let name = mailbox_name(mailbox);
         let account = self.account().to_string();
+        let keywords: Vec<&str> = flags.iter().filter_map(keyword).collect();
+        let store = &self.service.store;
         let r = tokio::task::block_in_place(|| {
-            self.service
-                .store
-                .append(&account, &name, data, &letters, when)
+            let kw = store.keyword_letters(&account, &name, &keywords)?;
+            let letters: String = flags.iter().filter_map(letter).chain(kw.chars()).collect();
+            store.append(&account, &name, data, &letters, when)
         });
         match r {
             Ok((validity, uid)) => {

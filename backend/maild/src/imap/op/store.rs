@@ -7,10 +7,12 @@ use imap_codec::imap_types::{
 
 use crate::imap::search::in_set;
 use crate::imap::session::Session;
-use crate::imap::wire::{flags_from_letters, letter};
-use crate::store::{Message, StoreError};
+use crate::imap::wire::{keyword, letter};
+use crate::store::{Message, StoreError, keywords};
 
 impl Session {
+    /// STORE: new flags for each target; keywords the mailbox does not know
+    /// yet get letters (`Limit` past 26).
     pub(in crate::imap) fn store(
         &mut self,
         targets: &[usize],
@@ -18,8 +20,31 @@ impl Session {
         response: StoreResponse,
         flags: &[Flag],
         uid: bool,
-    ) {
-        let given: String = flags.iter().filter_map(letter).collect();
+    ) -> Result<(), StoreError> {
+        let names: Vec<&str> = flags.iter().filter_map(keyword).collect();
+        let sel = self.selected();
+        let keyword_letters: String = match kind {
+            // A keyword the mailbox never had is on no message.
+            StoreType::Remove => names
+                .iter()
+                .filter_map(|n| keywords::letter_of(&sel.keywords, n))
+                .collect(),
+            StoreType::Add | StoreType::Replace => {
+                let (account, name) = (self.account().to_string(), sel.name.clone());
+                let store = &self.service.store;
+                let (letters, table) = tokio::task::block_in_place(|| {
+                    let letters = store.keyword_letters(&account, &name, &names)?;
+                    Ok::<_, StoreError>((letters, store.keywords(&account, &name)?))
+                })?;
+                self.tell_keywords(table);
+                letters
+            }
+        };
+        let given: String = flags
+            .iter()
+            .filter_map(letter)
+            .chain(keyword_letters.chars())
+            .collect();
         for &i in targets {
             let message = self.selected().view[i].clone();
             let letters = match kind {
@@ -43,22 +68,21 @@ impl Session {
                 }
             }
             if response == StoreResponse::Answer {
-                let m = &self.selected().view[i];
+                let sel = self.selected();
+                let m = &sel.view[i];
                 let uid_part = if uid {
                     format!("UID {} ", m.uid)
                 } else {
                     String::new()
                 };
-                let line = format!(
-                    "* {} FETCH ({uid_part}FLAGS {})",
-                    i + 1,
-                    flags_from_letters(&m.flags)
-                );
+                let line = format!("* {} FETCH ({uid_part}FLAGS {})", i + 1, sel.flags(m));
                 self.line(&line);
             }
         }
-        // Our own renames are not news to us.
-        self.changes.mark_unchanged();
+        // Not marked unchanged: another session's change made meanwhile
+        // must not be lost with our own (the next refresh sees ours as
+        // no difference).
+        Ok(())
     }
 
     /// Removes \Deleted messages (only those in `uids` when given).
@@ -83,6 +107,5 @@ impl Session {
                     .extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
             }
         }
-        self.changes.mark_unchanged();
     }
 }
