@@ -18,7 +18,7 @@ use crate::{
     Service,
     auth::AuthError,
     net::{self, Io, read_line, skip_line},
-    store::{INBOX, Message, StoreError},
+    store::{FlagChange, INBOX, Message, StoreError},
 };
 
 /// RFC 1939 asks for an autologout timer of at least ten minutes (after
@@ -506,11 +506,11 @@ impl Session {
                 .filter(|(_, deleted)| **deleted)
                 .filter_map(|(m, _)| current(m))
                 .collect();
-            store.expunge(&gone)?;
+            store.expunge(&gone, false)?;
             for (i, m) in drop.live() {
                 match current(m) {
                     Some(m) if drop.retrieved[i] && !m.flags.contains('S') => {
-                        match store.set_flags(m, &format!("{}S", m.flags)) {
+                        match store.set_flags(m, &FlagChange::Add("S".into())) {
                             Ok(_) | Err(StoreError::Gone) => {}
                             Err(e) => return Err(e),
                         }

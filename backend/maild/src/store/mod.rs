@@ -24,12 +24,14 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+mod flags;
 pub mod keywords;
 pub mod lock;
 mod naming;
 pub mod quota;
 mod uidlist;
 
+pub use flags::FlagChange;
 pub use naming::{account_dir_name, mailbox_dir_name};
 use naming::{mailbox_name, sort_flags};
 use quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
@@ -472,6 +474,13 @@ impl Store {
         names.dedup();
         keywords::assign(&dir, &names)?;
         let target_table = keywords::read(&dir)?;
+        // A COPY that fails leaves the target as it was (RFC 3501 6.4.7):
+        // the links made before a message turned out gone are removed.
+        let mut made: Vec<PathBuf> = Vec::new();
+        let undo = |made: &[PathBuf], e: StoreError| {
+            made.iter().for_each(|p| drop(fs::remove_file(p)));
+            e
+        };
         for m in messages {
             let name = self.unique_name();
             let flags: String = m
@@ -490,10 +499,25 @@ impl Store {
                 ("cur", format!("{name}:2,{flags}"))
             };
             let target = dir.join(sub).join(file_name);
-            match fs::hard_link(&m.path, &target) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Gone),
-                Err(e) => return Err(io_at(&target)(e)),
+            // A stale name (another session changed the flags) is found
+            // again by its base name; only a message gone for good fails.
+            let mut linked = fs::hard_link(&m.path, &target);
+            if linked
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            {
+                match flags::current(m) {
+                    Ok(Some((now, _))) => linked = fs::hard_link(now, &target),
+                    Ok(None) => return Err(undo(&made, StoreError::Gone)),
+                    Err(e) => return Err(undo(&made, e)),
+                }
+            }
+            match linked {
+                Ok(()) => made.push(target),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(undo(&made, StoreError::Gone));
+                }
+                Err(e) => return Err(undo(&made, io_at(&target)(e))),
             }
             touched.insert(sub);
             bases.push(name);
@@ -512,59 +536,6 @@ impl Store {
             .map(|b| by_base.get(b.as_str()).copied().ok_or(StoreError::Gone))
             .collect::<Result<_, _>>()?;
         Ok((listed.uid_validity, uids))
-    }
-
-    /// Gives a message new flags (maildir letters): a rename into `cur/`.
-    /// Returns the message as it now is; `Gone` when another session
-    /// expunged it or changed its flags first (sync and try again).
-    pub fn set_flags(&self, message: &Message, flags: &str) -> Result<Message, StoreError> {
-        let flags = sort_flags(flags);
-        if flags == message.flags && message.path.parent().is_some_and(|p| p.ends_with("cur")) {
-            return Ok(message.clone());
-        }
-        let dir = message
-            .path
-            .parent()
-            .and_then(Path::parent)
-            .ok_or(StoreError::Gone)?;
-        let target = dir
-            .join("cur")
-            .join(format!("{}:2,{flags}", message.base()));
-        match fs::rename(&message.path, &target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Gone),
-            Err(e) => return Err(io_at(&message.path)(e)),
-        }
-        fsync_dir(&dir.join("cur"))?;
-        self.changed();
-        Ok(Message {
-            path: target,
-            flags,
-            ..message.clone()
-        })
-    }
-
-    /// Removes messages for good (EXPUNGE, MOVE); one already gone is fine.
-    pub fn expunge(&self, messages: &[&Message]) -> Result<(), StoreError> {
-        let mut dirs = HashSet::new();
-        for m in messages {
-            let Some(dir) = m.path.parent() else {
-                continue;
-            };
-            match fs::remove_file(&m.path) {
-                Ok(()) => self
-                    .quotas
-                    .remove(account_of(dir.parent().unwrap_or(dir)), m.size),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_at(&m.path)(e)),
-            }
-            dirs.insert(dir.to_path_buf());
-        }
-        for d in dirs {
-            fsync_dir(&d)?;
-        }
-        self.changed();
-        Ok(())
     }
 
     /// Stores one message in the account's INBOX; returns once it is
@@ -792,7 +763,7 @@ mod tests {
             Err(StoreError::OverQuota { .. })
         ));
         store.copy(ann, &inbox.messages[..0], &[], "Trash").unwrap();
-        store.expunge(&[&inbox.messages[0]]).unwrap();
+        store.expunge(&[&inbox.messages[0]], false).unwrap();
         assert_eq!(used(&store), 40);
         store.append(ann, "Drafts", &[b'd'; 20], "", None).unwrap();
         assert_eq!(used(&store), 60);
@@ -857,6 +828,24 @@ mod tests {
             .collect();
         assert_eq!(listed, [(1, "FS"), (3, ""), (4, "")]);
         assert_eq!(second.next_uid, 5);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_copy_that_fails_leaves_the_target_as_it_was() {
+        let root = temp_root("copy-undo");
+        let store = Store::open(&root).unwrap();
+        let ann = "ann@x.test";
+        store.create_account(ann).unwrap();
+        store.deliver(ann, b"one").unwrap();
+        store.deliver(ann, b"two").unwrap();
+        let inbox = store.sync(ann, INBOX).unwrap();
+        fs::remove_file(&inbox.messages[1].path).unwrap();
+        assert!(matches!(
+            store.copy(ann, &inbox.messages, &[], "Trash"),
+            Err(StoreError::Gone)
+        ));
+        assert!(store.sync(ann, "Trash").unwrap().messages.is_empty());
         fs::remove_dir_all(&root).unwrap();
     }
 

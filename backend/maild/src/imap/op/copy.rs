@@ -58,7 +58,7 @@ impl Session {
         }
         self.line(&format!("* OK [{code}] Moved"));
         let refs: Vec<&Message> = messages.iter().collect();
-        if let Err(e) = tokio::task::block_in_place(|| self.service.store.expunge(&refs)) {
+        if let Err(e) = tokio::task::block_in_place(|| self.service.store.expunge(&refs, false)) {
             self.tagged(tag, &store_error(&e));
             return;
         }

@@ -6,6 +6,7 @@ use imap_codec::imap_types::fetch::{MessageDataItemName, Section};
 use crate::imap::search;
 use crate::imap::wire::{internal_date, literal, nliteral};
 use crate::imap::{mime, section_spec, session::Session};
+use crate::store::FlagChange;
 
 /// Whether FETCH answers `item` (the rest, BINARY among them, belong to
 /// extensions not advertised, and get BAD rather than made-up data).
@@ -56,9 +57,9 @@ impl Session {
             let mut message = self.selected().view[i].clone();
             let mut flags_changed = false;
             if marks_seen && !read_only && !message.flags.contains('S') {
-                let letters = format!("{}S", message.flags);
+                let seen = FlagChange::Add("S".into());
                 if let Ok(updated) =
-                    tokio::task::block_in_place(|| self.service.store.set_flags(&message, &letters))
+                    tokio::task::block_in_place(|| self.service.store.set_flags(&message, &seen))
                 {
                     message = updated;
                     let sel = self.selected.as_mut().expect("selected");

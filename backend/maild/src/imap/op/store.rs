@@ -8,7 +8,7 @@ use imap_codec::imap_types::{
 use crate::imap::search::in_set;
 use crate::imap::session::Session;
 use crate::imap::wire::{keyword, letter};
-use crate::store::{Message, StoreError, keywords};
+use crate::store::{FlagChange, Message, StoreError, keywords};
 
 impl Session {
     /// STORE: new flags for each target; keywords the mailbox does not know
@@ -45,19 +45,15 @@ impl Session {
             .filter_map(letter)
             .chain(keyword_letters.chars())
             .collect();
+        let change = match kind {
+            StoreType::Replace => FlagChange::Replace(given),
+            StoreType::Add => FlagChange::Add(given),
+            StoreType::Remove => FlagChange::Remove(given),
+        };
         for &i in targets {
             let message = self.selected().view[i].clone();
-            let letters = match kind {
-                StoreType::Replace => given.clone(),
-                StoreType::Add => format!("{}{given}", message.flags),
-                StoreType::Remove => message
-                    .flags
-                    .chars()
-                    .filter(|c| !given.contains(*c))
-                    .collect(),
-            };
             let result =
-                tokio::task::block_in_place(|| self.service.store.set_flags(&message, &letters));
+                tokio::task::block_in_place(|| self.service.store.set_flags(&message, &change));
             match result {
                 Ok(updated) => self.selected.as_mut().expect("selected").view[i] = updated,
                 // Expunged elsewhere: it goes at the next refresh.
@@ -96,11 +92,21 @@ impl Session {
             })
             .collect();
         let messages: Vec<&Message> = doomed.iter().map(|&i| &sel.view[i]).collect();
-        if let Err(e) = tokio::task::block_in_place(|| self.service.store.expunge(&messages)) {
-            tracing::error!("expunge: {e}");
-            return;
-        }
-        for &i in doomed.iter().rev() {
+        let kept = match tokio::task::block_in_place(|| self.service.store.expunge(&messages, true))
+        {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::error!("expunge: {e}");
+                return;
+            }
+        };
+        // A message whose \Deleted another session took away stays (and
+        // its flags reach this view at the next refresh).
+        let gone: Vec<usize> = doomed
+            .into_iter()
+            .filter(|&i| !kept.contains(&sel.view[i].uid))
+            .collect();
+        for &i in gone.iter().rev() {
             sel.view.remove(i);
             if tell {
                 self.out
