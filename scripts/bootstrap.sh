@@ -16,6 +16,7 @@ LLVM_MAJOR=22
 # cuts nodes off loop-attached ext4 volumes (e2fsprogs). The failover
 # manager keeps its state in etcd (a 3-member etcd-server in the lab;
 # etcd-client builds its protos with protoc and libprotobuf-dev's types).
+# isync's mbsync is the real sync client of fulmar-maild's IMAP tests.
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
   build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
@@ -23,6 +24,7 @@ APT_PACKAGES=(
   slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 curl
   python3-venv fence-agents ipmitool e2fsprogs
   libprotobuf-dev etcd-server etcd-client
+  isync
 )
 
 # Real power-management peers for the fencing tests, from PyPI, in a venv

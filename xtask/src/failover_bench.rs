@@ -41,9 +41,11 @@ fn wall_ms() -> u64 {
 
 pub fn run(args: Args) -> Result<()> {
     crate::lab::require_root("failover-bench")?;
-    let bins = crate::lab::cargo_build_bins(&["fulmar-failover", "fulmar-cli"], true)?;
+    let bins =
+        crate::lab::cargo_build_bins(&["fulmar-failover", "fulmar-cli", "fulmar-maild"], true)?;
     let mut c = ClusterLab::build(Options {
         noded: bins.join("fulmar-noded"),
+        maild: bins.join("fulmar-maild"),
         lease_ttl_secs: args.lease_ttl,
         self_fence_margin_ms: 300,
         fencing: Fencing::Lab,

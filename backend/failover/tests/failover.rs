@@ -1,5 +1,5 @@
 //! The fault suite (CTS-like): a three-node cluster with a 3-member etcd
-//! in the lab, one Dovecot instance, a client delivering mail over LMTP the
+//! in the lab, one fulmar-maild instance, a client delivering mail over LMTP the
 //! whole time. Each fault is injected while deliveries run; a sampler
 //! checks that no two nodes ever hold the VIP or have the volume mounted,
 //! and every acknowledged message must be in the mailbox afterwards.
@@ -23,6 +23,7 @@ fn cluster(fencing: Fencing) -> ClusterLab {
     );
     let mut c = ClusterLab::build(Options {
         noded: env!("CARGO_BIN_EXE_fulmar-noded").into(),
+        maild: fulmar_lab::workspace_binary("fulmar-maild"),
         // 2 s - 400 ms covers a renewal (500 ms) and a split etcd election
         // (2 × 500 ms): losing the etcd leader must not self-fence.
         lease_ttl_secs: 2,
@@ -172,7 +173,7 @@ fn service_killed_restarts_in_place_then_relocates() {
 
     // Two service deaths: restarted in place, same node, same generation.
     for attempt in 1..=2 {
-        let pid = c.service_pid().expect("dovecot runs");
+        let pid = c.service_pid().expect("fulmar-maild runs");
         let fault = Instant::now();
         // SAFETY: kill(2) has no memory effects.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -196,7 +197,7 @@ fn service_killed_restarts_in_place_then_relocates() {
         serving_again(&client, fault, &format!("service killed ({attempt})"));
     }
     // The third within the window: given up here and relocated.
-    let pid = c.service_pid().expect("dovecot runs");
+    let pid = c.service_pid().expect("fulmar-maild runs");
     let fault = Instant::now();
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGKILL) };

@@ -6,7 +6,7 @@
 //! placement = "least-used"
 //!
 //! [directory]
-//! url = "ldap://10.0.1.10/"
+//! url = "ldap://198.18.21.10/"
 //! admin_dn = "cn=admin,dc=example,dc=com"
 //! admin_password_file = "/etc/fulmar/ldap-admin.secret"
 //! people = "ou=people,dc=example,dc=com"
@@ -17,7 +17,7 @@
 //! master_password_file = "/etc/fulmar/provision.secret"
 //!
 //! [instance.mail1]
-//! mail_host = "10.0.1.21"
+//! mail_host = "198.18.21.21"
 //! weight = 2
 //! ```
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};

@@ -14,5 +14,5 @@ fn shipped_provisioning_config_parses() {
     assert_eq!(c.placement, Algorithm::LeastUsed);
     assert_eq!(c.instance.len(), 3);
     assert!(c.instance["mail0"].closed);
-    assert_eq!(c.imap_address("mail2").unwrap(), "10.0.1.22:143");
+    assert_eq!(c.imap_address("mail2").unwrap(), "198.18.21.22:143");
 }

@@ -1,6 +1,6 @@
 //! A failover cluster in the lab, for the fault suite and the failover
 //! benchmark: three etcd members, three back-end nodes running
-//! `fulmar-noded`, one instance (Dovecot with LMTP and IMAP on a
+//! `fulmar-noded`, one instance (fulmar-maild with LMTP and IMAP on a
 //! loop-mounted ext4 volume behind a VIP) and a client that keeps
 //! delivering mail and records every 250.
 //!
@@ -62,6 +62,8 @@ pub enum Fencing {
 pub struct Options {
     /// The `fulmar-noded` binary.
     pub noded: PathBuf,
+    /// The `fulmar-maild` binary: the instance's service.
+    pub maild: PathBuf,
     pub lease_ttl_secs: u64,
     pub self_fence_margin_ms: u64,
     pub fencing: Fencing,
@@ -123,7 +125,7 @@ impl ClusterLab {
         let endpoints = etcd::start(&mut lab, &dir)?;
         let volume = dir.join("volume-mail1");
         let mountpoint = dir.join("mnt-mail1");
-        volume::prepare(&volume, &mountpoint)?;
+        volume::prepare(&volume, &mountpoint, &opts.maild)?;
         let cluster = ClusterLab {
             config: dir.join("cluster.toml"),
             lab,
@@ -210,9 +212,13 @@ impl ClusterLab {
             interface: "eth0".into(),
             volume: self.volume.clone(),
             mountpoint: self.mountpoint.clone(),
-            start: ["dovecot", "-F", "-c", &format!("{mnt}/dovecot.conf")]
-                .map(String::from)
-                .to_vec(),
+            // The root on the command line names the instance in `ps`.
+            start: vec![
+                self.opts.maild.to_string_lossy().into_owned(),
+                "--root".into(),
+                mnt.to_string(),
+                "run".into(),
+            ],
             stop: None,
             probe_ports: vec![24, 143],
             run_dirs: vec!["run".into()],
@@ -344,11 +350,11 @@ impl ClusterLab {
         }
     }
 
-    /// The pid of the instance's Dovecot master on whichever node runs it.
+    /// The pid of the instance's fulmar-maild on whichever node runs it.
     pub fn service_pid(&self) -> Option<i32> {
-        let conf = format!("{}/dovecot.conf", self.mountpoint.display());
+        let mnt = self.mountpoint.display();
         let mut c = Command::new("pgrep");
-        c.args(["-f", &format!("dovecot -F -c {conf}$")]);
+        c.args(["-f", &format!("fulmar-maild --root {mnt} run$")]);
         cmd::checked(c)
             .ok()?
             .split_whitespace()
@@ -491,7 +497,7 @@ impl ClusterLab {
 
     fn in_mailbox(&self, subdirs: &[&str]) -> Result<BTreeSet<u64>, LabError> {
         let mut seen = BTreeSet::new();
-        let mailbox = self.mountpoint.join("mail").join(USER);
+        let mailbox = self.mountpoint.join("mail").join(USER).join("INBOX");
         for sub in subdirs {
             let dir = mailbox.join(sub);
             let Ok(entries) = fs::read_dir(&dir) else {

@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, fs, path::Path, process::Command};
 
 use fulmar_fencing::agents::io_barrier::attachments;
 
-use super::{INSTANCE, NODES, VIP, lab_io};
+use super::{INSTANCE, NODES, VIP, deliver::USER, lab_io};
 use crate::{LabError, cmd};
 
 /// Nodes whose access path of `volume` backs a mounted loop device.
@@ -21,9 +21,10 @@ pub fn mounted_by(volume: &Path) -> BTreeSet<String> {
         .filter_map(|a| a.node())
         .collect()
 }
-/// A 64 MiB ext4 volume with the Dovecot config and mail directory, and an
-/// access path for every node.
-pub(super) fn prepare(volume: &Path, mountpoint: &Path) -> Result<(), LabError> {
+/// A 64 MiB ext4 volume holding a fulmar-maild instance root: its config
+/// and the client's account (made by `fulmar-maild account-create`, which
+/// also checks the config); and an access path for every node.
+pub(super) fn prepare(volume: &Path, mountpoint: &Path, maild: &Path) -> Result<(), LabError> {
     let access = volume.join("access");
     fs::create_dir_all(&access).map_err(lab_io(&access))?;
     fs::create_dir_all(mountpoint).map_err(lab_io(mountpoint))?;
@@ -40,23 +41,19 @@ pub(super) fn prepare(volume: &Path, mountpoint: &Path) -> Result<(), LabError> 
     let mnt = mountpoint.to_string_lossy().into_owned();
     run("mkfs.ext4", &["-q", "-F", &disk_s])?;
     run("mount", &["-o", "loop", &disk_s, &mnt])?;
-    let conf = format!(
-        "protocols = lmtp imap\nlisten = {VIP}\n\
-         base_dir = {mnt}/run\nstate_dir = {mnt}/state\ninstance_name = {INSTANCE}\n\
-         log_path = {mnt}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
-         mail_location = maildir:{mnt}/mail/%u\nfirst_valid_uid = 1\n\
-         mail_fsync = always\n\
-         passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
-         userdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={mnt}/mail/%u allow_all_users=yes\n}}\n\
-         service imap-login {{\n  inet_listener imap {{\n    port = 143\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-         service lmtp {{\n  inet_listener lmtp {{\n    port = 24\n  }}\n}}\n"
-    );
     let result = (|| {
-        let path = mountpoint.join("dovecot.conf");
-        fs::write(&path, conf).map_err(lab_io(&path))?;
-        let mail = mountpoint.join("mail");
-        fs::create_dir_all(&mail).map_err(lab_io(&mail))?;
-        run("chown", &["dovecot:dovecot", &mail.to_string_lossy()]).map(|_| ())
+        let config = mountpoint.join("config");
+        fs::create_dir_all(&config).map_err(lab_io(&config))?;
+        let path = config.join("mail.toml");
+        // LMTP for the client, IMAP for the probe; no directory: nobody
+        // logs in, mail is only delivered. (fulmar-lab cannot depend on
+        // fulmar-maild, whose tests use the lab: a few keys by hand, which
+        // fulmar-maild refuses by name if one is ever renamed.)
+        let config_text =
+            format!("instance = \"{INSTANCE}\"\nlmtp = \"{VIP}:24\"\nimap = \"{VIP}:143\"\n");
+        fs::write(&path, config_text).map_err(lab_io(&path))?;
+        let maild = maild.to_string_lossy();
+        run(&maild, &["--root", &mnt, "account-create", USER]).map(|_| ())
     })();
     run("umount", &[&mnt])?;
     result?;

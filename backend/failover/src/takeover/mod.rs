@@ -38,6 +38,8 @@ pub struct Step {
 #[derive(Debug)]
 pub struct Running {
     pub name: String,
+    /// This node: the service is told it (FULMAR_NODE) at each start.
+    node: String,
     pub generation: u64,
     pub steps: Vec<Step>,
     mounted: Mounted,
@@ -162,7 +164,7 @@ pub async fn start(
         announce(link.index, link.mac, addr).map_err(|e| fail("announce", e.to_string(), false))?;
         lap("announce", &mut steps);
         undo.service = Some(
-            Service::start(name, spec, generation)
+            Service::start(name, node, spec, generation)
                 .map_err(|e| fail("service", e.to_string(), false))?,
         );
         lap("service", &mut steps);
@@ -177,6 +179,7 @@ pub async fn start(
     match outcome {
         Ok(service) => Ok(Running {
             name: name.to_string(),
+            node: node.to_string(),
             generation,
             steps,
             mounted: undo.mounted.take().expect("mounted"),
@@ -250,7 +253,7 @@ pub async fn restart_service(
 ) -> Result<(), TakeoverError> {
     // The old one is dead or failing: nothing of it may hold the ports.
     running.service.kill()?;
-    running.service = Service::start(&running.name, spec, running.generation)?;
+    running.service = Service::start(&running.name, &running.node, spec, running.generation)?;
     until_healthy(&running.name, &mut running.service, running.addr, spec).await
 }
 

@@ -40,6 +40,7 @@ pub struct Service {
 impl Service {
     pub fn start(
         name: &str,
+        node: &str,
         spec: &InstanceSpec,
         generation: u64,
     ) -> Result<Service, ServiceError> {
@@ -57,6 +58,7 @@ impl Service {
         let child = Command::new(program)
             .args(args)
             .env("FULMAR_INSTANCE", name)
+            .env("FULMAR_NODE", node)
             .env("FULMAR_GENERATION", generation.to_string())
             .env("FULMAR_MOUNT", &spec.mountpoint)
             .stdin(Stdio::null())

@@ -33,7 +33,8 @@ struct Args {
 enum Command {
     /// Serve the instance until SIGTERM.
     Run {
-        /// This node's name, recorded in the lock [default: the host name].
+        /// This node's name, recorded in the lock [default: $FULMAR_NODE,
+        /// set by fulmar-noded, else the host name].
         #[arg(long)]
         node: Option<String>,
         /// The takeover generation [default: $FULMAR_GENERATION, else 0].
@@ -130,7 +131,7 @@ fn main() -> Result<()> {
 
 fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<()> {
     let config = MailConfig::load(&root).map_err(anyhow::Error::msg)?;
-    let node = match node {
+    let node = match node.or_else(|| std::env::var("FULMAR_NODE").ok()) {
         Some(n) => n,
         None => fulmar_daemon::host_name().context("reading the host name")?,
     };
