@@ -228,7 +228,7 @@ print("top", b.lsub('""', "%")[1])
     );
     assert_eq!(
         line(&out, "list"),
-        r#"[b'(\\Noselect) "/" "parent/child"']"#,
+        r#"[b'(\\Noselect \\HasChildren) "/" "parent/child"']"#,
         "{out}"
     );
     assert!(

@@ -198,12 +198,24 @@ print("far", sorted(a.fetch("1:*", "(UID FLAGS)")[1]))
                 .any(|verb| l.contains(verb))
         })
         .collect();
-    assert!(asked.is_empty(), "the third run changed things: {asked:?}\n{third}");
     assert!(
-        third.lines().any(|l| l.starts_with(">>> ") && l.contains("LOGIN")),
+        asked.is_empty(),
+        "the third run changed things: {asked:?}\n{third}"
+    );
+    assert!(
+        third
+            .lines()
+            .any(|l| l.starts_with(">>> ") && l.contains("LOGIN")),
         "no traffic shown (-Dn):\n{third}"
     );
     assert_eq!(far(), far_before, "the far side changed");
     assert_eq!(near(), near_before, "the near side changed");
-    eprintln!("{}", third.lines().filter(|l| l.starts_with(">>> ")).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        third
+            .lines()
+            .filter(|l| l.starts_with(">>> "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

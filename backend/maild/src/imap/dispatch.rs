@@ -234,6 +234,26 @@ impl Session {
                 self.line(&format!("* SEARCH{list}"));
                 self.tagged(&tag, "OK SEARCH completed");
             }
+            CommandBody::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.refresh(uid);
+                let key = SearchKey::And(search_criteria);
+                self.sort(&tag, sort_criteria.as_ref(), &charset, key, uid);
+            }
+            CommandBody::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.refresh(uid);
+                let key = SearchKey::And(search_criteria);
+                self.thread(&tag, &algorithm, &charset, key, uid);
+            }
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,
@@ -263,10 +283,10 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
                 match self.targets(&sequence_set, uid) {
-                    Some(targets) => {
-                        self.fetch(&targets, &items, uid).await?;
-                        self.tagged(&tag, "OK FETCH completed");
-                    }
+                    Some(targets) => match self.fetch(&targets, &items, uid).await? {
+                        None => self.tagged(&tag, "OK FETCH completed"),
+                        Some(no) => self.tagged(&tag, &no),
+                    },
                     None => self.tagged(&tag, "BAD No such message"),
                 }
             }

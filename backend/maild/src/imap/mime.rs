@@ -49,7 +49,7 @@ fn root<'m>(msg: &'m Message<'m>) -> Option<&'m MessagePart<'m>> {
 /// Bytes `from..to` of a message. mail-parser gives a nested message's
 /// offsets in its parent's terms while its raw bytes start at its own
 /// header: the root part's header offset is its base.
-fn slice<'m>(msg: &'m Message, from: u32, to: u32) -> Option<&'m [u8]> {
+pub(super) fn slice<'m>(msg: &'m Message, from: u32, to: u32) -> Option<&'m [u8]> {
     let base = root(msg).map_or(0, |r| r.offset_header);
     let from = from.checked_sub(base)? as usize;
     let to = to.checked_sub(base)? as usize;
@@ -395,7 +395,7 @@ fn part_structure(
 
 /// The part a section path names (RFC 3501 6.4.5): numbers pick parts of
 /// a multipart; a number after a message/rfc822 part goes into it.
-fn resolve<'m>(
+pub(super) fn resolve<'m>(
     msg: &'m Message<'m>,
     path: &[NonZeroU32],
 ) -> Option<(&'m Message<'m>, &'m MessagePart<'m>)> {

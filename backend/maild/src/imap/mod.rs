@@ -14,11 +14,13 @@
 //!   which command runs in which state; `op`: the command groups.
 //! - [`mime`], [`search`], [`wire`]: message structure, search keys, the
 //!   response syntax.
+pub mod binary;
 mod dispatch;
 pub mod mime;
 mod op;
 pub mod search;
 mod session;
+pub mod sort;
 pub mod wire;
 
 use std::{io, sync::Arc};

@@ -30,6 +30,15 @@ pub fn literal(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// Decoded content (BINARY): a literal8 (`~{n}`, RFC 3516) when it holds
+/// a NUL, which a plain literal may not carry; a literal otherwise.
+pub fn binary_literal(out: &mut Vec<u8>, value: &[u8]) {
+    if value.contains(&0) {
+        out.push(b'~');
+    }
+    literal(out, value);
+}
+
 /// NIL or message content.
 pub fn nliteral(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {

@@ -3,8 +3,19 @@ use std::io;
 
 use imap_codec::imap_types::fetch::{MessageDataItemName, Section};
 
+use crate::imap::binary::{self, NoBinary};
 use crate::imap::search;
-use crate::imap::wire::{internal_date, literal, nliteral};
+use crate::imap::wire::{binary_literal, internal_date, literal, nliteral};
+
+/// RFC 3516: a FETCH of a part BINARY cannot decode fails.
+fn unknown_cte(cte: &str) -> String {
+    let cte: String = cte
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(40)
+        .collect();
+    format!("NO [UNKNOWN-CTE] Cannot decode the transfer encoding {cte:?}")
+}
 use crate::imap::{mime, section_spec, session::Session};
 use crate::store::FlagChange;
 
@@ -25,16 +36,28 @@ pub(in crate::imap) fn served(item: &MessageDataItemName) -> bool {
             | I::Rfc822Header
             | I::Rfc822Text
             | I::BodyExt { .. }
+            | I::Binary { .. }
+            | I::BinarySize { .. }
     )
 }
 
+/// `1.2` for a BINARY section path.
+fn binary_section(path: &[std::num::NonZeroU32]) -> String {
+    path.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 impl Session {
+    /// Answers FETCH for the targets; Some(answer) when it must end with
+    /// NO (a part in a transfer encoding BINARY cannot undo).
     pub(in crate::imap) async fn fetch(
         &mut self,
         targets: &[usize],
         items: &[MessageDataItemName<'_>],
         uid: bool,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<String>> {
         let needs_content = items.iter().any(|i| {
             !matches!(
                 i,
@@ -48,6 +71,7 @@ impl Session {
             matches!(
                 i,
                 MessageDataItemName::BodyExt { peek: false, .. }
+                    | MessageDataItemName::Binary { peek: false, .. }
                     | MessageDataItemName::Rfc822
                     | MessageDataItemName::Rfc822Text
             )
@@ -171,8 +195,45 @@ impl Session {
                         out.push(b' ');
                         nliteral(&mut out, data.as_deref());
                     }
-                    // Refused with BAD before any answer (`served`).
-                    _ => {}
+                    MessageDataItemName::Binary {
+                        section, partial, ..
+                    } => {
+                        let decoded = binary::content(parsed.as_ref().expect("content"), section);
+                        out.extend_from_slice(
+                            format!("BINARY[{}]", binary_section(section)).as_bytes(),
+                        );
+                        match decoded {
+                            Ok(d) => {
+                                let d = match partial {
+                                    Some((origin, count)) => {
+                                        out.extend_from_slice(format!("<{origin}>").as_bytes());
+                                        let start = (*origin as usize).min(d.len());
+                                        let end =
+                                            start.saturating_add(count.get() as usize).min(d.len());
+                                        d[start..end].to_vec()
+                                    }
+                                    None => d,
+                                };
+                                out.push(b' ');
+                                binary_literal(&mut out, &d);
+                            }
+                            Err(NoBinary::NoPart) => out.extend_from_slice(b" NIL"),
+                            Err(NoBinary::UnknownCte(cte)) => {
+                                return Ok(Some(unknown_cte(&cte)));
+                            }
+                        }
+                    }
+                    MessageDataItemName::BinarySize { section } => {
+                        let size = match binary::content(parsed.as_ref().expect("content"), section)
+                        {
+                            Ok(d) => d.len(),
+                            Err(NoBinary::NoPart) => 0,
+                            Err(NoBinary::UnknownCte(cte)) => return Ok(Some(unknown_cte(&cte))),
+                        };
+                        out.extend_from_slice(
+                            format!("BINARY.SIZE[{}] {size}", binary_section(section)).as_bytes(),
+                        );
+                    }
                 }
             }
             if flags_changed
@@ -191,6 +252,6 @@ impl Session {
                 self.flush().await?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 }

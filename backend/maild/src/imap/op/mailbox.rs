@@ -118,16 +118,25 @@ impl Session {
             }
         };
         for (name, noselect) in listed(&full, &names) {
-            let special = SPECIAL_USE
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, attr)| *attr);
-            let attr = if noselect {
-                "\\Noselect"
-            } else {
-                special.unwrap_or("")
-            };
-            let mut line = format!("* {command} ({attr}) \"/\" ").into_bytes();
+            let mut attrs: Vec<&str> = Vec::new();
+            if noselect {
+                attrs.push("\\Noselect");
+            }
+            // CHILDREN (RFC 3348), for LIST: LSUB's names are subscriptions.
+            if !subscribed {
+                let prefix = format!("{name}/");
+                let parent = names.iter().any(|n| n.starts_with(&prefix));
+                attrs.push(if parent {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            if let Some((_, special)) = SPECIAL_USE.iter().find(|(n, _)| *n == name) {
+                attrs.push(special);
+            }
+            let attrs = attrs.join(" ");
+            let mut line = format!("* {command} ({attrs}) \"/\" ").into_bytes();
             string(&mut line, name.as_bytes());
             self.out.extend_from_slice(&line);
             self.out.extend_from_slice(b"\r\n");

@@ -6,4 +6,5 @@ mod idle;
 mod mailbox;
 mod quota;
 mod search;
+mod sort;
 mod store;

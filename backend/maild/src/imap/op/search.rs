@@ -7,20 +7,28 @@ use crate::imap::session::Session;
 
 impl Session {
     pub(in crate::imap) fn search(&self, key: &SearchKey, uid: bool) -> Vec<u32> {
+        let view = &self.selected().view;
+        self.matching(key)
+            .into_iter()
+            .map(|i| if uid { view[i].uid } else { i as u32 + 1 })
+            .collect()
+    }
+
+    /// Indices into the view of the messages `key` matches.
+    pub(in crate::imap) fn matching(&self, key: &SearchKey) -> Vec<usize> {
         let sel = self.selected();
         let view = &sel.view;
         let bounds = Bounds {
             seq: view.len() as u32,
             uid: view.last().map_or(0, |m| m.uid),
         };
-        view.iter()
-            .enumerate()
-            .filter(|(i, m)| {
+        (0..view.len())
+            .filter(|&i| {
+                let m = &view[i];
                 let recent = sel.recent.contains(&m.uid);
-                let c = Candidate::new(*i as u32 + 1, m, recent, &sel.keywords);
+                let c = Candidate::new(i as u32 + 1, m, recent, &sel.keywords);
                 search::matches(key, &c, bounds)
             })
-            .map(|(i, m)| if uid { m.uid } else { i as u32 + 1 })
             .collect()
     }
 }
