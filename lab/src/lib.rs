@@ -480,22 +480,3 @@ pub fn mounted(path: &Path) -> bool {
         .lines()
         .any(|l| l.split(' ').nth(4) == path.to_str())
 }
-
-/// A binary of another workspace crate, for an integration test (Cargo's
-/// `CARGO_BIN_EXE_*` names only the test's own crate's): it sits beside
-/// the test's `deps/` directory once `cargo build` built it, as the test
-/// command does before `cargo test`.
-pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/PROFILE/deps/TEST");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (`cargo build -p {name}`, or scripts/test.sh)",
-        path.display()
-    );
-    path
-}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Options};
+use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Options, Sampler};
 
 #[derive(Parser)]
 pub struct Args {
@@ -55,6 +55,8 @@ pub fn run(args: Args) -> Result<()> {
     c.start_agents()?;
     c.wait_running(Duration::from_secs(30), |_, _| true)?;
     let client = Deliverer::start(&c.lab, Duration::from_millis(5));
+    // Every 20 ms: never two nodes with the VIP or the volume attached.
+    let sampler = Sampler::start(&c, Duration::from_millis(20));
     client
         .wait_ack_after(Instant::now(), Duration::from_secs(10))
         .context("no delivery through the instance")?;
@@ -115,8 +117,11 @@ pub fn run(args: Args) -> Result<()> {
         c.boot(&holder)?;
     }
     let acked = client.stop();
+    let (samples, two_holders) = sampler.stop();
     let stored = c.stored()?;
     let lost = acked.iter().filter(|(n, _)| !stored.contains(n)).count();
+    let findings = c.check_findings();
+    let fsck = c.stop_and_check(&bins.join("fulmar"))?;
 
     println!();
     println!(
@@ -162,8 +167,21 @@ pub fn run(args: Args) -> Result<()> {
         lost,
         runs.len()
     );
+    println!(
+        "volume: {} of {samples} samples (every 20 ms) with two holders; {} takeover checks \
+         that repaired or needed a person; e2fsck -fn at the end: {}",
+        two_holders.len(),
+        findings.len(),
+        if fsck.is_ok() { "clean" } else { "DAMAGED" }
+    );
     if lost > 0 {
         bail!("{lost} acknowledged deliveries are missing");
+    }
+    if !two_holders.is_empty() || !findings.is_empty() {
+        bail!("split volume: {two_holders:?}; checks: {findings:?}");
+    }
+    if let Err(report) = fsck {
+        bail!("e2fsck -fn after the run: {report}");
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ fn cluster(fencing: Fencing) -> ClusterLab {
     );
     let mut c = ClusterLab::build(Options {
         noded: env!("CARGO_BIN_EXE_fulmar-noded").into(),
-        maild: fulmar_lab::workspace_binary("fulmar-maild"),
+        maild: fulmar_lab::dist::built("fulmar-maild"),
         // 2 s - 400 ms covers a renewal (500 ms) and a split etcd election
         // (2 × 500 ms): losing the etcd leader must not self-fence.
         lease_ttl_secs: 2,
@@ -359,32 +359,13 @@ fn handovers_under_load_leave_a_clean_volume() {
         }
         (holder, generation) = (to, g);
     }
-    let logs = c.agent_logs();
-    assert!(!logs.contains("needs repair"), "{logs}");
-    assert!(!logs.contains("file system check repaired"), "{logs}");
+    let findings = c.check_findings();
+    assert!(findings.is_empty(), "{findings:?}");
     verdict(&c, client, sampler);
 
     // Stopped everywhere, the volume gets the full check.
-    c.fulmar(&fulmar, &["instance", "disable", "mail1"])
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !c
-        .record("status/mail1")
-        .is_some_and(|s| s["state"] == "stopped")
-    {
-        assert!(Instant::now() < deadline, "not stopped\n{}", c.agent_logs());
-        std::thread::sleep(Duration::from_millis(50));
+    if let Err(report) = c.stop_and_check(&fulmar).unwrap() {
+        panic!("after {rounds} handovers e2fsck -fn finds: {report}");
     }
-    let disk = c.volume.join("disk.img");
-    let out = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "after {rounds} handovers e2fsck -fn finds: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
     eprintln!("{rounds} handovers under load: volume clean (e2fsck -fn)");
 }

@@ -467,6 +467,56 @@ impl ClusterLab {
             .check("client", fulmar.to_str().expect("utf-8 path"), &all)
     }
 
+    /// Agent log lines, over every boot of every node, that say a takeover's
+    /// file system check repaired something or found what needs a person:
+    /// a clean handover has none.
+    pub fn check_findings(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for n in NODES {
+            for boot in 1..=self.boots.get(n).copied().unwrap_or(0) {
+                let text = self.lab.log(n, &format!("noded{boot}"));
+                found.extend(
+                    text.lines()
+                        .filter(|l| l.contains("needs repair") || l.contains("check repaired"))
+                        .map(|l| format!("{n}: {l}")),
+                );
+            }
+        }
+        found
+    }
+
+    /// Disables the instance, waits until it stopped everywhere, and runs
+    /// the full read-only check (`e2fsck -fn`) of its disk: Ok with the
+    /// report when clean, Err with it when not.
+    pub fn stop_and_check(&self, fulmar: &Path) -> Result<Result<String, String>, LabError> {
+        self.fulmar(fulmar, &["instance", "disable", INSTANCE])?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .record(&format!("status/{INSTANCE}"))
+            .is_some_and(|s| s["state"] == "stopped")
+        {
+            if Instant::now() > deadline {
+                return Err(LabError::NotReady(format!(
+                    "{INSTANCE} not stopped in 30 s:\n{}",
+                    self.agent_logs()
+                )));
+            }
+            sleep(Duration::from_millis(50));
+        }
+        let disk = self.volume.join("disk.img");
+        let out = Command::new("e2fsck")
+            .arg("-fn")
+            .arg(&disk)
+            .output()
+            .map_err(lab_io(&disk))?;
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(if out.status.success() {
+            Ok(report)
+        } else {
+            Err(report)
+        })
+    }
+
     /// Which nodes hold the VIP and which have the volume mounted, now.
     pub fn holders(&self) -> (BTreeSet<String>, BTreeSet<String>) {
         let mut vip = BTreeSet::new();
