@@ -323,8 +323,9 @@ fn default_domain_filter() -> String {
 fn default_host_attribute() -> String {
     "mailHost".into()
 }
+/// fulmar-maild names accounts by address.
 fn default_user_attribute() -> String {
-    "uid".into()
+    "mailLocalAddress".into()
 }
 fn default_ldap_timeout() -> Duration {
     Duration::from_secs(3)

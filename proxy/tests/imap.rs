@@ -593,3 +593,54 @@ p = poplib.POP3("{PROXY}", 1110); p.user("bob"); p.pass_({bob:?}); print("pop3",
         "{bob}"
     );
 }
+
+/// The product's own path end to end: client → fulmar-proxyd →
+/// fulmar-maild, the proxy speaking implicit TLS to it (IMAPS, LMTP in
+/// TLS) checked against the back-end CA. ann idles through the proxy, a
+/// message for her arrives by SMTP through the proxy, and the idle hears it.
+#[test]
+fn tls_to_a_maild_back_end_with_idle_and_delivery() {
+    let site = Site::start(Options {
+        backend_tls: true,
+        maild_be1: true,
+        ..Options::default()
+    });
+    let mut idle = site.connect(1143);
+    idle.line();
+    idle.send(format!("a LOGIN ann {}\r\nb SELECT INBOX\r\nc IDLE\r\n", ANN.1).as_bytes());
+    let lines = idle.until("+ ");
+    assert!(
+        lines.iter().any(|l| l.starts_with("a OK")),
+        "{lines:?}\n{}",
+        site.maild_log()
+    );
+    assert!(
+        lines.iter().any(|l| l.trim_end() == "* 0 EXISTS"),
+        "{lines:?}"
+    );
+    let out = site.python(&format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("{PROXY}", 25); s.ehlo("cl.test")
+print(s.sendmail("x@remote.test", ["ann@mail.test"], "Subject: sealed\r\n\r\nover tls\r\n"))
+s.quit()
+"#
+    ));
+    assert!(out.contains("{}"), "{out}\n{}", site.maild_log());
+    let woke = idle.until("* 1 EXISTS");
+    assert!(!woke.is_empty());
+    idle.send(b"DONE\r\nd FETCH 1 BODY[TEXT]\r\ne LOGOUT\r\n");
+    let rest = idle.until("e OK");
+    assert!(rest.iter().any(|l| l.contains("over tls")), "{rest:?}");
+    // maild saw the login arrive in TLS, from the proxy, for the client.
+    let log = site.maild_log();
+    let login = log
+        .lines()
+        .find(|l| l.contains("imap login") && l.contains("ann@mail.test"))
+        .unwrap_or_else(|| panic!("no login in:\n{log}"));
+    assert!(
+        login.contains("tls=true") && login.contains(&format!("peer={PROXY}:")),
+        "{login}"
+    );
+    assert!(login.contains(&format!("client={CLIENT}")), "{login}");
+}

@@ -69,7 +69,8 @@ pub fn run(args: Args) -> Result<()> {
     let config = format!(
         "[[listen]]\nprotocol = \"imap\"\naddress = \"{PROXY}:143\"\ntls = \"none\"\n\
          [directory]\nurls = [\"ldap://{DIRECTORY}\"]\nbind_dn = \"cn=proxy,{BASE}\"\n\
-         bind_password = \"proxy-secret\"\nbase_dn = \"{BASE}\"\ncache_ttl = \"0s\"\n"
+         bind_password = \"proxy-secret\"\nbase_dn = \"{BASE}\"\ncache_ttl = \"0s\"\n\
+         user_attribute = \"uid\"\n"
     );
     let config_path = work.join("proxy.toml");
     std::fs::write(&config_path, config)?;

@@ -9,6 +9,10 @@
 //! imap = "198.18.0.21:143"         # optional: IMAP on the instance VIP
 //! pop3 = "198.18.0.21:110"         # optional: POP3 on the instance VIP
 //! smtp = "198.18.0.21:25"          # optional: SMTP delivery on the instance VIP
+//! imaps = "198.18.0.21:993"        # optional: IMAP in implicit TLS (needs [tls])
+//! pop3s = "198.18.0.21:995"        # optional: POP3 in implicit TLS (needs [tls])
+//! lmtps = "198.18.0.21:2424"       # optional: LMTP in implicit TLS (needs [tls]),
+//!                                  # for proxies with backend.tls
 //! max_line = 65536                 # optional: longest IMAP/POP3 command line (at least 32768)
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
@@ -34,7 +38,7 @@
 //! password_file = "master.secret"
 //! networks = ["198.18.0.9/32"]     # where it may log in from (required)
 //!
-//! [tls]                            # STARTTLS
+//! [tls]                            # STARTTLS, and the implicit-TLS listeners
 //! certificate = "cert.pem"
 //! key = "key.pem"
 //! ```
@@ -64,6 +68,16 @@ pub struct MailConfig {
     pub pop3: Option<SocketAddr>,
     /// Where SMTP delivery listens (the instance VIP, port 25 by convention).
     pub smtp: Option<SocketAddr>,
+    /// IMAP in implicit TLS (993 by convention): what a proxy with
+    /// `backend.tls` connects to.
+    #[serde(default)]
+    pub imaps: Option<SocketAddr>,
+    /// POP3 in implicit TLS (995 by convention).
+    #[serde(default)]
+    pub pop3s: Option<SocketAddr>,
+    /// LMTP in implicit TLS: a proxy's deliveries with `backend.tls`.
+    #[serde(default)]
+    pub lmtps: Option<SocketAddr>,
     /// The default per-account quota; none: unlimited.
     #[serde(default, deserialize_with = "optional_size")]
     pub quota: Option<u64>,
@@ -237,6 +251,9 @@ impl MailConfig {
             imap: None,
             pop3: None,
             smtp: None,
+            imaps: None,
+            pop3s: None,
+            lmtps: None,
             quota: None,
             max_line: default_max_line(),
             max_prelogin_bytes: default_max_prelogin_bytes(),
@@ -282,6 +299,10 @@ impl MailConfig {
         }
         if self.max_recipients == 0 || self.max_message_size == 0 {
             return Err("max_recipients and max_message_size must be above zero".into());
+        }
+        let implicit = [self.imaps, self.pop3s, self.lmtps];
+        if self.tls.is_none() && implicit.iter().any(Option::is_some) {
+            return Err("imaps, pop3s and lmtps need a [tls] section (certificate and key)".into());
         }
         if self.max_line < MIN_LINE {
             return Err(format!(

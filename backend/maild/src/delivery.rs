@@ -71,6 +71,25 @@ pub async fn serve(listener: TcpListener, delivery: Arc<Delivery>) -> std::io::R
     .await
 }
 
+/// LMTP (or SMTP) inside TLS from the first byte: what a proxy with
+/// `backend.tls` speaks to the delivery port.
+pub async fn serve_tls(
+    listener: TcpListener,
+    delivery: Arc<Delivery>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> std::io::Result<()> {
+    let handshake = delivery.service.config.delivery_idle_timeout;
+    let protocol = delivery.dialect.name();
+    net::accept_tls(listener, protocol, acceptor, handshake, move |tls, peer| {
+        let delivery = delivery.clone();
+        async move {
+            let (read, write) = tokio::io::split(tls);
+            delivery.session(read, write, peer).await
+        }
+    })
+    .await
+}
+
 /// The address inside `<...>` after `FROM:` / `TO:`, and the parameters.
 fn path_arg<'a>(rest: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
     let head = rest.get(..keyword.len())?;

@@ -32,6 +32,44 @@ where
     }
 }
 
+/// Like `accept`, for implicit TLS (IMAPS, POP3S, LMTP over TLS): each
+/// connection first completes its handshake within `handshake` (the
+/// pre-login timeout), on its own task, so a silent client holds up
+/// nobody.
+pub async fn accept_tls<F, S>(
+    listener: TcpListener,
+    protocol: &'static str,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake: Duration,
+    session: F,
+) -> std::io::Result<()>
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr) -> S + Clone + Send + 'static,
+    S: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    loop {
+        let (socket, peer) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
+        let (acceptor, session) = (acceptor.clone(), session.clone());
+        tokio::spawn(async move {
+            let served = async move {
+                let tls = tokio::time::timeout(handshake, acceptor.accept(socket))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no TLS handshake in time",
+                        )
+                    })??;
+                session(tls, peer).await
+            };
+            if let Err(e) = served.await {
+                tracing::debug!(%peer, "{protocol} (TLS) session: {e}");
+            }
+        });
+    }
+}
+
 /// A session's pre-login deadline: until the client logs in, each read,
 /// write and TLS handshake waits at most what is left of it, however busy
 /// the client keeps the connection.

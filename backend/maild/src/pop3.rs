@@ -36,6 +36,21 @@ pub async fn serve(listener: TcpListener, service: Arc<Service>) -> io::Result<(
     .await
 }
 
+/// POP3S: POP3 inside TLS from the first byte (RFC 8314).
+pub async fn serve_tls(
+    listener: TcpListener,
+    service: Arc<Service>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> io::Result<()> {
+    let handshake = service.config.prelogin_timeout;
+    net::accept_tls(listener, "pop3s", acceptor, handshake, move |tls, peer| {
+        let mut session = Session::new(service.clone(), Box::new(tls), peer);
+        session.tls = true;
+        async move { session.run().await }
+    })
+    .await
+}
+
 /// The maildrop of a logged-in session.
 struct Maildrop {
     account: String,
@@ -316,7 +331,7 @@ impl Session {
         let synced = tokio::task::block_in_place(|| store.sync(&account, INBOX));
         match synced {
             Ok(inbox) => {
-                tracing::info!(account, peer = %self.peer, client = %self.client, "pop3 login");
+                tracing::info!(account, peer = %self.peer, client = %self.client, tls = self.tls, "pop3 login");
                 let n = inbox.messages.len();
                 self.line(&format!("+OK Logged in; {n} messages"));
                 self.drop = Some(Maildrop {

@@ -101,6 +101,8 @@ bind_password = "proxy-secret"
 base_dn = "{BASE}"
 timeout = "2s"
 cache_ttl = "1s"
+# The Dovecot instances know users by uid.
+user_attribute = "uid"
 "#
         );
         let proxy_conf = work.join("proxy.toml");

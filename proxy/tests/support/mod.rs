@@ -13,6 +13,8 @@ use std::{
 
 use fulmar_lab::{Lab, LabSpec, mail};
 
+mod maild;
+
 pub const PROXY: &str = "198.18.5.2";
 pub const CLIENT: &str = "198.18.5.10";
 pub const BE1: &str = "198.18.5.11";
@@ -42,6 +44,8 @@ pub struct Options {
     /// Lines for its `[session]` table (and sub-tables); None: failed
     /// logins unthrottled.
     pub session: Option<String>,
+    /// Back-end 1 (ann's home) runs fulmar-maild, not Dovecot.
+    pub maild_be1: bool,
 }
 
 pub struct Site {
@@ -77,7 +81,11 @@ impl Site {
         if options.backend_tls {
             site.make_backend_certificates();
         }
-        site.start_dovecot("be1", BE1, false, options.backend_tls);
+        if options.maild_be1 {
+            site.start_maild(options.backend_tls);
+        } else {
+            site.start_dovecot("be1", BE1, false, options.backend_tls);
+        }
         site.start_dovecot("be2", BE2, true, options.backend_tls);
         site.start_proxy(&options);
         site
@@ -186,6 +194,13 @@ impl Site {
             String::new()
         };
         let backend_extra = &options.backend_extra;
+        // fulmar-maild knows accounts by address (the default), the
+        // Dovecots here by uid.
+        let user_attribute = if options.maild_be1 {
+            ""
+        } else {
+            "user_attribute = \"uid\"\n"
+        };
         // Tests that are not about guessing fail logins freely.
         let session = options.session.as_deref().unwrap_or(
             "auth_failures_per_connection = 100\n[session.auth_penalty]\nfree_failures = 1000\n",
@@ -246,7 +261,7 @@ bind_password = "proxy-secret"
 base_dn = "{BASE}"
 timeout = "1s"
 cache_ttl = "0s"
-
+{user_attribute}
 [backend]
 {default_host}{backend_tls}{backend_extra}
 [session]

@@ -89,6 +89,19 @@ fn main() -> Result<()> {
                         greets(addr, greeting).await?;
                     }
                 }
+                // Implicit TLS greets only after a handshake: accepting is
+                // what the probe can see without the client's trust.
+                for addr in [config.imaps, config.pop3s, config.lmtps]
+                    .into_iter()
+                    .flatten()
+                {
+                    let connect = tokio::net::TcpStream::connect(addr);
+                    match tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => anyhow::bail!("{addr}: {e}"),
+                        Err(_) => anyhow::bail!("{addr}: not accepting in 2s"),
+                    }
+                }
                 Ok::<_, anyhow::Error>(())
             })?;
             fulmar_daemon::durable::storage_writable(&root).map_err(anyhow::Error::msg)?;
@@ -194,12 +207,22 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         let smtp = optional(listeners.smtp, |l| delivery::serve(l, delivery(Dialect::Smtp)));
         let imap = optional(listeners.imap, |l| imap::serve(l, service.clone()));
         let pop3 = optional(listeners.pop3, |l| pop3::serve(l, service.clone()));
+        // Implicit TLS: the config check made sure there is an acceptor.
+        let acceptor = || service.tls.clone().expect("[tls] for implicit TLS");
+        let imaps = optional(listeners.imaps, |l| imap::serve_tls(l, service.clone(), acceptor()));
+        let pop3s = optional(listeners.pop3s, |l| pop3::serve_tls(l, service.clone(), acceptor()));
+        let lmtps = optional(listeners.lmtps, |l| {
+            delivery::serve_tls(l, delivery(Dialect::Lmtp), acceptor())
+        });
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             served = lmtp => served.context("LMTP listener")?,
             served = smtp => served.context("SMTP listener")?,
             served = imap => served.context("IMAP listener")?,
             served = pop3 => served.context("POP3 listener")?,
+            served = imaps => served.context("IMAPS listener")?,
+            served = pop3s => served.context("POP3S listener")?,
+            served = lmtps => served.context("LMTP (TLS) listener")?,
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         }
         drop(lock);
@@ -213,6 +236,9 @@ struct Listeners {
     smtp: Option<TcpListener>,
     imap: Option<TcpListener>,
     pop3: Option<TcpListener>,
+    imaps: Option<TcpListener>,
+    pop3s: Option<TcpListener>,
+    lmtps: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -234,6 +260,9 @@ impl Listeners {
             smtp: bind("SMTP", config.smtp).await?,
             imap: bind("IMAP", config.imap).await?,
             pop3: bind("POP3", config.pop3).await?,
+            imaps: bind("IMAPS", config.imaps).await?,
+            pop3s: bind("POP3S", config.pop3s).await?,
+            lmtps: bind("LMTP (TLS)", config.lmtps).await?,
         })
     }
 
@@ -243,6 +272,9 @@ impl Listeners {
             ("SMTP", config.smtp),
             ("IMAP", config.imap),
             ("POP3", config.pop3),
+            ("IMAPS", config.imaps),
+            ("POP3S", config.pop3s),
+            ("LMTP (TLS)", config.lmtps),
         ]
         .iter()
         .filter_map(|(what, addr)| addr.map(|a| format!("{what} on {a}")))

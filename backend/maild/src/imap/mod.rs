@@ -43,6 +43,21 @@ pub async fn serve(listener: TcpListener, service: Arc<Service>) -> io::Result<(
     .await
 }
 
+/// IMAPS: IMAP inside TLS from the first byte (RFC 8314).
+pub async fn serve_tls(
+    listener: TcpListener,
+    service: Arc<Service>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> io::Result<()> {
+    let handshake = service.config.prelogin_timeout;
+    net::accept_tls(listener, "imaps", acceptor, handshake, move |tls, peer| {
+        let mut session = Session::new(service.clone(), Box::new(tls), peer);
+        session.tls = true;
+        async move { session.run().await }
+    })
+    .await
+}
+
 fn mailbox_name(m: &Mailbox) -> String {
     match m {
         Mailbox::Inbox => INBOX.into(),

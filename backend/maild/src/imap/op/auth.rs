@@ -101,7 +101,7 @@ impl Session {
     ) -> io::Result<Flow> {
         match result {
             Ok(account) if self.service.store.has_account(&account) => {
-                tracing::info!(user, account, peer = %self.peer, client = %self.client, "imap login");
+                tracing::info!(user, account, peer = %self.peer, client = %self.client, tls = self.tls, "imap login");
                 self.account = Some(account);
                 let caps = self.capabilities();
                 self.tagged(tag, &format!("OK [CAPABILITY {caps}] Logged in"));

@@ -1,0 +1,83 @@
+//! fulmar-maild as back-end 1 (ann's home) instead of Dovecot: the
+//! proxy's own path to its own back-end, in implicit TLS when the site's
+//! back-ends speak it (IMAPS 993, POP3S 995, LMTP in TLS on 24).
+use std::{fs, time::Duration, time::Instant};
+
+use super::{BASE, BE1, DIRECTORY, PROXY, Site};
+
+impl Site {
+    pub(super) fn start_maild(&mut self, tls: bool) {
+        let maild = fulmar_lab::dist::built("fulmar-maild");
+        let root = self.work.join("be1-maild");
+        let config = root.join("config");
+        fs::create_dir_all(&config).unwrap();
+        fs::write(config.join("ldap.secret"), "proxy-secret\n").unwrap();
+        let listeners = if tls {
+            // Plain LMTP is required; the proxy never uses it here.
+            format!(
+                "lmtp = \"{BE1}:2424\"\nimaps = \"{BE1}:993\"\npop3s = \"{BE1}:995\"\n\
+                 lmtps = \"{BE1}:24\"\n"
+            )
+        } else {
+            format!("lmtp = \"{BE1}:24\"\nimap = \"{BE1}:143\"\npop3 = \"{BE1}:110\"\n")
+        };
+        let tls_section = if tls {
+            format!(
+                "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+                self.work.join("be1.crt").display(),
+                self.work.join("be1.key").display()
+            )
+        } else {
+            String::new()
+        };
+        fs::write(
+            config.join("mail.toml"),
+            format!(
+                "instance = \"be1\"\n{listeners}trusted_networks = [\"{PROXY}/32\"]\n\
+                 [directory]\nurl = \"ldap://{DIRECTORY}:389\"\nbase_dn = \"{BASE}\"\n\
+                 bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
+                 {tls_section}"
+            ),
+        )
+        .unwrap();
+        let maild = maild.to_string_lossy().into_owned();
+        let root_arg = root.to_string_lossy().into_owned();
+        self.lab
+            .check(
+                "be1",
+                &maild,
+                &["--root", &root_arg, "account-create", "ann@mail.test"],
+            )
+            .expect("account-create");
+        self.lab
+            .spawn(
+                "be1",
+                "maild",
+                &maild,
+                &[
+                    "--root",
+                    &root_arg,
+                    "run",
+                    "--node",
+                    "be1",
+                    "--generation",
+                    "1",
+                ],
+            )
+            .expect("fulmar-maild");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.lab.log("be1", "maild").contains(" serving ") {
+            assert!(
+                Instant::now() < deadline,
+                "fulmar-maild did not start:\n{}",
+                self.lab.log("be1", "maild")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// fulmar-maild's own log on back-end 1.
+    pub fn maild_log(&self) -> String {
+        fs::read_to_string(self.work.join("be1-maild/log/be1.log")).unwrap_or_default()
+    }
+}
