@@ -284,6 +284,117 @@ fn fencing_level_fallback_and_unfenceable_node() {
     verdict(&c, client, sampler);
 }
 
+/// Wall-clock milliseconds: what fulmar-maild's alive stamps and the fence
+/// records use.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Self-fencing proven from the volume: node3, which no fence device can
+/// reach, is cut off while it runs the instance. Nothing kills it; its own
+/// agent must stop the service and let go of the volume when it can no
+/// longer renew its lease. fulmar-maild's alive stamp on the volume (every
+/// 250 ms, durable) says when node3 last wrote: after the cut (it was
+/// alive and writing), before the leader saw its lease expire, and within
+/// the lease TTL of the cut. Only after that does anyone else start it.
+#[test]
+fn a_cut_off_node_stops_writing_before_its_lease_can_expire() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster(Fencing::Varied);
+    let fulmar = fulmar_lab::dist::built("fulmar");
+    c.wait_running(Duration::from_secs(30), |_, _| true)
+        .expect("instance starts");
+    c.fulmar(&fulmar, &["instance", "relocate", "mail1", "to", "node3"])
+        .unwrap();
+    let (_, g3) = c
+        .wait_running(Duration::from_secs(30), |n, _| n == "node3")
+        .expect("relocated to node3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.alive_stamp("node3").is_none_or(|(g, _)| g != g3) {
+        assert!(Instant::now() < deadline, "node3 never stamped the volume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let cut_ms = wall_ms();
+    c.cut("node3").unwrap();
+    // The leader sees the lease expire, and no fence device can act.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c
+        .state()
+        .unwrap()
+        .get("why/mail1")
+        .is_some_and(|w| w.contains("unfenceable"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not unfenceable\n{}",
+            c.agent_logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fence = c.record("fence/node3").expect("a fence attempt");
+    let detected_ms = fence["record"]["started_ms"].as_u64().expect("started_ms");
+    // node3 let go of the volume by itself: no loop device of it is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.attached().contains("node3") {
+        assert!(
+            Instant::now() < deadline,
+            "node3 still has the volume attached\n{}",
+            c.agent_logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still down everywhere else: nobody took over from an unfenced node.
+    let placement = c.record("placement/mail1").unwrap();
+    assert_eq!(placement["node"], "node3", "{placement}");
+    assert!(c.attached().is_empty(), "{:?}", c.attached());
+
+    // The operator confirms; a survivor takes over, and its mount (a
+    // journal replay) shows what node3 got onto the disk.
+    c.fulmar(&fulmar, &["node", "confirm", "node3"]).unwrap();
+    let (n, g) = c
+        .wait_running(Duration::from_secs(30), |n, g| n != "node3" && g > g3)
+        .expect("taken over after the confirmation");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first_ms = loop {
+        if let Some((_, ms)) = c.alive_stamp(&n).filter(|(sg, _)| *sg == g) {
+            break ms;
+        }
+        assert!(Instant::now() < deadline, "{n} never stamped the volume");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (generation, last_ms) = c.alive_stamp("node3").expect("node3's stamp");
+    assert_eq!(generation, g3);
+    let ttl_ms = 2000;
+    eprintln!(
+        "node3 cut at {cut_ms}: last wrote {} ms later; the leader saw the lease expire {} ms \
+         after the cut; {n} first wrote {} ms after it",
+        last_ms as i64 - cut_ms as i64,
+        detected_ms as i64 - cut_ms as i64,
+        first_ms as i64 - cut_ms as i64,
+    );
+    assert!(
+        last_ms > cut_ms,
+        "it stopped at the cut, not by itself: {last_ms} <= {cut_ms}"
+    );
+    assert!(
+        last_ms < detected_ms,
+        "node3 wrote at {last_ms}, after the leader saw its lease expire at {detected_ms}"
+    );
+    assert!(
+        last_ms < cut_ms + ttl_ms,
+        "node3 wrote {} ms after the cut, past the lease TTL",
+        last_ms - cut_ms
+    );
+    assert!(
+        first_ms > last_ms,
+        "{n} at {first_ms}, node3 last at {last_ms}"
+    );
+}
+
 #[test]
 fn etcd_member_lost() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -517,6 +517,26 @@ impl ClusterLab {
         })
     }
 
+    /// Nodes with a loop device on the volume now, mounted or not (a
+    /// device is a node that can still write).
+    pub fn attached(&self) -> BTreeSet<String> {
+        attachments(&self.volume)
+            .into_iter()
+            .filter_map(|a| a.node())
+            .collect()
+    }
+
+    /// The alive stamp fulmar-maild on `node` last wrote to the volume
+    /// (`run/alive.NODE`: generation and wall-clock ms), read through
+    /// whichever node has it mounted now (the lab's nodes share one mount
+    /// table): after a takeover, what reached the disk.
+    pub fn alive_stamp(&self, node: &str) -> Option<(u64, u64)> {
+        let path = self.mountpoint.join("run").join(format!("alive.{node}"));
+        let text = fs::read_to_string(path).ok()?;
+        let mut words = text.split_whitespace();
+        Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+    }
+
     /// Which nodes hold the VIP and which have the volume mounted, now.
     pub fn holders(&self) -> (BTreeSet<String>, BTreeSet<String>) {
         let mut vip = BTreeSet::new();

@@ -214,6 +214,7 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         let lmtps = optional(listeners.lmtps, |l| {
             delivery::serve_tls(l, delivery(Dialect::Lmtp), acceptor())
         });
+        let alive = alive(root.clone(), lock.owner.node.clone(), lock.owner.generation);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             served = lmtp => served.context("LMTP listener")?,
@@ -223,11 +224,47 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
             served = imaps => served.context("IMAPS listener")?,
             served = pop3s => served.context("POP3S listener")?,
             served = lmtps => served.context("LMTP (TLS) listener")?,
+            _ = alive => {}
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         }
         drop(lock);
         Ok(())
     })
+}
+
+/// How often the service stamps the volume as alive.
+const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Stamps `run/alive.NODE` with the generation and the wall clock (ms),
+/// durably, every 250 ms while the service runs: after a fenced or
+/// self-fenced handover the volume itself tells when the last holder last
+/// wrote (the partition test checks it against the lease). A stamp that
+/// fails is logged, not fatal: the probe's write check judges the storage.
+async fn alive(root: std::path::PathBuf, node: String, generation: u64) {
+    let path = root.join("run").join(format!("alive.{node}"));
+    let mut tick = tokio::time::interval(ALIVE_EVERY);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let stamp = format!("{generation} {ms}\n");
+        let path = path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            fulmar_daemon::durable::replace(&path, stamp.as_bytes())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => failing = false,
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::warn!("alive stamp: {e}");
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Every listener, bound before the instance says it is ready.
