@@ -136,11 +136,11 @@ print("literals", [l for l in r if l.startswith("c") or l.startswith("+")])
     assert_eq!(line(&out, "namespace"), "((\"\" \"/\")) NIL NIL");
     let list = line(&out, "list");
     for (name, attr) in [
-        ("INBOX", "()"),
-        ("Sent", "(\\\\Sent)"),
-        ("Drafts", "(\\\\Drafts)"),
-        ("Trash", "(\\\\Trash)"),
-        ("Junk", "(\\\\Junk)"),
+        ("INBOX", "(\\\\HasNoChildren)"),
+        ("Sent", "(\\\\HasNoChildren \\\\Sent)"),
+        ("Drafts", "(\\\\HasNoChildren \\\\Drafts)"),
+        ("Trash", "(\\\\HasNoChildren \\\\Trash)"),
+        ("Junk", "(\\\\HasNoChildren \\\\Junk)"),
     ] {
         assert!(
             list.contains(&format!(
@@ -850,9 +850,10 @@ print("list", [l.split(" [")[0][:40] for l in r[1:] if not l.startswith("* CAPAB
         line(&out, "list"),
         format!(
             "['w1 OK', 'w2 OK CREATE completed', 'w3 OK SUBSCRIBE completed', \
-             'w4 OK LIST completed', 'w5 OK LSUB completed', '* LIST () \"/\" \"{}', \
+             'w4 OK LIST completed', 'w5 OK LSUB completed', \
+             '* LIST (\\\\HasNoChildren) \"/\" \"{}', \
              'w6 OK LIST completed', '* BYE Logging out', 'w7 OK LOGOUT completed']",
-            "a".repeat(25)
+            "a".repeat(11)
         ),
         "{out}"
     );
