@@ -29,7 +29,7 @@ pub mod keywords;
 pub mod lock;
 mod naming;
 pub mod quota;
-mod uidlist;
+pub mod uidlist;
 
 pub use flags::FlagChange;
 pub use naming::{account_dir_name, mailbox_dir_name};

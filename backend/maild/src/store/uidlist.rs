@@ -37,7 +37,8 @@ pub(super) fn fresh_uid_validity(account: &Path) -> Result<u32, StoreError> {
     Ok(given)
 }
 
-pub(super) struct UidList {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UidList {
     pub uid_validity: u32,
     pub next_uid: u32,
     /// Messages from this UID on are \Recent for the next session that
@@ -46,7 +47,8 @@ pub(super) struct UidList {
     pub by_uid: BTreeMap<u32, String>,
 }
 
-pub(super) fn parse_uidlist(text: &str) -> Option<UidList> {
+/// A UID list from its text; None when it is not a whole, valid one.
+pub fn parse_uidlist(text: &str) -> Option<UidList> {
     let mut lines = text.lines();
     let header = lines.next()?.strip_prefix(UIDLIST_MAGIC)?;
     let mut words = header.split_whitespace();
@@ -62,7 +64,9 @@ pub(super) fn parse_uidlist(text: &str) -> Option<UidList> {
     for line in lines {
         let (uid, base) = line.split_once(' ')?;
         let uid: u32 = uid.parse().ok()?;
-        if uid == 0 || uid >= next_uid || base.is_empty() {
+        // A base name is what `scan` reads from a directory entry: never
+        // empty, never with a control character (only damage puts one here).
+        if uid == 0 || uid >= next_uid || base.is_empty() || base.contains(char::is_control) {
             return None;
         }
         by_uid.insert(uid, base.to_string());
@@ -75,7 +79,8 @@ pub(super) fn parse_uidlist(text: &str) -> Option<UidList> {
     })
 }
 
-pub(super) fn write_uidlist(dir: &Path, list: &UidList) -> Result<(), StoreError> {
+/// The text of a UID list (what `parse_uidlist` reads back).
+pub fn render(list: &UidList) -> String {
     let UidList {
         uid_validity,
         next_uid,
@@ -86,7 +91,11 @@ pub(super) fn write_uidlist(dir: &Path, list: &UidList) -> Result<(), StoreError
     for (uid, base) in by_uid {
         text += &format!("{uid} {base}\n");
     }
-    replace_file(dir, UIDLIST, text.as_bytes())
+    text
+}
+
+pub(super) fn write_uidlist(dir: &Path, list: &UidList) -> Result<(), StoreError> {
+    replace_file(dir, UIDLIST, render(list).as_bytes())
 }
 
 /// Messages in `new/` and `cur/` by base name (the name before `:2,`):
