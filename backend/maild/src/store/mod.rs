@@ -360,12 +360,17 @@ impl Store {
         replace_file(&account, SUBSCRIPTIONS, text.as_bytes())
     }
 
+    /// A maildir name, unique on this host. A sync gives new messages
+    /// their UIDs in name order, so names sort in the order they were made:
+    /// the microseconds and the counter are zero-padded (unpadded, `M99999`
+    /// sorted after `M100000` and two deliveries within a second could get
+    /// their UIDs the wrong way round).
     fn unique_name(&self) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         format!(
-            "{}.M{}P{}Q{}.{}",
+            "{}.M{:06}P{}Q{:010}.{}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
@@ -828,6 +833,17 @@ mod tests {
             .collect();
         assert_eq!(listed, [(1, "FS"), (3, ""), (4, "")]);
         assert_eq!(second.next_uid, 5);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn names_sort_in_the_order_they_were_made() {
+        let root = temp_root("names");
+        let store = Store::open(&root).unwrap();
+        let made: Vec<String> = (0..2000).map(|_| store.unique_name()).collect();
+        let mut sorted = made.clone();
+        sorted.sort();
+        assert_eq!(sorted, made);
         fs::remove_dir_all(&root).unwrap();
     }
 
