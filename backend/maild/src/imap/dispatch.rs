@@ -278,10 +278,6 @@ impl Session {
                     }
                     MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
                 };
-                if !items.iter().all(super::op::fetch::served) {
-                    self.tagged(&tag, "BAD A FETCH item asked for is not offered");
-                    return Ok(Flow::Continue);
-                }
                 match self.targets(&sequence_set, uid) {
                     Some(targets) => match self.fetch(&targets, &items, uid).await? {
                         None => self.tagged(&tag, "OK FETCH completed"),

@@ -44,10 +44,11 @@ pub fn names<'t>(letters: &str, table: &'t [String]) -> impl Iterator<Item = &'t
 }
 
 /// The letters of `names` in a mailbox directory, giving each new name the
-/// next letter (the table written durably before any file uses it).
-/// `Limit` when the mailbox already holds 26 keywords. Callers hold the
-/// store's sync lock, so two sessions never give one letter twice.
-pub(super) fn assign(dir: &Path, names: &[&str]) -> Result<String, StoreError> {
+/// next letter (the table written durably before any file uses it), and
+/// the table as it now is. `Limit` when the mailbox already holds 26
+/// keywords. Callers hold the store's sync lock, so two sessions never
+/// give one letter twice.
+pub(super) fn assign(dir: &Path, names: &[&str]) -> Result<(String, Vec<String>), StoreError> {
     let mut table = read(dir)?;
     let before = table.len();
     let mut letters = String::new();
@@ -71,7 +72,7 @@ pub(super) fn assign(dir: &Path, names: &[&str]) -> Result<String, StoreError> {
         let text: String = table.iter().map(|k| format!("{k}\n")).collect();
         replace_file(dir, FILE, text.as_bytes())?;
     }
-    Ok(letters)
+    Ok((letters, table))
 }
 
 #[cfg(test)]
@@ -83,22 +84,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fulmar-keywords-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        assert_eq!(assign(&dir, &["$Label1", "Work"]).unwrap(), "ab");
-        assert_eq!(assign(&dir, &["work", "later"]).unwrap(), "bc");
+        assert_eq!(assign(&dir, &["$Label1", "Work"]).unwrap().0, "ab");
+        let (letters, told) = assign(&dir, &["work", "later"]).unwrap();
+        assert_eq!(letters, "bc");
         let table = read(&dir).unwrap();
         assert_eq!(table, ["$Label1", "Work", "later"]);
+        assert_eq!(told, table);
         assert_eq!(
             names("FSac", &table).collect::<Vec<_>>(),
             ["$Label1", "later"]
         );
         let many: Vec<String> = (0..23).map(|i| format!("k{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(assign(&dir, &many).unwrap().len(), 23);
+        assert_eq!(assign(&dir, &many).unwrap().0.len(), 23);
         assert!(matches!(
             assign(&dir, &["one-too-many"]),
             Err(StoreError::Limit { .. })
         ));
-        assert_eq!(assign(&dir, &["K0"]).unwrap(), "d");
+        assert_eq!(assign(&dir, &["K0"]).unwrap().0, "d");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -477,8 +477,11 @@ impl Store {
             .collect();
         names.sort_unstable();
         names.dedup();
-        keywords::assign(&dir, &names)?;
-        let target_table = keywords::read(&dir)?;
+        let target_table = if names.is_empty() {
+            Vec::new()
+        } else {
+            keywords::assign(&dir, &names)?.1
+        };
         // A COPY that fails leaves the target as it was (RFC 3501 6.4.7):
         // the links made before a message turned out gone are removed.
         let mut made: Vec<PathBuf> = Vec::new();
@@ -650,26 +653,18 @@ impl Store {
         })
     }
 
-    /// A mailbox's keyword names by letter.
-    pub fn keywords(&self, address: &str, mailbox: &str) -> Result<Vec<String>, StoreError> {
-        keywords::read(&self.mailbox_dir(address, mailbox)?)
-    }
-
     /// The letters of keyword `names` in a mailbox, new names given new
-    /// letters; `Limit` past 26 keywords.
+    /// letters, and the mailbox's keyword table as it now is; `Limit` past
+    /// 26 keywords.
     pub fn keyword_letters(
         &self,
         address: &str,
         mailbox: &str,
         names: &[&str],
-    ) -> Result<String, StoreError> {
-        if names.is_empty() {
-            return Ok(String::new());
-        }
+    ) -> Result<(String, Vec<String>), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
         let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-        let letters = keywords::assign(&dir, names)?;
-        Ok(letters)
+        keywords::assign(&dir, names)
     }
 }
 
@@ -681,6 +676,17 @@ pub const SPECIAL_USE: [(&str, &str); 4] = [
     ("Junk", "\\Junk"),
 ];
 const SUBSCRIPTIONS: &str = "subscriptions";
+
+impl Mailbox {
+    /// The UIDs of the messages no session has seen as \Recent yet (for
+    /// `sync_claiming_recent`, those the caller alone sees as recent).
+    pub fn recent(&self) -> impl Iterator<Item = u32> + '_ {
+        self.messages
+            .iter()
+            .map(|m| m.uid)
+            .filter(|&u| u >= self.first_recent)
+    }
+}
 
 impl Message {
     /// The maildir base name: the file name without `:2,FLAGS`.

@@ -19,28 +19,6 @@ fn unknown_cte(cte: &str) -> String {
 use crate::imap::{mime, section_spec, session::Session};
 use crate::store::FlagChange;
 
-/// Whether FETCH answers `item` (the rest, BINARY among them, belong to
-/// extensions not advertised, and get BAD rather than made-up data).
-pub(in crate::imap) fn served(item: &MessageDataItemName) -> bool {
-    use MessageDataItemName as I;
-    matches!(
-        item,
-        I::Flags
-            | I::Uid
-            | I::InternalDate
-            | I::Rfc822Size
-            | I::Envelope
-            | I::BodyStructure
-            | I::Body
-            | I::Rfc822
-            | I::Rfc822Header
-            | I::Rfc822Text
-            | I::BodyExt { .. }
-            | I::Binary { .. }
-            | I::BinarySize { .. }
-    )
-}
-
 /// `1.2` for a BINARY section path.
 fn binary_section(path: &[std::num::NonZeroU32]) -> String {
     path.iter()

@@ -37,12 +37,7 @@ impl Session {
                 return;
             }
         };
-        let recent: std::collections::HashSet<u32> = listed
-            .messages
-            .iter()
-            .map(|m| m.uid)
-            .filter(|&u| u >= listed.first_recent)
-            .collect();
+        let recent: std::collections::HashSet<u32> = listed.recent().collect();
         self.line(&format!("* FLAGS {}", mailbox_flags(&listed.keywords)));
         if read_only {
             self.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
@@ -156,14 +151,7 @@ impl Session {
             .iter()
             .filter_map(|item| match item {
                 StatusDataItemName::Messages => Some(format!("MESSAGES {}", listed.messages.len())),
-                StatusDataItemName::Recent => Some(format!(
-                    "RECENT {}",
-                    listed
-                        .messages
-                        .iter()
-                        .filter(|m| m.uid >= listed.first_recent)
-                        .count()
-                )),
+                StatusDataItemName::Recent => Some(format!("RECENT {}", listed.recent().count())),
                 StatusDataItemName::UidNext => Some(format!("UIDNEXT {}", listed.next_uid)),
                 StatusDataItemName::UidValidity => {
                     Some(format!("UIDVALIDITY {}", listed.uid_validity))
@@ -204,7 +192,11 @@ impl Session {
         let keywords: Vec<&str> = flags.iter().filter_map(keyword).collect();
         let store = &self.service.store;
         let r = tokio::task::block_in_place(|| {
-            let kw = store.keyword_letters(&account, &name, &keywords)?;
+            let kw = if keywords.is_empty() {
+                String::new()
+            } else {
+                store.keyword_letters(&account, &name, &keywords)?.0
+            };
             let letters: String = flags.iter().filter_map(letter).chain(kw.chars()).collect();
             store.append(&account, &name, data, &letters, when)
         });

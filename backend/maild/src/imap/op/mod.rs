@@ -1,7 +1,7 @@
 //! The command groups, each an `impl Session` block.
 mod auth;
 mod copy;
-pub(super) mod fetch;
+mod fetch;
 mod idle;
 mod mailbox;
 mod quota;

@@ -29,13 +29,13 @@ impl Session {
                 .iter()
                 .filter_map(|n| keywords::letter_of(&sel.keywords, n))
                 .collect(),
+            // System flags alone: nothing to look up.
+            StoreType::Add | StoreType::Replace if names.is_empty() => String::new(),
             StoreType::Add | StoreType::Replace => {
                 let (account, name) = (self.account().to_string(), sel.name.clone());
                 let store = &self.service.store;
-                let (letters, table) = tokio::task::block_in_place(|| {
-                    let letters = store.keyword_letters(&account, &name, &names)?;
-                    Ok::<_, StoreError>((letters, store.keywords(&account, &name)?))
-                })?;
+                let (letters, table) =
+                    tokio::task::block_in_place(|| store.keyword_letters(&account, &name, &names))?;
                 self.tell_keywords(table);
                 letters
             }
