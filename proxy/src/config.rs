@@ -184,6 +184,11 @@ pub struct SessionConfig {
     /// On shutdown, sessions may finish for this long.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// A kicked session (an operator's kick, a drain) that reaches no
+    /// command boundary this long (a client stalled inside an APPEND) is
+    /// cut.
+    #[serde(default = "default_kick_grace", with = "humantime_serde")]
+    pub kick_grace: Duration,
     /// Failed logins one connection may make before it is closed.
     #[serde(default = "default_failures_per_connection")]
     pub auth_failures_per_connection: u32,
@@ -209,6 +214,29 @@ pub struct SmtpConfig {
     pub outbound_relay: Option<String>,
 }
 
+/// The admin endpoint (`crate::admin`): off unless this section is there.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// For `fulmar` on this host: whoever can open the socket is trusted,
+    /// so it is made mode 0600 (keep it in a directory of mode 0700).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// For `fulmar` elsewhere (`fulmar session`, `fulmar proxy drain`
+    /// reach every proxy the balancer lists): TLS with the `[tls]`
+    /// certificate, every request carrying the token in `token_file`.
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// How `fulmar proxy` names this proxy (default: the host name).
+    #[serde(default = "default_hostname")]
+    pub name: String,
+}
+
+/// A shorter token is refused: it is the only key to every session.
+pub const MIN_TOKEN: usize = 16;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
@@ -228,6 +256,8 @@ pub struct ProxyConfig {
     /// Prometheus text metrics at `/metrics`.
     #[serde(default)]
     pub metrics_address: Option<SocketAddr>,
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 impl ProxyConfig {
@@ -296,7 +326,34 @@ impl ProxyConfig {
         if dir.pool_size == 0 {
             return Err("directory.pool_size must be at least 1".into());
         }
+        if let Some(admin) = &self.admin {
+            if admin.socket.is_none() && admin.address.is_none() {
+                return Err("[admin] opens nothing: set socket, address or both".into());
+            }
+            if admin.address.is_some() && (admin.token_file.is_none() || self.tls.is_none()) {
+                return Err(
+                    "admin.address needs admin.token_file and a [tls] section (the endpoint \
+                     speaks TLS with the proxy's certificate)"
+                        .into(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The admin token, when the TLS door is configured: read and checked.
+    pub fn admin_token(&self) -> Result<Option<Secret>, String> {
+        let Some(path) = self.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
+            return Ok(None);
+        };
+        let token = Secret::from_file(path).map_err(String::from)?;
+        if token.expose().len() < MIN_TOKEN {
+            return Err(format!(
+                "{}: the admin token must be at least {MIN_TOKEN} characters",
+                path.display()
+            ));
+        }
+        Ok(Some(token))
     }
 
     /// The service password (`validate` made sure exactly one source is set).
@@ -378,6 +435,9 @@ fn default_login_timeout() -> Duration {
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_kick_grace() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_hostname() -> String {
     fulmar_daemon::host_name().unwrap_or_else(|_| "localhost".into())
 }
@@ -447,6 +507,13 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("ldap://")
+        );
+        let admin = format!("{MINIMAL}\n[admin]\naddress = \"198.18.1.11:7071\"\n");
+        assert!(
+            ProxyConfig::parse(&admin)
+                .unwrap_err()
+                .to_string()
+                .contains("token_file")
         );
         let filter = MINIMAL.replace("base_dn = ", "user_filter = \"(uid=*)\"\nbase_dn = ");
         assert!(

@@ -22,7 +22,8 @@ use imap_codec::{
 use crate::{
     config::{Listener, Protocol},
     conn::{Conn, Line},
-    session::{Ctx, Login, Peer, connect_backend, login, sasl_plain, splice, too_many_failures},
+    relay::{self, Tracker},
+    session::{Ctx, Login, Peer, Spliced, connect_backend, login, sasl_plain, too_many_failures},
     stream::Stream,
 };
 
@@ -324,6 +325,8 @@ impl PreLogin {
         Ok(Some(Home {
             backend,
             reply: reply.to_client,
+            user,
+            host,
         }))
     }
 
@@ -331,7 +334,19 @@ impl PreLogin {
     async fn splice(self, home: Home) -> io::Result<()> {
         let (client, pending) = self.conn.into_parts();
         let (backend, buffered) = home.backend.wire.into_parts();
-        splice(client, &home.reply, &pending, backend, &buffered).await
+        let spliced = Spliced {
+            ctx: &self.ctx,
+            peer: &self.peer,
+            account: &home.user,
+            host: &home.host,
+        };
+        spliced
+            .relay(
+                relay::Imap::default(),
+                (client, &home.reply, &pending),
+                (backend, &buffered),
+            )
+            .await
     }
 
     /// The next complete command, answering sync-literal continuations and
@@ -361,7 +376,14 @@ impl PreLogin {
                     self.send(&format!("{tag} BAD Syntax error.\r\n")).await?;
                 }
                 Frame::More => {
-                    if !self.conn.fill().await? {
+                    let filled = tokio::select! {
+                        filled = self.conn.fill() => filled?,
+                        _ = self.peer.session.kicked() => {
+                            self.conn.send(relay::Imap::default().goodbye()).await?;
+                            return Ok(None);
+                        }
+                    };
+                    if !filled {
                         return Ok(None);
                     }
                 }
@@ -427,6 +449,8 @@ fn action(command: Command<'_>) -> Action {
 struct Home {
     backend: Backend,
     reply: Vec<u8>,
+    user: String,
+    host: String,
 }
 
 /// What the back-end said to our LOGIN, ready for the client.

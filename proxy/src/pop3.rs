@@ -7,8 +7,10 @@ use std::{io, sync::Arc};
 use crate::{
     config::{Listener, Protocol},
     conn::{Conn, Line},
+    relay,
+    relay::Tracker,
     session::{
-        Ctx, Login, Peer, PlainAnswer, connect_backend, login, read_plain, splice,
+        Ctx, Login, Peer, PlainAnswer, Spliced, connect_backend, login, read_plain,
         too_many_failures,
     },
     stream::Stream,
@@ -58,7 +60,15 @@ impl Session {
     async fn run(mut self) -> io::Result<()> {
         self.conn.send(b"+OK fulmar ready.\r\n").await?;
         loop {
-            let line = match self.conn.read_line(MAX_LINE).await? {
+            let read = self.conn.read_line(MAX_LINE);
+            let line = tokio::select! {
+                line = read => line?,
+                _ = self.peer.session.kicked() => {
+                    self.conn.send(relay::Pop3::default().goodbye()).await?;
+                    return Ok(());
+                }
+            };
+            let line = match line {
                 Line::Text(l) => l,
                 Line::TooLong => {
                     self.reply("-ERR Line too long.\r\n").await?;
@@ -197,8 +207,10 @@ impl Session {
             Err(e) => Err(e),
         };
         match result {
-            Ok(Ok(home)) => {
+            Ok(Ok(mut home)) => {
                 tracing::info!(%user, %host, client = %self.peer.client, session = %self.peer.session_id, "pop3 login");
+                home.user = user;
+                home.host = host;
                 Ok(Some(home))
             }
             Ok(Err(refusal)) => {
@@ -217,7 +229,19 @@ impl Session {
 
     async fn splice(self, home: Home) -> io::Result<()> {
         let (client, pending) = self.conn.into_parts();
-        splice(client, &home.reply, &pending, home.stream, &home.pending).await
+        let spliced = Spliced {
+            ctx: &self.ctx,
+            peer: &self.peer,
+            account: &home.user,
+            host: &home.host,
+        };
+        spliced
+            .relay(
+                relay::Pop3::default(),
+                (client, &home.reply, &pending),
+                (home.stream, &home.pending),
+            )
+            .await
     }
 }
 
@@ -228,6 +252,9 @@ struct Home {
     reply: Vec<u8>,
     /// Bytes it sent after that.
     pending: Vec<u8>,
+    /// The account and its instance, for the registry.
+    user: String,
+    host: String,
 }
 
 /// Logs in on the back-end. Ok(Err(line)): it refused, `line` is its answer.
@@ -291,6 +318,8 @@ async fn backend_login(
         stream,
         reply: format!("{answer}\r\n").into_bytes(),
         pending,
+        user: String::new(),
+        host: String::new(),
     }))
 }
 

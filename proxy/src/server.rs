@@ -3,7 +3,7 @@
 use std::{
     io,
     net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -71,9 +71,11 @@ pub async fn serve(
         tasks.push(tokio::spawn(metrics(ctx.clone(), socket)));
     }
     shutdown.await;
-    ctx.draining.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let timeout = ctx.config.session.drain_timeout;
+    // Sessions are asked to end over three quarters of the timeout, each
+    // at a command boundary, so few are left to cut when it is over.
+    crate::admin::drain::start(ctx.clone(), timeout * 3 / 4);
     tracing::info!(
         sessions = ctx.metrics.active_sessions(),
         "draining for up to {timeout:?}"
@@ -163,7 +165,7 @@ async fn session(
     } else {
         Stream::Plain(tcp)
     };
-    let peer = Peer::new(client, local);
+    let peer = Peer::new(&ctx, listener.protocol, client, local);
     match listener.protocol {
         Protocol::Imap => imap::serve(ctx, listener, stream, peer).await,
         Protocol::Pop3 => pop3::serve(ctx, listener, stream, peer).await,

@@ -5,7 +5,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Instant,
 };
@@ -13,7 +13,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use fulmar_daemon::secret::Secret;
 use fulmar_mailproto::sasl::Plain;
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::{
@@ -23,6 +23,8 @@ use crate::{
     directory::Directory,
     metrics::{LoginResult, Metrics},
     penalty::{Key, Outcome, Penalties},
+    registry::{Handle, Registry},
+    relay::{End, Relay, Tracker},
     stream::{ServerTls, Stream, tls_to},
 };
 
@@ -38,6 +40,12 @@ pub struct Ctx {
     pub penalties: Penalties,
     /// Open client connections, in all and per address.
     pub connections: Connections,
+    /// Every open session, for the admin endpoint's list and kick.
+    pub registry: Arc<Registry>,
+    /// How `fulmar proxy` names this proxy (`admin.name`).
+    pub admin_name: String,
+    /// Bumped by each drain and undrain: an older drain's task stops.
+    pub drain_epoch: AtomicU64,
 }
 
 impl Ctx {
@@ -81,8 +89,9 @@ impl Ctx {
     }
 }
 
-/// The client as the back-end should see it.
-#[derive(Debug, Clone)]
+/// The client as the back-end should see it, and the session's entry in
+/// the registry.
+#[derive(Debug)]
 pub struct Peer {
     /// The client (from PROXY v2 when the listener expects it).
     pub client: SocketAddr,
@@ -90,17 +99,22 @@ pub struct Peer {
     pub local: SocketAddr,
     /// Logged on both tiers so one session can be followed through.
     pub session_id: String,
+    /// Listed by the admin endpoint until the session ends; kicked there.
+    pub session: Handle,
 }
 
 impl Peer {
-    pub fn new(client: SocketAddr, local: SocketAddr) -> Self {
+    pub fn new(ctx: &Ctx, protocol: Protocol, client: SocketAddr, local: SocketAddr) -> Self {
         // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: logs,
         // ID and XCLIENT name them as the IPv4 address they are.
         let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+        let client = canonical(client);
+        let session_id = format!("{:016x}", rand::random::<u64>());
         Self {
-            client: canonical(client),
+            session: ctx.registry.register(&session_id, protocol, client),
+            client,
             local: canonical(local),
-            session_id: format!("{:016x}", rand::random::<u64>()),
+            session_id,
         }
     }
 }
@@ -244,37 +258,42 @@ pub async fn connect_backend(
     result
 }
 
-/// Hands the session to the back-end: the login reply to the client, what
-/// each side sent early to the other, then bytes both ways. The session
-/// ends when the back-end closes (after LOGOUT, QUIT or its own timeout);
-/// a client's close is passed on and the back-end's last words still flow.
-pub async fn splice(
-    mut client: Stream,
-    to_client: &[u8],
-    client_pending: &[u8],
-    mut backend: Stream,
-    backend_pending: &[u8],
-) -> io::Result<()> {
-    client.write_all(to_client).await?;
-    client.write_all(backend_pending).await?;
-    client.flush().await?;
-    backend.write_all(client_pending).await?;
-    backend.flush().await?;
-    let (mut client_rx, mut client_tx) = tokio::io::split(client);
-    let (mut backend_rx, mut backend_tx) = tokio::io::split(backend);
-    let up = async {
-        let _ = tokio::io::copy(&mut client_rx, &mut backend_tx).await;
-        let _ = backend_tx.shutdown().await;
-    };
-    let down = async {
-        let copied = tokio::io::copy(&mut backend_rx, &mut client_tx).await;
-        let _ = client_tx.shutdown().await;
-        copied
-    };
-    tokio::pin!(up, down);
-    tokio::select! {
-        copied = &mut down => copied.map(|_| ()),
-        _ = &mut up => down.await.map(|_| ()),
+/// A logged-in session on its home instance, ready to relay.
+pub struct Spliced<'a> {
+    pub ctx: &'a Ctx,
+    pub peer: &'a Peer,
+    pub account: &'a str,
+    pub host: &'a str,
+}
+
+impl Spliced<'_> {
+    /// Hands the session to the back-end: the login reply to the client,
+    /// what each side sent early to the other, then bytes both ways
+    /// (`crate::relay`). The session ends when the back-end closes (after
+    /// LOGOUT, QUIT or its own timeout; a client's close is passed on and
+    /// the back-end's last words still flow), or at a command boundary
+    /// once it is kicked.
+    pub async fn relay(
+        self,
+        tracker: impl Tracker,
+        client: (Stream, &[u8], &[u8]),
+        backend: (Stream, &[u8]),
+    ) -> io::Result<()> {
+        self.peer.session.logged_in(self.account, Some(self.host));
+        let relay = Relay {
+            tracker,
+            handle: &self.peer.session,
+            grace: self.ctx.config.session.kick_grace,
+        };
+        let (client, to_client, client_pending) = client;
+        let (backend, backend_pending) = backend;
+        let end = relay
+            .run(client, to_client, client_pending, backend, backend_pending)
+            .await?;
+        if end != End::Closed {
+            tracing::info!(user = self.account, session = %self.peer.session_id, ?end, "session ended by the administrator");
+        }
+        Ok(())
     }
 }
 

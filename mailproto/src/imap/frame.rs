@@ -172,7 +172,7 @@ fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// `{N}\r\n` or `{N+}\r\n` at the end of `line`: (N, synchronising).
-fn literal_header(line: &[u8]) -> Option<(u64, bool)> {
+pub(crate) fn literal_header(line: &[u8]) -> Option<(u64, bool)> {
     let body = line.strip_suffix(b"}\r\n")?;
     let open = body.iter().rposition(|b| *b == b'{')?;
     let inside = &body[open + 1..];

@@ -6,7 +6,8 @@
 //! when asked, in time.
 //!
 //! [`frame`] is the server side's first step: where one command ends in
-//! the input, within configured bounds.
+//! the input, within configured bounds; [`units`] finds where commands or
+//! responses end in a stream that is relayed rather than buffered.
 use std::time::Duration;
 
 use imap_codec::{
@@ -23,6 +24,7 @@ use imap_codec::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub mod frame;
+pub mod units;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {

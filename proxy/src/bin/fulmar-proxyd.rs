@@ -5,11 +5,13 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::{Context, Result};
 use clap::Parser;
 use fulmar_proxy::{
+    admin,
     config::{DEFAULT_CONFIG, ProxyConfig},
     connections::Connections,
     directory::Directory,
     metrics::Metrics,
     penalty::Penalties,
+    registry::Registry,
     server,
     session::Ctx,
     stream::{ServerTls, connector},
@@ -45,6 +47,7 @@ fn main() -> Result<()> {
         Some(ca) if config.backend.tls => Some(connector(ca).map_err(anyhow::Error::msg)?),
         _ => None,
     };
+    let admin_token = config.admin_token().map_err(anyhow::Error::msg)?;
     if args.check {
         println!(
             "{}: ok; {} listeners",
@@ -65,6 +68,13 @@ fn main() -> Result<()> {
                 config.session.max_connections,
                 config.session.max_connections_per_ip,
             ),
+            registry: Arc::new(Registry::default()),
+            admin_name: config
+                .admin
+                .as_ref()
+                .map(|a| a.name.clone())
+                .unwrap_or_default(),
+            drain_epoch: Default::default(),
             config,
             metrics,
             tls,
@@ -72,6 +82,20 @@ fn main() -> Result<()> {
             draining: Default::default(),
         });
         let listeners = server::bind(&ctx).context("binding the listeners")?;
+        if let Some(a) = &ctx.config.admin {
+            if let Some(path) = &a.socket {
+                let socket = admin::server::bind_unix(path).context("the admin socket")?;
+                tracing::info!(path = %path.display(), "admin socket");
+                tokio::spawn(admin::server::serve_unix(ctx.clone(), socket));
+            }
+            if let (Some(address), Some(token)) = (a.address, admin_token) {
+                let socket = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("the admin endpoint {address}"))?;
+                tracing::info!(%address, "admin endpoint (TLS, token)");
+                tokio::spawn(admin::server::serve_tls(ctx.clone(), socket, Arc::new(token)));
+            }
+        }
         for (l, _) in &listeners {
             tracing::info!(protocol = l.protocol.name(), address = %l.address, tls = ?l.tls, "listening");
         }

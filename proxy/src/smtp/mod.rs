@@ -19,6 +19,10 @@ use crate::{
 };
 use delivery::{Delivery, Envelope};
 
+/// A kicked session's last words (RFC 5321 §3.8: 421 may come at any
+/// time when the service must close).
+const KICKED: &[u8] = b"421 4.3.2 Session ended by the administrator, please reconnect\r\n";
+
 /// RFC 5321: 512 octets per command line; AUTH lines carry more.
 const MAX_COMMAND: usize = 4096;
 
@@ -91,7 +95,17 @@ impl Session {
         let greeting = format!("220 {} ESMTP fulmar", self.ctx.config.smtp.hostname);
         self.reply(&greeting).await?;
         loop {
-            let line = match self.conn.read_line(MAX_COMMAND).await? {
+            // Kicked (an operator's kick, a drain): between transactions
+            // the client is told 421 and the session ends.
+            let read = self.conn.read_line(MAX_COMMAND);
+            let line = tokio::select! {
+                line = read => line?,
+                _ = self.peer.session.kicked(), if self.tx.is_none() => {
+                    self.conn.send(KICKED).await?;
+                    return Ok(());
+                }
+            };
+            let line = match line {
                 Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
                 Line::TooLong => {
                     self.reply("500 5.5.2 Line too long").await?;
@@ -225,6 +239,7 @@ impl Session {
                 ..
             } => {
                 tracing::info!(user, account, client = %self.peer.client, "smtp auth");
+                self.peer.session.logged_in(&account, None);
                 self.user = Some(account);
                 self.reply("235 2.7.0 Authentication successful").await
             }

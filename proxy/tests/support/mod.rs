@@ -46,6 +46,8 @@ pub struct Options {
     pub session: Option<String>,
     /// Back-end 1 (ann's home) runs fulmar-maild, not Dovecot.
     pub maild_be1: bool,
+    /// So does back-end 2 (bob's and carol's).
+    pub maild_be2: bool,
 }
 
 pub struct Site {
@@ -82,11 +84,16 @@ impl Site {
             site.make_backend_certificates();
         }
         if options.maild_be1 {
-            site.start_maild(options.backend_tls);
+            site.start_maild("be1", BE1, &["ann@mail.test"], options.backend_tls);
         } else {
             site.start_dovecot("be1", BE1, false, options.backend_tls);
         }
-        site.start_dovecot("be2", BE2, true, options.backend_tls);
+        if options.maild_be2 {
+            let accounts = ["bob@mail.test", "carol@mail.test"];
+            site.start_maild("be2", BE2, &accounts, options.backend_tls);
+        } else {
+            site.start_dovecot("be2", BE2, true, options.backend_tls);
+        }
         site.start_proxy(&options);
         site
     }

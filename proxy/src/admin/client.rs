@@ -1,0 +1,92 @@
+//! The side `fulmar` uses: one request, one reply, through either door.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use fulmar_daemon::secret::Secret;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    net::{TcpStream, UnixStream},
+};
+use tokio_rustls::TlsConnector;
+
+use super::{Envelope, Reply, Request};
+use crate::stream::tls_to;
+
+/// A proxy that does not answer within this is reported, not waited for.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub enum Door {
+    Unix(PathBuf),
+    Tls {
+        address: SocketAddr,
+        /// The name the proxy's certificate must carry.
+        name: String,
+        connector: TlsConnector,
+        token: Secret,
+    },
+}
+
+impl Door {
+    pub fn describe(&self) -> String {
+        match self {
+            Door::Unix(path) => path.display().to_string(),
+            Door::Tls { address, .. } => address.to_string(),
+        }
+    }
+
+    /// Sends `request`; an error reply comes back as Err.
+    pub async fn ask(&self, request: &Request) -> Result<Reply, String> {
+        let what = self.describe();
+        let exchange = async {
+            match self {
+                Door::Unix(path) => {
+                    let stream = UnixStream::connect(path).await.map_err(|e| e.to_string())?;
+                    exchange(stream, None, request).await
+                }
+                Door::Tls {
+                    address,
+                    name,
+                    connector,
+                    token,
+                } => {
+                    let tcp = TcpStream::connect(address)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let tls = tls_to(connector, name, tcp)
+                        .await
+                        .map_err(|e| format!("TLS: {e}"))?;
+                    exchange(tls, Some(token), request).await
+                }
+            }
+        };
+        match tokio::time::timeout(TIMEOUT, exchange).await {
+            Err(_) => Err(format!("{what}: no answer within {TIMEOUT:?}")),
+            Ok(Err(e)) => Err(format!("{what}: {e}")),
+            Ok(Ok(Reply::Error(e))) => Err(format!("{what}: {e}")),
+            Ok(Ok(reply)) => Ok(reply),
+        }
+    }
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    token: Option<&Secret>,
+    request: &Request,
+) -> Result<Reply, String> {
+    let envelope = Envelope {
+        token: token.map(|t| t.expose().to_string()),
+        request: request.clone(),
+    };
+    let mut line = serde_json::to_string(&envelope).expect("requests serialize");
+    line.push('\n');
+    let (read, mut write) = tokio::io::split(stream);
+    write
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(read)
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&answer).map_err(|e| format!("garbled answer: {e}"))
+}
