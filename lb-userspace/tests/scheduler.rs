@@ -209,3 +209,33 @@ fn established_packets_stay_with_their_real() {
         assert_eq!(mac, real_mac(first));
     }
 }
+
+#[test]
+fn a_closed_port_reused_toward_a_drained_real_is_scheduled_afresh() {
+    let mut h = Harness::new(Scheduler::Lc, &[1, 1, 1], 1024);
+    let first = h.open().unwrap();
+    let (_, mac) = h.send(1024, FIN | ACK);
+    assert_eq!(mac, real_mac(first));
+    // While its real takes new flows, the closed 4-tuple reopens there.
+    assert_eq!(h.send(1024, SYN).1, real_mac(first));
+    h.send(1024, FIN | ACK);
+    let mut pool = reals(false, 143, &[1, 1, 1]);
+    pool[first].state = RealState::Drain;
+    h.t.lb
+        .apply_service(
+            &service(VIP4, 143, Scheduler::Lc, Forwarding::DirectRouting),
+            &pool,
+        )
+        .unwrap();
+    // The client reuses the port at once (the server closed first): a new
+    // connection, which the drained real must not get.
+    let (action, mac) = h.send(1024, SYN);
+    assert_eq!(action, XDP_TX);
+    let moved = (0..3).find(|&s| real_mac(s) == mac).unwrap();
+    assert_ne!(moved, first, "a new connection went to the drained real");
+    // Its next packets follow it; the drained real holds no flow.
+    assert_eq!(h.send(1024, ACK).1, real_mac(moved));
+    let (_, conns, _) = h.snapshot();
+    assert_eq!((conns[first].active, conns[first].inactive), (0, 0));
+    assert_eq!(conns[moved].active, 1);
+}

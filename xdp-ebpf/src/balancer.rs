@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use fulmar_common::{
     AF_INET, AF_INET6, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FWD_NAT, FlowKey,
-    FlowValue, IPPROTO_TCP, IPPROTO_UDP, NatValue, REAL_DOWN, REAL_EMPTY, Real,
+    FlowValue, IPPROTO_TCP, IPPROTO_UDP, NatValue, REAL_DOWN, REAL_EMPTY, REAL_UP, Real,
     SVC_F_RESET_ON_DOWN, Service, ServiceKey, ServiceStats, conn_index, global_stat, real_index,
 };
 
@@ -23,7 +23,7 @@ use crate::{
         CONFIG, CONNS, FLOWS, NAT_REVERSE, REAL_STATS, REALS, SCRATCH, SERVICE_STATS, SERVICES,
         count_global,
     },
-    rst, schedule,
+    rst, schedule, sweep,
 };
 
 const EEXIST: i32 = 17;
@@ -224,7 +224,11 @@ fn balance(ctx: &XdpContext, scratch: &mut Scratch, svc: &Service, epoch: u64) -
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(flow) = FLOWS.get_ptr_mut(&pkt.key) {
-        return established(ctx, pkt, svc, flow, stats, now, epoch);
+        if !reused_toward_closed_real(pkt, svc, flow) {
+            return established(ctx, pkt, svc, flow, stats, now, epoch);
+        }
+        // Retired (or raced by a sweep or another CPU): a new flow either
+        // way; NOEXIST insertion settles a race with a CPU reopening it.
     }
     if pkt.opens_flow() {
         return new_flow(ctx, scratch, svc, stats, now, epoch);
@@ -414,6 +418,42 @@ pub fn close_flow(flow: *mut FlowValue) {
         let (service, slot) = unsafe { ((*flow).service, (*flow).slot) };
         move_count(service, slot, true);
     }
+}
+
+/// A SYN on a closed 4-tuple whose real no longer takes new flows (drained,
+/// weight 0, down or replaced) is a new connection, so it is scheduled
+/// afresh as IPVS does with `conn_reuse_mode`: clients reuse a source port
+/// at once when the server closed first, and a drained proxy would
+/// otherwise keep getting the reconnects of the very sessions it ended.
+/// Retires the old flow and says so.
+#[inline(always)]
+fn reused_toward_closed_real(pkt: &Packet, svc: &Service, flow: *mut FlowValue) -> bool {
+    if !pkt.is_tcp() || !pkt.opens_flow() {
+        return false;
+    }
+    // SAFETY: map value pointer, valid for this run.
+    let (state, slot, generation, service) = unsafe {
+        (
+            read_volatile(&(*flow).state),
+            (*flow).slot,
+            (*flow).generation,
+            (*flow).service,
+        )
+    };
+    if state != FLOW_INACTIVE || service != svc.id {
+        return false;
+    }
+    let takes_new = matches!(
+        REALS.get(real_index(svc.id, svc.bank, slot)),
+        Some(real) if real.state == REAL_UP && real.weight != 0 && real.generation == generation
+    );
+    if takes_new {
+        return false;
+    }
+    if sweep::retire(&pkt.key, flow, state, service, slot) {
+        sweep::void_flow_caches();
+    }
+    true
 }
 
 /// INACTIVE → ACTIVE, for a SYN on a closed 4-tuple.

@@ -7,9 +7,9 @@ use core::{mem::size_of, ptr::read_volatile};
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use fulmar_common::{
-    Config, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FlowKey, IPPROTO_TCP,
-    SWEEP_BATCH, SWEEP_FORCE, SWEEP_INVALIDATE, SWEEP_KEPT, SWEEP_NOT_FOUND, SWEEP_RACED,
-    SWEEP_REMOVED, SweepEntry, SweepHeader, conn_index,
+    Config, FLOW_ACTIVE, FLOW_DEAD, FLOW_F_SEEN_ACK, FLOW_INACTIVE, FlowKey, FlowValue,
+    IPPROTO_TCP, SWEEP_BATCH, SWEEP_FORCE, SWEEP_INVALIDATE, SWEEP_KEPT, SWEEP_NOT_FOUND,
+    SWEEP_RACED, SWEEP_REMOVED, SweepEntry, SweepHeader, conn_index,
 };
 
 use crate::{
@@ -43,10 +43,7 @@ pub fn try_sweep(ctx: &XdpContext) -> Result<u32, ()> {
         unsafe { (*entry).result = result };
     }
     if removed || op == SWEEP_INVALIDATE {
-        // Every CPU's flow cache entries made before now are void.
-        if let Some(word) = FLOW_EPOCH.get_ptr_mut(0) {
-            atomic::increment(word);
-        }
+        void_flow_caches();
     }
     Ok(xdp_action::XDP_PASS)
 }
@@ -89,10 +86,22 @@ fn sweep_one(key: &FlowKey, op: u32, now: u64, config: &Config, defaults: &Confi
             return SWEEP_KEPT;
         }
     }
-    // SAFETY: map value pointer.
-    if !atomic::swap_state(unsafe { &raw mut (*flow).state }, state, FLOW_DEAD) {
+    if !retire(key, flow, state, service, slot) {
         // It just closed or reopened: its timeout changed, look again next sweep.
         return SWEEP_RACED;
+    }
+    SWEEP_REMOVED
+}
+
+/// Takes `flow` (seen in `state`) out of FLOWS: the compare-and-swap to
+/// DEAD picks the one winner, which moves the real's count and deletes the
+/// entry. False when another CPU changed the flow first. The caller bumps
+/// FLOW_EPOCH so no CPU's flow cache keeps sending the key to the old real.
+#[inline(always)]
+pub fn retire(key: &FlowKey, flow: *mut FlowValue, state: u64, service: u32, slot: u32) -> bool {
+    // SAFETY: map value pointer.
+    if !atomic::swap_state(unsafe { &raw mut (*flow).state }, state, FLOW_DEAD) {
+        return false;
     }
     if let Some(conns) = CONNS.get_ptr_mut(conn_index(service, slot)) {
         // SAFETY: map value pointer; shared across CPUs, hence the atomic.
@@ -106,5 +115,13 @@ fn sweep_one(key: &FlowKey, op: u32, now: u64, config: &Config, defaults: &Confi
         atomic::decrement(counter);
     }
     let _ = FLOWS.remove(key);
-    SWEEP_REMOVED
+    true
+}
+
+/// Voids every CPU's flow cache entries made before now.
+#[inline(always)]
+pub fn void_flow_caches() {
+    if let Some(word) = FLOW_EPOCH.get_ptr_mut(0) {
+        atomic::increment(word);
+    }
 }
