@@ -207,6 +207,28 @@ impl Directory {
             .map(|(_, v)| v.clone())
     }
 
+    /// Forgets what is cached for `account` (its back-end name or a login
+    /// or address naming it): after a kick for an `account move`, the
+    /// next login must find the new `mailHost`, not the cached old one.
+    pub fn forget(&self, account: &str) {
+        let mut cache = self.cache.lock().expect("cache");
+        let named = |user: &Option<String>| {
+            user.as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(account))
+        };
+        cache.retain(|key, (_, value)| {
+            let by_key = key
+                .split_once(':')
+                .is_some_and(|(_, k)| k.eq_ignore_ascii_case(account));
+            let by_value = match value {
+                Cached::Account(Some(a)) => named(&a.user),
+                Cached::Recipient(Recipient::Local { user, .. }) => named(user),
+                _ => false,
+            };
+            !(by_key || by_value)
+        });
+    }
+
     fn store(&self, key: String, value: Cached) {
         if self.config.cache_ttl.is_zero() {
             return;

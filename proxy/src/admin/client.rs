@@ -1,7 +1,12 @@
 //! The side `fulmar` uses: one request, one reply, through either door.
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use fulmar_daemon::secret::Secret;
+use fulmar_daemon::{config as config_file, secret::Secret};
+use serde::Deserialize;
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     net::{TcpStream, UnixStream},
@@ -9,7 +14,74 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 
 use super::{Envelope, Reply, Request};
-use crate::stream::tls_to;
+use crate::{
+    config::MIN_TOKEN,
+    stream::{connector, tls_to},
+};
+
+pub const DEFAULT_CLIENT_CONFIG: &str = "/etc/fulmar/admin.toml";
+
+/// `/etc/fulmar/admin.toml`: how `fulmar` reaches every proxy's TLS door
+/// (`admin.address` on the proxies).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The port of `admin.address` on every proxy.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The CA that signed the proxies' certificates.
+    pub ca: PathBuf,
+    /// The name those certificates carry (the proxies are reached by
+    /// their real addresses, which certificates seldom name).
+    pub tls_name: String,
+    /// The proxies' `admin.token_file`, the same token.
+    pub token_file: PathBuf,
+}
+
+fn default_port() -> u16 {
+    7071
+}
+
+/// Opens the TLS door of the proxy at any address.
+pub struct Doors {
+    port: u16,
+    name: String,
+    connector: TlsConnector,
+    token: Secret,
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        Ok(config_file::load(path, config_file::from_toml)?)
+    }
+
+    pub fn doors(&self) -> Result<Doors, String> {
+        let token = Secret::from_file(&self.token_file).map_err(String::from)?;
+        if token.expose().len() < MIN_TOKEN {
+            return Err(format!(
+                "{}: the admin token must be at least {MIN_TOKEN} characters",
+                self.token_file.display()
+            ));
+        }
+        Ok(Doors {
+            port: self.port,
+            name: self.tls_name.clone(),
+            connector: connector(&self.ca).map_err(|e| e.to_string())?,
+            token,
+        })
+    }
+}
+
+impl Doors {
+    pub fn at(&self, ip: IpAddr) -> Door {
+        Door::Tls {
+            address: SocketAddr::new(ip, self.port),
+            name: self.name.clone(),
+            connector: self.connector.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
 
 /// A proxy that does not answer within this is reported, not waited for.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -104,6 +104,11 @@ fn answer(ctx: &Arc<Ctx>, request: Request) -> Reply {
         Request::Status => Reply::Status(status(ctx)),
         Request::List => Reply::Sessions(ctx.registry.list()),
         Request::Kick { select } => {
+            // A login right after the kick must see the directory as it is
+            // now (an account move has just switched mailHost).
+            if let crate::registry::Selector::Account(account) = &select {
+                ctx.directory.forget(account);
+            }
             let n = ctx.registry.kick(&select);
             tracing::info!(?select, sessions = n, "admin: kick");
             Reply::Kicked(n)
