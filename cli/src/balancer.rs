@@ -63,6 +63,34 @@ pub fn exchange(opts: &Options, request: &Request, stream: bool) -> Result<(), S
     }
 }
 
+/// One request whose answer is used, not printed (`fulmar proxy` reads
+/// the reals: the balancer's real list is the proxy inventory).
+pub fn request(opts: &Options, argv: &[&str]) -> Result<Reply, String> {
+    let mut conn = UnixStream::connect(&opts.socket).map_err(|e| {
+        format!(
+            "cannot reach fulmar-lbd at {}: {e} (the proxies are found through the balancer's reals)",
+            opts.socket.display()
+        )
+    })?;
+    let request = Request::Command {
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        stats: 0,
+    };
+    let mut line = serde_json::to_string(&request).expect("request serializes");
+    line.push('\n');
+    conn.write_all(line.as_bytes())
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut answer = String::new();
+    BufReader::new(conn)
+        .read_line(&mut answer)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    match serde_json::from_str(&answer) {
+        Ok(Response::Ok(reply)) => Ok(reply),
+        Ok(Response::Error(e)) => Err(e),
+        Err(e) => Err(format!("garbled answer from fulmar-lbd: {e}")),
+    }
+}
+
 fn print(opts: &Options, reply: &Reply) {
     let mut out = std::io::stdout().lock();
     let text = if opts.json {

@@ -3,13 +3,17 @@
 //! One module per group of objects: [`balancer`] (service, real, flow,
 //! stats, attach, save, monitor: sent to fulmar-lbd's socket),
 //! [`realserver`], [`fence`], [`cluster`] (cluster, instance, node: etcd),
-//! [`account`] (account, domain: the directory and the instances).
+//! [`account`] (account, domain: the directory and the instances),
+//! [`proxy`] and [`session`] (every proxy's admin endpoint, found through
+//! the balancer's reals).
 #![forbid(unsafe_code)]
 mod account;
 mod balancer;
 mod cluster;
 mod fence;
+mod proxy;
 mod realserver;
+mod session;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -20,13 +24,14 @@ const USAGE: &str = "\
 Usage: fulmar [ OPTIONS ] OBJECT { COMMAND | help }
        fulmar [ -s ] -batch FILE
 OBJECT := { service | real | flow | stats | attach | save | monitor | realserver | fence |
-           cluster | instance | node | account | domain }
+           cluster | instance | node | account | domain | proxy | session }
 OPTIONS := { -j[son] | -p[retty] | -s[tatistics] (twice for more) |
              -b[atch] FILE (all lines or none; - reads stdin) |
              -S PATH | -so[cket] PATH (default /run/fulmar/lb.sock) |
              -F PATH | -fe[ncing] PATH (default /etc/fulmar/fencing.toml) |
              -C PATH | -cl[uster] PATH (default /etc/fulmar/cluster.toml) |
-             -P PATH | -pro[vision] PATH (default /etc/fulmar/provision.toml) | -V[ersion] | -h[elp] }
+             -P PATH | -pro[vision] PATH (default /etc/fulmar/provision.toml) |
+             -A PATH | -ad[min] PATH (default /etc/fulmar/admin.toml) | -V[ersion] | -h[elp] }
 Every keyword may be shortened to an unambiguous prefix: fulmar ser sh, fulmar real se SVC REAL w 2.";
 
 pub(crate) struct Options {
@@ -38,6 +43,8 @@ pub(crate) struct Options {
     pub(crate) fencing: PathBuf,
     pub(crate) cluster: PathBuf,
     pub(crate) provision: PathBuf,
+    /// How to reach the proxies' admin endpoints.
+    pub(crate) admin: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         fencing: fulmar_fencing::config::DEFAULT_PATH.into(),
         cluster: fulmar_failover::config::DEFAULT_PATH.into(),
         provision: fulmar_provision::config::DEFAULT_PATH.into(),
+        admin: fulmar_proxy::admin::client::DEFAULT_CLIENT_CONFIG.into(),
     };
     let mut rest = args.as_slice();
     while let Some(first) = rest.first().filter(|a| a.starts_with('-') && a.len() > 1) {
@@ -74,6 +82,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "F" => "fencing",
             "C" => "cluster",
             "P" => "provision",
+            "A" => "admin",
             "V" => "Version",
             "h" => "help",
             word => keyword(
@@ -87,6 +96,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     "fencing",
                     "cluster",
                     "provision",
+                    "admin",
                     "Version",
                     "help",
                 ],
@@ -111,6 +121,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             "fencing" => opts.fencing = value()?.into(),
             "cluster" => opts.cluster = value()?.into(),
             "provision" => opts.provision = value()?.into(),
+            "admin" => opts.admin = value()?.into(),
             "Version" => {
                 println!("fulmar {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
@@ -141,6 +152,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
         "node",
         "account",
         "domain",
+        "proxy",
+        "session",
     ]);
     match keyword(object, &objects, "object")? {
         "realserver" => return realserver::run(&rest[1..]),
@@ -150,6 +163,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
         object @ ("cluster" | "instance" | "node") => {
             return cluster::run(object, &rest[1..], &opts.cluster, opts.json);
         }
+        // The proxies' admin endpoints, found through the balancer.
+        "proxy" => return proxy::run(&opts, &rest[1..]),
+        "session" => return session::run(&opts, &rest[1..]),
         // Provisioning talks to the directory and the instances.
         object @ ("account" | "domain") => {
             return account::run(object, &rest[1..], &opts.provision, opts.json);
