@@ -9,6 +9,8 @@
 pub mod cluster;
 mod cmd;
 pub mod dist;
+#[cfg(feature = "front")]
+pub mod front;
 pub mod mail;
 pub mod spec;
 pub mod topology;

@@ -1,0 +1,392 @@
+//! The product's front path on the reference topology, as `cargo xtask lab
+//! up` runs it and as the end-to-end tests meet it: fulmar-lbd (XDP) on
+//! the balancer with the shipped config, fulmar-proxyd on proxy1..3
+//! authenticating against a real slapd on the directory host, and two
+//! fulmar-maild instances as the accounts' homes (mail1 on node1, mail2 on
+//! node2, each on its own VIP). Every proxy opens its admin endpoint (TLS,
+//! a token), and `fulmar` on the balancer host reaches them through the
+//! balancer's reals.
+use std::{
+    net::{Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use fulmar_lb::{Balancer, LoadOptions, PinLayout, config::DaemonConfig};
+use fulmar_maild::config::{
+    DirectoryConfig as MailDirectory, MailConfig, Network, TlsConfig as MailTls,
+};
+use fulmar_proxy::config::{AdminConfig, ProxyConfig};
+
+use crate::{Lab, mail, topology};
+
+/// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
+pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
+/// The back-end mail instances: (name, node, VIP).
+pub const INSTANCES: [(&str, &str, &str); 2] = [
+    ("mail1", "node1", "198.18.2.21"),
+    ("mail2", "node2", "198.18.2.22"),
+];
+/// Accounts of the lab's directory: (uid, password, home instance VIP).
+pub const ACCOUNTS: [(&str, &str, &str); 2] = [
+    ("ann", "ann-secret", "198.18.2.21"),
+    ("bob", "bob-secret", "198.18.2.22"),
+];
+pub const DIRECTORY: &str = "198.18.2.20";
+pub const PROXY_ADDRS: [&str; 3] = ["198.18.1.11", "198.18.1.12", "198.18.1.13"];
+/// The proxies' admin endpoints (TLS, the token in `admin.token`).
+pub const ADMIN_PORT: u16 = 7071;
+/// The name in the lab's certificate (proxies and instances share one).
+pub const CERT_NAME: &str = "mail.fulmar.test";
+
+/// The workspace's binaries the front path runs.
+pub struct Bins {
+    pub lbd: PathBuf,
+    pub fulmar: PathBuf,
+    pub proxyd: PathBuf,
+    pub maild: PathBuf,
+}
+
+impl Bins {
+    /// Binaries in `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Bins {
+            lbd: dir.join("fulmar-lbd"),
+            fulmar: dir.join("fulmar"),
+            proxyd: dir.join("fulmar-proxyd"),
+            maild: dir.join("fulmar-maild"),
+        }
+    }
+}
+
+pub struct Front {
+    pub lab: Lab,
+    /// Configs, the directory's database, the instances' volumes.
+    pub work: PathBuf,
+    pub bins: Bins,
+    /// fulmar-lbd's control socket.
+    pub lb_socket: PathBuf,
+    /// `fulmar -A`: how to reach the proxies' admin endpoints.
+    pub admin_config: PathBuf,
+}
+
+fn text(p: &Path) -> Result<&str> {
+    p.to_str().context("a path that is not UTF-8")
+}
+
+impl Front {
+    /// Builds the lab and starts every tier; returns once every real is
+    /// up at the balancer.
+    pub fn start(work: &Path, bins: Bins) -> Result<Front> {
+        let lab = Lab::build(&topology::reference()).context("building the lab")?;
+        std::fs::create_dir_all(work)?;
+        let mut front = Front {
+            lab,
+            work: work.to_path_buf(),
+            bins,
+            lb_socket: work.join("lb.sock"),
+            admin_config: work.join("admin.toml"),
+        };
+        // What fulmar-realserver.service does on a proxy node.
+        for proxy in topology::PROXIES {
+            front.lab.check(
+                proxy,
+                text(&front.bins.fulmar)?,
+                &["realserver", "prepare", topology::VIP4, topology::VIP6],
+            )?;
+        }
+        front.start_mail_tiers()?;
+        front.start_balancer()?;
+        Ok(front)
+    }
+
+    /// `fulmar` on the balancer host, with the lab's sockets and admin
+    /// config; its stdout.
+    pub fn fulmar(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec![
+            "-S",
+            text(&self.lb_socket)?,
+            "-A",
+            text(&self.admin_config)?,
+        ];
+        all.extend_from_slice(args);
+        Ok(self.lab.check("balancer", text(&self.bins.fulmar)?, &all)?)
+    }
+
+    fn start_mail_tiers(&mut self) -> Result<()> {
+        let work = self.work.clone();
+        let directory = mail::Directory {
+            base: "dc=fulmar,dc=test",
+            service_password: "proxy-secret",
+            accounts: ACCOUNTS
+                .iter()
+                .map(|(uid, password, host)| mail::Account {
+                    uid,
+                    password,
+                    addresses: vec![format!("{uid}@mail.test")],
+                    mail_host: Some(host),
+                })
+                .collect(),
+            domains: vec![("mail.test", "198.18.2.22")],
+            admin_password: None,
+        };
+        mail::start_slapd(
+            &mut self.lab,
+            "directory",
+            DIRECTORY,
+            &work.join("ldap"),
+            &directory,
+        )?;
+        let cert = rcgen::generate_simple_self_signed(vec![CERT_NAME.into()])?;
+        std::fs::write(work.join("proxy.crt"), cert.cert.pem())?;
+        std::fs::write(work.join("proxy.key"), cert.signing_key.serialize_pem())?;
+        for instance in INSTANCES {
+            self.start_instance(instance, &cert)?;
+        }
+        std::fs::write(work.join("ldap.secret"), "proxy-secret\n")?;
+        let token = format!("{:032x}", rand_u128());
+        std::fs::write(work.join("admin.token"), format!("{token}\n"))?;
+        std::fs::write(
+            &self.admin_config,
+            format!(
+                "port = {ADMIN_PORT}\nca = \"{}\"\ntls_name = \"{CERT_NAME}\"\ntoken_file = \"{}\"\n",
+                work.join("proxy.crt").display(),
+                work.join("admin.token").display()
+            ),
+        )?;
+        let config = self.proxy_config()?;
+        for proxy in topology::PROXIES {
+            let mut config = config.clone();
+            config.admin = Some(AdminConfig {
+                socket: Some(work.join(format!("{proxy}-admin.sock"))),
+                address: Some(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), ADMIN_PORT)),
+                token_file: Some(work.join("admin.token")),
+                name: proxy.to_string(),
+            });
+            let path = work.join(format!("{proxy}.toml"));
+            std::fs::write(&path, toml::to_string(&config)?)?;
+            let proxyd = text(&self.bins.proxyd)?.to_string();
+            self.lab
+                .spawn(proxy, "fulmar-proxyd", &proxyd, &["--config", text(&path)?])?;
+        }
+        for (proxy, addr) in topology::PROXIES.iter().zip(PROXY_ADDRS) {
+            mail::wait_port(&self.lab, proxy, addr, 143)?;
+        }
+        Ok(())
+    }
+
+    /// The shipped proxy.toml with the lab's addresses, paths and directory.
+    fn proxy_config(&self) -> Result<ProxyConfig> {
+        let work = &self.work;
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proxy/dist/proxy.toml");
+        let mut config = ProxyConfig::load(&shipped).map_err(anyhow::Error::msg)?;
+        config.agent_address = Some("[::]:7070".parse()?);
+        for listener in &mut config.listen {
+            listener.address =
+                SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), listener.address.port());
+        }
+        if let Some(tls) = &mut config.tls {
+            tls.certificate = work.join("proxy.crt");
+            tls.key = work.join("proxy.key");
+            // lab only: lets the demo log in without TLS
+            tls.require_for_auth = false;
+        }
+        let d = &mut config.directory;
+        d.urls = vec![format!("ldap://{DIRECTORY}")];
+        d.bind_dn = "cn=proxy,dc=fulmar,dc=test".into();
+        d.bind_password = None;
+        d.bind_password_file = Some(work.join("ldap.secret"));
+        d.base_dn = "dc=fulmar,dc=test".into();
+        config.smtp.hostname = "mx.fulmar.test".into();
+        let mut listed: Vec<u16> = config.listen.iter().map(|l| l.address.port()).collect();
+        listed.sort_unstable();
+        if listed != MAIL_PORTS {
+            bail!(
+                "{}: listens on {listed:?}, the lab balances {MAIL_PORTS:?}",
+                shipped.display()
+            );
+        }
+        Ok(config)
+    }
+
+    /// One fulmar-maild instance, as the failover manager would start it:
+    /// its VIP on the node, its volume (here a directory of its own) with
+    /// the config, the accounts it is home to, then `fulmar-maild run`.
+    fn start_instance(
+        &mut self,
+        (name, node, vip): (&str, &str, &str),
+        cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    ) -> Result<()> {
+        let root = self.work.join("volumes").join(name);
+        let config = root.join("config");
+        std::fs::create_dir_all(&config)?;
+        std::fs::write(config.join("ldap.secret"), "proxy-secret\n")?;
+        std::fs::write(config.join("cert.pem"), cert.cert.pem())?;
+        std::fs::write(config.join("key.pem"), cert.signing_key.serialize_pem())?;
+        let mut mail = MailConfig::new(name, format!("{vip}:24").parse()?);
+        mail.smtp = Some(format!("{vip}:25").parse()?);
+        mail.imap = Some(format!("{vip}:143").parse()?);
+        mail.pop3 = Some(format!("{vip}:110").parse()?);
+        mail.quota = Some(1 << 30);
+        // the proxies: their IMAP ID and XCLIENT name the real client
+        mail.trusted_networks = vec![Network::parse("198.18.1.0/24").expect("a network")];
+        mail.directory = Some(MailDirectory::new(
+            &format!("ldap://{DIRECTORY}"),
+            "dc=fulmar,dc=test",
+            "cn=proxy,dc=fulmar,dc=test",
+            "ldap.secret".into(),
+        ));
+        mail.tls = Some(MailTls {
+            certificate: "cert.pem".into(),
+            key: "key.pem".into(),
+        });
+        std::fs::write(config.join("mail.toml"), toml::to_string(&mail)?)?;
+        let root_arg = text(&root)?.to_string();
+        let maild = text(&self.bins.maild)?.to_string();
+        for (uid, _, home) in ACCOUNTS {
+            if home == vip {
+                let address = format!("{uid}@mail.test");
+                self.lab.check(
+                    node,
+                    &maild,
+                    &["--root", &root_arg, "account-create", &address],
+                )?;
+            }
+        }
+        self.lab.check(
+            node,
+            "ip",
+            &["addr", "add", &format!("{vip}/32"), "dev", "eth0"],
+        )?;
+        self.lab.spawn(
+            node,
+            name,
+            &maild,
+            &[
+                "--root",
+                &root_arg,
+                "run",
+                "--node",
+                node,
+                "--generation",
+                "1",
+            ],
+        )?;
+        mail::wait_port(&self.lab, "proxy1", vip, 110)?;
+        Ok(())
+    }
+
+    /// The shipped dist/lb.toml with only its paths moved into the lab.
+    fn lb_config(&self) -> Result<DaemonConfig> {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lb-userspace/dist/lb.toml");
+        let mut config = DaemonConfig::load(&shipped).map_err(anyhow::Error::msg)?;
+        config.pin_dir = format!("/sys/fs/bpf/{}-fulmar", self.lab.prefix()).into();
+        config.services_file = self.work.join("lb-services.conf");
+        config.control_socket = self.lb_socket.clone();
+        Ok(config)
+    }
+
+    /// The kernel-tuning drop-in, then fulmar-lbd on the shipped config;
+    /// waits until every real is up.
+    fn start_balancer(&mut self) -> Result<()> {
+        let tuning = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../lb-userspace/dist/60-fulmar-balancer.conf");
+        // -e: net.core.bpf_jit_enable exists only in the root namespace.
+        self.lab.check(
+            "balancer",
+            "sysctl",
+            &["-e", "-q", &format!("--load={}", tuning.display())],
+        )?;
+        let config = self.lb_config()?;
+        let config_path = self.work.join("lb.toml");
+        std::fs::write(&config_path, toml::to_string(&config)?)?;
+        std::fs::write(&config.services_file, services())?;
+        self.lab.register_pin_dir(&config.pin_dir);
+        // A veth delivers XDP_TX frames only to a peer with an XDP program:
+        // the lab's stand-in for a NIC. The daemon reuses the maps this pins.
+        let port = self
+            .lab
+            .fabric_port("balancer", "eth0")
+            .context("balancer port")?;
+        let pins = PinLayout::new(&config.pin_dir);
+        let capacity = config.flow_capacity;
+        self.lab.in_host("fabric", move || -> Result<()> {
+            let mut lb = Balancer::load(
+                &pins,
+                &LoadOptions {
+                    flow_capacity: capacity,
+                },
+            )?;
+            lb.attach_veth_peer(&port)?;
+            Ok(())
+        })??;
+        let lbd = text(&self.bins.lbd)?.to_string();
+        self.lab.spawn(
+            "balancer",
+            "fulmar-lbd",
+            &lbd,
+            &["--config", text(&config_path)?],
+        )?;
+        let started = Instant::now();
+        loop {
+            let up = self
+                .fulmar(&["-j", "real", "show"])
+                .ok()
+                .and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(&text).ok())
+                .is_some_and(|rows| {
+                    !rows.is_empty() && rows.iter().all(|r| r["state_live"] == "up")
+                });
+            if up {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                bail!(
+                    "the reals did not all come up:\n{}\n{}",
+                    self.fulmar(&["real", "show"]).unwrap_or_default(),
+                    self.lab.log("balancer", "fulmar-lbd")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Every mail port on both VIPs, lc over the three proxies; the checks
+/// speak TLS on the TLS ports and ask each proxy's agent for its state.
+fn services() -> String {
+    let mut out = String::from("# written for the lab's front path\n");
+    for (vip, net) in [
+        (topology::VIP4, "198.18.1."),
+        (topology::VIP6, "2001:db8:1::"),
+    ] {
+        for port in MAIL_PORTS {
+            let svc = SocketAddr::new(vip.parse().expect("VIP"), port);
+            out += &format!("service add {svc} scheduler lc\n");
+            for id in [11u8, 12, 13] {
+                let real = if vip.contains(':') {
+                    format!("{net}{id:x}")
+                } else {
+                    format!("{net}{id}")
+                };
+                let tls = if matches!(port, 465 | 993 | 995) {
+                    "on"
+                } else {
+                    "off"
+                };
+                out += &format!("real add {svc} {real} tls {tls} agent 7070\n");
+            }
+        }
+    }
+    out
+}
+
+/// A token nobody guesses: the kernel's randomness.
+fn rand_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    // getrandom(2) fills small buffers in one call.
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    assert_eq!(n, 16, "getrandom");
+    u128::from_ne_bytes(bytes)
+}

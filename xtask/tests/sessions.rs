@@ -1,0 +1,448 @@
+//! Session operations through the product's own path: clients on the far
+//! side of the XDP balancer, three fulmar-proxyd, fulmar-maild homes, and
+//! `fulmar` finding the proxies through the balancer's reals.
+//!
+//! 1. An account with sessions on all three proxies is kicked: every one
+//!    of its sessions ends (BYE, then the close) within a second; another
+//!    account's sessions answer NOOP after.
+//! 2. 200 IMAP sessions idle in IDLE across the three proxies; `fulmar
+//!    proxy drain proxy1 within 20s` ends with proxy1 holding no session;
+//!    each client that was there got BYE, reconnected through the VIP to
+//!    another proxy and completed a NOOP; no session on proxy2/proxy3
+//!    broke; the balancer sent proxy1 no new flow during the drain.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use fulmar_lab::{
+    front::{Bins, Front},
+    topology,
+};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    sync::{Semaphore, watch},
+};
+
+/// Removes the front's files once everything else is gone.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn front() -> (WorkDir, Front) {
+    let work = WorkDir(std::env::temp_dir().join(format!("fulmar-front-{}", std::process::id())));
+    let bin_dir = fulmar_lab::dist::built("fulmar-lbd")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let front = Front::start(&work.0, Bins::in_dir(&bin_dir)).expect("the front path");
+    (work, front)
+}
+
+fn json(front: &Front, args: &[&str]) -> Value {
+    let mut all = vec!["-j"];
+    all.extend_from_slice(args);
+    let out = front
+        .fulmar(&all)
+        .unwrap_or_else(|e| panic!("fulmar {args:?}: {e}"));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Client address → proxy name, from `fulmar session list`.
+fn where_sessions_are(front: &Front) -> BTreeMap<SocketAddr, (String, Option<String>)> {
+    json(front, &["session", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["client"].as_str().unwrap().parse().unwrap(),
+                (
+                    s["proxy"].as_str().unwrap().to_string(),
+                    s["account"].as_str().map(str::to_string),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// An IMAP session from the client host through the IPv4 VIP.
+struct Imap {
+    read: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+    local: SocketAddr,
+}
+
+/// Deadline for any one answer.
+const ANSWER: Duration = Duration::from_secs(20);
+
+impl Imap {
+    async fn login(user: &str, password: &str) -> std::io::Result<Imap> {
+        let vip: SocketAddr = format!("{}:143", topology::VIP4).parse().unwrap();
+        let tcp = TcpStream::connect(vip).await?;
+        let local = tcp.local_addr()?;
+        let (read, write) = tcp.into_split();
+        let mut imap = Imap {
+            read: BufReader::new(read),
+            write,
+            local,
+        };
+        imap.line().await?;
+        imap.command(&format!("a LOGIN {user} {password}")).await?;
+        Ok(imap)
+    }
+
+    async fn line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        match tokio::time::timeout(ANSWER, self.read.read_line(&mut line)).await {
+            Ok(r) => r.map(|_| line),
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Sends `tag ...` and reads to its tagged answer, which must be OK.
+    async fn command(&mut self, command: &str) -> std::io::Result<()> {
+        let tag = command.split(' ').next().unwrap().to_string();
+        self.write
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await?;
+        loop {
+            let line = self.line().await?;
+            if line.is_empty() {
+                return Err(std::io::Error::other(format!("closed during {command}")));
+            }
+            if line.starts_with(&format!("{tag} ")) {
+                return if line.starts_with(&format!("{tag} OK")) {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other(line))
+                };
+            }
+        }
+    }
+
+    /// SELECT INBOX, then IDLE until the server's `+`.
+    async fn idle(&mut self) -> std::io::Result<()> {
+        self.command("s SELECT INBOX").await?;
+        self.write.write_all(b"i IDLE\r\n").await?;
+        loop {
+            let line = self.line().await?;
+            if line.starts_with("+ ") {
+                return Ok(());
+            }
+            if line.is_empty() || line.starts_with("i ") {
+                return Err(std::io::Error::other(format!("IDLE refused: {line:?}")));
+            }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn kick_an_account_everywhere_then_drain_a_proxy_under_200_idle_sessions() {
+    let (_work, front) = front();
+    kick_an_account_on_three_proxies(&front);
+    drain_proxy1_under_200_idle_sessions(&front);
+}
+
+/// A blocking IMAP session from the client host (its socket stays in
+/// that namespace whichever thread reads it).
+struct Blocking {
+    read: std::io::BufReader<std::net::TcpStream>,
+    write: std::net::TcpStream,
+    local: SocketAddr,
+}
+
+impl Blocking {
+    fn login(front: &Front, user: &'static str, password: &'static str) -> Blocking {
+        let vip: SocketAddr = format!("{}:143", topology::VIP4).parse().unwrap();
+        let tcp = front
+            .lab
+            .in_host("client", move || std::net::TcpStream::connect(vip))
+            .unwrap()
+            .unwrap();
+        tcp.set_read_timeout(Some(ANSWER)).unwrap();
+        let mut s = Blocking {
+            local: tcp.local_addr().unwrap(),
+            read: std::io::BufReader::new(tcp.try_clone().unwrap()),
+            write: tcp,
+        };
+        s.line();
+        s.command(&format!("a LOGIN {user} {password}"));
+        s.command("s SELECT INBOX");
+        s
+    }
+
+    fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.read.read_line(&mut line).unwrap();
+        line
+    }
+
+    fn command(&mut self, command: &str) -> String {
+        use std::io::Write;
+        let tag = command.split(' ').next().unwrap();
+        self.write
+            .write_all(format!("{command}\r\n").as_bytes())
+            .unwrap();
+        loop {
+            let line = self.line();
+            assert!(!line.is_empty(), "closed during {command}");
+            if line.starts_with(&format!("{tag} ")) {
+                return line;
+            }
+        }
+    }
+}
+
+fn kick_an_account_on_three_proxies(front: &Front) {
+    // lc spreads new flows: six of ann's sessions land on all three.
+    let mut anns: Vec<Blocking> = (0..6)
+        .map(|_| Blocking::login(front, "ann", "ann-secret"))
+        .collect();
+    let mut bob = Blocking::login(front, "bob", "bob-secret");
+    let placed = where_sessions_are(front);
+    let proxies: BTreeSet<&str> = anns
+        .iter()
+        .map(|s| placed.get(&s.local).map_or("?", |(p, _)| p.as_str()))
+        .collect();
+    assert_eq!(proxies.len(), 3, "ann's sessions: {proxies:?} {placed:?}");
+    let kicked = Instant::now();
+    let reply = json(front, &["session", "kick", "account", "ann@mail.test"]);
+    assert_eq!(reply["kicked"], 6, "{reply}");
+    for s in &mut anns {
+        let bye = s.line();
+        assert!(bye.starts_with("* BYE [UNAVAILABLE]"), "{bye:?}");
+        assert_eq!(s.line(), "", "closed after the BYE");
+    }
+    let elapsed = kicked.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "ann's sessions ended {elapsed:?} after the kick"
+    );
+    let noop = bob.command("n NOOP");
+    assert!(
+        noop.starts_with("n OK"),
+        "bob's session after ann's kick: {noop:?}"
+    );
+}
+
+/// What one idle client saw during the drain.
+#[derive(Debug, Default, Clone)]
+struct Fate {
+    first: Option<SocketAddr>,
+    /// Told BYE, then reconnected and did a NOOP from here.
+    moved_to: Option<SocketAddr>,
+    /// The session ended without a BYE, or a reconnect failed.
+    broken: Option<String>,
+}
+
+/// The proxy's auth penalty spaces parallel logins from one address as it
+/// would a run of failures (one client host here stands for many), so the
+/// clients log in two at a time.
+async fn login(logins: &Semaphore) -> std::io::Result<Imap> {
+    let _permit = logins.acquire().await.expect("open");
+    Imap::login("bob", "bob-secret").await
+}
+
+async fn idle_client(stop: watch::Receiver<bool>, fate: Arc<Mutex<Fate>>, logins: Arc<Semaphore>) {
+    let result: std::io::Result<()> = async {
+        let mut s = login(&logins).await?;
+        fate.lock().unwrap().first = Some(s.local);
+        s.idle().await?;
+        let mut stop_wait = stop.clone();
+        let line = tokio::select! {
+            line = async { loop {
+                let line = s.read_line_raw().await?;
+                if line.is_empty() || line.starts_with("* BYE") { return Ok::<_, std::io::Error>(line) }
+            } } => line?,
+            _ = async { let _ = stop_wait.wait_for(|s| *s).await; } => {
+                // Still on its first proxy at the end: a clean finish.
+                s.write.write_all(b"DONE\r\n").await?;
+                return Ok(());
+            }
+        };
+        if !line.starts_with("* BYE") {
+            return Err(std::io::Error::other("closed without BYE"));
+        }
+        let mut again = login(&logins).await?;
+        again.command("n NOOP").await?;
+        fate.lock().unwrap().moved_to = Some(again.local);
+        again.idle().await?;
+        let mut stop_wait = stop;
+        let _ = stop_wait.wait_for(|s| *s).await;
+        again.write.write_all(b"DONE\r\n").await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        fate.lock().unwrap().broken = Some(e.to_string());
+    }
+}
+
+impl Imap {
+    /// The next line, waiting as long as it takes (an idle session).
+    async fn read_line_raw(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        self.read.read_line(&mut line).await?;
+        Ok(line)
+    }
+}
+
+/// proxy1's new flows at the balancer, over all its services.
+fn proxy1_new_flows(front: &Front) -> u64 {
+    json(front, &["-s", "real", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r["real"].as_str(), Some(a) if a.starts_with("198.18.1.11") || a.starts_with("2001:db8:1::b")))
+        .map(|r| r["stats"]["new_flows"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn drain_proxy1_under_200_idle_sessions(front: &Front) {
+    const CLIENTS: usize = 200;
+    let (stop_tx, stop) = watch::channel(false);
+    let fates: Vec<Arc<Mutex<Fate>>> = (0..CLIENTS).map(|_| Arc::default()).collect();
+    let for_clients = fates.clone();
+    // The clients run on their own thread in the client's namespace until
+    // told to stop.
+    let clients = {
+        let path = front.lab.netns_path("client");
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns(2) on an open namespace file; this thread only.
+            let r =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0);
+            runtime().block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                let logins = Arc::new(Semaphore::new(2));
+                for fate in for_clients {
+                    tasks.spawn(idle_client(stop.clone(), fate, logins.clone()));
+                }
+                while tasks.join_next().await.is_some() {}
+            })
+        })
+    };
+    // Every client idling on some proxy.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let placed = loop {
+        let placed = where_sessions_are(front);
+        let bobs = placed
+            .values()
+            .filter(|(_, a)| a.as_deref() == Some("bob@mail.test"))
+            .count();
+        if bobs == CLIENTS || Instant::now() > deadline {
+            break placed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let on_proxy1: BTreeSet<SocketAddr> = placed
+        .iter()
+        .filter(|(_, (p, _))| p == "proxy1")
+        .map(|(c, _)| *c)
+        .collect();
+    let bobs = placed
+        .values()
+        .filter(|(_, a)| a.as_deref() == Some("bob@mail.test"))
+        .count();
+    if bobs != CLIENTS {
+        let broken: Vec<Fate> = fates
+            .iter()
+            .map(|f| f.lock().unwrap().clone())
+            .filter(|f| f.broken.is_some())
+            .take(5)
+            .collect();
+        panic!("{bobs} of {CLIENTS} clients idle after 120 s; some that broke: {broken:?}");
+    }
+    assert!(
+        on_proxy1.len() >= CLIENTS / 5,
+        "lc placed {} on proxy1",
+        on_proxy1.len()
+    );
+    let flows_before = proxy1_new_flows(front);
+
+    let out = front
+        .fulmar(&["proxy", "drain", "proxy1", "within", "20s"])
+        .expect("drain");
+    assert!(out.contains("drained in"), "{out}");
+    eprintln!("{} idle sessions on proxy1; fulmar: {out}", on_proxy1.len());
+    let flows_after = proxy1_new_flows(front);
+    let listed = json(front, &["proxy", "list"]);
+    let proxy1 = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "proxy1")
+        .unwrap();
+    assert_eq!(proxy1["sessions"], 0, "{listed}");
+
+    // Every moved client's NOOP is done once all of them have reported.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let moved = fates
+            .iter()
+            .filter(|f| f.lock().unwrap().moved_to.is_some())
+            .count();
+        let broken = fates
+            .iter()
+            .filter(|f| f.lock().unwrap().broken.is_some())
+            .count();
+        if moved + broken >= on_proxy1.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = where_sessions_are(front);
+    stop_tx.send_replace(true);
+    clients.join().unwrap();
+    let fates: Vec<Fate> = fates.iter().map(|f| f.lock().unwrap().clone()).collect();
+    let broken: Vec<&Fate> = fates.iter().filter(|f| f.broken.is_some()).collect();
+    assert!(
+        broken.is_empty(),
+        "{} clients broke: {broken:?}",
+        broken.len()
+    );
+    for fate in &fates {
+        let first = fate.first.expect("logged in");
+        if on_proxy1.contains(&first) {
+            let to = fate
+                .moved_to
+                .unwrap_or_else(|| panic!("{first} was on proxy1 and never moved: {fate:?}"));
+            let proxy = now.get(&to).map(|(p, _)| p.as_str());
+            assert!(
+                matches!(proxy, Some("proxy2" | "proxy3")),
+                "{first} moved to {proxy:?}"
+            );
+        } else {
+            assert!(
+                fate.moved_to.is_none(),
+                "{first} was not on proxy1 but was moved: {fate:?}"
+            );
+        }
+    }
+    assert_eq!(
+        flows_after, flows_before,
+        "the balancer sent proxy1 new flows during the drain"
+    );
+    front
+        .fulmar(&["proxy", "undrain", "proxy1"])
+        .expect("undrain");
+}
