@@ -177,6 +177,14 @@ impl Registry {
     }
 
     /// Sessions not yet asked to end.
+    /// Sessions that logged in (have an account).
+    pub fn logged_in_count(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.info.account.is_some())
+            .count()
+    }
+
     pub fn not_kicked(&self) -> usize {
         self.lock().values().filter(|e| !e.info.kicked).count()
     }

@@ -44,7 +44,12 @@ pub struct Envelope {
 pub struct Status {
     /// `admin.name`: how `fulmar proxy` names this proxy.
     pub name: String,
+    /// Logged-in sessions: what a drain waits for.
     pub sessions: usize,
+    /// Connections not logged in yet (health checks among them); a
+    /// draining proxy ends them at once.
+    #[serde(default)]
+    pub connecting: usize,
     /// Sessions not yet asked to end.
     pub not_kicked: usize,
     pub draining: bool,
