@@ -118,11 +118,7 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
         println!("{USAGE}");
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+    block_on(async {
         let inventory = Inventory::take(opts).await?;
         match verb {
             "list" => {
@@ -147,6 +143,17 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
             }
         }
     })
+}
+
+/// Runs an admin conversation on a one-thread runtime.
+pub fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(work)
 }
 
 fn list(opts: &Options, inventory: &Inventory) {

@@ -69,11 +69,7 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
         _ => (false, args),
     };
     let filter = parse(args, kick)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+    crate::proxy::block_on(async {
         let inventory = Inventory::take(opts).await?;
         if kick {
             let n = kick_sessions(&inventory, &filter.select, filter.proxy.as_deref()).await?;
@@ -131,18 +127,7 @@ async fn list(opts: &Options, inventory: &Inventory, filter: &Filter) -> Result<
             other => return Err(format!("{}: unexpected answer {other:?}", p.name)),
         }
     }
-    let picked = |s: &SessionInfo| match &filter.select {
-        Selector::All => true,
-        Selector::Account(a) => s
-            .account
-            .as_ref()
-            .is_some_and(|x| x.eq_ignore_ascii_case(a)),
-        Selector::Backend(b) => s
-            .backend
-            .as_ref()
-            .is_some_and(|x| x.eq_ignore_ascii_case(b)),
-    };
-    rows.retain(|(_, s)| picked(s));
+    rows.retain(|(_, s)| filter.select.matches(s));
     if opts.json {
         let rows: Vec<_> = rows
             .iter()

@@ -47,7 +47,7 @@ pub enum Selector {
 }
 
 impl Selector {
-    fn matches(&self, s: &SessionInfo) -> bool {
+    pub fn matches(&self, s: &SessionInfo) -> bool {
         match self {
             Selector::All => true,
             Selector::Account(a) => s
@@ -176,15 +176,18 @@ impl Registry {
         }
     }
 
-    /// Sessions not yet asked to end.
-    /// Sessions that logged in (have an account).
-    pub fn logged_in_count(&self) -> usize {
-        self.lock()
+    /// Sessions that logged in (have an account) and connections that
+    /// have not yet, counted under one lock.
+    pub fn counts(&self) -> (usize, usize) {
+        let entries = self.lock();
+        let logged_in = entries
             .values()
             .filter(|e| e.info.account.is_some())
-            .count()
+            .count();
+        (logged_in, entries.len() - logged_in)
     }
 
+    /// Sessions not yet asked to end.
     pub fn not_kicked(&self) -> usize {
         self.lock().values().filter(|e| !e.info.kicked).count()
     }

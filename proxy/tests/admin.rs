@@ -222,6 +222,8 @@ fn sessions_are_listed_and_kicked_by_account_back_end_and_all() {
     };
     assert_eq!(admin.local(by_backend), Reply::Kicked(1));
     assert!(rest(&mut bob)[0].starts_with("* BYE [UNAVAILABLE]"));
+    // A kick counts sessions still ending again; wait until bob's is gone.
+    assert_eq!(wait_sessions(&admin, 1).len(), 1);
     let all = Request::Kick {
         select: Selector::All,
     };

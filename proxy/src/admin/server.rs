@@ -128,13 +128,11 @@ fn answer(ctx: &Arc<Ctx>, request: Request) -> Reply {
 }
 
 pub fn status(ctx: &Ctx) -> Status {
+    let (sessions, connecting) = ctx.registry.counts();
     Status {
         name: ctx.admin_name.clone(),
-        sessions: ctx.registry.logged_in_count(),
-        connecting: ctx
-            .registry
-            .len()
-            .saturating_sub(ctx.registry.logged_in_count()),
+        sessions,
+        connecting,
         not_kicked: ctx.registry.not_kicked(),
         draining: ctx.draining.load(Ordering::Relaxed),
     }
