@@ -17,6 +17,8 @@ LLVM_MAJOR=22
 # manager keeps its state in etcd (a 3-member etcd-server in the lab;
 # etcd-client builds its protos with protoc and libprotobuf-dev's types).
 # isync's mbsync is the real sync client of fulmar-maild's IMAP tests.
+# prometheus scrapes every daemon in the lab; its promtool checks and unit-
+# tests the shipped alert rules.
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" protobuf-compiler
   build-essential pkg-config iproute2 iputils-ping bpftool xdp-tools ethtool
@@ -24,7 +26,7 @@ APT_PACKAGES=(
   slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 curl
   python3-venv fence-agents ipmitool e2fsprogs
   libprotobuf-dev etcd-server etcd-client
-  isync
+  isync prometheus
 )
 
 # Real power-management peers for the fencing tests, from PyPI, in a venv
@@ -55,6 +57,10 @@ install_apt() {
   # own members in the lab, so one we just installed is switched off.
   if printf '%s\n' "${missing[@]}" | grep -qx etcd-server; then
     systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  fi
+  # Likewise the package's Prometheus (and its node exporter) on :9090.
+  if printf '%s\n' "${missing[@]}" | grep -qx prometheus; then
+    systemctl disable --now prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
   fi
 }
 

@@ -1,13 +1,14 @@
 //! What every fulmar program shares: how the daemons (`fulmar-lbd`,
 //! `fulmar-proxyd`, `fulmar-noded`, `fulmar-maild`) start and stop,
 //! one way to load a [`config`] file, [`durable`] file replacement,
-//! [`secret`] passwords that never print, trusted [`network`]s, and the
-//! keyword [`grammar`] of the tools.
+//! [`secret`] passwords that never print, trusted [`network`]s, the
+//! keyword [`grammar`] of the tools, and Prometheus [`metrics`].
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod durable;
 pub mod grammar;
+pub mod metrics;
 pub mod network;
 pub mod secret;
 

@@ -1,10 +1,11 @@
 //! Prometheus text metrics: sessions, logins, directory latency, back-end
 //! errors. Plain atomics; `/metrics` renders them on request.
 use std::{
-    fmt::Write,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
     time::Duration,
 };
+
+use fulmar_daemon::metrics::{Histogram, Kind, Text};
 
 use crate::config::Protocol;
 
@@ -15,7 +16,7 @@ const PROTOCOLS: [Protocol; 4] = [
     Protocol::Submission,
 ];
 /// Upper bounds (seconds) of the directory latency histogram.
-const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
+static LATENCY_BUCKETS: [f64; 8] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
 
 #[derive(Debug, Clone, Copy)]
 pub enum LoginResult {
@@ -41,17 +42,23 @@ struct PerProtocol {
 /// Name, type, help and the field of a per-protocol series.
 type Series = (
     &'static str,
-    &'static str,
+    Kind,
     &'static str,
     fn(&PerProtocol) -> &AtomicU64,
 );
 
-#[derive(Default)]
 pub struct Metrics {
     per: [PerProtocol; 4],
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    directory: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            per: Default::default(),
+            directory: Histogram::new(&LATENCY_BUCKETS),
+        }
+    }
 }
 
 /// Counts a session as active until dropped.
@@ -95,51 +102,44 @@ impl Metrics {
     }
 
     pub fn directory_latency(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.latency_buckets[i].fetch_add(1, Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+        self.directory.observe(d);
     }
 
     /// The exposition text (format 0.0.4).
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut t = Text::default();
         let series: [Series; 3] = [
             (
                 "fulmar_proxy_sessions_total",
-                "counter",
+                Kind::Counter,
                 "Sessions accepted.",
                 |p| &p.sessions,
             ),
             (
                 "fulmar_proxy_sessions_active",
-                "gauge",
+                Kind::Gauge,
                 "Sessions open now.",
                 |p| &p.active,
             ),
             (
                 "fulmar_proxy_backend_errors_total",
-                "counter",
+                Kind::Counter,
                 "Back-end connections that failed or broke.",
                 |p| &p.backend_errors,
             ),
         ];
         for (name, kind, help, get) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            t.family(name, kind, help);
             for p in PROTOCOLS {
-                let v = get(self.of(p)).load(Relaxed);
-                let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {v}", p.name());
+                t.sample(
+                    name,
+                    &[("protocol", p.name())],
+                    get(self.of(p)).load(Relaxed),
+                );
             }
         }
         let name = "fulmar_proxy_logins_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Logins by result.\n# TYPE {name} counter"
-        );
+        t.family(name, Kind::Counter, "Logins by result.");
         for p in PROTOCOLS {
             let per = self.of(p);
             for (result, v) in [
@@ -148,28 +148,17 @@ impl Metrics {
                 ("unavailable", &per.logins_unavailable),
                 ("throttled", &per.logins_throttled),
             ] {
-                let _ = writeln!(
-                    out,
-                    "{name}{{protocol=\"{}\",result=\"{result}\"}} {}",
-                    p.name(),
-                    v.load(Relaxed)
+                t.sample(
+                    name,
+                    &[("protocol", p.name()), ("result", result)],
+                    v.load(Relaxed),
                 );
             }
         }
         let name = "fulmar_proxy_directory_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Directory operation latency.\n# TYPE {name} histogram"
-        );
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            let v = self.latency_buckets[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {v}");
-        }
-        let count = self.latency_count.load(Relaxed);
-        let sum = self.latency_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-        out
+        t.family(name, Kind::Histogram, "Directory operation latency.");
+        self.directory.render(&mut t, name, &[]);
+        t.finish()
     }
 }
 

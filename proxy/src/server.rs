@@ -9,7 +9,7 @@ use std::{
 
 use fulmar_daemon::network::any_contains;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::{TcpListener, TcpSocket, TcpStream},
 };
 
@@ -68,7 +68,9 @@ pub async fn serve(
     }
     if let Some(address) = ctx.config.metrics_address {
         let socket = listen(address)?;
-        tasks.push(tokio::spawn(metrics(ctx.clone(), socket)));
+        let m = ctx.metrics.clone();
+        let render = Arc::new(move || m.render());
+        tasks.push(tokio::spawn(fulmar_daemon::metrics::serve(socket, render)));
     }
     shutdown.await;
     let started = Instant::now();
@@ -182,39 +184,5 @@ async fn agent(ctx: Arc<Ctx>, socket: TcpListener) {
             b"up ready\n"
         };
         let _ = tcp.write_all(word).await;
-    }
-}
-
-/// `GET /metrics` in Prometheus text format; anything else is a 404.
-async fn metrics(ctx: Arc<Ctx>, socket: TcpListener) {
-    while let Ok((mut tcp, _)) = socket.accept().await {
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut head = Vec::new();
-            let mut chunk = [0u8; 1024];
-            let read = async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    let n = tcp.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    head.extend_from_slice(&chunk[..n]);
-                }
-                io::Result::Ok(())
-            };
-            if tokio::time::timeout(HANDSHAKE_TIMEOUT, read).await.is_err() {
-                return;
-            }
-            let response = if head.starts_with(b"GET /metrics ") {
-                let body = ctx.metrics.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
-            };
-            let _ = tcp.write_all(response.as_bytes()).await;
-        });
     }
 }
