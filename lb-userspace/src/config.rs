@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     /// The services, reals and checks; rewritten on every change.
     pub services_file: PathBuf,
     pub control_socket: PathBuf,
+    /// Prometheus text metrics at `GET /metrics` (off when absent).
+    pub metrics_address: Option<std::net::SocketAddr>,
     /// Add each service's VIP to `interface` (and remove it with the last service).
     pub manage_vips: bool,
     /// How often idle flows are expired.
@@ -87,6 +89,7 @@ impl Default for DaemonConfig {
             flow_capacity: 1 << 20,
             services_file: "/var/lib/fulmar/lb/services.conf".into(),
             control_socket: DEFAULT_SOCKET.into(),
+            metrics_address: None,
             manage_vips: true,
             // Idle timeouts are minutes long; a 5 s sweep is precise enough.
             sweep_interval: Duration::from_secs(5),

@@ -45,7 +45,17 @@ fn main() -> Result<()> {
     let runtime = fulmar_daemon::runtime()?;
     runtime.block_on(async move {
         let socket = config.control_socket.clone();
+        let metrics_address = config.metrics_address;
         let daemon = Daemon::start(config).await?;
+        if let Some(address) = metrics_address {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("metrics_address {address}"))?;
+            let core = daemon.core.clone();
+            let render =
+                std::sync::Arc::new(move || core.lock().expect("core lock").metrics_text());
+            tokio::spawn(fulmar_daemon::metrics::serve(listener, render));
+        }
         let server = tokio::spawn(daemon::serve(daemon, socket.clone()));
         fulmar_daemon::notify("READY=1");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -35,6 +35,9 @@ pub struct CheckLog {
     pub successes: u32,
     pub failures: u32,
     pub last: String,
+    /// Every result since the real was added (for the metrics).
+    pub ok_total: u64,
+    pub failed_total: u64,
 }
 
 pub struct Core {
@@ -241,11 +244,13 @@ impl Core {
         match &result {
             Ok(()) => {
                 log.successes += 1;
+                log.ok_total += 1;
                 log.failures = 0;
                 log.last = "ok".into();
             }
             Err(e) => {
                 log.failures += 1;
+                log.failed_total += 1;
                 log.successes = 0;
                 log.last = e.to_string();
             }

@@ -3,6 +3,7 @@
 //! neighbour table. It serves `fulmar` on a Unix socket.
 pub mod control;
 pub mod core;
+mod metrics;
 mod queries;
 
 use std::{
