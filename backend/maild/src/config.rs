@@ -13,6 +13,7 @@
 //! pop3s = "198.18.0.21:995"        # optional: POP3 in implicit TLS (needs [tls])
 //! lmtps = "198.18.0.21:2424"       # optional: LMTP in implicit TLS (needs [tls]),
 //!                                  # for proxies with backend.tls
+//! metrics = "198.18.0.21:9423"     # optional: Prometheus GET /metrics
 //! max_line = 65536                 # optional: longest IMAP/POP3 command line (at least 32768)
 //! max_prelogin_bytes = 65536       # optional: IMAP literals of one command
 //!                                  # before login (after it: max_message_size)
@@ -78,6 +79,9 @@ pub struct MailConfig {
     /// LMTP in implicit TLS: a proxy's deliveries with `backend.tls`.
     #[serde(default)]
     pub lmtps: Option<SocketAddr>,
+    /// Prometheus text at `GET /metrics`: sessions, deliveries, APPENDs,
+    /// store latency, quota use, free space of the volume.
+    pub metrics: Option<SocketAddr>,
     /// The default per-account quota; none: unlimited.
     #[serde(default, deserialize_with = "optional_size")]
     pub quota: Option<u64>,
@@ -254,6 +258,7 @@ impl MailConfig {
             imaps: None,
             pop3s: None,
             lmtps: None,
+            metrics: None,
             quota: None,
             max_line: default_max_line(),
             max_prelogin_bytes: default_max_prelogin_bytes(),

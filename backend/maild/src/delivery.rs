@@ -45,6 +45,14 @@ impl Dialect {
         }
     }
 
+    /// The protocol's label in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Dialect::Lmtp => "lmtp",
+            Dialect::Smtp => "smtp",
+        }
+    }
+
     fn hello_verb(self) -> &'static str {
         match self {
             Dialect::Lmtp => "LHLO",
@@ -61,7 +69,7 @@ pub struct Delivery {
 
 /// Accepts connections until the listener fails.
 pub async fn serve(listener: TcpListener, delivery: Arc<Delivery>) -> std::io::Result<()> {
-    net::accept(listener, delivery.dialect.name(), |socket, peer| {
+    net::accept(listener, delivery.dialect.label(), |socket, peer| {
         let delivery = delivery.clone();
         async move {
             let (read, write) = socket.into_split();
@@ -79,7 +87,10 @@ pub async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
 ) -> std::io::Result<()> {
     let handshake = delivery.service.config.delivery_idle_timeout;
-    let protocol = delivery.dialect.name();
+    let protocol = match delivery.dialect {
+        Dialect::Lmtp => "lmtps",
+        Dialect::Smtp => "smtps",
+    };
     net::accept_tls(listener, protocol, acceptor, handshake, move |tls, peer| {
         let delivery = delivery.clone();
         async move {
@@ -412,7 +423,9 @@ impl Delivery {
             copy.extend_from_slice(&body);
             let store = self.service.store.clone();
             let to = rcpt.clone();
+            let started = std::time::Instant::now();
             let done = tokio::task::spawn_blocking(move || store.deliver(&to, &copy)).await;
+            let took = started.elapsed();
             let stored = match done {
                 Ok(result) => result,
                 Err(e) => Err(StoreError::Refused(if e.is_panic() {
@@ -421,6 +434,12 @@ impl Delivery {
                     "delivery cancelled"
                 })),
             };
+            let result = match &stored {
+                Ok(()) => "ok",
+                Err(StoreError::OverQuota { .. }) => "over_quota",
+                Err(_) => "failed",
+            };
+            crate::metrics::METRICS.delivery(self.dialect.label(), result, took);
             let reply = match stored {
                 Ok(()) => format!("250 2.0.0 <{rcpt}> delivered\r\n"),
                 Err(e @ StoreError::OverQuota { .. }) => format!("552 5.2.2 <{rcpt}>: {e}\r\n"),

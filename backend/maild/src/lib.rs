@@ -19,10 +19,12 @@
 //! - [`delivery`]: LMTP (a status per recipient) and SMTP, 250 only when
 //!   durable; XCLIENT from trusted networks.
 //! - [`imap`], [`pop3`]: the reading protocols, logins by LDAP bind ([`auth`]).
+//! - [`metrics`]: Prometheus text at `GET /metrics` (`metrics` in mail.toml).
 pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod imap;
+pub mod metrics;
 pub mod net;
 pub mod pop3;
 pub mod store;

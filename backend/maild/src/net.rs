@@ -25,6 +25,7 @@ where
         let _ = socket.set_nodelay(true);
         let served = session(socket, peer);
         tokio::spawn(async move {
+            let _open = crate::metrics::METRICS.session(protocol);
             if let Err(e) = served.await {
                 tracing::debug!(%peer, "{protocol} session: {e}");
             }
@@ -52,6 +53,7 @@ where
         let _ = socket.set_nodelay(true);
         let (acceptor, session) = (acceptor.clone(), session.clone());
         tokio::spawn(async move {
+            let _open = crate::metrics::METRICS.session(protocol);
             let served = async move {
                 let tls = tokio::time::timeout(handshake, acceptor.accept(socket))
                     .await

@@ -8,7 +8,9 @@ use fulmar_maild::{
     auth::Authenticator,
     config::MailConfig,
     delivery::{self, Delivery, Dialect},
-    imap, pop3,
+    imap,
+    metrics::METRICS,
+    pop3,
     store::{INBOX, Store, lock::VolumeLock},
 };
 use tokio::net::TcpListener;
@@ -214,6 +216,12 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
         let lmtps = optional(listeners.lmtps, |l| {
             delivery::serve_tls(l, delivery(Dialect::Lmtp), acceptor())
         });
+        if let Some(listener) = listeners.metrics {
+            let (store, root) = (service.store.clone(), root.clone());
+            let (instance, generation) = (config.instance.clone(), lock.owner.generation);
+            let render = Arc::new(move || METRICS.render(&instance, generation, &store, &root));
+            tokio::spawn(fulmar_daemon::metrics::serve(listener, render));
+        }
         let alive = alive(root.clone(), lock.owner.node.clone(), lock.owner.generation);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -276,6 +284,7 @@ struct Listeners {
     imaps: Option<TcpListener>,
     pop3s: Option<TcpListener>,
     lmtps: Option<TcpListener>,
+    metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -300,6 +309,7 @@ impl Listeners {
             imaps: bind("IMAPS", config.imaps).await?,
             pop3s: bind("POP3S", config.pop3s).await?,
             lmtps: bind("LMTP (TLS)", config.lmtps).await?,
+            metrics: bind("metrics", config.metrics).await?,
         })
     }
 
@@ -312,6 +322,7 @@ impl Listeners {
             ("IMAPS", config.imaps),
             ("POP3S", config.pop3s),
             ("LMTP (TLS)", config.lmtps),
+            ("metrics", config.metrics),
         ]
         .iter()
         .filter_map(|(what, addr)| addr.map(|a| format!("{what} on {a}")))

@@ -171,6 +171,11 @@ impl Store {
     }
 
     /// `OverQuota` unless `extra` more bytes fit in the account.
+    /// See [`quota::Quotas::tally`].
+    pub fn quota_tally(&self, near: f64) -> (u64, u64, u64) {
+        self.quotas.tally(near)
+    }
+
     pub fn check_quota(&self, address: &str, extra: u64) -> Result<(), StoreError> {
         self.quotas.check(&self.account_dir(address)?, extra)
     }

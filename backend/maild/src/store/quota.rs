@@ -107,6 +107,28 @@ impl Quotas {
         }
     }
 
+    /// (accounts counted, bytes they hold, accounts at `near` of their
+    /// limit or above): the accounts used since the start that have a limit.
+    pub fn tally(&self, near: f64) -> (u64, u64, u64) {
+        let counted: Vec<(PathBuf, u64)> = {
+            let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            used.iter().map(|(a, n)| (a.clone(), *n)).collect()
+        };
+        let mut out = (0, 0, 0);
+        for (account, used) in counted {
+            // A limit removed since: no longer counted against.
+            let Ok(Some(limit)) = self.limit(&account) else {
+                continue;
+            };
+            out.0 += 1;
+            out.1 += used;
+            if used as f64 >= limit as f64 * near {
+                out.2 += 1;
+            }
+        }
+        out
+    }
+
     /// Counts the account again at its next use.
     pub fn forget(&self, account: &Path) {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());

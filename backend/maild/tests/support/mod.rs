@@ -82,7 +82,8 @@ impl Site {
             format!(
                 "instance = \"mail1\"\nlmtp = \"{MAIL}:24\"\nimap = \"{MAIL}:143\"\n\
                  pop3 = \"{MAIL}:110\"\nsmtp = \"{MAIL}:25\"\n\
-                 imaps = \"{MAIL}:993\"\npop3s = \"{MAIL}:995\"\nlmtps = \"{MAIL}:2424\"\nquota = \"1 MiB\"\n\
+                 imaps = \"{MAIL}:993\"\npop3s = \"{MAIL}:995\"\nlmtps = \"{MAIL}:2424\"\n\
+                 metrics = \"{MAIL}:9423\"\nquota = \"1 MiB\"\n\
                  max_message_size = \"1 MiB\"\nmax_line = 32768\n\
                  delivery_idle_timeout = \"3s\"\n\
                  max_mailboxes = 20\nmax_subscriptions = 20\n\

@@ -191,6 +191,7 @@ impl Session {
         let account = self.account().to_string();
         let keywords: Vec<&str> = flags.iter().filter_map(keyword).collect();
         let store = &self.service.store;
+        let started = std::time::Instant::now();
         let r = tokio::task::block_in_place(|| {
             let kw = if keywords.is_empty() {
                 String::new()
@@ -200,6 +201,7 @@ impl Session {
             let letters: String = flags.iter().filter_map(letter).chain(kw.chars()).collect();
             store.append(&account, &name, data, &letters, when)
         });
+        crate::metrics::METRICS.append(r.is_ok(), started.elapsed());
         match r {
             Ok((validity, uid)) => {
                 self.refresh(true);
