@@ -19,6 +19,7 @@ use crate::{
     error::ClusterError,
     leader,
     lease::{Lease, LeaseHandle},
+    metrics::METRICS,
     state::{self, Keys, RunState, Snapshot, Status, encode},
     takeover::{self, Running},
 };
@@ -50,6 +51,7 @@ impl Agent {
             return Err(ClusterError::UnknownNode(node.into()));
         }
         let client = connect(&config).await?;
+        METRICS.set_node(node);
         Ok(Agent {
             keys: Keys::new(&config.etcd.prefix),
             config: Arc::new(config),
@@ -80,6 +82,7 @@ impl Agent {
                 }
             };
             let handle = lease.handle().clone();
+            METRICS.lease(true, handle.incarnation);
             tracing::info!(
                 node = self.node,
                 incarnation = handle.incarnation,
@@ -114,6 +117,8 @@ impl Agent {
                 }
             };
             leading.abort();
+            METRICS.lease(false, handle.incarnation);
+            METRICS.leading(false);
             if clean {
                 self.stop_all().await;
                 lease.revoke(&self.client).await;
@@ -177,6 +182,7 @@ impl Agent {
                         .map(|st| (st.name.to_string(), st.took.as_millis() as u64))
                         .collect();
                     tracing::info!(instance = name, generation = p.generation, "running");
+                    METRICS.running_here(name, p.generation, &spec.mountpoint);
                     self.local.insert(
                         name.clone(),
                         Local {
@@ -230,6 +236,7 @@ impl Agent {
                 );
                 tracing::error!(instance = name, "{detail}");
                 let local = self.local.remove(&name).expect("listed");
+                METRICS.gone_here(&name);
                 if let Err(e) = takeover::stop_now(local.running).await {
                     tracing::error!(instance = name, "stopping: {e}");
                 }
@@ -266,6 +273,7 @@ impl Agent {
         let Some(local) = self.local.remove(name) else {
             return;
         };
+        METRICS.gone_here(name);
         let generation = local.running.generation;
         self.report(name, generation, RunState::Stopping, String::new(), vec![])
             .await;
@@ -300,6 +308,7 @@ impl Agent {
             "lease deadline passed: self-fencing"
         );
         for (name, local) in std::mem::take(&mut self.local) {
+            METRICS.gone_here(&name);
             if let Err(e) = takeover::stop_now(local.running).await {
                 tracing::error!(instance = name, "self-fence: {e}");
             } else {

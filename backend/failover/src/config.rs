@@ -92,6 +92,10 @@ pub struct Timing {
     /// failed start never bans a node for good.
     #[serde(with = "humantime_serde")]
     pub failure_timeout: Duration,
+    /// How often the leader runs every fence device's `monitor` action, so
+    /// that a broken BMC or credential is found before a node fails.
+    #[serde(with = "humantime_serde")]
+    pub fence_monitor_interval: Duration,
 }
 
 impl Default for Timing {
@@ -105,6 +109,7 @@ impl Default for Timing {
             restart_window: Duration::from_secs(300),
             failure_backoff: Duration::from_secs(2),
             failure_timeout: Duration::from_secs(120),
+            fence_monitor_interval: Duration::from_secs(60),
         }
     }
 }
@@ -115,6 +120,9 @@ pub struct NodeSpec {
     /// For the status view; fencing finds the node through `fencing`.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Where this node's fulmar-noded serves Prometheus `GET /metrics`.
+    #[serde(default)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl ClusterConfig {

@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 /// Fences in progress (None) or recorded at a revision a snapshot may not
@@ -13,11 +14,12 @@ use std::{
 type Fencing = Arc<Mutex<BTreeMap<String, Option<i64>>>>;
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
-use fulmar_fencing::{Fencer, Outcome, Record, history::now_ms};
+use fulmar_fencing::{Action, Fencer, Outcome, Record, history::now_ms};
 
 use crate::{
     config::ClusterConfig,
     lease::LeaseHandle,
+    metrics::METRICS,
     plan::{Decision, plan},
     state::{self, Fence, Keys, Snapshot, encode},
 };
@@ -34,6 +36,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(config.timing.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
+    let mut next_monitor = Instant::now();
     loop {
         tick.tick().await;
         if !lease.valid() {
@@ -51,6 +54,7 @@ pub async fn run(
             Some((n, l)) if *n == node && *l == lease.id => {}
             Some(_) => {
                 was_leader = false;
+                METRICS.leading(false);
                 continue;
             }
             None => {
@@ -61,6 +65,12 @@ pub async fn run(
         if !was_leader {
             tracing::info!(node, "leading the cluster");
             was_leader = true;
+            METRICS.leading(true);
+        }
+        METRICS.cluster(&config, &s);
+        if Instant::now() >= next_monitor {
+            next_monitor = Instant::now() + config.timing.fence_monitor_interval;
+            tokio::spawn(monitor_devices(fencer.clone()));
         }
         let in_flight: BTreeSet<String> = {
             let mut f = fencing.lock().expect("fencing set");
@@ -73,6 +83,19 @@ pub async fn run(
             }
             apply(decision, &s, &mut c, &keys, &lease, &fencer, &fencing).await;
         }
+    }
+}
+
+/// Runs every fence device's `monitor` action (each bounded by its own
+/// timeout) and records whether it passed.
+async fn monitor_devices(fencer: Arc<Fencer>) {
+    let names: Vec<String> = fencer.config().device.keys().cloned().collect();
+    for name in names {
+        let result = fencer.device_action(&name, Action::Monitor).await;
+        if let Err(e) = &result {
+            tracing::warn!(device = name, "fence device monitor failed: {e}");
+        }
+        METRICS.device_monitor(&name, result.is_ok());
     }
 }
 
@@ -169,6 +192,7 @@ async fn apply(
                 (fencer.clone(), fencing.clone(), c.clone(), keys.clone());
             tokio::spawn(async move {
                 tracing::warn!(node, incarnation, "fencing");
+                let started = Instant::now();
                 let record = fencer.fence(&node).await.unwrap_or_else(|e| Record {
                     node: node.clone(),
                     started_ms: now_ms(),
@@ -180,6 +204,12 @@ async fn apply(
                     },
                 });
                 tracing::warn!(node, "{}", record.summary());
+                let result = if record.safe_to_take_over() {
+                    "fenced"
+                } else {
+                    "failed"
+                };
+                METRICS.fenced(&node, result, started.elapsed());
                 let fence = Fence {
                     incarnation,
                     record: record.clone(),

@@ -140,7 +140,10 @@ async fn keep_alive(endpoints: Vec<String>, h: LeaseHandle) {
             })
             .await;
             match answer {
-                Ok(Ok(Some(a))) if a.ttl() > 0 => *h.last_ack.lock().expect("lease clock") = sent,
+                Ok(Ok(Some(a))) if a.ttl() > 0 => {
+                    *h.last_ack.lock().expect("lease clock") = sent;
+                    crate::metrics::METRICS.renewal(Some(sent.elapsed()));
+                }
                 Ok(Ok(Some(_))) => {
                     tracing::error!(lease = h.id, "lease expired");
                     h.lost.store(true, Ordering::Release);
@@ -148,14 +151,19 @@ async fn keep_alive(endpoints: Vec<String>, h: LeaseHandle) {
                 }
                 Ok(Ok(None)) => stream = None,
                 Ok(Err(e)) => {
+                    crate::metrics::METRICS.renewal(None);
                     tracing::warn!("lease keep-alive: {e}");
                     stream = None;
                 }
                 Err(_) => {
+                    crate::metrics::METRICS.renewal(None);
                     tracing::warn!("lease keep-alive: no answer in {period:?}");
                     stream = None;
                 }
             }
+        } else {
+            // No member opened a stream: this period's renewal is lost.
+            crate::metrics::METRICS.renewal(None);
         }
         tokio::time::sleep_until((sent + period).into()).await;
     }

@@ -16,12 +16,14 @@
 //! - [`lease`]: membership and the self-fencing deadline.
 //! - [`agent`]: runs what is placed on this node; [`leader`] applies the
 //!   [`plan`] (placement, fencing before takeover).
+//! - [`metrics`]: Prometheus text at `GET /metrics` (`node.NAME.metrics`).
 pub mod agent;
 pub mod config;
 pub mod error;
 pub mod instance;
 pub mod leader;
 pub mod lease;
+pub mod metrics;
 pub mod plan;
 pub mod state;
 pub mod takeover;

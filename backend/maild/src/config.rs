@@ -80,7 +80,7 @@ pub struct MailConfig {
     #[serde(default)]
     pub lmtps: Option<SocketAddr>,
     /// Prometheus text at `GET /metrics`: sessions, deliveries, APPENDs,
-    /// store latency, quota use, free space of the volume.
+    /// store latency, quota use.
     pub metrics: Option<SocketAddr>,
     /// The default per-account quota; none: unlimited.
     #[serde(default, deserialize_with = "optional_size")]

@@ -1,10 +1,9 @@
 //! `GET /metrics` of fulmar-maild: sessions per protocol, deliveries and
 //! APPENDs by result, how long the store takes to make a message durable,
-//! quota use and the volume's free space. One set per process (one
-//! instance per process), so the counters are a static.
+//! and quota use (fulmar-noded reports the volume's space). One set per
+//! process (one instance per process), so the counters are a static.
 use std::{
     collections::BTreeMap,
-    path::Path,
     sync::{
         LazyLock, Mutex,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -85,7 +84,7 @@ impl Metrics {
         self.append.observe(took);
     }
 
-    pub fn render(&self, instance: &str, generation: u64, store: &Store, root: &Path) -> String {
+    pub fn render(&self, instance: &str, generation: u64, store: &Store) -> String {
         let mut t = Text::default();
         let g = generation.to_string();
         t.family(
@@ -159,37 +158,6 @@ impl Metrics {
             "Accounts at 90 % of their quota or more.",
             near,
         );
-        if let Some((size, avail)) = volume_space(root) {
-            t.single(
-                "fulmar_maild_volume_size_bytes",
-                Kind::Gauge,
-                "Size of the instance's volume.",
-                size,
-            );
-            t.single(
-                "fulmar_maild_volume_avail_bytes",
-                Kind::Gauge,
-                "Bytes of the volume the service may still use.",
-                avail,
-            );
-        }
         t.finish()
     }
-}
-
-/// (size, available to unprivileged writers) of the file system at `path`.
-fn volume_space(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated path and `s` points to memory
-    // statvfs fills in full when it returns 0.
-    let s = unsafe {
-        if libc::statvfs(c.as_ptr(), s.as_mut_ptr()) != 0 {
-            return None;
-        }
-        s.assume_init()
-    };
-    let frag = s.f_frsize as u64;
-    Some((s.f_blocks as u64 * frag, s.f_bavail as u64 * frag))
 }

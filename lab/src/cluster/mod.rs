@@ -9,6 +9,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
     thread::sleep,
@@ -240,6 +241,10 @@ impl ClusterLab {
                 .map(|n| {
                     let spec = NodeSpec {
                         addresses: vec![node_addr(n)],
+                        metrics: Some(SocketAddr::new(
+                            node_addr(n).parse().expect("address"),
+                            9422,
+                        )),
                     };
                     (n.to_string(), spec)
                 })

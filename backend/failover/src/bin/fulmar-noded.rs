@@ -7,6 +7,7 @@ use clap::Parser;
 use fulmar_failover::{
     agent::Agent,
     config::{ClusterConfig, DEFAULT_PATH},
+    metrics::METRICS,
 };
 use fulmar_fencing::{Fencer, FencingConfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -56,6 +57,13 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        if let Some(address) = config.node[&node].metrics {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("node.{node}.metrics {address}"))?;
+            let render = std::sync::Arc::new(|| METRICS.render());
+            tokio::spawn(fulmar_daemon::metrics::serve(listener, render));
+        }
         let agent = Agent::connect(config, &node, Fencer::new(fencing))
             .await
             .map_err(anyhow::Error::msg)?;

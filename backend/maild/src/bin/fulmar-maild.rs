@@ -217,9 +217,9 @@ fn run(root: PathBuf, node: Option<String>, generation: Option<u64>) -> Result<(
             delivery::serve_tls(l, delivery(Dialect::Lmtp), acceptor())
         });
         if let Some(listener) = listeners.metrics {
-            let (store, root) = (service.store.clone(), root.clone());
+            let store = service.store.clone();
             let (instance, generation) = (config.instance.clone(), lock.owner.generation);
-            let render = Arc::new(move || METRICS.render(&instance, generation, &store, &root));
+            let render = Arc::new(move || METRICS.render(&instance, generation, &store));
             tokio::spawn(fulmar_daemon::metrics::serve(listener, render));
         }
         let alive = alive(root.clone(), lock.owner.node.clone(), lock.owner.generation);
