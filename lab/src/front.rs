@@ -19,7 +19,7 @@ use fulmar_maild::config::{
 };
 use fulmar_proxy::config::{AdminConfig, ProxyConfig};
 
-use crate::{Lab, mail, topology};
+use crate::{Lab, mail, prometheus::Prometheus, topology};
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
 pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
@@ -39,6 +39,12 @@ pub const PROXY_ADDRS: [&str; 3] = ["198.18.1.11", "198.18.1.12", "198.18.1.13"]
 pub const ADMIN_PORT: u16 = 7071;
 /// The name in the lab's certificate (proxies and instances share one).
 pub const CERT_NAME: &str = "mail.fulmar.test";
+/// The balancer's own address (its metrics are scraped there).
+pub const BALANCER: &str = "198.18.1.2";
+/// Metrics ports: fulmar-lbd, fulmar-proxyd, fulmar-maild (on each VIP).
+pub const LB_METRICS: u16 = 9421;
+pub const PROXY_METRICS: u16 = 9425;
+pub const MAILD_METRICS: u16 = 9423;
 
 /// The workspace's binaries the front path runs.
 pub struct Bins {
@@ -69,6 +75,8 @@ pub struct Front {
     pub lb_socket: PathBuf,
     /// `fulmar -A`: how to reach the proxies' admin endpoints.
     pub admin_config: PathBuf,
+    /// Scrapes every daemon, with the shipped alert rules.
+    pub prometheus: Option<Prometheus>,
 }
 
 fn text(p: &Path) -> Result<&str> {
@@ -87,6 +95,7 @@ impl Front {
             bins,
             lb_socket: work.join("lb.sock"),
             admin_config: work.join("admin.toml"),
+            prometheus: None,
         };
         // What fulmar-realserver.service does on a proxy node.
         for proxy in topology::PROXIES {
@@ -98,7 +107,41 @@ impl Front {
         }
         front.start_mail_tiers()?;
         front.start_balancer()?;
+        front.start_prometheus()?;
         Ok(front)
+    }
+
+    /// Prometheus on the directory host, scraping the balancer, the
+    /// proxies and the instances (on their VIPs).
+    fn start_prometheus(&mut self) -> Result<()> {
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../daemon/dist/prometheus/fulmar.rules.yml");
+        let jobs = [
+            ("fulmar-lbd", vec![format!("{BALANCER}:{LB_METRICS}")]),
+            (
+                "fulmar-proxyd",
+                PROXY_ADDRS
+                    .iter()
+                    .map(|a| format!("{a}:{PROXY_METRICS}"))
+                    .collect(),
+            ),
+            (
+                "fulmar-maild",
+                INSTANCES
+                    .iter()
+                    .map(|(_, _, vip)| format!("{vip}:{MAILD_METRICS}"))
+                    .collect(),
+            ),
+        ];
+        let work = self.work.join("prometheus");
+        let p = Prometheus::start(&mut self.lab, "directory", DIRECTORY, &work, &jobs, &rules)?;
+        self.prometheus = Some(p);
+        Ok(())
+    }
+
+    /// The lab's Prometheus.
+    pub fn prometheus(&self) -> &Prometheus {
+        self.prometheus.as_ref().expect("started with the lab")
     }
 
     /// `fulmar` on the balancer host, with the lab's sockets and admin
@@ -182,6 +225,7 @@ impl Front {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proxy/dist/proxy.toml");
         let mut config = ProxyConfig::load(&shipped).map_err(anyhow::Error::msg)?;
         config.agent_address = Some("[::]:7070".parse()?);
+        config.metrics_address = Some(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), PROXY_METRICS));
         for listener in &mut config.listen {
             listener.address =
                 SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), listener.address.port());
@@ -229,6 +273,7 @@ impl Front {
         mail.imap = Some(format!("{vip}:143").parse()?);
         mail.pop3 = Some(format!("{vip}:110").parse()?);
         mail.quota = Some(1 << 30);
+        mail.metrics = Some(format!("{vip}:{MAILD_METRICS}").parse()?);
         // the proxies: their IMAP ID and XCLIENT name the real client
         mail.trusted_networks = vec![Network::parse("198.18.1.0/24").expect("a network")];
         mail.directory = Some(MailDirectory::new(
@@ -284,6 +329,7 @@ impl Front {
         config.pin_dir = format!("/sys/fs/bpf/{}-fulmar", self.lab.prefix()).into();
         config.services_file = self.work.join("lb-services.conf");
         config.control_socket = self.lb_socket.clone();
+        config.metrics_address = Some(format!("{BALANCER}:{LB_METRICS}").parse()?);
         Ok(config)
     }
 

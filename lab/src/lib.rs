@@ -12,6 +12,7 @@ pub mod dist;
 #[cfg(feature = "front")]
 pub mod front;
 pub mod mail;
+pub mod prometheus;
 pub mod spec;
 pub mod topology;
 

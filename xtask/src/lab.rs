@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use fulmar_lab::{
     Lab, LabState,
-    front::{ACCOUNTS, Bins, Front, MAIL_PORTS},
+    front::{self, ACCOUNTS, Bins, Front, MAIL_PORTS},
     mail, teardown, topology,
 };
 
@@ -223,7 +223,10 @@ fn up() -> Result<()> {
         ("node1", ("back-end node", NODE1)),
         ("node2", ("back-end node", NODE2)),
         ("standby", ("spare back-end node", "idle")),
-        ("directory", ("directory", "slapd (misc.schema, mailHost)")),
+        (
+            "directory",
+            ("directory", "slapd (misc.schema, mailHost), prometheus"),
+        ),
     ];
     for (host, (role, running)) in roles {
         let addr = lab
@@ -275,6 +278,7 @@ fn up() -> Result<()> {
 
     println!("$ fulmar proxy list");
     print!("{}", cli(&["proxy", "list"])?);
+    show_prometheus(&front)?;
     let (fulmar, socket, admin) = (
         front.bins.fulmar.display().to_string(),
         front.lb_socket.display().to_string(),
@@ -294,6 +298,30 @@ fn up() -> Result<()> {
         state.prefix
     );
     println!("down: cargo xtask lab down");
+    Ok(())
+}
+
+/// Waits until the lab's Prometheus scrapes every daemon, and says where it is.
+fn show_prometheus(front: &Front) -> Result<()> {
+    let p = front.prometheus();
+    let targets = 1 + front::PROXY_ADDRS.len() + front::INSTANCES.len();
+    let up = p
+        .wait_for(
+            &front.lab,
+            "up{job=~\"fulmar-.*\"}",
+            targets,
+            |(_, v)| *v == 1.0,
+            Duration::from_secs(30),
+        )
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "\nprometheus {} (in netns {}-directory), rules loaded:",
+        p.url(),
+        front.lab.prefix()
+    );
+    for (labels, _) in up {
+        println!("  up  {:<14} {}", labels["job"], labels["instance"]);
+    }
     Ok(())
 }
 

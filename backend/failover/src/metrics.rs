@@ -3,7 +3,8 @@
 //! runs and their volumes' space. Only the leader reports the cluster (who
 //! is a member, each instance's phase, node and generation, fence attempts,
 //! fence devices' monitor results), so each cluster-wide series comes from
-//! one place and an alert on it fires once.
+//! one place and an alert on it fires once. The instance label is
+//! `fulmar_instance`: Prometheus keeps `instance` for the scrape target.
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -205,7 +206,7 @@ impl Metrics {
             t.sample(
                 name,
                 &[
-                    ("instance", instance),
+                    ("fulmar_instance", instance),
                     ("generation", &generation.to_string()),
                 ],
                 1,
@@ -230,7 +231,7 @@ impl Metrics {
             t.family(name, Kind::Gauge, help);
             for (instance, (size, avail)) in &space {
                 let v = if pick == 0 { size } else { avail };
-                t.sample(name, &[("instance", instance)], v);
+                t.sample(name, &[("fulmar_instance", instance)], v);
             }
         }
     }
@@ -271,7 +272,7 @@ impl Metrics {
                 for phase in PHASES {
                     t.sample(
                         name,
-                        &[("instance", i), ("phase", phase)],
+                        &[("fulmar_instance", i), ("phase", phase)],
                         u8::from(v.phase == phase),
                     );
                 }
@@ -283,7 +284,7 @@ impl Metrics {
                 "The instance's generation (it grows with every move).",
             );
             for (i, v) in &c.instances {
-                t.sample(name, &[("instance", i)], v.generation);
+                t.sample(name, &[("fulmar_instance", i)], v.generation);
             }
             let name = "fulmar_cluster_instance_node";
             t.family(
@@ -293,7 +294,7 @@ impl Metrics {
             );
             for (i, v) in &c.instances {
                 if let Some(n) = &v.node {
-                    t.sample(name, &[("instance", i), ("node", n)], 1);
+                    t.sample(name, &[("fulmar_instance", i), ("node", n)], 1);
                 }
             }
         }
@@ -498,10 +499,10 @@ mod tests {
         };
         m.running_here("mail1", 3, Path::new("/"));
         let text = m.render();
-        assert!(
-            text.contains("fulmar_node_instance_running{instance=\"mail1\",generation=\"3\"} 1\n")
-        );
-        assert!(text.contains("fulmar_node_volume_size_bytes{instance=\"mail1\"} "));
+        assert!(text.contains(
+            "fulmar_node_instance_running{fulmar_instance=\"mail1\",generation=\"3\"} 1\n"
+        ));
+        assert!(text.contains("fulmar_node_volume_size_bytes{fulmar_instance=\"mail1\"} "));
         assert!(!text.contains("fulmar_cluster_"), "{text}");
         m.leading(true);
         let config: ClusterConfig = toml::from_str(
@@ -514,16 +515,12 @@ mod tests {
         m.device_monitor("bmc1", false);
         m.fenced("node2", "fenced", Duration::from_millis(700));
         let text = m.render();
-        assert!(
-            text.contains(
-                "fulmar_cluster_instance_phase{instance=\"mail1\",phase=\"running\"} 1\n"
-            )
-        );
-        assert!(
-            text.contains(
-                "fulmar_cluster_instance_phase{instance=\"mail1\",phase=\"fencing\"} 0\n"
-            )
-        );
+        assert!(text.contains(
+            "fulmar_cluster_instance_phase{fulmar_instance=\"mail1\",phase=\"running\"} 1\n"
+        ));
+        assert!(text.contains(
+            "fulmar_cluster_instance_phase{fulmar_instance=\"mail1\",phase=\"fencing\"} 0\n"
+        ));
         assert!(text.contains("fulmar_cluster_node_member{node=\"node1\"} 1\n"));
         assert!(text.contains("fulmar_cluster_fence_device_up{device=\"bmc1\"} 0\n"));
         assert!(

@@ -94,7 +94,7 @@ impl Metrics {
         )
         .sample(
             "fulmar_maild_instance_info",
-            &[("instance", instance), ("generation", &g)],
+            &[("fulmar_instance", instance), ("generation", &g)],
             1,
         );
         let sessions = lock(&self.sessions).clone();

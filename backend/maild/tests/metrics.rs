@@ -48,7 +48,7 @@ for k in ['fulmar_maild_sessions_total{protocol="lmtp"}', 'fulmar_maild_sessions
           'fulmar_maild_appends_total{result="ok"}', 'fulmar_maild_appends_total{result="failed"}',
           'fulmar_maild_store_seconds_count{op="deliver"}', 'fulmar_maild_store_seconds_count{op="append"}',
           'fulmar_maild_quota_accounts', 'fulmar_maild_quota_near_accounts',
-          'fulmar_maild_instance_info{instance="mail1",generation="1"}']:
+          'fulmar_maild_instance_info{fulmar_instance="mail1",generation="1"}']:
     print("m", k, x.get(k))
 m.logout()
 "##,
@@ -77,7 +77,7 @@ m.logout()
         ("fulmar_maild_quota_accounts", "2"),
         ("fulmar_maild_quota_near_accounts", "1"),
         (
-            "fulmar_maild_instance_info{instance=\"mail1\",generation=\"1\"}",
+            "fulmar_maild_instance_info{fulmar_instance=\"mail1\",generation=\"1\"}",
             "1",
         ),
     ];
