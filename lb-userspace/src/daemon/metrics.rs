@@ -54,7 +54,7 @@ impl Core {
 
     fn reals_text(&self, t: &mut Text, reals: &[RealRow]) {
         let labels = |r: &RealRow| [("service", r.service.clone()), ("real", r.real.clone())];
-        let gauges: [(&str, &str, fn(&RealRow) -> u64); 4] = [
+        let gauges: [Series<RealRow>; 4] = [
             (
                 "fulmar_lb_real_up",
                 "1 while the real takes new flows (checks pass, not drained).",
@@ -76,14 +76,8 @@ impl Core {
                 |r| r.inactive,
             ),
         ];
-        for (name, help, get) in gauges {
-            t.family(name, Kind::Gauge, help);
-            for r in reals {
-                let l = labels(r);
-                t.sample(name, &[(l[0].0, &l[0].1), (l[1].0, &l[1].1)], get(r));
-            }
-        }
-        let counters: [(&str, &str, fn(&RealRow) -> u64); 3] = [
+        families(t, Kind::Gauge, &gauges, reals, labels);
+        let counters: [Series<RealRow>; 3] = [
             (
                 "fulmar_lb_real_packets_total",
                 "Packets forwarded to the real.",
@@ -100,13 +94,7 @@ impl Core {
                 |r| r.stats.as_ref().map_or(0, |s| s.new_flows),
             ),
         ];
-        for (name, help, get) in counters {
-            t.family(name, Kind::Counter, help);
-            for r in reals {
-                let l = labels(r);
-                t.sample(name, &[(l[0].0, &l[0].1), (l[1].0, &l[1].1)], get(r));
-            }
-        }
+        families(t, Kind::Counter, &counters, reals, labels);
         let name = "fulmar_lb_real_checks_total";
         t.family(name, Kind::Counter, "Health checks of the real, by result.");
         for ((svc, endpoint), log) in &self.checks {
@@ -123,8 +111,30 @@ impl Core {
     }
 }
 
+/// Name, help and the value of one row.
+type Series<R> = (&'static str, &'static str, fn(&R) -> u64);
+
+/// One family per series, one sample per row.
+fn families<R, const N: usize>(
+    t: &mut Text,
+    kind: Kind,
+    series: &[Series<R>],
+    rows: &[R],
+    labels: impl Fn(&R) -> [(&'static str, String); N],
+) {
+    for (name, help, get) in series {
+        t.family(name, kind, help);
+        for r in rows {
+            let l = labels(r);
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            t.sample(name, &l, get(r));
+        }
+    }
+}
+
 fn services_text(t: &mut Text, services: &[ServiceRow]) {
-    let gauges: [(&str, &str, fn(&ServiceRow) -> u64); 2] = [
+    let labels = |s: &ServiceRow| [("service", s.service.clone())];
+    let gauges: [Series<ServiceRow>; 2] = [
         ("fulmar_lb_service_reals", "Reals configured.", |s| {
             s.reals as u64
         }),
@@ -134,13 +144,8 @@ fn services_text(t: &mut Text, services: &[ServiceRow]) {
             |s| s.reals_up as u64,
         ),
     ];
-    for (name, help, get) in gauges {
-        t.family(name, Kind::Gauge, help);
-        for s in services {
-            t.sample(name, &[("service", &s.service)], get(s));
-        }
-    }
-    let counters: [(&str, &str, fn(&ServiceRow) -> u64); 3] = [
+    families(t, Kind::Gauge, &gauges, services, labels);
+    let counters: [Series<ServiceRow>; 3] = [
         (
             "fulmar_lb_service_packets_total",
             "Packets to the VIP.",
@@ -155,12 +160,7 @@ fn services_text(t: &mut Text, services: &[ServiceRow]) {
             |s| s.stats.as_ref().map_or(0, |x| x.new_flows),
         ),
     ];
-    for (name, help, get) in counters {
-        t.family(name, Kind::Counter, help);
-        for s in services {
-            t.sample(name, &[("service", &s.service)], get(s));
-        }
-    }
+    families(t, Kind::Counter, &counters, services, labels);
     let name = "fulmar_lb_service_drops_total";
     t.family(
         name,
