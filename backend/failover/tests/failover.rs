@@ -214,7 +214,8 @@ fn service_killed_restarts_in_place_then_relocates() {
 #[test]
 fn fencing_level_fallback_and_unfenceable_node() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let c = cluster(Fencing::Varied);
+    let mut c = cluster(Fencing::Varied);
+    let prometheus = c.start_prometheus().expect("prometheus");
     let fulmar = fulmar_lab::dist::built("fulmar");
     c.wait_running(Duration::from_secs(30), |_, _| true)
         .expect("instance starts");
@@ -270,6 +271,7 @@ fn fencing_level_fallback_and_unfenceable_node() {
     assert_eq!(placement["generation"], g3, "{placement}");
     let status = c.fulmar(&fulmar, &["cluster", "status"]).unwrap();
     assert!(status.contains("unfenceable"), "{status}");
+    metrics_while_waiting_for_a_confirmation(&c, &prometheus);
 
     // The operator pulls the plug, then confirms: the instance comes back.
     let fault = Instant::now();
@@ -282,6 +284,46 @@ fn fencing_level_fallback_and_unfenceable_node() {
     serving_again(&client, fault, "node3 after manual confirmation");
     eprintln!("running on {n} after the confirmation");
     verdict(&c, client, sampler);
+}
+
+/// What a real Prometheus scraping the agents shows while mail1 waits for
+/// an operator: the leader's phase for it and the pending alert, node2's
+/// fence by level 2, and the monitors of the fence devices (the lab's BMC
+/// address answers nothing; its power and I/O-barrier devices work).
+fn metrics_while_waiting_for_a_confirmation(
+    c: &ClusterLab,
+    p: &fulmar_lab::prometheus::Prometheus,
+) {
+    let within = Duration::from_secs(20);
+    let wait = |expr: &str, n: usize, ok: &dyn Fn(f64) -> bool| {
+        p.wait_for(&c.lab, expr, n, |(_, v)| ok(*v), within)
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.agent_logs()))
+    };
+    // node1 alone is left: one agent up, and it leads.
+    wait("up{job=\"fulmar-noded\"} == 1", 1, &|_| true);
+    wait("fulmar_node_leader == 1", 1, &|_| true);
+    let phase = wait("fulmar_cluster_instance_phase == 1", 1, &|_| true);
+    assert_eq!(
+        phase[0].0["phase"], "awaiting_fence_confirmation",
+        "{phase:?}"
+    );
+    assert_eq!(phase[0].0["fulmar_instance"], "mail1", "{phase:?}");
+    wait(
+        "ALERTS{alertname=\"FulmarInstanceAwaitingFenceConfirmation\"}",
+        1,
+        &|_| true,
+    );
+    wait(
+        "max_over_time(fulmar_cluster_fence_attempts_total{node=\"node2\",result=\"fenced\"}[10m])",
+        1,
+        &|v| v >= 1.0,
+    );
+    let devices = wait("fulmar_cluster_fence_device_up", 9, &|_| true);
+    for (labels, v) in devices {
+        let bmc = labels["device"].ends_with("-bmc");
+        assert_eq!(v, if bmc { 0.0 } else { 1.0 }, "{labels:?}");
+    }
+    wait("fulmar_cluster_node_member == 0", 2, &|_| true);
 }
 
 /// Wall-clock milliseconds: what fulmar-maild's alive stamps and the fence

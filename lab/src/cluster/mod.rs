@@ -27,7 +27,9 @@ pub use deliver::Deliverer;
 pub use sampler::Sampler;
 pub use volume::mounted_by;
 
-use crate::{Attachment, HostSpec, Lab, LabError, LabSpec, SegmentSpec, cmd};
+use crate::{
+    Attachment, HostSpec, Lab, LabError, LabSpec, SegmentSpec, cmd, prometheus::Prometheus,
+};
 use deliver::USER;
 use etcd::b64;
 use fulmar_failover::{
@@ -43,6 +45,8 @@ use fulmar_fencing::config::{
 pub const VIP: &str = "198.18.10.100";
 pub const NODES: [&str; 3] = ["node1", "node2", "node3"];
 pub const INSTANCE: &str = "mail1";
+/// Where each node's fulmar-noded serves its metrics.
+pub const NODED_METRICS: u16 = 9422;
 const PREFIX: &str = "/fulmar";
 
 fn node_addr(node: &str) -> String {
@@ -263,6 +267,26 @@ impl ClusterLab {
         let config = self.config.to_string_lossy().into_owned();
         self.lab
             .spawn(node, &name, &noded, &["--config", &config, "--node", node])
+    }
+
+    /// A real Prometheus on the client host scraping every node's agent,
+    /// with the shipped alert rules.
+    pub fn start_prometheus(&mut self) -> Result<Prometheus, LabError> {
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../daemon/dist/prometheus/fulmar.rules.yml");
+        let targets = NODES
+            .iter()
+            .map(|n| format!("{}:{NODED_METRICS}", node_addr(n)))
+            .collect();
+        let work = self.dir.join("prometheus");
+        Prometheus::start(
+            &mut self.lab,
+            "client",
+            "198.18.10.10",
+            &work,
+            &[("fulmar-noded", targets)],
+            &rules,
+        )
     }
 
     pub fn start_agents(&mut self) -> Result<(), LabError> {
