@@ -1,5 +1,5 @@
 //! `fulmar account ...` and `fulmar domain ...`.
-use std::{io::BufRead, path::Path};
+use std::io::BufRead;
 
 use fulmar_daemon::grammar::keyword;
 use serde_json::json;
@@ -12,6 +12,9 @@ use fulmar_provision::{
     mover,
     placement::Algorithm,
 };
+use fulmar_proxy::admin::Selector;
+
+use crate::{Options, proxy::Inventory, session::kick_sessions};
 
 pub const USAGE: &str = "\
 Usage: fulmar account add ADDRESS { password PASS | password-file FILE }
@@ -32,12 +35,15 @@ The provisioning config is -P PATH (default /etc/fulmar/provision.toml).
 ps; keep it for scripts on single-user hosts). `add` writes the directory
 entry, then creates the mailbox on the chosen instance; if that fails the
 entry is removed again. `move` copies the mailbox (new UIDs, new
-UIDVALIDITY), switches mailHost (the account's own from then on), and keeps copying for the proxies' cache
-lifetime so deliveries during the move are not lost. `import` reads CSV
+UIDVALIDITY), switches mailHost (the account's own from then on), ends the
+account's sessions on every proxy the balancer knows (-S, -A: they reconnect
+to the new instance), and keeps copying for the proxies' cache lifetime so
+deliveries during the move are not lost. `import` reads CSV
 (header: address, password | password_hash, aliases, name, instance) or
 LDIF; `dry-run` prints the placement and the accounts per instance.";
 
-pub fn run(object: &str, args: &[String], config_path: &Path, json: bool) -> Result<(), String> {
+pub fn run(object: &str, args: &[String], opts: &Options) -> Result<(), String> {
+    let (config_path, json) = (opts.provision.as_path(), opts.json);
     let verbs: &[&str] = match object {
         "account" => &["add", "del", "show", "list", "move", "import", "help"],
         _ => &["add", "del", "show", "help"],
@@ -122,9 +128,17 @@ pub fn run(object: &str, args: &[String], config_path: &Path, json: bool) -> Res
                 if from == to {
                     return Err(format!("{user} already lives on {to}"));
                 }
-                let r =
-                    mover::move_account(&config, &mut dir, &entry.dn, &entry.uid, &from, to)
-                        .await?;
+                // The proxies record the name the back-end knows: the uid or
+                // one of the addresses, depending on their user_attribute.
+                let mut names = vec![entry.uid.clone()];
+                names.extend(entry.addresses.iter().cloned());
+                names.sort_by_key(|n| n.to_ascii_lowercase());
+                names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+                let kick = async || kick_everywhere(opts, &names).await;
+                let r = mover::move_account(
+                    &config, &mut dir, &entry.dn, &entry.uid, &from, to, kick,
+                )
+                .await?;
                 if json {
                     println!("{}", json!({"account": entry.uid, "from": from, "to": to, "report": r}));
                 } else {
@@ -134,6 +148,18 @@ pub fn run(object: &str, args: &[String], config_path: &Path, json: bool) -> Res
                         entry.uid, r.folders, r.copied, r.copied_late, r.flag_updates,
                         r.ms_copy, r.ms_total
                     );
+                    match (&r.kicked, &r.kick_error) {
+                        (Some(n), _) => println!(
+                            "{}: {n} sessions on the proxies ended after the switch; they reconnect to {to}",
+                            entry.uid
+                        ),
+                        (_, Some(e)) => eprintln!(
+                            "warning: {}: sessions were NOT kicked ({e}); those still open keep \
+                             using {from}: fulmar session kick account {}",
+                            entry.uid, entry.uid
+                        ),
+                        _ => {}
+                    }
                 }
                 Ok(())
             }
@@ -450,4 +476,27 @@ async fn import_file(config: &ProvisionConfig, args: &[String], json: bool) -> R
             r.accounts.len()
         ))
     }
+}
+
+/// Ends every session of the account (by any of `names`) on every proxy
+/// the balancer knows; an unreachable proxy is an error, as its sessions
+/// stay.
+async fn kick_everywhere(opts: &Options, names: &[String]) -> Result<usize, String> {
+    let inventory = Inventory::take(opts).await?;
+    let mut n = 0;
+    for name in names {
+        n += kick_sessions(&inventory, &Selector::Account(name.clone()), None).await?;
+    }
+    if !inventory.unreachable.is_empty() {
+        let which: Vec<String> = inventory
+            .unreachable
+            .iter()
+            .map(|(ip, why)| format!("{ip}: {why}"))
+            .collect();
+        return Err(format!(
+            "{n} kicked, but these proxies did not answer: {}",
+            which.join("; ")
+        ));
+    }
+    Ok(n)
 }

@@ -168,7 +168,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         "session" => return session::run(&opts, &rest[1..]),
         // Provisioning talks to the directory and the instances.
         object @ ("account" | "domain") => {
-            return account::run(object, &rest[1..], &opts.provision, opts.json);
+            return account::run(object, &rest[1..], &opts);
         }
         _ => {}
     }

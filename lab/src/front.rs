@@ -15,7 +15,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 use fulmar_lb::{Balancer, LoadOptions, PinLayout, config::DaemonConfig};
 use fulmar_maild::config::{
-    DirectoryConfig as MailDirectory, MailConfig, Network, TlsConfig as MailTls,
+    DirectoryConfig as MailDirectory, MailConfig, MasterConfig as MailMaster, Network,
+    TlsConfig as MailTls,
 };
 use fulmar_proxy::config::{AdminConfig, ProxyConfig};
 
@@ -23,6 +24,8 @@ use crate::{Lab, mail, prometheus::Prometheus, topology};
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
 pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
+/// The proxies' directory cache lifetime in the lab.
+const PROXY_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The back-end mail instances: (name, node, VIP).
 pub const INSTANCES: [(&str, &str, &str); 2] = [
     ("mail1", "node1", "198.18.2.21"),
@@ -33,6 +36,13 @@ pub const ACCOUNTS: [(&str, &str, &str); 2] = [
     ("ann", "ann-secret", "198.18.2.21"),
     ("bob", "bob-secret", "198.18.2.22"),
 ];
+/// An account in provisioning's own form (uid = address), at home on
+/// mail1, for `fulmar account move` (which needs an empty mailbox on the
+/// destination: `fulmar-maild account-create` there first).
+pub const MOVABLE: (&str, &str) = ("carol@mail.test", "carol-secret");
+/// Provisioning's master user on the instances, from the balancer host
+/// (where `fulmar` runs).
+const MASTER: (&str, &str) = ("provision", "master-secret");
 pub const DIRECTORY: &str = "198.18.2.20";
 pub const PROXY_ADDRS: [&str; 3] = ["198.18.1.11", "198.18.1.12", "198.18.1.13"];
 /// The proxies' admin endpoints (TLS, the token in `admin.token`).
@@ -75,6 +85,8 @@ pub struct Front {
     pub lb_socket: PathBuf,
     /// `fulmar -A`: how to reach the proxies' admin endpoints.
     pub admin_config: PathBuf,
+    /// `fulmar -P`: provisioning (directory admin, instances' master user).
+    pub provision_config: PathBuf,
     /// Scrapes every daemon, with the shipped alert rules.
     pub prometheus: Option<Prometheus>,
 }
@@ -95,6 +107,7 @@ impl Front {
             bins,
             lb_socket: work.join("lb.sock"),
             admin_config: work.join("admin.toml"),
+            provision_config: work.join("provision.toml"),
             prometheus: None,
         };
         // What fulmar-realserver.service does on a proxy node.
@@ -152,6 +165,8 @@ impl Front {
             text(&self.lb_socket)?,
             "-A",
             text(&self.admin_config)?,
+            "-P",
+            text(&self.provision_config)?,
         ];
         all.extend_from_slice(args);
         Ok(self.lab.check("balancer", text(&self.bins.fulmar)?, &all)?)
@@ -159,20 +174,27 @@ impl Front {
 
     fn start_mail_tiers(&mut self) -> Result<()> {
         let work = self.work.clone();
+        let mut accounts: Vec<mail::Account> = ACCOUNTS
+            .iter()
+            .map(|(uid, password, host)| mail::Account {
+                uid,
+                password,
+                addresses: vec![format!("{uid}@mail.test")],
+                mail_host: Some(host),
+            })
+            .collect();
+        accounts.push(mail::Account {
+            uid: MOVABLE.0,
+            password: MOVABLE.1,
+            addresses: vec![MOVABLE.0.into()],
+            mail_host: Some(INSTANCES[0].2),
+        });
         let directory = mail::Directory {
             base: "dc=fulmar,dc=test",
             service_password: "proxy-secret",
-            accounts: ACCOUNTS
-                .iter()
-                .map(|(uid, password, host)| mail::Account {
-                    uid,
-                    password,
-                    addresses: vec![format!("{uid}@mail.test")],
-                    mail_host: Some(host),
-                })
-                .collect(),
+            accounts,
             domains: vec![("mail.test", "198.18.2.22")],
-            admin_password: None,
+            admin_password: Some("admin-secret"),
         };
         mail::start_slapd(
             &mut self.lab,
@@ -188,6 +210,7 @@ impl Front {
             self.start_instance(instance, &cert)?;
         }
         std::fs::write(work.join("ldap.secret"), "proxy-secret\n")?;
+        self.write_provision_config()?;
         let token = format!("{:032x}", rand_u128());
         std::fs::write(work.join("admin.token"), format!("{token}\n"))?;
         std::fs::write(
@@ -219,6 +242,25 @@ impl Front {
         Ok(())
     }
 
+    /// Provisioning as an operator on the balancer host would run it.
+    fn write_provision_config(&self) -> Result<()> {
+        let mut text = format!(
+            "[directory]\nurl = \"ldap://{DIRECTORY}\"\nadmin_dn = \"cn=admin,dc=fulmar,dc=test\"\n\
+             admin_password = \"admin-secret\"\npeople = \"ou=people,dc=fulmar,dc=test\"\n\
+             domains = \"ou=domains,dc=fulmar,dc=test\"\n\
+             # the proxies' cache_ttl, and a little\nroute_cache_ttl = \"{}s\"\n\
+             [imap]\nmaster_user = \"{}\"\nmaster_password = \"{}\"\n",
+            PROXY_CACHE_TTL.as_secs() + 1,
+            MASTER.0,
+            MASTER.1
+        );
+        for (name, _, vip) in INSTANCES {
+            text += &format!("[instance.{name}]\nmail_host = \"{vip}\"\n");
+        }
+        std::fs::write(&self.provision_config, text)?;
+        Ok(())
+    }
+
     /// The shipped proxy.toml with the lab's addresses, paths and directory.
     fn proxy_config(&self) -> Result<ProxyConfig> {
         let work = &self.work;
@@ -242,6 +284,8 @@ impl Front {
         d.bind_password = None;
         d.bind_password_file = Some(work.join("ldap.secret"));
         d.base_dn = "dc=fulmar,dc=test".into();
+        // lab only: a move need not wait the shipped 30 s for caches.
+        d.cache_ttl = PROXY_CACHE_TTL;
         config.smtp.hostname = "mx.fulmar.test".into();
         let mut listed: Vec<u16> = config.listen.iter().map(|l| l.address.port()).collect();
         listed.sort_unstable();
@@ -268,6 +312,7 @@ impl Front {
         std::fs::write(config.join("ldap.secret"), "proxy-secret\n")?;
         std::fs::write(config.join("cert.pem"), cert.cert.pem())?;
         std::fs::write(config.join("key.pem"), cert.signing_key.serialize_pem())?;
+        std::fs::write(config.join("master.secret"), format!("{}\n", MASTER.1))?;
         let mut mail = MailConfig::new(name, format!("{vip}:24").parse()?);
         mail.smtp = Some(format!("{vip}:25").parse()?);
         mail.imap = Some(format!("{vip}:143").parse()?);
@@ -282,6 +327,11 @@ impl Front {
             "cn=proxy,dc=fulmar,dc=test",
             "ldap.secret".into(),
         ));
+        mail.master = Some(MailMaster {
+            user: MASTER.0.into(),
+            password_file: "master.secret".into(),
+            networks: vec![Network::parse(&format!("{BALANCER}/32")).expect("a network")],
+        });
         mail.tls = Some(MailTls {
             certificate: "cert.pem".into(),
             key: "key.pem".into(),
@@ -289,15 +339,20 @@ impl Front {
         std::fs::write(config.join("mail.toml"), toml::to_string(&mail)?)?;
         let root_arg = text(&root)?.to_string();
         let maild = text(&self.bins.maild)?.to_string();
-        for (uid, _, home) in ACCOUNTS {
-            if home == vip {
-                let address = format!("{uid}@mail.test");
-                self.lab.check(
-                    node,
-                    &maild,
-                    &["--root", &root_arg, "account-create", &address],
-                )?;
-            }
+        let mut homes: Vec<String> = ACCOUNTS
+            .iter()
+            .filter(|(_, _, home)| *home == vip)
+            .map(|(uid, _, _)| format!("{uid}@mail.test"))
+            .collect();
+        if vip == INSTANCES[0].2 {
+            homes.push(MOVABLE.0.into());
+        }
+        for address in homes {
+            self.lab.check(
+                node,
+                &maild,
+                &["--root", &root_arg, "account-create", &address],
+            )?;
         }
         self.lab.check(
             node,

@@ -5,7 +5,12 @@
 //! 1. An account with sessions on all three proxies is kicked: every one
 //!    of its sessions ends (BYE, then the close) within a second; another
 //!    account's sessions answer NOOP after.
-//! 2. 200 IMAP sessions idle in IDLE across the three proxies; `fulmar
+//! 2. `fulmar account move` of an account with an open session: the
+//!    session is told BYE right after the mailHost switch; the client
+//!    reconnects through the VIP, lands on the new instance and sets a
+//!    flag there, which the new instance's own store holds, and the old
+//!    instance keeps none of the account's messages.
+//! 3. 200 IMAP sessions idle in IDLE across the three proxies; `fulmar
 //!    proxy drain proxy1 within 20s` ends with proxy1 holding no session;
 //!    each client that was there got BYE, reconnected through the VIP to
 //!    another proxy and completed a NOOP; no session on proxy2/proxy3
@@ -154,10 +159,87 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
-fn kick_an_account_everywhere_then_drain_a_proxy_under_200_idle_sessions() {
+fn kick_an_account_everywhere_move_one_then_drain_a_proxy_under_200_idle_sessions() {
     let (_work, front) = front();
     kick_an_account_on_three_proxies(&front);
+    a_move_kicks_and_the_reconnected_client_writes_to_the_new_home(&front);
     drain_proxy1_under_200_idle_sessions(&front);
+}
+
+/// The account's messages in one instance's store: file names in INBOX's
+/// new/ and cur/ (maildir: flags after `:2,`).
+fn stored(front: &Front, instance: &str, account: &str) -> Vec<String> {
+    let inbox = front
+        .work
+        .join("volumes")
+        .join(instance)
+        .join("mail")
+        .join(account)
+        .join("INBOX");
+    let mut names = Vec::new();
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(inbox.join(sub)).unwrap() {
+            names.push(e.unwrap().file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
+}
+
+fn a_move_kicks_and_the_reconnected_client_writes_to_the_new_home(front: &Front) {
+    let (user, password) = fulmar_lab::front::MOVABLE;
+    let out = front.lab.python(
+        "client",
+        &format!(
+            "import smtplib\ns = smtplib.SMTP('{}', 25, local_hostname='client.test')\n\
+             for i in range(3):\n    s.sendmail('x@elsewhere.test', ['{user}'], 'Subject: m%d\\r\\n\\r\\nbody\\r\\n' % i)\n\
+             s.quit()\nprint('sent')\n",
+            topology::VIP4
+        ),
+        String::new,
+    );
+    assert_eq!(out, "sent\n");
+    assert_eq!(stored(front, "mail1", user).len(), 3);
+    let mut before = Blocking::login(front, user, password);
+    // The destination's (empty) mailbox, as an operator makes it first; a
+    // second after the source's, so their UIDVALIDITYs differ.
+    let root = front.work.join("volumes/mail2");
+    front
+        .lab
+        .check(
+            "node2",
+            front.bins.maild.to_str().unwrap(),
+            &["--root", root.to_str().unwrap(), "account-create", user],
+        )
+        .unwrap();
+    let report = json(front, &["account", "move", user, "to", "mail2"]);
+    assert_eq!(report["report"]["copied"], 3, "{report}");
+    assert!(report["report"]["kicked"].as_u64() >= Some(1), "{report}");
+    let bye = before.line();
+    assert!(bye.starts_with("* BYE [UNAVAILABLE]"), "{bye:?}");
+    assert_eq!(before.line(), "", "closed after the BYE");
+
+    // The client comes back through the VIP and flags the first message.
+    let mut after = Blocking::login(front, user, password);
+    let stored_flag = after.command("f STORE 1 +FLAGS (\\Flagged)");
+    assert!(stored_flag.starts_with("f OK"), "{stored_flag:?}");
+    let sessions = json(front, &["session", "list", "account", user]);
+    let client = after.local.to_string();
+    let mine = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["client"] == client.as_str())
+        .unwrap_or_else(|| panic!("{client} not in {sessions}"));
+    assert_eq!(mine["backend"], fulmar_lab::front::INSTANCES[1].2, "{mine}");
+    after.command("l LOGOUT");
+    let on_mail2 = stored(front, "mail2", user);
+    assert_eq!(on_mail2.len(), 3, "{on_mail2:?}");
+    let flagged = on_mail2
+        .iter()
+        .filter(|n| n.rsplit_once(":2,").is_some_and(|(_, f)| f.contains('F')))
+        .count();
+    assert_eq!(flagged, 1, "mail2 holds {on_mail2:?}");
+    assert_eq!(stored(front, "mail1", user), Vec::<String>::new());
 }
 
 /// A blocking IMAP session from the client host (its socket stays in

@@ -4,7 +4,11 @@
 //! 1. Refuse unless the destination holds no messages for the account.
 //! 2. Copy every folder (messages with flags and internal dates). New UIDs
 //!    and a new UIDVALIDITY on the destination tell clients to resync.
-//! 3. Switch the account's `mailHost` to the destination.
+//! 3. Switch the account's `mailHost` to the destination, then end the
+//!    account's sessions on the proxies (`kick`): each reconnects to the
+//!    destination, so no client keeps changing flags on the source after
+//!    the copy's last pass. A kick that fails does not undo the move; the
+//!    report says so.
 //! 4. For `route_cache_ttl` (how long proxies may still route to the old
 //!    instance) keep copying new messages and flag changes.
 //! 5. Remove the copied messages from the source by UID and look again:
@@ -37,11 +41,16 @@ pub struct MoveReport {
     pub flag_updates: u64,
     pub ms_copy: u64,
     pub ms_total: u64,
+    /// Sessions the proxies were asked to end after the switch.
+    pub kicked: Option<usize>,
+    /// Why they could not be (sessions may still use the old instance).
+    pub kick_error: Option<String>,
 }
 
 /// Source UID → destination UID and the flags as copied, per folder.
 type Copied = BTreeMap<String, BTreeMap<u32, (u32, Vec<String>)>>;
 
+/// `kick` ends the account's sessions on the proxies and says how many.
 pub async fn move_account(
     config: &ProvisionConfig,
     dir: &mut Directory,
@@ -49,6 +58,7 @@ pub async fn move_account(
     user: &str,
     from: &str,
     to: &str,
+    kick: impl AsyncFnOnce() -> Result<usize, String>,
 ) -> Result<MoveReport, ProvisionError> {
     let started = Instant::now();
     let to_host = config.instance[to].mail_host.clone();
@@ -86,6 +96,10 @@ pub async fn move_account(
             source: Box::new(e.into()),
             cleanup,
         });
+    }
+    match kick().await {
+        Ok(n) => report.kicked = Some(n),
+        Err(e) => report.kick_error = Some(e),
     }
     let after_switch = |e: ProvisionError| ProvisionError::AfterSwitch {
         source: Box::new(e),

@@ -599,6 +599,13 @@ m.logout()
         r["copied_late"].as_u64().unwrap() > 0,
         "no delivery landed on mail1 during the move: {moved}"
     );
+    // This site has no balancer to find the proxies by: the move still
+    // completes, and its report says the sessions were not kicked.
+    assert!(r["kicked"].is_null(), "{moved}");
+    assert!(
+        r["kick_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{moved}"
+    );
 
     // Everything is on mail2, read through the proxy: each acknowledged
     // delivery exactly once, the old mail with its flags, a new
