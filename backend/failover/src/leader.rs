@@ -192,7 +192,6 @@ async fn apply(
                 (fencer.clone(), fencing.clone(), c.clone(), keys.clone());
             tokio::spawn(async move {
                 tracing::warn!(node, incarnation, "fencing");
-                let started = Instant::now();
                 let record = fencer.fence(&node).await.unwrap_or_else(|e| Record {
                     node: node.clone(),
                     started_ms: now_ms(),
@@ -204,12 +203,6 @@ async fn apply(
                     },
                 });
                 tracing::warn!(node, "{}", record.summary());
-                let result = if record.safe_to_take_over() {
-                    "fenced"
-                } else {
-                    "failed"
-                };
-                METRICS.fenced(&node, result, started.elapsed());
                 let fence = Fence {
                     incarnation,
                     record: record.clone(),

@@ -17,6 +17,8 @@ use std::{
 
 use fulmar_daemon::metrics::{Histogram, Kind, Text};
 
+use fulmar_fencing::Outcome;
+
 use crate::{
     config::ClusterConfig,
     state::{RunState, Snapshot},
@@ -52,10 +54,13 @@ pub struct InstanceView {
     pub generation: u64,
 }
 
-#[derive(Default)]
 struct ClusterView {
     nodes: BTreeMap<String, (bool, bool)>,
     instances: BTreeMap<String, InstanceView>,
+    /// From the fence log in etcd, so a new leader reports every fence
+    /// (node, result) → count, and their durations.
+    fences: BTreeMap<(String, &'static str), u64>,
+    fence_seconds: Histogram,
 }
 
 pub struct Metrics {
@@ -68,9 +73,6 @@ pub struct Metrics {
     /// Instances running here → (generation, mountpoint).
     local: Mutex<BTreeMap<String, (u64, PathBuf)>>,
     cluster: Mutex<Option<ClusterView>>,
-    /// (node, result) → count
-    fences: Mutex<BTreeMap<(String, &'static str), u64>>,
-    fence_seconds: Histogram,
     /// device → monitor passed
     devices: Mutex<BTreeMap<String, bool>>,
 }
@@ -84,8 +86,6 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     leader: AtomicBool::new(false),
     local: Mutex::default(),
     cluster: Mutex::default(),
-    fences: Mutex::default(),
-    fence_seconds: Histogram::new(&FENCE_BUCKETS),
     devices: Mutex::default(),
 });
 
@@ -141,12 +141,25 @@ impl Metrics {
             .keys()
             .map(|name| (name.clone(), view(s, name)))
             .collect();
-        *lock(&self.cluster) = Some(ClusterView { nodes, instances });
-    }
-
-    pub fn fenced(&self, node: &str, result: &'static str, took: Duration) {
-        *lock(&self.fences).entry((node.into(), result)).or_default() += 1;
-        self.fence_seconds.observe(took);
+        let mut fences = BTreeMap::new();
+        let fence_seconds = Histogram::new(&FENCE_BUCKETS);
+        for r in &s.fencelog {
+            let result = match r.outcome {
+                Outcome::Fenced { .. } => "fenced",
+                Outcome::Unfenceable { .. } => "failed",
+                Outcome::ManuallyConfirmed { .. } => "confirmed_by_hand",
+            };
+            *fences.entry((r.node.clone(), result)).or_default() += 1;
+            if !matches!(r.outcome, Outcome::ManuallyConfirmed { .. }) {
+                fence_seconds.observe(Duration::from_millis(r.delay_ms + r.duration_ms));
+            }
+        }
+        *lock(&self.cluster) = Some(ClusterView {
+            nodes,
+            instances,
+            fences,
+            fence_seconds,
+        });
     }
 
     pub fn device_monitor(&self, device: &str, ok: bool) {
@@ -297,24 +310,24 @@ impl Metrics {
                     t.sample(name, &[("fulmar_instance", i), ("node", n)], 1);
                 }
             }
-        }
-        if self.leader.load(Relaxed) {
             let name = "fulmar_cluster_fence_attempts_total";
             t.family(
                 name,
                 Kind::Counter,
-                "Fencing runs by this leader, by node and result.",
+                "Fencing runs in the cluster's fence log, by node and result.",
             );
-            for ((n, result), v) in lock(&self.fences).iter() {
+            for ((n, result), v) in &c.fences {
                 t.sample(name, &[("node", n), ("result", result)], v);
             }
             let name = "fulmar_cluster_fence_seconds";
             t.family(
                 name,
                 Kind::Histogram,
-                "How long fencing runs took (delay included).",
+                "How long those fencing runs took (delay included).",
             );
-            self.fence_seconds.render(t, name, &[]);
+            c.fence_seconds.render(t, name, &[]);
+        }
+        if self.leader.load(Relaxed) {
             let name = "fulmar_cluster_fence_device_up";
             t.family(
                 name,
@@ -493,8 +506,6 @@ mod tests {
             leader: AtomicBool::new(false),
             local: Mutex::default(),
             cluster: Mutex::default(),
-            fences: Mutex::default(),
-            fence_seconds: Histogram::new(&FENCE_BUCKETS),
             devices: Mutex::default(),
         };
         m.running_here("mail1", 3, Path::new("/"));
@@ -511,9 +522,13 @@ mod tests {
              mountpoint = \"/srv/mail1\"\nstart = [\"true\"]\nstop = [\"true\"]\n",
         )
         .unwrap();
-        m.cluster(&config, &placed(Some(RunState::Running)));
+        let mut s = placed(Some(RunState::Running));
+        let mut record = fence(Outcome::Fenced { level: 2 }).record;
+        record.node = "node2".into();
+        record.duration_ms = 700;
+        s.fencelog.push(record);
+        m.cluster(&config, &s);
         m.device_monitor("bmc1", false);
-        m.fenced("node2", "fenced", Duration::from_millis(700));
         let text = m.render();
         assert!(text.contains(
             "fulmar_cluster_instance_phase{fulmar_instance=\"mail1\",phase=\"running\"} 1\n"

@@ -313,8 +313,14 @@ fn metrics_while_waiting_for_a_confirmation(
         1,
         &|_| true,
     );
+    // From the fence log in etcd: whichever node leads now reports them.
     wait(
-        "max_over_time(fulmar_cluster_fence_attempts_total{node=\"node2\",result=\"fenced\"}[10m])",
+        "fulmar_cluster_fence_attempts_total{node=\"node2\",result=\"fenced\"}",
+        1,
+        &|v| v == 1.0,
+    );
+    wait(
+        "fulmar_cluster_fence_attempts_total{node=\"node3\",result=\"failed\"}",
         1,
         &|v| v >= 1.0,
     );
