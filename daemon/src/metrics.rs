@@ -73,6 +73,20 @@ impl Text {
         self
     }
 
+    /// A family whose samples differ in one label: (its value, the sample).
+    pub fn by<'a, V: Display>(
+        &mut self,
+        (name, kind, help): (&str, Kind, &str),
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, V)>,
+    ) -> &mut Self {
+        self.family(name, kind, help);
+        for (value, v) in samples {
+            self.sample(name, &[(label, value)], v);
+        }
+        self
+    }
+
     /// A family with one unlabelled sample.
     pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) -> &mut Self {
         self.family(name, kind, help).sample(name, &[], value)

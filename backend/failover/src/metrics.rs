@@ -225,56 +225,47 @@ impl Metrics {
                 1,
             );
         }
-        let space: Vec<(&String, (u64, u64))> = local
+        let space: Vec<(&str, (u64, u64))> = local
             .iter()
-            .filter_map(|(i, (_, m))| volume_space(m).map(|s| (i, s)))
+            .filter_map(|(i, (_, m))| volume_space(m).map(|s| (i.as_str(), s)))
             .collect();
-        for (name, help, pick) in [
-            (
-                "fulmar_node_volume_size_bytes",
-                "Size of the instance's mounted volume.",
-                0,
-            ),
-            (
-                "fulmar_node_volume_avail_bytes",
-                "Bytes of the volume still free to the service.",
-                1,
-            ),
-        ] {
-            t.family(name, Kind::Gauge, help);
-            for (instance, (size, avail)) in &space {
-                let v = if pick == 0 { size } else { avail };
-                t.sample(name, &[("fulmar_instance", instance)], v);
-            }
-        }
+        let size = (
+            "fulmar_node_volume_size_bytes",
+            Kind::Gauge,
+            "Size of the instance's mounted volume.",
+        );
+        t.by(
+            size,
+            "fulmar_instance",
+            space.iter().map(|(i, s)| (*i, s.0)),
+        );
+        let avail = (
+            "fulmar_node_volume_avail_bytes",
+            Kind::Gauge,
+            "Bytes of the volume still free to the service.",
+        );
+        t.by(
+            avail,
+            "fulmar_instance",
+            space.iter().map(|(i, s)| (*i, s.1)),
+        );
     }
 
     fn cluster_text(&self, t: &mut Text) {
         if let Some(c) = lock(&self.cluster).as_ref() {
-            t.family(
+            let member = (
                 "fulmar_cluster_node_member",
                 Kind::Gauge,
                 "1 while the node holds a lease (leader's view).",
             );
-            for (n, (alive, _)) in &c.nodes {
-                t.sample(
-                    "fulmar_cluster_node_member",
-                    &[("node", n)],
-                    u8::from(*alive),
-                );
-            }
-            t.family(
+            let nodes = || c.nodes.iter().map(|(n, v)| (n.as_str(), v));
+            t.by(member, "node", nodes().map(|(n, v)| (n, u8::from(v.0))));
+            let standby = (
                 "fulmar_cluster_node_standby",
                 Kind::Gauge,
                 "1 while the node is in standby.",
             );
-            for (n, (_, standby)) in &c.nodes {
-                t.sample(
-                    "fulmar_cluster_node_standby",
-                    &[("node", n)],
-                    u8::from(*standby),
-                );
-            }
+            t.by(standby, "node", nodes().map(|(n, v)| (n, u8::from(v.1))));
             let name = "fulmar_cluster_instance_phase";
             t.family(
                 name,
@@ -290,15 +281,13 @@ impl Metrics {
                     );
                 }
             }
-            let name = "fulmar_cluster_instance_generation";
-            t.family(
-                name,
+            let generation = (
+                "fulmar_cluster_instance_generation",
                 Kind::Gauge,
                 "The instance's generation (it grows with every move).",
             );
-            for (i, v) in &c.instances {
-                t.sample(name, &[("fulmar_instance", i)], v.generation);
-            }
+            let instances = c.instances.iter().map(|(i, v)| (i.as_str(), v.generation));
+            t.by(generation, "fulmar_instance", instances);
             let name = "fulmar_cluster_instance_node";
             t.family(
                 name,

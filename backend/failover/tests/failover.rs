@@ -8,33 +8,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Options, Sampler};
+mod support;
+
+use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Sampler};
+use support::cluster;
 
 /// The faults share the two cores with three etcds and three agents: one
 /// cluster at a time keeps lease timing honest.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn cluster(fencing: Fencing) -> ClusterLab {
-    assert_eq!(
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() },
-        0,
-        "needs root (CI runs as root)"
-    );
-    let mut c = ClusterLab::build(Options {
-        noded: env!("CARGO_BIN_EXE_fulmar-noded").into(),
-        maild: fulmar_lab::dist::built("fulmar-maild"),
-        // 2 s - 400 ms covers a renewal (500 ms) and a split etcd election
-        // (2 × 500 ms): losing the etcd leader must not self-fence.
-        lease_ttl_secs: 2,
-        self_fence_margin_ms: 400,
-        fencing,
-        allowed: vec![],
-    })
-    .expect("cluster lab");
-    c.start_agents().expect("agents");
-    c
-}
 
 /// Waits for the instance, then starts the client and the sampler and
 /// waits for the first delivery: (where it runs, client, sampler).

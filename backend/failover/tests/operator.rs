@@ -10,29 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fulmar_lab::cluster::{ClusterLab, Fencing, Options};
+mod support;
+
+use fulmar_lab::cluster::{ClusterLab, Fencing};
+use support::cluster;
 
 const WITHIN: Duration = Duration::from_secs(30);
-
-fn cluster() -> ClusterLab {
-    assert_eq!(
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() },
-        0,
-        "needs root (CI runs as root)"
-    );
-    let mut c = ClusterLab::build(Options {
-        noded: env!("CARGO_BIN_EXE_fulmar-noded").into(),
-        maild: fulmar_lab::dist::built("fulmar-maild"),
-        lease_ttl_secs: 2,
-        self_fence_margin_ms: 400,
-        fencing: Fencing::Lab,
-        allowed: vec![],
-    })
-    .expect("cluster lab");
-    c.start_agents().expect("agents");
-    c
-}
 
 /// Waits until `check` holds, up to `WITHIN`; its last complaint otherwise.
 fn until(c: &ClusterLab, what: &str, check: impl Fn() -> Result<(), String>) {
@@ -50,7 +33,7 @@ fn until(c: &ClusterLab, what: &str, check: impl Fn() -> Result<(), String>) {
 
 #[test]
 fn freeze_standby_unfreeze_online_disable_enable() {
-    let c = cluster();
+    let c = cluster(Fencing::Lab);
     let fulmar = fulmar_lab::dist::built("fulmar");
     let run = |args: &[&str]| {
         c.fulmar(&fulmar, args)

@@ -98,22 +98,18 @@ impl Metrics {
             1,
         );
         let sessions = lock(&self.sessions).clone();
-        t.family(
+        let total = (
             "fulmar_maild_sessions_total",
             Kind::Counter,
             "Sessions accepted, by protocol.",
         );
-        for (p, (total, _)) in &sessions {
-            t.sample("fulmar_maild_sessions_total", &[("protocol", p)], total);
-        }
-        t.family(
+        t.by(total, "protocol", sessions.iter().map(|(p, s)| (*p, s.0)));
+        let open = (
             "fulmar_maild_sessions_active",
             Kind::Gauge,
             "Sessions open now, by protocol.",
         );
-        for (p, (_, open)) in &sessions {
-            t.sample("fulmar_maild_sessions_active", &[("protocol", p)], open);
-        }
+        t.by(open, "protocol", sessions.iter().map(|(p, s)| (*p, s.1)));
         let name = "fulmar_maild_deliveries_total";
         t.family(
             name,
