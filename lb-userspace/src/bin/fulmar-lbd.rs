@@ -11,6 +11,7 @@ use fulmar_lb::{
 /// fulmar balancer daemon: attaches the XDP data path (or takes over the
 /// pinned one), applies the services file, health-checks the reals and
 /// follows their MACs; `fulmar` talks to it on the control socket.
+/// Prometheus metrics at `GET /metrics` on `metrics_address` when set.
 #[derive(Parser)]
 #[command(version)]
 struct Args {

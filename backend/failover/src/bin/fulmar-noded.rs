@@ -18,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 /// itself when its lease deadline passes, and, when elected leader, places
 /// instances and fences failed nodes before any takeover. SIGTERM stops the
 /// instances here and leaves the cluster (the leader moves them at once).
+/// Prometheus metrics at `GET /metrics` on `node.NAME.metrics` when set.
 #[derive(Parser)]
 #[command(version)]
 struct Args {

@@ -20,7 +20,8 @@ use tokio::net::TcpListener;
 /// `run` takes the volume's lock (refused while another process holds it, or
 /// when the volume has seen a newer generation), delivers by LMTP and SMTP
 /// on the instance address into crash-safe maildirs and serves them by IMAP
-/// and POP3 (logins checked by LDAP bind).
+/// and POP3 (logins checked by LDAP bind); Prometheus metrics at
+/// `GET /metrics` on `metrics` when set.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
