@@ -453,7 +453,8 @@ fn etcd_member_lost() {
 }
 
 /// Handovers under a continuous delivery load: fenced takeovers of a dead
-/// node (kill -9 of all its processes), of a cut-off node (its link down:
+/// node (kill -9 of all its processes, one of which holds its mount of
+/// the volume for 3 s more, past the fence), of a cut-off node (its link down:
 /// it self-fences while it is fenced, so its processes are still dying
 /// when the barrier runs) and planned relocations in turn. No takeover's check may find damage (the instance would wait in
 /// needs-repair) or repair anything, the sampler never sees the volume
@@ -478,7 +479,11 @@ fn handovers_under_load_leave_a_clean_volume() {
             _ => "relocation",
         };
         match round % 3 {
-            1 => c.kill_node(&holder).unwrap(),
+            // A process of the dead node holds its mount for a moment
+            // after the kill: the barrier must wait for its device to go.
+            1 => c
+                .kill_node_leaving_a_holder(&holder, Duration::from_secs(3))
+                .unwrap(),
             2 => c.cut(&holder).unwrap(),
             _ => {
                 c.fulmar(&fulmar, &["instance", "relocate", "mail1"])

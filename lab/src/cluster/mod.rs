@@ -319,6 +319,26 @@ impl ClusterLab {
         kill_netns(&self.lab.netns(node))
     }
 
+    /// Like `kill_node`, but a process of the node outlives the kill by
+    /// `linger` with its working directory on the node's mount of the
+    /// volume (one stuck in the kernel, finishing I/O): the node's loop
+    /// device stays attached until it goes. It runs outside the node's
+    /// namespace, so the kill does not reach it; it ends by itself.
+    pub fn kill_node_leaving_a_holder(&self, node: &str, linger: Duration) -> Result<(), LabError> {
+        let holder = Command::new("sleep")
+            .arg(format!("{:.3}", linger.as_secs_f64()))
+            .current_dir(&self.mountpoint)
+            .spawn()
+            .map_err(lab_io(&self.mountpoint))?;
+        // Reaped in the background: it must not become a zombie that
+        // `ip netns pids` or the sampler could mistake for the node.
+        std::thread::spawn(move || {
+            let mut holder = holder;
+            let _ = holder.wait();
+        });
+        kill_netns(&self.lab.netns(node))
+    }
+
     /// Cuts the node's link: both sides stay alive.
     pub fn cut(&self, node: &str) -> Result<(), LabError> {
         self.lab
