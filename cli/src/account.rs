@@ -59,12 +59,8 @@ pub fn run(object: &str, args: &[String], opts: &Options) -> Result<(), String> 
         return Ok(());
     }
     let config = ProvisionConfig::load(config_path)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let args = &args[1..];
-    runtime.block_on(async {
+    crate::block_on(async {
         match (object, verb) {
             ("account", "add") => add(&config, args, json).await,
             ("account", "del") => {
@@ -135,18 +131,25 @@ pub fn run(object: &str, args: &[String], opts: &Options) -> Result<(), String> 
                 names.sort_by_key(|n| n.to_ascii_lowercase());
                 names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
                 let kick = async || kick_everywhere(opts, &names).await;
-                let r = mover::move_account(
-                    &config, &mut dir, &entry.dn, &entry.uid, &from, to, kick,
-                )
-                .await?;
+                let r =
+                    mover::move_account(&config, &mut dir, &entry.dn, &entry.uid, &from, to, kick)
+                        .await?;
                 if json {
-                    println!("{}", json!({"account": entry.uid, "from": from, "to": to, "report": r}));
+                    println!(
+                        "{}",
+                        json!({"account": entry.uid, "from": from, "to": to, "report": r})
+                    );
                 } else {
                     println!(
                         "{}: moved {from} → {to}: {} folders, {} messages, {} more during the move, \
                          {} flag updates; copy {} ms, total {} ms",
-                        entry.uid, r.folders, r.copied, r.copied_late, r.flag_updates,
-                        r.ms_copy, r.ms_total
+                        entry.uid,
+                        r.folders,
+                        r.copied,
+                        r.copied_late,
+                        r.flag_updates,
+                        r.ms_copy,
+                        r.ms_total
                     );
                     match (&r.kicked, &r.kick_error) {
                         (Some(n), _) => println!(
@@ -214,7 +217,10 @@ pub fn run(object: &str, args: &[String], opts: &Options) -> Result<(), String> 
                 let rows: Vec<_> = domains
                     .iter()
                     .map(|d| {
-                        let i = d.mail_host.as_deref().and_then(|h| config.instance_by_host(h));
+                        let i = d
+                            .mail_host
+                            .as_deref()
+                            .and_then(|h| config.instance_by_host(h));
                         (d, i)
                     })
                     .collect();

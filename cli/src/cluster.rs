@@ -62,11 +62,7 @@ pub fn run(object: &str, args: &[String], config: &Path, json: bool) -> Result<(
             .cloned()
             .ok_or_else(|| format!("{object} {verb} needs a name\n{USAGE}"))
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+    crate::block_on(async {
         let mut c = connect_any(&config).await?;
         let keys = Keys::new(&config.etcd.prefix);
         let s = state::load(&mut c, &keys).await?;

@@ -47,6 +47,17 @@ pub(crate) struct Options {
     pub(crate) admin: PathBuf,
 }
 
+/// Runs a command's async work on a one-thread runtime.
+pub(crate) fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(work)
+}
+
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,

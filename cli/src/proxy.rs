@@ -118,7 +118,7 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
         println!("{USAGE}");
         return Ok(());
     }
-    block_on(async {
+    crate::block_on(async {
         let inventory = Inventory::take(opts).await?;
         match verb {
             "list" => {
@@ -129,7 +129,7 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
                 let name = args.get(1).ok_or(USAGE)?;
                 let within = match args.get(2).map(|w| w.trim_start_matches('-')) {
                     None => Duration::from_secs(60),
-                    Some(w) if "within".starts_with(w) && !w.is_empty() => {
+                    Some(w) if keyword(w, &["within"], "drain option").is_ok() => {
                         let d = args.get(3).ok_or("within needs a duration (20s, 5m)")?;
                         humantime::parse_duration(d).map_err(|e| format!("within {d}: {e}"))?
                     }
@@ -143,17 +143,6 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
             }
         }
     })
-}
-
-/// Runs an admin conversation on a one-thread runtime.
-pub fn block_on<T>(
-    work: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?
-        .block_on(work)
 }
 
 fn list(opts: &Options, inventory: &Inventory) {

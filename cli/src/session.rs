@@ -69,7 +69,7 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
         _ => (false, args),
     };
     let filter = parse(args, kick)?;
-    crate::proxy::block_on(async {
+    crate::block_on(async {
         let inventory = Inventory::take(opts).await?;
         if kick {
             let n = kick_sessions(&inventory, &filter.select, filter.proxy.as_deref()).await?;

@@ -176,15 +176,16 @@ impl Registry {
         }
     }
 
-    /// Sessions that logged in (have an account) and connections that
-    /// have not yet, counted under one lock.
-    pub fn counts(&self) -> (usize, usize) {
+    /// Sessions that logged in (have an account), connections that have
+    /// not yet, and those not yet asked to end, counted under one lock.
+    pub fn counts(&self) -> (usize, usize, usize) {
         let entries = self.lock();
-        let logged_in = entries
-            .values()
-            .filter(|e| e.info.account.is_some())
-            .count();
-        (logged_in, entries.len() - logged_in)
+        let (mut logged_in, mut not_kicked) = (0, 0);
+        for e in entries.values() {
+            logged_in += usize::from(e.info.account.is_some());
+            not_kicked += usize::from(!e.info.kicked);
+        }
+        (logged_in, entries.len() - logged_in, not_kicked)
     }
 
     /// Sessions not yet asked to end.

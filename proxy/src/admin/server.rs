@@ -128,12 +128,12 @@ fn answer(ctx: &Arc<Ctx>, request: Request) -> Reply {
 }
 
 pub fn status(ctx: &Ctx) -> Status {
-    let (sessions, connecting) = ctx.registry.counts();
+    let (sessions, connecting, not_kicked) = ctx.registry.counts();
     Status {
         name: ctx.admin_name.clone(),
         sessions,
         connecting,
-        not_kicked: ctx.registry.not_kicked(),
+        not_kicked,
         draining: ctx.draining.load(Ordering::Relaxed),
     }
 }
