@@ -67,7 +67,6 @@ pub async fn run(
             was_leader = true;
             METRICS.leading(true);
         }
-        METRICS.cluster(&config, &s);
         if Instant::now() >= next_monitor {
             next_monitor = Instant::now() + config.timing.fence_monitor_interval;
             tokio::spawn(monitor_devices(fencer.clone()));
@@ -83,6 +82,7 @@ pub async fn run(
             }
             apply(decision, &s, &mut c, &keys, &lease, &fencer, &fencing).await;
         }
+        METRICS.cluster(config.clone(), s);
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{
-        LazyLock, Mutex,
+        Arc, LazyLock, Mutex,
         atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
@@ -63,6 +63,40 @@ struct ClusterView {
     fence_seconds: Histogram,
 }
 
+impl ClusterView {
+    fn of(config: &ClusterConfig, s: &Snapshot) -> Self {
+        let nodes = config
+            .node
+            .keys()
+            .map(|n| (n.clone(), (s.alive.contains_key(n), s.standby(n))))
+            .collect();
+        let instances = config
+            .instance
+            .keys()
+            .map(|name| (name.clone(), view(s, name)))
+            .collect();
+        let mut fences = BTreeMap::new();
+        let fence_seconds = Histogram::new(&FENCE_BUCKETS);
+        for r in &s.fencelog {
+            let result = match r.outcome {
+                Outcome::Fenced { .. } => "fenced",
+                Outcome::Unfenceable { .. } => "failed",
+                Outcome::ManuallyConfirmed { .. } => "confirmed_by_hand",
+            };
+            *fences.entry((r.node.clone(), result)).or_default() += 1;
+            if !matches!(r.outcome, Outcome::ManuallyConfirmed { .. }) {
+                fence_seconds.observe(Duration::from_millis(r.delay_ms + r.duration_ms));
+            }
+        }
+        ClusterView {
+            nodes,
+            instances,
+            fences,
+            fence_seconds,
+        }
+    }
+}
+
 pub struct Metrics {
     node: Mutex<String>,
     lease_held: AtomicBool,
@@ -72,7 +106,8 @@ pub struct Metrics {
     leader: AtomicBool,
     /// Instances running here → (generation, mountpoint).
     local: Mutex<BTreeMap<String, (u64, PathBuf)>>,
-    cluster: Mutex<Option<ClusterView>>,
+    /// The leader's latest snapshot; read into a view only when scraped.
+    cluster: Mutex<Option<(Arc<ClusterConfig>, Snapshot)>>,
     /// device → monitor passed
     devices: Mutex<BTreeMap<String, bool>>,
 }
@@ -130,36 +165,9 @@ impl Metrics {
         lock(&self.local).remove(instance);
     }
 
-    pub fn cluster(&self, config: &ClusterConfig, s: &Snapshot) {
-        let nodes = config
-            .node
-            .keys()
-            .map(|n| (n.clone(), (s.alive.contains_key(n), s.standby(n))))
-            .collect();
-        let instances = config
-            .instance
-            .keys()
-            .map(|name| (name.clone(), view(s, name)))
-            .collect();
-        let mut fences = BTreeMap::new();
-        let fence_seconds = Histogram::new(&FENCE_BUCKETS);
-        for r in &s.fencelog {
-            let result = match r.outcome {
-                Outcome::Fenced { .. } => "fenced",
-                Outcome::Unfenceable { .. } => "failed",
-                Outcome::ManuallyConfirmed { .. } => "confirmed_by_hand",
-            };
-            *fences.entry((r.node.clone(), result)).or_default() += 1;
-            if !matches!(r.outcome, Outcome::ManuallyConfirmed { .. }) {
-                fence_seconds.observe(Duration::from_millis(r.delay_ms + r.duration_ms));
-            }
-        }
-        *lock(&self.cluster) = Some(ClusterView {
-            nodes,
-            instances,
-            fences,
-            fence_seconds,
-        });
+    /// The snapshot the leader just planned from.
+    pub fn cluster(&self, config: Arc<ClusterConfig>, s: Snapshot) {
+        *lock(&self.cluster) = Some((config, s));
     }
 
     pub fn device_monitor(&self, device: &str, ok: bool) {
@@ -252,7 +260,10 @@ impl Metrics {
     }
 
     fn cluster_text(&self, t: &mut Text) {
-        if let Some(c) = lock(&self.cluster).as_ref() {
+        let view = lock(&self.cluster)
+            .as_ref()
+            .map(|(config, s)| ClusterView::of(config, s));
+        if let Some(c) = &view {
             let member = (
                 "fulmar_cluster_node_member",
                 Kind::Gauge,
@@ -516,7 +527,7 @@ mod tests {
         record.node = "node2".into();
         record.duration_ms = 700;
         s.fencelog.push(record);
-        m.cluster(&config, &s);
+        m.cluster(Arc::new(config), s);
         m.device_monitor("bmc1", false);
         let text = m.render();
         assert!(text.contains(
