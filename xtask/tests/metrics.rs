@@ -5,31 +5,18 @@
 //! draining proxy3 makes `FulmarRealDown` pending for exactly its reals
 //! (the alert's `for` keeps it from firing in a test's time), and undrain
 //! clears it.
-use std::{path::PathBuf, time::Duration};
+mod support;
 
-use fulmar_lab::{
-    front::{Bins, Front},
-    topology,
-};
+use std::time::Duration;
 
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use fulmar_lab::topology;
+use support::front;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
 #[test]
 fn prometheus_scrapes_every_daemon_and_evaluates_the_rules() {
-    let work = WorkDir(std::env::temp_dir().join(format!("fulmar-metrics-{}", std::process::id())));
-    let bin_dir = fulmar_lab::dist::built("fulmar-lbd")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let front = Front::start(&work.0, Bins::in_dir(&bin_dir)).expect("the front path");
+    let (_work, front) = front("metrics");
     let (p, lab) = (front.prometheus(), &front.lab);
     let all = |expr: &str, n: usize| {
         p.wait_for(lab, expr, n, |_| true, WITHIN)

@@ -15,43 +15,23 @@
 //!    each client that was there got BYE, reconnected through the VIP to
 //!    another proxy and completed a NOOP; no session on proxy2/proxy3
 //!    broke; the balancer sent proxy1 no new flow during the drain.
+mod support;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use fulmar_lab::{
-    front::{Bins, Front},
-    topology,
-};
+use fulmar_lab::{front::Front, topology};
 use serde_json::Value;
+use support::front;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
     sync::{Semaphore, watch},
 };
-
-/// Removes the front's files once everything else is gone.
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn front() -> (WorkDir, Front) {
-    let work = WorkDir(std::env::temp_dir().join(format!("fulmar-front-{}", std::process::id())));
-    let bin_dir = fulmar_lab::dist::built("fulmar-lbd")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let front = Front::start(&work.0, Bins::in_dir(&bin_dir)).expect("the front path");
-    (work, front)
-}
 
 fn json(front: &Front, args: &[&str]) -> Value {
     let mut all = vec!["-j"];
@@ -161,7 +141,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn kick_an_account_everywhere_move_one_then_drain_a_proxy_under_200_idle_sessions() {
     let started = Instant::now();
-    let (_work, front) = front();
+    let (_work, front) = front("front");
     eprintln!("front up after {:?}", started.elapsed());
     kick_an_account_on_three_proxies(&front);
     eprintln!("kick done after {:?}", started.elapsed());
