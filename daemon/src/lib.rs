@@ -90,6 +90,31 @@ impl From<TlsError> for String {
     }
 }
 
+/// A TLS client configuration trusting only the CAs in one PEM file (ring,
+/// TLS 1.2 and 1.3): how the tiers check the back-ends' and the
+/// directory's certificates.
+pub fn tls_client_config(
+    ca_file: &std::path::Path,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, TlsError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let file = |e: String| TlsError::file(ca_file, e);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| file(e.to_string()))? {
+        let cert = cert.map_err(|e| file(e.to_string()))?;
+        roots.add(cert).map_err(|e| file(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(file("no certificate".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
 /// A TLS acceptor from a PEM certificate chain and key (ring, TLS 1.2 and
 /// 1.3), for the daemons that terminate TLS.
 pub fn tls_acceptor(

@@ -5,7 +5,7 @@
 //! operation has a timeout.
 use std::{
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -32,6 +32,9 @@ pub struct Connection {
     pub timeout: Duration,
     /// Connections kept open per pool (searches; binds).
     pub pool_size: usize,
+    /// How `ldaps://` URLs check the server's certificate (the configured
+    /// CA, `fulmar_daemon::tls_client_config`); None: the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub struct Pool {
@@ -178,7 +181,10 @@ impl Pool {
         let mut errors = Vec::new();
         for i in 0..urls.len() {
             let index = (first + i) % urls.len();
-            let settings = LdapConnSettings::new().set_conn_timeout(self.connection.timeout);
+            let mut settings = LdapConnSettings::new().set_conn_timeout(self.connection.timeout);
+            if let Some(tls) = &self.connection.tls {
+                settings = settings.set_config(tls.clone());
+            }
             match LdapConnAsync::with_settings(settings, &urls[index]).await {
                 Ok((conn, ldap)) => {
                     ldap3::drive!(conn);

@@ -1,11 +1,12 @@
 //! The pool against a real slapd: connections it keeps across a restart
 //! of the directory are dead, and a login must not fail on them while the
-//! directory is up again.
+//! directory is up again; over ldaps, the server's certificate is checked
+//! against the configured CA.
 use std::{sync::Arc, time::Duration};
 
 use fulmar_daemon::secret::Secret;
 use fulmar_directory::{Connection, Pool};
-use fulmar_lab::{Lab, LabSpec, mail};
+use fulmar_lab::{Lab, LabSpec, certs::Ca, mail};
 
 const ADDR: &str = "198.18.7.20";
 const BASE: &str = "dc=pool,dc=test";
@@ -23,6 +24,7 @@ fn directory() -> mail::Directory<'static> {
         }],
         domains: vec![],
         admin_password: None,
+        tls: None,
     }
 }
 
@@ -48,6 +50,7 @@ fn binds_survive_a_directory_restart() {
         bind_password: Secret::new("svc-secret"),
         timeout: Duration::from_secs(2),
         pool_size: 4,
+        tls: None,
     }));
     let binds = |pool: &Arc<Pool>, n: usize| {
         let pool = pool.clone();
@@ -70,4 +73,70 @@ fn binds_survive_a_directory_restart() {
         matches!(after[..], [Ok(true)]),
         "a login after the restart: {after:?}"
     );
+}
+
+#[test]
+fn ldaps_is_checked_against_the_configured_ca() {
+    let mut lab = Lab::build(&LabSpec::lan(&[("dir", &format!("{ADDR}/24"))])).unwrap();
+    let certs = lab.log_dir().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    // The directory's CA, and another CA that issued a certificate for
+    // the same address.
+    let (ca, other) = (Ca::new().unwrap(), Ca::new().unwrap());
+    ca.write(&certs.join("dir-ca.crt")).unwrap();
+    other.write(&certs.join("other-ca.crt")).unwrap();
+    ca.issue(&[ADDR], &certs.join("dir.crt"), &certs.join("dir.key"))
+        .unwrap();
+    let mut dir = directory();
+    let (crt, key) = (certs.join("dir.crt"), certs.join("dir.key"));
+    dir.tls = Some(mail::Tls {
+        certificate: &crt,
+        key: &key,
+    });
+    let work = lab.log_dir().join("slapd");
+    mail::start_slapd(&mut lab, "dir", ADDR, &work, &dir).unwrap();
+    // Workers made in the directory's namespace: the pool's sockets are
+    // opened there (block_on of a current-thread runtime would run on
+    // this thread, in the root namespace).
+    let rt = lab
+        .in_host("dir", || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .unwrap();
+    let attempt = |ca: Option<&str>| {
+        let tls = ca.map(|name| {
+            fulmar_daemon::tls_client_config(&certs.join(format!("{name}-ca.crt"))).unwrap()
+        });
+        let pool = Pool::new(Connection {
+            urls: vec![format!("ldaps://{ADDR}")],
+            bind_dn: format!("cn=proxy,{BASE}"),
+            bind_password: Secret::new("svc-secret"),
+            timeout: Duration::from_secs(2),
+            pool_size: 1,
+            tls,
+        });
+        rt.block_on(rt.spawn(async move {
+            let found = pool.search(BASE, "(uid=ann)", &["mailHost"]).await;
+            let checked = pool.check_password(DN, &Secret::new("ann-pw")).await;
+            (found.map(|e| e.len()), checked)
+        }))
+        .unwrap()
+    };
+    let (found, checked) = attempt(Some("dir"));
+    assert!(
+        matches!((&found, &checked), (Ok(1), Ok(true))),
+        "with the directory's CA: {found:?} {checked:?}"
+    );
+    // A certificate from another CA, or none configured (the system's
+    // roots), is refused: no search, no password sent.
+    for ca in [Some("other"), None] {
+        let (found, checked) = attempt(ca);
+        let e = format!("{found:?} {checked:?}");
+        assert!(found.is_err() && checked.is_err(), "CA {ca:?}: {e}");
+        assert!(e.to_lowercase().contains("certificate"), "CA {ca:?}: {e}");
+    }
 }

@@ -20,7 +20,7 @@ use fulmar_maild::config::{
 };
 use fulmar_proxy::config::{AdminConfig, ProxyConfig};
 
-use crate::{Lab, mail, prometheus::Prometheus, topology};
+use crate::{Lab, certs::Ca, mail, prometheus::Prometheus, topology};
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
 pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
@@ -189,12 +189,25 @@ impl Front {
             addresses: vec![MOVABLE.0.into()],
             mail_host: Some(INSTANCES[0].2),
         });
+        // The lab's CA (`ca.crt`) and one certificate for every service:
+        // the proxies' client side and admin doors (by name), the
+        // directory and the instances (by the addresses they are dialled
+        // at). Each TLS hop checks its peer against the CA.
+        let mut names = vec![CERT_NAME, DIRECTORY];
+        names.extend(INSTANCES.iter().map(|(_, _, vip)| *vip));
+        let ca = Ca::new()?;
+        ca.write(&work.join("ca.crt"))?;
+        ca.issue(&names, &work.join("proxy.crt"), &work.join("proxy.key"))?;
         let directory = mail::Directory {
             base: "dc=fulmar,dc=test",
             service_password: "proxy-secret",
             accounts,
             domains: vec![("mail.test", "198.18.2.22")],
             admin_password: Some("admin-secret"),
+            tls: Some(mail::Tls {
+                certificate: &work.join("proxy.crt"),
+                key: &work.join("proxy.key"),
+            }),
         };
         mail::start_slapd(
             &mut self.lab,
@@ -203,11 +216,8 @@ impl Front {
             &work.join("ldap"),
             &directory,
         )?;
-        let cert = rcgen::generate_simple_self_signed(vec![CERT_NAME.into()])?;
-        std::fs::write(work.join("proxy.crt"), cert.cert.pem())?;
-        std::fs::write(work.join("proxy.key"), cert.signing_key.serialize_pem())?;
         for instance in INSTANCES {
-            self.start_instance(instance, &cert)?;
+            self.start_instance(instance)?;
         }
         std::fs::write(work.join("ldap.secret"), "proxy-secret\n")?;
         self.write_provision_config()?;
@@ -217,7 +227,7 @@ impl Front {
             &self.admin_config,
             format!(
                 "port = {ADMIN_PORT}\nca = \"{}\"\ntls_name = \"{CERT_NAME}\"\ntoken_file = \"{}\"\n",
-                work.join("proxy.crt").display(),
+                work.join("ca.crt").display(),
                 work.join("admin.token").display()
             ),
         )?;
@@ -245,14 +255,15 @@ impl Front {
     /// Provisioning as an operator on the balancer host would run it.
     fn write_provision_config(&self) -> Result<()> {
         let mut text = format!(
-            "[directory]\nurl = \"ldap://{DIRECTORY}\"\nadmin_dn = \"cn=admin,dc=fulmar,dc=test\"\n\
+            "[directory]\nurl = \"ldaps://{DIRECTORY}\"\ntls_ca = \"{ca}\"\nadmin_dn = \"cn=admin,dc=fulmar,dc=test\"\n\
              admin_password = \"admin-secret\"\npeople = \"ou=people,dc=fulmar,dc=test\"\n\
              domains = \"ou=domains,dc=fulmar,dc=test\"\n\
              # the proxies' cache_ttl, and a little\nroute_cache_ttl = \"{}s\"\n\
              [imap]\nmaster_user = \"{}\"\nmaster_password = \"{}\"\n",
             PROXY_CACHE_TTL.as_secs() + 1,
             MASTER.0,
-            MASTER.1
+            MASTER.1,
+            ca = self.work.join("ca.crt").display(),
         );
         for (name, _, vip) in INSTANCES {
             text += &format!("[instance.{name}]\nmail_host = \"{vip}\"\n");
@@ -278,8 +289,15 @@ impl Front {
             // lab only: lets the demo log in without TLS
             tls.require_for_auth = false;
         }
+        // The shipped TLS hops, with the lab's certificate as their CA.
+        if let Some(ca) = &mut config.backend.tls_ca {
+            *ca = work.join("ca.crt");
+        }
         let d = &mut config.directory;
-        d.urls = vec![format!("ldap://{DIRECTORY}")];
+        d.urls = vec![format!("ldaps://{DIRECTORY}")];
+        if let Some(ca) = &mut d.tls_ca {
+            *ca = work.join("ca.crt");
+        }
         d.bind_dn = "cn=proxy,dc=fulmar,dc=test".into();
         d.bind_password = None;
         d.bind_password_file = Some(work.join("ldap.secret"));
@@ -301,32 +319,35 @@ impl Front {
     /// One fulmar-maild instance, as the failover manager would start it:
     /// its VIP on the node, its volume (here a directory of its own) with
     /// the config, the accounts it is home to, then `fulmar-maild run`.
-    fn start_instance(
-        &mut self,
-        (name, node, vip): (&str, &str, &str),
-        cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
-    ) -> Result<()> {
+    fn start_instance(&mut self, (name, node, vip): (&str, &str, &str)) -> Result<()> {
         let root = self.work.join("volumes").join(name);
         let config = root.join("config");
         std::fs::create_dir_all(&config)?;
         std::fs::write(config.join("ldap.secret"), "proxy-secret\n")?;
-        std::fs::write(config.join("cert.pem"), cert.cert.pem())?;
-        std::fs::write(config.join("key.pem"), cert.signing_key.serialize_pem())?;
+        std::fs::copy(self.work.join("proxy.crt"), config.join("cert.pem"))?;
+        std::fs::copy(self.work.join("proxy.key"), config.join("key.pem"))?;
+        std::fs::copy(self.work.join("ca.crt"), config.join("ca.pem"))?;
         std::fs::write(config.join("master.secret"), format!("{}\n", MASTER.1))?;
-        let mut mail = MailConfig::new(name, format!("{vip}:24").parse()?);
-        mail.smtp = Some(format!("{vip}:25").parse()?);
+        // The proxies come in TLS (the shipped proxy.toml's backend.tls);
+        // plain IMAP stays for provisioning's master user, plain LMTP on
+        // the node only.
+        let mut mail = MailConfig::new(name, "127.0.0.1:2424".parse()?);
+        mail.lmtps = Some(format!("{vip}:24").parse()?);
+        mail.imaps = Some(format!("{vip}:993").parse()?);
+        mail.pop3s = Some(format!("{vip}:995").parse()?);
         mail.imap = Some(format!("{vip}:143").parse()?);
-        mail.pop3 = Some(format!("{vip}:110").parse()?);
         mail.quota = Some(1 << 30);
         mail.metrics = Some(format!("{vip}:{MAILD_METRICS}").parse()?);
         // the proxies: their IMAP ID and XCLIENT name the real client
         mail.trusted_networks = vec![Network::parse("198.18.1.0/24").expect("a network")];
-        mail.directory = Some(MailDirectory::new(
-            &format!("ldap://{DIRECTORY}"),
+        let mut directory = MailDirectory::new(
+            &format!("ldaps://{DIRECTORY}"),
             "dc=fulmar,dc=test",
             "cn=proxy,dc=fulmar,dc=test",
             "ldap.secret".into(),
-        ));
+        );
+        directory.tls_ca = Some("ca.pem".into());
+        mail.directory = Some(directory);
         mail.master = Some(MailMaster {
             user: MASTER.0.into(),
             password_file: "master.secret".into(),
@@ -373,7 +394,7 @@ impl Front {
                 "1",
             ],
         )?;
-        mail::wait_port(&self.lab, "proxy1", vip, 110)?;
+        mail::wait_port(&self.lab, "proxy1", vip, 995)?;
         Ok(())
     }
 

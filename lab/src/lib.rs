@@ -5,6 +5,8 @@
 //! Every namespace name starts with the lab's unique prefix, so parallel runs
 //! never collide, and dropping a [`Lab`] (also while a test panics) kills
 //! its processes and deletes its namespaces and pinned BPF directories.
+#[cfg(feature = "certs")]
+pub mod certs;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod cmd;

@@ -32,6 +32,8 @@ pub struct Directory<'a> {
     /// `cn=admin,<base>`'s password (rootpw), for tools that write the
     /// directory; None leaves it read-only over the network.
     pub admin_password: Option<&'a str>,
+    /// Also ldaps on port 636 with this certificate and key.
+    pub tls: Option<Tls<'a>>,
 }
 
 fn hash(password: &str) -> Result<String, LabError> {
@@ -41,7 +43,8 @@ fn hash(password: &str) -> Result<String, LabError> {
 }
 
 /// Writes the directory to `work`, loads it with slapadd and starts slapd
-/// on `addr:389` in `host`. Returns slapd's pid.
+/// on `addr:389` (and `addr:636`, ldaps, with `tls`) in `host`. Returns
+/// slapd's pid.
 pub fn start_slapd(
     lab: &mut Lab,
     host: &str,
@@ -60,7 +63,7 @@ pub fn start_slapd(
          include /etc/ldap/schema/cosine.schema\n\
          include /etc/ldap/schema/inetorgperson.schema\n\
          include /etc/ldap/schema/misc.schema\n\
-         pidfile {pid}\n\
+         pidfile {pid}\n{tls}\
          modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
          database mdb\nmaxsize 67108864\n\
          dbnosync\n\
@@ -69,6 +72,14 @@ pub fn start_slapd(
          index objectClass,uid,mailLocalAddress,associatedDomain eq\n\
          access to attrs=userPassword by anonymous auth by * none\n\
          access to * by dn.exact=\"cn=proxy,{base}\" read by * none\n",
+        tls = match &dir.tls {
+            Some(t) => format!(
+                "TLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                t.certificate.display(),
+                t.key.display()
+            ),
+            None => String::new(),
+        },
         pid = work.join("slapd.pid").display(),
         db = db.display(),
         rootpw = match dir.admin_password {
@@ -121,15 +132,21 @@ pub fn start_slapd(
         .arg("-l")
         .arg(&ldif_path);
     cmd::checked(load)?;
-    let url = format!("ldap://{addr}:389/");
+    let mut urls = format!("ldap://{addr}:389/");
+    if dir.tls.is_some() {
+        urls += &format!(" ldaps://{addr}:636/");
+    }
     let conf = conf.to_string_lossy().into_owned();
     let pid = lab.spawn(
         host,
         "slapd",
         "slapd",
-        &["-f", &conf, "-h", &url, "-d", "0"],
+        &["-f", &conf, "-h", &urls, "-d", "0"],
     )?;
     wait_port(lab, host, addr, 389)?;
+    if dir.tls.is_some() {
+        wait_port(lab, host, addr, 636)?;
+    }
     Ok(pid)
 }
 

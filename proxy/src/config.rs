@@ -114,6 +114,10 @@ pub struct DirectoryConfig {
     /// Passwords are never cached: every login binds.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// The CAs (PEM) that `ldaps://` servers' certificates are checked
+    /// against; unset, the system's roots.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -325,6 +329,9 @@ impl ProxyConfig {
         }
         if dir.pool_size == 0 {
             return Err("directory.pool_size must be at least 1".into());
+        }
+        if dir.tls_ca.is_some() && !dir.urls.iter().any(|u| u.starts_with("ldaps://")) {
+            return Err("directory.tls_ca is set but no url is ldaps://".into());
         }
         if let Some(admin) = &self.admin {
             if admin.socket.is_none() && admin.address.is_none() {

@@ -57,13 +57,20 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn new(config: DirectoryConfig, bind_password: Secret, metrics: Arc<Metrics>) -> Self {
+    /// `tls`: how `ldaps://` certificates are checked (from `tls_ca`).
+    pub fn new(
+        config: DirectoryConfig,
+        bind_password: Secret,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let pool = Pool::new(Connection {
             urls: config.urls.clone(),
             bind_dn: config.bind_dn.clone(),
             bind_password,
             timeout: config.timeout,
             pool_size: config.pool_size,
+            tls,
         });
         Self {
             config,

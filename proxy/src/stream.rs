@@ -1,16 +1,16 @@
 //! One stream type for both sides of a session: plain TCP, TLS as a server
 //! (client side, implicit or after STARTTLS) or TLS as a client (to a
 //! back-end). Also the certificate store that SIGHUP reloads.
-use fulmar_daemon::{TlsError, tls_acceptor};
+use fulmar_daemon::{TlsError, tls_acceptor, tls_client_config};
 use std::{
     io,
     path::{Path, PathBuf},
     pin::Pin,
-    sync::{Arc, RwLock},
+    sync::RwLock,
     task::{Context, Poll},
 };
 
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -104,19 +104,7 @@ impl ServerTls {
 
 /// TLS to the back-ends, trusting the CAs in one PEM file.
 pub fn connector(ca_file: &Path) -> Result<TlsConnector, TlsError> {
-    let file = |e| TlsError::file(ca_file, e);
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| file(e.to_string()))? {
-        let cert = cert.map_err(|e| file(e.to_string()))?;
-        roots.add(cert).map_err(|e| file(e.to_string()))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(TlsConnector::from(tls_client_config(ca_file)?))
 }
 
 /// Wraps a back-end connection in TLS, checking the certificate names `host`.

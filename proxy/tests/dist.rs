@@ -45,7 +45,17 @@ fn shipped_config_parses_with_the_code_defaults() {
         (s.timeout, s.pool_size, s.cache_ttl),
         (d.timeout, d.pool_size, d.cache_ttl)
     );
-    assert_eq!(shipped.backend.imap_port, minimal.backend.imap_port);
+    // Internet-facing defaults: every hop behind the proxy in TLS with its
+    // certificate checked (plain text is the code's default, for labs).
+    let b = &shipped.backend;
+    assert!(b.tls && b.tls_ca.is_some(), "backend TLS is off");
+    assert_eq!((b.imap_port, b.pop3_port), (993, 995));
+    assert!(
+        s.urls.iter().all(|u| u.starts_with("ldaps://")),
+        "{:?}",
+        s.urls
+    );
+    assert!(s.tls_ca.is_some(), "directory.tls_ca unset");
     assert_eq!(shipped.backend.default_host, None);
     assert_eq!(shipped.smtp.max_message_size, minimal.smtp.max_message_size);
 }

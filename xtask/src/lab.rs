@@ -94,6 +94,7 @@ pub fn one_account_directory<'a>(
         }],
         domains: vec![],
         admin_password: None,
+        tls: None,
     }
 }
 

@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         root.join("config/mail.toml"),
         format!(
             "instance = \"mail1\"\nlmtp = \"{MAILD}:24\"\nimap = \"{MAILD}:143\"\n\
-             [directory]\nurl = \"ldap://{DIRECTORY}:389\"\nbase_dn = \"{BASE}\"\n\
+             [directory]\nurls = [\"ldap://{DIRECTORY}:389\"]\nbase_dn = \"{BASE}\"\n\
              bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n"
         ),
     )?;

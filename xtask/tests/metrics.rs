@@ -53,7 +53,8 @@ fn prometheus_scrapes_every_daemon_and_evaluates_the_rules() {
     .unwrap_or_else(|e| panic!("{e}"));
     p.wait_for(
         lab,
-        "fulmar_maild_sessions_total{protocol=\"imap\",instance=\"198.18.2.21:9423\"}",
+        // imaps: the shipped proxy.toml reaches the instances in TLS.
+        "fulmar_maild_sessions_total{protocol=\"imaps\",instance=\"198.18.2.21:9423\"}",
         1,
         |(_, v)| *v >= 1.0,
         WITHIN,

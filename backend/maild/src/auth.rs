@@ -5,6 +5,7 @@
 use std::{net::IpAddr, path::Path, time::Duration};
 
 use fulmar_daemon::{
+    TlsError,
     network::{Network, any_contains},
     secret::{Secret, SecretError},
 };
@@ -25,6 +26,15 @@ pub enum AuthError {
     /// The directory could not answer: a temporary failure.
     #[error("directory unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A secret or the directory's CA that the config names cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("directory tls_ca: {0}")]
+    Tls(#[from] TlsError),
 }
 
 pub struct Authenticator {
@@ -49,15 +59,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl Authenticator {
     /// Reads the secrets the config names (relative to `ROOT/config`).
-    pub fn load(root: &Path, config: &MailConfig) -> Result<Self, SecretError> {
+    pub fn load(root: &Path, config: &MailConfig) -> Result<Self, LoadError> {
         let directory = match &config.directory {
             Some(d) => {
+                let tls = match &d.tls_ca {
+                    Some(ca) => Some(fulmar_daemon::tls_client_config(&MailConfig::path(
+                        root, ca,
+                    ))?),
+                    None => None,
+                };
                 let pool = Pool::new(Connection {
-                    urls: vec![d.url.clone()],
+                    urls: d.urls.clone(),
                     bind_dn: d.bind_dn.clone(),
                     bind_password: secret(root, &d.bind_password_file)?,
                     timeout: LDAP_TIMEOUT,
                     pool_size: LDAP_POOL,
+                    tls,
                 });
                 Some((d.clone(), pool))
             }

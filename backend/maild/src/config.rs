@@ -29,7 +29,8 @@
 //! trusted_networks = ["198.18.0.0/24"]
 //!
 //! [directory]                      # logins are checked by LDAP bind
-//! url = "ldap://198.18.0.5:389"
+//! urls = ["ldaps://198.18.0.5", "ldaps://198.18.0.6"]  # tried in order
+//! tls_ca = "ldap-ca.pem"           # optional: checks ldaps:// certificates
 //! base_dn = "dc=example,dc=test"
 //! bind_dn = "cn=proxy,dc=example,dc=test"   # reads the account entries
 //! bind_password_file = "ldap.secret"        # relative to ROOT/config
@@ -121,7 +122,12 @@ pub struct MailConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
-    pub url: String,
+    /// Tried in order; the next one when a server is down.
+    pub urls: Vec<String>,
+    /// The CAs (PEM, relative to `ROOT/config`) that `ldaps://` servers'
+    /// certificates are checked against; unset, the system's roots.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     pub base_dn: String,
     pub bind_dn: String,
     pub bind_password_file: PathBuf,
@@ -138,7 +144,8 @@ impl DirectoryConfig {
     /// The default filter and account attribute.
     pub fn new(url: &str, base_dn: &str, bind_dn: &str, bind_password_file: PathBuf) -> Self {
         DirectoryConfig {
-            url: url.into(),
+            urls: vec![url.into()],
+            tls_ca: None,
             base_dn: base_dn.into(),
             bind_dn: bind_dn.into(),
             bind_password_file,
@@ -318,10 +325,25 @@ impl MailConfig {
         if self.master.as_ref().is_some_and(|m| m.networks.is_empty()) {
             return Err("master.networks: name where the master user logs in from".into());
         }
-        if let Some(d) = &self.directory
-            && !d.user_filter.contains("%u")
-        {
-            return Err("directory.user_filter must contain %u".into());
+        if let Some(d) = &self.directory {
+            if !d.user_filter.contains("%u") {
+                return Err("directory.user_filter must contain %u".into());
+            }
+            if d.urls.is_empty() {
+                return Err("directory.urls is empty".into());
+            }
+            if let Some(url) = d
+                .urls
+                .iter()
+                .find(|u| !(u.starts_with("ldap://") || u.starts_with("ldaps://")))
+            {
+                return Err(format!(
+                    "directory url {url:?}: expected ldap:// or ldaps://"
+                ));
+            }
+            if d.tls_ca.is_some() && !d.urls.iter().any(|u| u.starts_with("ldaps://")) {
+                return Err("directory.tls_ca is set but no url is ldaps://".into());
+            }
         }
         Ok(())
     }

@@ -6,7 +6,8 @@
 //! placement = "least-used"
 //!
 //! [directory]
-//! url = "ldap://198.18.21.10/"
+//! url = "ldaps://198.18.21.10/"
+//! tls_ca = "/etc/fulmar/ldap-ca.pem"
 //! admin_dn = "cn=admin,dc=example,dc=com"
 //! admin_password_file = "/etc/fulmar/ldap-admin.secret"
 //! people = "ou=people,dc=example,dc=com"
@@ -48,6 +49,10 @@ pub struct ProvisionConfig {
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
     pub url: String,
+    /// The CAs (PEM) that an `ldaps://` server's certificate is checked
+    /// against; unset, the system's roots.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     /// A DN that may add, change and delete account and domain entries.
     pub admin_dn: String,
     #[serde(default)]
@@ -115,6 +120,9 @@ impl ProvisionConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.directory.tls_ca.is_some() && !self.directory.url.starts_with("ldaps://") {
+            return Err("directory.tls_ca is set but the url is not ldaps://".into());
+        }
         if self.instance.is_empty() {
             return Err("no [instance.NAME] to place accounts on".into());
         }

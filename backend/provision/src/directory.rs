@@ -12,12 +12,17 @@ use crate::{config::ProvisionConfig, error::ProvisionError};
 /// Connects and binds as the admin DN.
 pub async fn connect(config: &ProvisionConfig) -> Result<Directory, ProvisionError> {
     let d = &config.directory;
+    let tls = match &d.tls_ca {
+        Some(ca) => Some(fulmar_daemon::tls_client_config(ca)?),
+        None => None,
+    };
     let pool = Pool::new(Connection {
         urls: vec![d.url.clone()],
         bind_dn: d.admin_dn.clone(),
         bind_password: config.admin_password()?,
         timeout: d.timeout,
         pool_size: 1,
+        tls,
     });
     let layout = Layout {
         people: d.people.clone(),

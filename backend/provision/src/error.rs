@@ -44,6 +44,8 @@ pub enum ProvisionError {
     NoDomainEntry(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("directory tls_ca: {0}")]
+    Tls(#[from] fulmar_daemon::TlsError),
     #[error("{source} at {url}")]
     Connect { url: String, source: Unavailable },
     #[error(transparent)]

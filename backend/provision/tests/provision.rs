@@ -68,6 +68,7 @@ impl Site {
             accounts: vec![],
             domains: vec![],
             admin_password: Some("admin-secret"),
+            tls: None,
         };
         let slapd = mail::start_slapd(&mut lab, "dir", DIRECTORY, &work.join("ldap"), &directory)
             .expect("slapd");

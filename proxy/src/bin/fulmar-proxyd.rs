@@ -47,6 +47,10 @@ fn main() -> Result<()> {
         Some(ca) if config.backend.tls => Some(connector(ca).map_err(anyhow::Error::msg)?),
         _ => None,
     };
+    let directory_tls = match &config.directory.tls_ca {
+        Some(ca) => Some(fulmar_daemon::tls_client_config(ca).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let admin_token = config.admin_token().map_err(anyhow::Error::msg)?;
     if args.check {
         println!(
@@ -62,7 +66,12 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let ctx = Arc::new(Ctx {
-            directory: Directory::new(config.directory.clone(), bind_password, metrics.clone()),
+            directory: Directory::new(
+                config.directory.clone(),
+                bind_password,
+                directory_tls,
+                metrics.clone(),
+            ),
             penalties: Penalties::new(config.session.auth_penalty.clone()),
             connections: Connections::new(
                 config.session.max_connections,

@@ -36,7 +36,7 @@ impl Site {
             config.join("mail.toml"),
             format!(
                 "instance = \"{be1_name}\"\n{listeners}trusted_networks = [\"{PROXY}/32\"]\n\
-                 [directory]\nurl = \"ldap://{DIRECTORY}:389\"\nbase_dn = \"{BASE}\"\n\
+                 [directory]\nurls = [\"ldap://{DIRECTORY}:389\"]\nbase_dn = \"{BASE}\"\n\
                  bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
                  {tls_section}"
             ),

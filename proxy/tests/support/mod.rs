@@ -120,6 +120,7 @@ impl Site {
             ],
             domains: vec![("mail.test", BE2)],
             admin_password: None,
+            tls: None,
         };
         let pid =
             mail::start_slapd(&mut self.lab, "dir", DIRECTORY, &work, &directory).expect("slapd");

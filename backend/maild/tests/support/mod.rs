@@ -66,6 +66,7 @@ impl Site {
                 ],
                 domains: vec![],
                 admin_password: None,
+                tls: None,
             },
         )
         .expect("slapd");
@@ -89,7 +90,7 @@ impl Site {
                  max_mailboxes = 20\nmax_subscriptions = 20\n\
                  max_mime_parts = 300\nprelogin_timeout = \"5s\"\n\
                  trusted_networks = [\"{PROXY}/32\"]\n\
-                 [directory]\nurl = \"ldap://{LDAP}:389\"\nbase_dn = \"{BASE}\"\n\
+                 [directory]\nurls = [\"ldap://{LDAP}:389\"]\nbase_dn = \"{BASE}\"\n\
                  bind_dn = \"cn=proxy,{BASE}\"\nbind_password_file = \"ldap.secret\"\n\
                  [master]\nuser = \"provision\"\npassword_file = \"master.secret\"\n\
                  networks = [\"{CLIENT}/32\"]\n\
