@@ -51,6 +51,8 @@ pub const ADMIN_PORT: u16 = 7071;
 pub const CERT_NAME: &str = "mail.fulmar.test";
 /// The balancer's own address (its metrics are scraped there).
 pub const BALANCER: &str = "198.18.1.2";
+/// The proxies share their penalty schedule on this UDP port.
+pub const PENALTY_SYNC_PORT: u16 = 7072;
 /// Metrics ports: fulmar-lbd, fulmar-proxyd, fulmar-maild (on each VIP).
 pub const LB_METRICS: u16 = 9421;
 pub const PROXY_METRICS: u16 = 9425;
@@ -232,8 +234,22 @@ impl Front {
             ),
         )?;
         let config = self.proxy_config()?;
-        for proxy in topology::PROXIES {
+        std::fs::write(
+            work.join("penalty.key"),
+            format!("{:032x}{:032x}\n", rand_u128(), rand_u128()),
+        )?;
+        for (proxy, addr) in topology::PROXIES.iter().zip(PROXY_ADDRS) {
             let mut config = config.clone();
+            // One guessing schedule for the tier: each proxy tells the
+            // others of every check it reserves and how it ended.
+            let penalty = &mut config.session.auth_penalty;
+            penalty.sync_address = Some(SocketAddr::new(addr.parse()?, PENALTY_SYNC_PORT));
+            penalty.peers = PROXY_ADDRS
+                .iter()
+                .filter(|a| **a != addr)
+                .map(|a| Ok(SocketAddr::new(a.parse()?, PENALTY_SYNC_PORT)))
+                .collect::<Result<_>>()?;
+            penalty.sync_key_file = Some(work.join("penalty.key"));
             config.admin = Some(AdminConfig {
                 socket: Some(work.join(format!("{proxy}-admin.sock"))),
                 address: Some(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), ADMIN_PORT)),

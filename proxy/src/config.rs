@@ -280,6 +280,7 @@ impl ProxyConfig {
     /// TLS present where a listener needs it, filters that use their
     /// placeholders, a password source.
     fn validate(&self) -> Result<(), String> {
+        self.session.auth_penalty.validate()?;
         if self.listen.is_empty() {
             return Err("no [[listen]] entries: the proxy would serve nothing".into());
         }

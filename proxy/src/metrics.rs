@@ -7,7 +7,7 @@ use std::{
 
 use fulmar_daemon::metrics::{Histogram, Kind, Text};
 
-use crate::config::Protocol;
+use crate::{config::Protocol, penalty::sync::SyncCounts};
 
 const PROTOCOLS: [Protocol; 4] = [
     Protocol::Imap,
@@ -50,6 +50,8 @@ type Series = (
 pub struct Metrics {
     per: [PerProtocol; 4],
     directory: Histogram,
+    /// The tier's shared penalty schedule (`crate::penalty::sync`).
+    pub penalty_sync: SyncCounts,
 }
 
 impl Default for Metrics {
@@ -57,6 +59,7 @@ impl Default for Metrics {
         Metrics {
             per: Default::default(),
             directory: Histogram::new(&LATENCY_BUCKETS),
+            penalty_sync: SyncCounts::default(),
         }
     }
 }
@@ -158,6 +161,20 @@ impl Metrics {
         let name = "fulmar_proxy_directory_seconds";
         t.family(name, Kind::Histogram, "Directory operation latency.");
         self.directory.render(&mut t, name, &[]);
+        let sync = &self.penalty_sync;
+        t.by(
+            (
+                "fulmar_proxy_penalty_sync_events_total",
+                Kind::Counter,
+                "Penalty events sent to peers, applied from them, and dropped (forged, stale, malformed).",
+            ),
+            "event",
+            [
+                ("sent", sync.sent.load(Relaxed)),
+                ("applied", sync.applied.load(Relaxed)),
+                ("rejected", sync.rejected.load(Relaxed)),
+            ],
+        );
         t.finish()
     }
 }

@@ -37,7 +37,7 @@ pub struct Ctx {
     /// Set on shutdown: the agent reports `drain`, sessions may finish.
     pub draining: AtomicBool,
     /// Failed logins per client address and per account.
-    pub penalties: Penalties,
+    pub penalties: Arc<Penalties>,
     /// Open client connections, in all and per address.
     pub connections: Connections,
     /// Every open session, for the admin endpoint's list and kick.

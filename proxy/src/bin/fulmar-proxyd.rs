@@ -10,7 +10,7 @@ use fulmar_proxy::{
     connections::Connections,
     directory::Directory,
     metrics::Metrics,
-    penalty::Penalties,
+    penalty::{self, Penalties, sync::Codec},
     registry::Registry,
     server,
     session::Ctx,
@@ -51,6 +51,11 @@ fn main() -> Result<()> {
         Some(ca) => Some(fulmar_daemon::tls_client_config(ca).map_err(anyhow::Error::msg)?),
         None => None,
     };
+    let penalty = &config.session.auth_penalty;
+    let sync_codec = match &penalty.sync_key_file {
+        Some(path) => Some(Codec::load(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let admin_token = config.admin_token().map_err(anyhow::Error::msg)?;
     if args.check {
         println!(
@@ -65,6 +70,27 @@ fn main() -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
+        let (penalties, events) = Penalties::shared(config.session.auth_penalty.clone());
+        let penalties = Arc::new(penalties);
+        let penalty = &config.session.auth_penalty;
+        match (penalty.sync_address, sync_codec) {
+            (Some(address), Some(codec)) => {
+                let socket = tokio::net::UdpSocket::bind(address)
+                    .await
+                    .with_context(|| format!("penalty sync address {address}"))?;
+                tracing::info!(%address, peers = ?penalty.peers, "penalty schedule shared with peers");
+                tokio::spawn(penalty::sync::run(
+                    socket,
+                    penalty.peers.clone(),
+                    codec,
+                    penalties.clone(),
+                    events,
+                    metrics.clone(),
+                ));
+            }
+            // Nobody to tell: the receiver goes, and events with it.
+            _ => drop(events),
+        }
         let ctx = Arc::new(Ctx {
             directory: Directory::new(
                 config.directory.clone(),
@@ -72,7 +98,7 @@ fn main() -> Result<()> {
                 directory_tls,
                 metrics.clone(),
             ),
-            penalties: Penalties::new(config.session.auth_penalty.clone()),
+            penalties: penalties.clone(),
             connections: Connections::new(
                 config.session.max_connections,
                 config.session.max_connections_per_ip,

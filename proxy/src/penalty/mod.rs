@@ -12,14 +12,23 @@
 //! work at all). A success clears its account's record (the owner proved
 //! the password) but not its address's: one working account must not buy
 //! an address fresh guesses. A key quiet for `forget_after` starts afresh.
+//!
+//! A tier of proxies shares one schedule ([`sync`]): every reservation,
+//! failure and success here is sent to the peers, which apply it to their
+//! own records, so a guesser spread over N proxies gets one proxy's
+//! guesses, not N times as many.
+pub mod sync;
+
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 /// Keys tracked per kind before quiet ones are dropped; past it, new keys
 /// go untracked (the other kind still throttles).
@@ -40,6 +49,36 @@ pub struct PenaltyConfig {
     /// A key with no failure for this long starts afresh.
     #[serde(default = "default_forget", with = "humantime_serde")]
     pub forget_after: Duration,
+    /// Where this proxy hears its peers' penalty events (UDP); with
+    /// `peers` and `sync_key_file`.
+    #[serde(default)]
+    pub sync_address: Option<SocketAddr>,
+    /// The other proxies' `sync_address`es.
+    #[serde(default)]
+    pub peers: Vec<SocketAddr>,
+    /// A key shared by the tier (at least 32 characters): events are
+    /// authenticated with HMAC-SHA256 under it.
+    #[serde(default)]
+    pub sync_key_file: Option<PathBuf>,
+}
+
+impl PenaltyConfig {
+    /// What serde cannot check: sync is all set or not at all.
+    pub fn validate(&self) -> Result<(), String> {
+        let set = [
+            self.sync_address.is_some(),
+            !self.peers.is_empty(),
+            self.sync_key_file.is_some(),
+        ];
+        if set.iter().any(|s| *s) && !set.iter().all(|s| *s) {
+            return Err(
+                "session.auth_penalty: sync_address, peers and sync_key_file go \
+                        together"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for PenaltyConfig {
@@ -49,6 +88,9 @@ impl Default for PenaltyConfig {
             max_delay: default_max_delay(),
             max_wait: default_max_wait(),
             forget_after: default_forget(),
+            sync_address: None,
+            peers: Vec::new(),
+            sync_key_file: None,
         }
     }
 }
@@ -65,6 +107,21 @@ fn default_max_wait() -> Duration {
 fn default_forget() -> Duration {
     Duration::from_secs(15 * 60)
 }
+
+/// What one proxy tells the others, as it happens here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The key's next check is not before this long from now.
+    Reserved(Key, Duration),
+    /// A check of the key failed.
+    Failed(Key),
+    /// The account's owner logged in: its failures are forgiven.
+    Cleared(Key),
+}
+
+/// Events are dropped rather than queued past this (a peer that cannot
+/// keep up throttles with what it has).
+const EVENT_QUEUE: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -93,6 +150,8 @@ pub enum Outcome {
 pub struct Penalties {
     config: PenaltyConfig,
     records: Mutex<HashMap<Key, Record>>,
+    /// To the peers ([`sync`]), when the tier shares its schedule.
+    events: Option<mpsc::Sender<Event>>,
 }
 
 impl Penalties {
@@ -100,6 +159,59 @@ impl Penalties {
         Self {
             config,
             records: Mutex::new(HashMap::new()),
+            events: None,
+        }
+    }
+
+    /// Like `new`, also handing every event to the returned receiver
+    /// (what [`sync::run`] sends to the peers).
+    pub fn shared(config: PenaltyConfig) -> (Self, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let mut p = Self::new(config);
+        p.events = Some(tx);
+        (p, rx)
+    }
+
+    fn tell(&self, event: Event) {
+        if let Some(tx) = &self.events {
+            let _ = tx.try_send(event);
+        }
+    }
+
+    /// A peer's event, applied as if it had happened here (without the
+    /// logins in flight, which only the peer can end).
+    pub fn apply(&self, event: Event, now: Instant) {
+        let mut records = self.records.lock().expect("penalties");
+        let key = match &event {
+            Event::Reserved(k, _) | Event::Failed(k) | Event::Cleared(k) => k,
+        };
+        if !records.contains_key(key) {
+            if matches!(event, Event::Cleared(_)) || records.len() >= MAX_KEYS {
+                return;
+            }
+            records.insert(
+                key.clone(),
+                Record {
+                    failures: 0,
+                    in_flight: 0,
+                    next_check: now,
+                    last_failure: now,
+                },
+            );
+        }
+        let r = records.get_mut(key).expect("inserted");
+        match event {
+            Event::Reserved(_, after) => r.next_check = r.next_check.max(now + after),
+            Event::Failed(_) => {
+                r.failures = r.failures.saturating_add(1);
+                r.last_failure = now;
+            }
+            Event::Cleared(_) => {
+                r.failures = 0;
+                if r.in_flight == 0 {
+                    r.next_check = now;
+                }
+            }
         }
     }
 
@@ -149,6 +261,7 @@ impl Penalties {
             // Each login in flight counts as a failure until it ends, so
             // parallel logins are spaced as a run of failures would be.
             r.next_check = slot + self.spacing(r.failures + r.in_flight);
+            self.tell(Event::Reserved(key.clone(), r.next_check - now));
         }
         Some(slot - now)
     }
@@ -165,12 +278,14 @@ impl Penalties {
                 (Outcome::Failed, _) => {
                     r.failures = r.failures.saturating_add(1);
                     r.last_failure = now;
+                    self.tell(Event::Failed(key.clone()));
                 }
                 (Outcome::Ok, Key::Account(_)) => {
                     r.failures = 0;
                     if r.in_flight == 0 {
                         r.next_check = now;
                     }
+                    self.tell(Event::Cleared(key.clone()));
                 }
                 _ => {}
             }
@@ -198,6 +313,7 @@ mod tests {
             max_delay: Duration::from_secs(8),
             max_wait: Duration::from_secs(30),
             forget_after: Duration::from_secs(600),
+            ..PenaltyConfig::default()
         })
     }
 
@@ -276,6 +392,75 @@ mod tests {
         p.finish(&fresh, Outcome::Ok, later);
         let same = [address(1), Key::Account("bob".into())];
         assert!(p.admit(&same, later).unwrap() > Duration::ZERO);
+    }
+
+    /// Guesses alternating between two proxies whose events reach each
+    /// other get the schedule of one proxy; without the events, twice the
+    /// free checks at once.
+    #[test]
+    fn a_tier_shares_one_schedule() {
+        let now = Instant::now();
+        let keys = [address(1), Key::Account("ann".into())];
+        let guess = |p: &Penalties, peer: &Penalties, rx: &mut mpsc::Receiver<Event>| {
+            let w = p.admit(&keys, now).map(|d| d.as_secs());
+            p.finish(&keys, Outcome::Failed, now);
+            while let Ok(e) = rx.try_recv() {
+                peer.apply(e, now);
+            }
+            w
+        };
+        let ((a, mut a_rx), (b, mut b_rx)) = (
+            Penalties::shared(penalties().config),
+            Penalties::shared(penalties().config),
+        );
+        let waits: Vec<_> = (0..6)
+            .map(|i| match i % 2 {
+                0 => guess(&a, &b, &mut a_rx),
+                _ => guess(&b, &a, &mut b_rx),
+            })
+            .collect();
+        assert_eq!(
+            waits,
+            [Some(0), Some(0), Some(1), Some(3), Some(7), Some(15)]
+        );
+        // Two proxies that do not talk: each gives its own free checks.
+        let (c, d) = (penalties(), penalties());
+        let unshared: Vec<_> = (0..4)
+            .map(|i| {
+                let p = if i % 2 == 0 { &c } else { &d };
+                let w = p.admit(&keys, now).map(|d| d.as_secs());
+                p.finish(&keys, Outcome::Failed, now);
+                w
+            })
+            .collect();
+        assert_eq!(unshared, [Some(0), Some(0), Some(0), Some(0)]);
+        // The owner's login on one proxy clears the account on the other.
+        let later = now + Duration::from_secs(120);
+        let owner = [address(2), Key::Account("ann".into())];
+        a.admit(&owner, later);
+        a.finish(&owner, Outcome::Ok, later);
+        while let Ok(e) = a_rx.try_recv() {
+            b.apply(e, later);
+        }
+        // Uncleared, ann's six failures would space b's second check 8 s.
+        assert_eq!(b.admit(&owner, later), Some(Duration::ZERO));
+        assert_eq!(b.admit(&owner, later), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn sync_settings_go_together() {
+        assert!(PenaltyConfig::default().validate().is_ok());
+        let half = PenaltyConfig {
+            sync_address: Some("198.18.1.11:7072".parse().unwrap()),
+            peers: vec!["198.18.1.12:7072".parse().unwrap()],
+            ..PenaltyConfig::default()
+        };
+        assert!(half.validate().unwrap_err().contains("sync_key_file"));
+        let whole = PenaltyConfig {
+            sync_key_file: Some("/etc/fulmar/penalty.key".into()),
+            ..half
+        };
+        assert!(whole.validate().is_ok());
     }
 
     #[test]
