@@ -157,6 +157,9 @@ pub async fn login(
     let Some(wait) = ctx.penalties.admit(&keys, Instant::now()) else {
         tracing::warn!(user, %client, protocol = protocol.name(), "login throttled: too many failures");
         ctx.metrics.login(protocol, LoginResult::Throttled);
+        // Answered no sooner than a failure: a refusal at once would let
+        // a guesser loop as fast as it can connect (the CPU is ours).
+        tokio::time::sleep(ctx.config.session.auth_failure_delay).await;
         return Login::Throttled;
     };
     if !wait.is_zero() {

@@ -161,6 +161,56 @@ def mailbox_flood():
     return f"CREATE x1100: {len(results) - len(refused)} OK, then NO [LIMIT] x{len(refused)}"
 
 
+def proxy_header():
+    # A PROXY v2 header claiming another client address, sent by a client
+    # the proxy does not take headers from, then a login behind it.
+    src, dst = socket.inet_aton("198.18.9.9"), socket.inet_aton(VIP)
+    header = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11, 0, 12]) + src + dst
+              + (40000).to_bytes(2, "big") + (143).to_bytes(2, "big"))
+    s, f = conn(143)
+    greeting = f.readline()
+    s.sendall(header + b"\r\n")
+    s.settimeout(1)
+    data = b""
+    try:
+        while chunk := s.recv(4096):
+            data += chunk
+    except OSError:
+        pass
+    junk = [l.split(b" ")[1].decode(errors="replace") for l in data.split(b"\r\n") if l]
+    s.settimeout(10)
+    s.sendall(b"a LOGIN ann ann-secret\r\n")
+    login = f.readline().decode(errors="replace").strip()
+    s.close()
+    return (f"PROXY v2 header claiming 198.18.9.9, from a client: read as {len(junk)} lines of junk "
+            f"({'/'.join(sorted(set(junk)))}); a LOGIN after it: {login[:40]}")
+
+
+def brute_force_spread():
+    # Fifty source addresses against one account: the per-account
+    # schedule, shared by the tier, is what stops it.
+    sources = [f"198.18.0.{n}" for n in range(150, 200)]
+    results = []
+    until = time.time() + 20
+    def worker(k):
+        i = k
+        while time.time() < until:
+            try:
+                s, f = conn(143, sources[i % len(sources)])
+                f.readline()
+                s.sendall(b"a LOGIN carol@mail.test wrong\r\n")
+                results.append(f.readline().decode())
+                s.close()
+            except OSError:
+                results.append("error")
+            i += 8
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    checked = sum("AUTHENTICATIONFAILED" in r for r in results)
+    return f"8 guessers, 20 s, 50 addresses, one account: {checked} passwords checked, {len(results) - checked} refused unchecked"
+
+
 def brute_force():
     results = []
     until = time.time() + 20

@@ -21,7 +21,7 @@ pub struct Args {
 
 /// In order: brute force last, since it leaves the client's address and
 /// `ann` throttled for a while.
-const ATTACKS: [&str; 10] = [
+const ATTACKS: [&str; 12] = [
     "nested_multiparts",
     "smuggling",
     "prelogin_authenticate",
@@ -31,11 +31,15 @@ const ATTACKS: [&str; 10] = [
     "helo_control",
     "slow_clients",
     "mailbox_flood",
+    "proxy_header",
+    "brute_force_spread",
     "brute_force",
 ];
 
 /// The probe's own address on the client host.
 const PROBE_FROM: &str = "198.18.0.99";
+/// The spread brute force's sources: 198.18.0.150-199.
+const SPREAD: std::ops::Range<u8> = 150..200;
 
 /// CPU ticks (utime + stime) and resident KiB of a process.
 fn usage(pid: u32) -> Option<(u64, u64)> {
@@ -85,11 +89,15 @@ pub fn run(args: Args) -> Result<()> {
     let netns = format!("{}-client", state.prefix);
     let script = Path::new(&state.log_dir).join("attack.py");
     std::fs::write(&script, include_str!("attack.py"))?;
-    // The probe's address; present already on a second run.
-    let _ = Command::new("ip")
-        .args(["-n", &netns, "addr", "add", &format!("{PROBE_FROM}/24")])
-        .args(["dev", "eth0"])
-        .output();
+    // The probe's and the spread guessers' addresses; present already on
+    // a second run.
+    let sources = SPREAD.map(|n| format!("198.18.0.{n}"));
+    for address in std::iter::once(PROBE_FROM.to_string()).chain(sources) {
+        let _ = Command::new("ip")
+            .args(["-n", &netns, "addr", "add", &format!("{address}/24")])
+            .args(["dev", "eth0"])
+            .output();
+    }
     let proxies = pids_of(&state, "fulmar-proxyd");
     let instances = pids_of(&state, "fulmar-maild");
     if proxies.is_empty() || instances.is_empty() {
