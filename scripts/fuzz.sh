@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer, AddressSanitizer) of what
 # reads bytes from the network: the IMAP command framer and parser, the
-# PROXY v2 header, XCLIENT/xtext and SASL PLAIN, and fulmar-maild's MIME
-# structure and UID list. Bounded: every target runs FUZZ_SECONDS (default 20) from the
+# PROXY v2 header, XCLIENT/xtext and SASL PLAIN, the proxy's SMTP DATA
+# scanner, the balancer's command grammar and configuration, and
+# fulmar-maild's MIME structure and UID list. Bounded: every target runs FUZZ_SECONDS (default 20) from the
 # committed seeds (fuzz/seeds/TARGET) plus a fresh corpus. A crash fails
 # the run; its input is left in fuzz/artifacts/TARGET/ to reproduce with
 # `cargo +nightly fuzz run --fuzz-dir fuzz TARGET ARTIFACT`.

@@ -2,6 +2,7 @@
 //! looked up in the directory at RCPT; at DATA the message streams to every
 //! involved instance at once (one transaction each), and the client gets
 //! 250 only when all of them accepted it.
+pub mod data;
 mod delivery;
 
 use std::{collections::BTreeMap, io, sync::Arc};
@@ -17,6 +18,7 @@ use crate::{
     },
     stream::Stream,
 };
+use data::Scanner;
 use delivery::{Delivery, Envelope};
 
 /// A kicked session's last words (RFC 5321 §3.8: 421 may come at any
@@ -406,34 +408,26 @@ impl Session {
             .send(b"354 End data with <CR><LF>.<CR><LF>\r\n")
             .await?;
         let max = self.ctx.config.smtp.max_message_size;
-        let mut size: u64 = 0;
         let mut too_big = false;
         // RFC 5321 §2.3.8: a line ends only at CRLF. A bare LF is refused,
         // never passed on: a back-end that ends lines at LF would take
         // `LF.LF` for the end of DATA and what follows for commands on our
         // trusted connection (SMTP smuggling).
-        let mut bare_lf = false;
-        // The last bytes seen, so a terminator split across reads is found;
-        // the data starts at the beginning of a line.
-        let mut tail: Vec<u8> = b"\r\n".to_vec();
+        let mut scanner = Scanner::default();
         // Chunks are passed on from the input buffer itself, which keeps
         // its capacity from read to read.
         loop {
             if self.conn.buf.is_empty() && !self.conn.fill().await? {
                 return Ok(()); // the client went away: nothing is delivered
             }
-            let chunk = &self.conn.buf;
-            let end = find_end(&tail, chunk);
-            let body = &chunk[..end.unwrap_or(chunk.len())];
-            size += body.len() as u64;
+            let (body, end) = scanner.scan(&self.conn.buf);
             // The count includes the terminator's ".CRLF".
-            if size.saturating_sub(3) > max {
+            if scanner.size.saturating_sub(3) > max {
                 too_big = true;
             }
-            bare_lf |= has_bare_lf(tail.last().copied(), body);
-            if !too_big && !bare_lf {
+            if !too_big && !scanner.bare_lf {
                 for d in deliveries.iter_mut() {
-                    d.write(body).await;
+                    d.write(&self.conn.buf[..body]).await;
                 }
             }
             if let Some(end) = end {
@@ -441,9 +435,9 @@ impl Session {
                 self.conn.buf.drain(..end);
                 break;
             }
-            tail = last_bytes(&tail, chunk);
             self.conn.buf.clear();
         }
+        let bare_lf = scanner.bare_lf;
         if too_big || bare_lf {
             // Dropping the back-end connections mid-DATA makes them discard it.
             drop(deliveries);
@@ -464,7 +458,7 @@ impl Session {
             }
         }
         let text = verdict(failures, deliveries.len());
-        tracing::info!(from = %tx.from, rcpts = tx.count, size, session = %self.peer.session_id, "smtp: {text}");
+        tracing::info!(from = %tx.from, rcpts = tx.count, size = scanner.size, session = %self.peer.session_id, "smtp: {text}");
         self.reply(&text).await
     }
 
@@ -553,41 +547,6 @@ fn path(arg: &str, keyword: &str) -> Option<(String, String)> {
     Some((address.to_string(), params.trim().to_string()))
 }
 
-/// The end of `chunk`'s data: the index just past `CRLF.CRLF`, where the
-/// first bytes may complete a terminator begun in `tail`.
-fn find_end(tail: &[u8], chunk: &[u8]) -> Option<usize> {
-    const END: &[u8] = b"\r\n.\r\n";
-    // A terminator begun in `tail` (at most 4 bytes) ends within the
-    // chunk's first 4 bytes; any other lies wholly in the chunk, later.
-    let seam = [tail, &chunk[..chunk.len().min(END.len() - 1)]].concat();
-    let across = seam
-        .windows(END.len())
-        .position(|w| w == END)
-        .map(|p| p + END.len() - tail.len());
-    across.or_else(|| {
-        chunk
-            .windows(END.len())
-            .position(|w| w == END)
-            .map(|p| p + END.len())
-    })
-}
-
-/// Whether `body` has an LF not preceded by CR (`before`: the byte before
-/// `body`).
-fn has_bare_lf(before: Option<u8>, body: &[u8]) -> bool {
-    body.iter().enumerate().any(|(i, &b)| {
-        let prev = if i == 0 { before } else { Some(body[i - 1]) };
-        b == b'\n' && prev != Some(b'\r')
-    })
-}
-
-/// The last 4 bytes of `tail` followed by `chunk`.
-fn last_bytes(tail: &[u8], chunk: &[u8]) -> Vec<u8> {
-    let mut t = [tail, &chunk[chunk.len().saturating_sub(4)..]].concat();
-    t.drain(..t.len().saturating_sub(4));
-    t
-}
-
 /// A name EHLO/HELO may give: printable ASCII without spaces (a domain
 /// or an address literal), at most 255 bytes.
 fn helo_name(name: &str) -> bool {
@@ -599,14 +558,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bare_line_feeds() {
-        assert!(!has_bare_lf(Some(b'\n'), b"a\r\nb\r\n"));
-        assert!(has_bare_lf(Some(b'\n'), b"a\r\n.\nMAIL"));
-        assert!(!has_bare_lf(Some(b'\r'), b"\nrest"));
-        assert!(has_bare_lf(Some(b'x'), b"\nrest"));
-    }
-
-    #[test]
     fn paths() {
         assert_eq!(
             path("FROM:<a@b.test> SIZE=10", "FROM:"),
@@ -615,16 +566,6 @@ mod tests {
         assert_eq!(path("from: <>", "FROM:"), Some(("".into(), "".into())));
         assert_eq!(path("TO:a@b", "TO:"), None);
         assert_eq!(path("TO:<a@b", "TO:"), None);
-    }
-
-    #[test]
-    fn terminator_across_reads() {
-        assert_eq!(find_end(b"\r\n", b".\r\n"), Some(3));
-        assert_eq!(find_end(b"\r\n", b"hi\r\n.\r\nQUIT\r\n"), Some(7));
-        assert_eq!(find_end(b"hi\r\n", b".\r\n"), Some(3));
-        assert_eq!(find_end(b"i\r\n.", b"\r\n"), Some(2));
-        assert_eq!(find_end(b"\r\n", b"..\r\n"), None, "a stuffed dot is data");
-        assert_eq!(find_end(b"x\r\n", b"line\r\n"), None);
     }
 
     #[test]
