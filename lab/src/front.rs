@@ -275,7 +275,8 @@ impl Front {
              admin_password = \"admin-secret\"\npeople = \"ou=people,dc=fulmar,dc=test\"\n\
              domains = \"ou=domains,dc=fulmar,dc=test\"\n\
              # the proxies' cache_ttl, and a little\nroute_cache_ttl = \"{}s\"\n\
-             [imap]\nmaster_user = \"{}\"\nmaster_password = \"{}\"\n",
+             [imap]\nmaster_user = \"{}\"\nmaster_password = \"{}\"\nport = 993\n\
+             tls_ca = \"{ca}\"\n",
             PROXY_CACHE_TTL.as_secs() + 1,
             MASTER.0,
             MASTER.1,
@@ -344,14 +345,12 @@ impl Front {
         std::fs::copy(self.work.join("proxy.key"), config.join("key.pem"))?;
         std::fs::copy(self.work.join("ca.crt"), config.join("ca.pem"))?;
         std::fs::write(config.join("master.secret"), format!("{}\n", MASTER.1))?;
-        // The proxies come in TLS (the shipped proxy.toml's backend.tls);
-        // plain IMAP stays for provisioning's master user, plain LMTP on
-        // the node only.
+        // The proxies and provisioning come in TLS (the shipped configs);
+        // plain LMTP only on the node itself.
         let mut mail = MailConfig::new(name, "127.0.0.1:2424".parse()?);
         mail.lmtps = Some(format!("{vip}:24").parse()?);
         mail.imaps = Some(format!("{vip}:993").parse()?);
         mail.pop3s = Some(format!("{vip}:995").parse()?);
-        mail.imap = Some(format!("{vip}:143").parse()?);
         mail.quota = Some(1 << 30);
         mail.metrics = Some(format!("{vip}:{MAILD_METRICS}").parse()?);
         // the proxies: their IMAP ID and XCLIENT name the real client

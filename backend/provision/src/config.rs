@@ -87,6 +87,11 @@ pub struct ImapConfig {
     pub master_password_file: Option<PathBuf>,
     #[serde(default = "default_imap_port")]
     pub port: u16,
+    /// Implicit TLS (`port` then 993, fulmar-maild's imaps), each
+    /// instance's certificate checked against these CAs (PEM): the master
+    /// password never crosses the network in plain text.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }

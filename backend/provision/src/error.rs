@@ -44,7 +44,8 @@ pub enum ProvisionError {
     NoDomainEntry(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error("directory tls_ca: {0}")]
+    /// A `tls_ca` (the directory's or the instances') that cannot be used.
+    #[error("TLS: {0}")]
     Tls(#[from] fulmar_daemon::TlsError),
     #[error("{source} at {url}")]
     Connect { url: String, source: Unavailable },

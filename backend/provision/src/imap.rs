@@ -18,7 +18,24 @@ use imap_codec::imap_types::{
     sequence::SequenceSet,
     status::{StatusDataItem, StatusDataItemName},
 };
-use tokio::{net::TcpStream, time::timeout};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+    time::timeout,
+};
+use tokio_rustls::TlsConnector;
+
+/// Plain TCP or TLS: the session reads and writes either the same way.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The host of `host:port` or `[v6]:port`, as its certificate names it.
+fn host_of(address: &str) -> &str {
+    match address.rsplit_once(':') {
+        Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+        None => address,
+    }
+}
 
 /// Responses (and their literals) above this are refused: a provisioning
 /// run must not be made to buffer without bound.
@@ -52,18 +69,37 @@ pub struct Message {
 }
 
 pub struct Session {
-    wire: Wire<TcpStream>,
+    wire: Wire<Box<dyn Io>>,
     next_tag: u32,
     address: String,
 }
 
 impl Session {
-    /// Connects to `address` (host:port) and reads the greeting.
-    pub async fn connect(address: &str, limit: Duration) -> Result<Self, ImapError> {
-        let stream = timeout(limit, TcpStream::connect(address))
+    /// Connects to `address` (host:port) and reads the greeting; with
+    /// `tls`, in implicit TLS with the certificate checked for the host.
+    pub async fn connect(
+        address: &str,
+        limit: Duration,
+        tls: Option<&TlsConnector>,
+    ) -> Result<Self, ImapError> {
+        let io = |e: std::io::Error| ImapError::Io(format!("{address}: {e}"));
+        let tcp = timeout(limit, TcpStream::connect(address))
             .await
             .map_err(|_| ImapError::Io(format!("{address}: connect timed out")))?
-            .map_err(|e| ImapError::Io(format!("{address}: {e}")))?;
+            .map_err(io)?;
+        let stream: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(connector) => {
+                let host = host_of(address);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| ImapError::Io(format!("{address}: {e}")))?;
+                let tls = timeout(limit, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| ImapError::Io(format!("{address}: TLS handshake timed out")))?
+                    .map_err(io)?;
+                Box::new(tls)
+            }
+        };
         let mut s = Self {
             wire: Wire::new(stream, MAX_RESPONSE, Some(limit)),
             next_tag: 1,

@@ -17,7 +17,13 @@ pub async fn open(
     let address = config.imap_address(instance)?;
     let password = config.master_password()?;
     let fail = ProvisionError::instance(instance, format!("logging in at {address} for {user}"));
-    let mut s = Session::connect(&address, config.imap.timeout)
+    let tls = match &config.imap.tls_ca {
+        Some(ca) => Some(tokio_rustls::TlsConnector::from(
+            fulmar_daemon::tls_client_config(ca)?,
+        )),
+        None => None,
+    };
+    let mut s = Session::connect(&address, config.imap.timeout, tls.as_ref())
         .await
         .map_err(&fail)?;
     s.login_as(user, &config.imap.master_user, &password)

@@ -14,5 +14,8 @@ fn shipped_provisioning_config_parses() {
     assert_eq!(c.placement, Algorithm::LeastUsed);
     assert_eq!(c.instance.len(), 3);
     assert!(c.instance["mail0"].closed);
-    assert_eq!(c.imap_address("mail2").unwrap(), "198.18.21.22:143");
+    // Every hop in TLS, checked against a CA.
+    assert_eq!(c.imap_address("mail2").unwrap(), "198.18.21.22:993");
+    assert!(c.imap.tls_ca.is_some() && c.directory.tls_ca.is_some());
+    assert!(c.directory.url.starts_with("ldaps://"));
 }
