@@ -354,6 +354,13 @@ impl Lab {
         Ok(pid)
     }
 
+    /// How a spawned process ended, once it has (None while it runs or
+    /// for a pid this lab did not spawn).
+    pub fn try_wait(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
+        let child = self.children.iter_mut().find(|c| c.id() == pid)?;
+        child.try_wait().ok().flatten()
+    }
+
     /// The log a spawned process writes.
     pub fn log(&self, host: &str, name: &str) -> String {
         fs::read_to_string(self.state.log_dir.join(format!("{host}-{name}.log")))

@@ -146,6 +146,45 @@ fn node_killed_then_partitioned_then_leader_killed() {
     verdict(&c, client, sampler);
 }
 
+/// SIGTERM, what `systemctl stop fulmar-noded` sends: the agent stops its
+/// instance, revokes its lease and exits 0; the leader moves the instance
+/// with no fence (the node said it left), nobody else holds the VIP or the
+/// volume meanwhile, and every acknowledged delivery is stored.
+#[test]
+fn a_stopped_agent_hands_its_instance_over_unfenced() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = cluster(Fencing::Lab);
+    let ((first, g1), client, sampler) = under_load(&c);
+    let fault = Instant::now();
+    let status = c.stop_agent(&first, Duration::from_secs(30)).unwrap();
+    let exited = fault.elapsed();
+    assert!(
+        status.success(),
+        "{first}'s agent: {status}\n{}",
+        c.agent_logs()
+    );
+    assert!(
+        c.lab.log(&first, "noded1").contains("left the cluster"),
+        "{}",
+        c.agent_logs()
+    );
+    let (second, _) = c
+        .wait_running(Duration::from_secs(30), |n, g| n != first && g > g1)
+        .expect("taken over after the agent stopped");
+    serving_again(&client, fault, "SIGTERM of the holder's agent");
+    assert_eq!(
+        c.record(&format!("fence/{first}")),
+        None,
+        "a node that left cleanly was fenced"
+    );
+    let (vip, mounted) = c.holders();
+    let only: std::collections::BTreeSet<String> = [second.clone()].into();
+    assert_eq!((&vip, &mounted), (&only, &only));
+    assert!(!c.attached().contains(&first), "{:?}", c.attached());
+    eprintln!("{first}'s agent exited {exited:?} after SIGTERM; running on {second}");
+    verdict(&c, client, sampler);
+}
+
 #[test]
 fn service_killed_restarts_in_place_then_relocates() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -85,6 +85,8 @@ pub struct ClusterLab {
     endpoints: String,
     opts: Options,
     boots: BTreeMap<String, usize>,
+    /// Each node's running agent.
+    agents: BTreeMap<String, u32>,
 }
 
 /// The volume outlives the lab's processes: the node that held it at the
@@ -140,6 +142,7 @@ impl ClusterLab {
             endpoints,
             opts,
             boots: BTreeMap::new(),
+            agents: BTreeMap::new(),
         };
         cluster.write_configs()?;
         Ok(cluster)
@@ -265,8 +268,40 @@ impl ClusterLab {
         let name = format!("noded{boot}");
         let noded = self.opts.noded.to_string_lossy().into_owned();
         let config = self.config.to_string_lossy().into_owned();
-        self.lab
-            .spawn(node, &name, &noded, &["--config", &config, "--node", node])
+        let pid = self
+            .lab
+            .spawn(node, &name, &noded, &["--config", &config, "--node", node])?;
+        self.agents.insert(node.into(), pid);
+        Ok(pid)
+    }
+
+    /// Stops `node`'s agent as systemd would (SIGTERM) and waits up to
+    /// `within` for it to exit; how it exited.
+    pub fn stop_agent(
+        &mut self,
+        node: &str,
+        within: Duration,
+    ) -> Result<std::process::ExitStatus, LabError> {
+        let pid = *self
+            .agents
+            .get(node)
+            .ok_or_else(|| LabError::NotReady(format!("no agent started on {node}")))?;
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.lab.try_wait(pid) {
+                self.agents.remove(node);
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::NotReady(format!(
+                    "{node}'s agent still runs {within:?} after SIGTERM\n{}",
+                    self.agent_logs()
+                )));
+            }
+            sleep(Duration::from_millis(20));
+        }
     }
 
     /// A real Prometheus on the client host scraping every node's agent,
