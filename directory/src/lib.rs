@@ -10,10 +10,13 @@
 //! - [`pool`]: connections bound as the service DN for searches and
 //!   separate ones for the bind check of a user's password, with URL
 //!   failover and a timeout on every operation.
+//! - [`accepted`]: logins the directory accepted lately (keyed hashes),
+//!   for while it cannot answer.
 //! - `admin` (feature `write`): the entries provisioning adds, changes and
 //!   deletes, read with paged searches.
 #![forbid(unsafe_code)]
 
+pub mod accepted;
 #[cfg(feature = "write")]
 pub mod admin;
 pub mod entry;

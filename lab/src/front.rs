@@ -91,6 +91,8 @@ pub struct Front {
     pub provision_config: PathBuf,
     /// Scrapes every daemon, with the shipped alert rules.
     pub prometheus: Option<Prometheus>,
+    /// The directory's slapd while it runs.
+    slapd: Option<u32>,
 }
 
 fn text(p: &Path) -> Result<&str> {
@@ -111,6 +113,7 @@ impl Front {
             admin_config: work.join("admin.toml"),
             provision_config: work.join("provision.toml"),
             prometheus: None,
+            slapd: None,
         };
         // What fulmar-realserver.service does on a proxy node.
         for proxy in topology::PROXIES {
@@ -176,21 +179,6 @@ impl Front {
 
     fn start_mail_tiers(&mut self) -> Result<()> {
         let work = self.work.clone();
-        let mut accounts: Vec<mail::Account> = ACCOUNTS
-            .iter()
-            .map(|(uid, password, host)| mail::Account {
-                uid,
-                password,
-                addresses: vec![format!("{uid}@mail.test")],
-                mail_host: Some(host),
-            })
-            .collect();
-        accounts.push(mail::Account {
-            uid: MOVABLE.0,
-            password: MOVABLE.1,
-            addresses: vec![MOVABLE.0.into()],
-            mail_host: Some(INSTANCES[0].2),
-        });
         // The lab's CA (`ca.crt`) and one certificate for every service:
         // the proxies' client side and admin doors (by name), the
         // directory and the instances (by the addresses they are dialled
@@ -200,24 +188,7 @@ impl Front {
         let ca = Ca::new()?;
         ca.write(&work.join("ca.crt"))?;
         ca.issue(&names, &work.join("proxy.crt"), &work.join("proxy.key"))?;
-        let directory = mail::Directory {
-            base: "dc=fulmar,dc=test",
-            service_password: "proxy-secret",
-            accounts,
-            domains: vec![("mail.test", "198.18.2.22")],
-            admin_password: Some("admin-secret"),
-            tls: Some(mail::Tls {
-                certificate: &work.join("proxy.crt"),
-                key: &work.join("proxy.key"),
-            }),
-        };
-        mail::start_slapd(
-            &mut self.lab,
-            "directory",
-            DIRECTORY,
-            &work.join("ldap"),
-            &directory,
-        )?;
+        self.start_directory()?;
         for instance in INSTANCES {
             self.start_instance(instance)?;
         }
@@ -264,6 +235,63 @@ impl Front {
         }
         for (proxy, addr) in topology::PROXIES.iter().zip(PROXY_ADDRS) {
             mail::wait_port(&self.lab, proxy, addr, 143)?;
+        }
+        Ok(())
+    }
+
+    /// slapd on the directory host, with the lab's accounts (loaded afresh:
+    /// what provisioning wrote since is gone).
+    pub fn start_directory(&mut self) -> Result<()> {
+        let work = self.work.clone();
+        let mut accounts: Vec<mail::Account> = ACCOUNTS
+            .iter()
+            .map(|(uid, password, host)| mail::Account {
+                uid,
+                password,
+                addresses: vec![format!("{uid}@mail.test")],
+                mail_host: Some(host),
+            })
+            .collect();
+        accounts.push(mail::Account {
+            uid: MOVABLE.0,
+            password: MOVABLE.1,
+            addresses: vec![MOVABLE.0.into()],
+            mail_host: Some(INSTANCES[0].2),
+        });
+        let (certificate, key) = (work.join("proxy.crt"), work.join("proxy.key"));
+        let directory = mail::Directory {
+            base: "dc=fulmar,dc=test",
+            service_password: "proxy-secret",
+            accounts,
+            domains: vec![("mail.test", "198.18.2.22")],
+            admin_password: Some("admin-secret"),
+            tls: Some(mail::Tls {
+                certificate: &certificate,
+                key: &key,
+            }),
+        };
+        self.slapd = Some(mail::start_slapd(
+            &mut self.lab,
+            "directory",
+            DIRECTORY,
+            &work.join("ldap"),
+            &directory,
+        )?);
+        Ok(())
+    }
+
+    /// Kills slapd (SIGKILL, as a node loss would): the directory is gone
+    /// until `start_directory`.
+    pub fn stop_directory(&mut self) -> Result<()> {
+        let pid = self.slapd.take().context("slapd is not running")?;
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.lab.try_wait(pid).is_none() {
+            if Instant::now() > deadline {
+                bail!("slapd {pid} outlived SIGKILL by 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
     }

@@ -114,6 +114,12 @@ pub struct DirectoryConfig {
     /// Passwords are never cached: every login binds.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// While the directory cannot answer (down, or moving to another
+    /// node), what it said within this long still routes, and a login it
+    /// accepted within this long with the same password (kept as a keyed
+    /// hash, never the password) is let in again; 0 turns this off.
+    #[serde(default = "default_outage_ttl", with = "humantime_serde")]
+    pub outage_ttl: Duration,
     /// The CAs (PEM) that `ldaps://` servers' certificates are checked
     /// against; unset, the system's roots.
     #[serde(default)]
@@ -400,6 +406,9 @@ fn default_pool_size() -> usize {
 }
 fn default_cache_ttl() -> Duration {
     Duration::from_secs(30)
+}
+fn default_outage_ttl() -> Duration {
+    Duration::from_secs(3600)
 }
 fn default_imap_port() -> u16 {
     143

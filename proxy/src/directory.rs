@@ -9,7 +9,7 @@ use std::{
 
 use fulmar_daemon::secret::Secret;
 pub use fulmar_directory::Unavailable;
-use fulmar_directory::{Connection, Entry, Pool, domain_of, fill, home};
+use fulmar_directory::{Connection, Entry, Pool, accepted::Accepted, domain_of, fill, home};
 
 use crate::{config::DirectoryConfig, metrics::Metrics};
 
@@ -53,6 +53,8 @@ pub struct Directory {
     config: DirectoryConfig,
     pool: Pool,
     cache: Mutex<HashMap<String, (Instant, Cached)>>,
+    /// Passwords the directory accepted, by DN, for while it is down.
+    accepted: Accepted<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -73,6 +75,7 @@ impl Directory {
             tls,
         });
         Self {
+            accepted: Accepted::new(config.outage_ttl),
             config,
             pool,
             cache: Mutex::new(HashMap::new()),
@@ -87,7 +90,13 @@ impl Directory {
             return Ok(a);
         }
         let filter = fill(&self.config.user_filter, login);
-        let mut entries = self.search_entries(&filter).await?;
+        let mut entries = match self.search_entries(&filter).await {
+            Ok(e) => e,
+            Err(e) => match self.stale(&cache_key) {
+                Some(Cached::Account(a)) => return Ok(a),
+                _ => return Err(e),
+            },
+        };
         let account = match entries.len() {
             0 => None,
             1 => {
@@ -120,7 +129,13 @@ impl Directory {
             return Ok(r);
         }
         let filter = fill(&self.config.recipient_filter, address);
-        let entries = self.search_entries(&filter).await?;
+        let entries = match self.search_entries(&filter).await {
+            Ok(e) => e,
+            Err(e) => match self.stale(&cache_key) {
+                Some(Cached::Recipient(r)) => return Ok(r),
+                _ => return Err(e),
+            },
+        };
         let domain = domain_of(address);
         let route = if let Some(entry) = entries.first() {
             if entries.len() > 1 {
@@ -154,7 +169,13 @@ impl Directory {
             .config
             .domain_filter
             .replace("%d", &fulmar_directory::ldap_escape(domain));
-        let entries = self.search_entries(&filter).await?;
+        let entries = match self.search_entries(&filter).await {
+            Ok(e) => e,
+            Err(e) => match self.stale(&cache_key) {
+                Some(Cached::Domain(d)) => return Ok(d),
+                _ => return Err(e),
+            },
+        };
         let found = entries
             .first()
             .map(|e| e.first(&self.config.host_attribute));
@@ -179,12 +200,27 @@ impl Directory {
 
     /// Binds as `dn` with `password`: Ok(true) only on success (an empty
     /// password is refused, since LDAP treats it as an anonymous bind).
+    /// While the directory is unavailable, a password it accepted for `dn`
+    /// within `outage_ttl` is accepted again.
     pub async fn authenticate(&self, dn: &str, password: &Secret) -> Result<bool, Unavailable> {
         let started = Instant::now();
         let verdict = self.pool.check_password(dn, password).await;
-        if verdict.is_ok() {
-            self.metrics.directory_latency(started.elapsed());
+        match &verdict {
+            Ok(true) => self.accepted.remember(dn, password, ()),
+            Ok(false) => {}
+            Err(e) => {
+                if let Some(((), age)) = self.accepted.recall(dn, password) {
+                    tracing::warn!(
+                        dn,
+                        ?age,
+                        "directory unavailable ({e}): a password it accepted lately"
+                    );
+                    return Ok(true);
+                }
+                return verdict;
+            }
         }
+        self.metrics.directory_latency(started.elapsed());
         verdict
     }
 
@@ -201,6 +237,22 @@ impl Directory {
             .await?;
         self.metrics.directory_latency(started.elapsed());
         Ok(entries)
+    }
+
+    /// What the directory said for `key` within `outage_ttl`: for when it
+    /// cannot answer now.
+    fn stale(&self, key: &str) -> Option<Cached> {
+        let cache = self.cache.lock().expect("cache");
+        let (at, value) = cache.get(key)?;
+        let age = at.elapsed();
+        (age < self.config.outage_ttl).then(|| {
+            tracing::warn!(
+                key,
+                ?age,
+                "directory unavailable: answered from what it said before"
+            );
+            value.clone()
+        })
     }
 
     fn cached(&self, key: &str) -> Option<Cached> {
@@ -237,7 +289,7 @@ impl Directory {
     }
 
     fn store(&self, key: String, value: Cached) {
-        if self.config.cache_ttl.is_zero() {
+        if self.config.cache_ttl.is_zero() && self.config.outage_ttl.is_zero() {
             return;
         }
         let mut cache = self.cache.lock().expect("cache");

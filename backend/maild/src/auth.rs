@@ -9,7 +9,7 @@ use fulmar_daemon::{
     network::{Network, any_contains},
     secret::{Secret, SecretError},
 };
-use fulmar_directory::{Connection, Pool, fill};
+use fulmar_directory::{Connection, Pool, accepted::Accepted, fill};
 use fulmar_mailproto::sasl::Plain;
 
 use crate::config::{DirectoryConfig, MailConfig};
@@ -39,6 +39,8 @@ pub enum LoadError {
 
 pub struct Authenticator {
     directory: Option<(DirectoryConfig, Pool)>,
+    /// Logins the directory accepted, by name, for while it is down.
+    accepted: Accepted<String>,
     master: Option<Master>,
 }
 
@@ -88,19 +90,60 @@ impl Authenticator {
             }),
             None => None,
         };
-        Ok(Self { directory, master })
+        let ttl = config
+            .directory
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |d| d.outage_ttl);
+        Ok(Self {
+            directory,
+            accepted: Accepted::new(ttl),
+            master,
+        })
     }
 
     /// The account `user` logs in to, once `password` is proven by a bind
     /// as its directory entry.
+    /// While the directory cannot answer, a password it accepted for
+    /// `user` within `outage_ttl` is accepted again.
     pub async fn login(&self, user: &str, password: &Secret) -> Result<String, AuthError> {
-        let Some((config, pool)) = &self.directory else {
+        let Some((config, _)) = &self.directory else {
             return Err(AuthError::Failed);
         };
         // An empty password would be an anonymous bind, which succeeds.
         if user.is_empty() || password.is_empty() {
             return Err(AuthError::Failed);
         }
+        let name = user.to_ascii_lowercase();
+        match self.check(config, user, password).await {
+            Ok(account) => {
+                self.accepted.remember(&name, password, account.clone());
+                Ok(account)
+            }
+            Err(AuthError::Unavailable(why)) => match self.accepted.recall(&name, password) {
+                Some((account, age)) => {
+                    tracing::warn!(
+                        user,
+                        ?age,
+                        "directory unavailable ({why}): a password it accepted lately"
+                    );
+                    Ok(account)
+                }
+                None => Err(AuthError::Unavailable(why)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The directory's own verdict: the entry's search, then the bind.
+    async fn check(
+        &self,
+        config: &DirectoryConfig,
+        user: &str,
+        password: &Secret,
+    ) -> Result<String, AuthError> {
+        let Some((_, pool)) = &self.directory else {
+            return Err(AuthError::Failed);
+        };
         let unavailable = |e: fulmar_directory::Unavailable| AuthError::Unavailable(e.0);
         let filter = fill(&config.user_filter, user);
         let attribute = config.account_attribute.as_str();
@@ -160,6 +203,7 @@ mod tests {
     async fn master_user_acts_for_an_account_and_nothing_else_passes() {
         let auth = Authenticator {
             directory: None,
+            accepted: Accepted::new(Duration::from_secs(60)),
             master: Some(Master {
                 user: "provision".into(),
                 password: Secret::new("s3cret"),

@@ -34,6 +34,8 @@
 //! base_dn = "dc=example,dc=test"
 //! bind_dn = "cn=proxy,dc=example,dc=test"   # reads the account entries
 //! bind_password_file = "ldap.secret"        # relative to ROOT/config
+//! outage_ttl = "1h"                # optional: while the directory is down, a
+//!                                  # login it accepted lately still works
 //!
 //! [master]                         # SASL PLAIN authzid for provisioning
 //! user = "provision"
@@ -138,6 +140,12 @@ pub struct DirectoryConfig {
     /// when it is one of its values, else the first value.
     #[serde(default = "default_account_attribute")]
     pub account_attribute: String,
+    /// While the directory cannot answer (down, or moving to another
+    /// node), a login it accepted within this long with the same password
+    /// (kept as a keyed hash, never the password) is let in again; 0
+    /// turns this off.
+    #[serde(default = "default_outage_ttl", with = "humantime_serde")]
+    pub outage_ttl: std::time::Duration,
 }
 
 impl DirectoryConfig {
@@ -151,6 +159,7 @@ impl DirectoryConfig {
             bind_password_file,
             user_filter: default_user_filter(),
             account_attribute: default_account_attribute(),
+            outage_ttl: default_outage_ttl(),
         }
     }
 }
@@ -200,6 +209,10 @@ fn default_delivery_idle() -> std::time::Duration {
 
 fn default_user_filter() -> String {
     "(&(objectClass=inetLocalMailRecipient)(|(uid=%u)(mailLocalAddress=%u)))".into()
+}
+
+fn default_outage_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
 }
 
 fn default_account_attribute() -> String {
