@@ -24,6 +24,19 @@ struct Entry<T> {
     value: T,
 }
 
+/// What a password given while the directory is down amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recalled<T> {
+    /// The directory accepted this very password this long ago: what the
+    /// login resolved to then.
+    Same(T, Duration),
+    /// It accepted another one lately: a failed guess, to be counted as one
+    /// (else a directory outage would be a free round of guessing).
+    Other,
+    /// Nothing known of the name within the ttl.
+    Unknown,
+}
+
 pub struct Accepted<T> {
     key: hmac::Key,
     ttl: Duration,
@@ -68,15 +81,17 @@ impl<T: Clone> Accepted<T> {
         entries.insert(name.to_string(), entry);
     }
 
-    /// What `name` resolved to when the directory last accepted this very
-    /// password, and how long ago, if within `ttl`.
-    pub fn recall(&self, name: &str, password: &Secret) -> Option<(T, Duration)> {
+    /// What the directory last accepted for `name`, against `password`.
+    pub fn recall(&self, name: &str, password: &Secret) -> Recalled<T> {
         let entries = self.entries.lock().expect("accepted");
-        let e = entries.get(name)?;
-        let age = e.at.elapsed();
+        let Some(e) = entries.get(name).filter(|e| e.at.elapsed() < self.ttl) else {
+            return Recalled::Unknown;
+        };
         // hmac::verify compares in equal time.
-        let same = hmac::verify(&self.key, &Self::message(name, password), e.tag.as_ref());
-        (age < self.ttl && same.is_ok()).then(|| (e.value.clone(), age))
+        match hmac::verify(&self.key, &Self::message(name, password), e.tag.as_ref()) {
+            Ok(()) => Recalled::Same(e.value.clone(), e.at.elapsed()),
+            Err(_) => Recalled::Other,
+        }
     }
 }
 
@@ -88,20 +103,23 @@ mod tests {
     fn only_the_same_password_within_the_ttl() {
         let a = Accepted::new(Duration::from_secs(60));
         a.remember("ann", &Secret::new("right"), "ann@mail.test");
-        assert_eq!(
-            a.recall("ann", &Secret::new("right")).map(|(v, _)| v),
-            Some("ann@mail.test")
-        );
-        assert!(a.recall("ann", &Secret::new("wrong")).is_none());
-        assert!(a.recall("bob", &Secret::new("right")).is_none());
+        assert!(matches!(
+            a.recall("ann", &Secret::new("right")),
+            Recalled::Same("ann@mail.test", _)
+        ));
+        assert_eq!(a.recall("ann", &Secret::new("wrong")), Recalled::Other);
+        assert_eq!(a.recall("bob", &Secret::new("right")), Recalled::Unknown);
         // The name and the password are not run together: "an" + "nright".
-        assert!(a.recall("an", &Secret::new("nright")).is_none());
+        assert_eq!(a.recall("an", &Secret::new("nright")), Recalled::Unknown);
         let off = Accepted::new(Duration::ZERO);
         off.remember("ann", &Secret::new("right"), 1);
-        assert!(off.recall("ann", &Secret::new("right")).is_none());
+        assert_eq!(off.recall("ann", &Secret::new("right")), Recalled::Unknown);
         let short = Accepted::new(Duration::from_millis(1));
         short.remember("ann", &Secret::new("right"), 1);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(short.recall("ann", &Secret::new("right")).is_none());
+        assert_eq!(
+            short.recall("ann", &Secret::new("right")),
+            Recalled::Unknown
+        );
     }
 }

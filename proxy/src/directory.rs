@@ -9,7 +9,11 @@ use std::{
 
 use fulmar_daemon::secret::Secret;
 pub use fulmar_directory::Unavailable;
-use fulmar_directory::{Connection, Entry, Pool, accepted::Accepted, domain_of, fill, home};
+use fulmar_directory::{
+    Connection, Entry, Pool,
+    accepted::{Accepted, Recalled},
+    domain_of, fill, home,
+};
 
 use crate::{config::DirectoryConfig, metrics::Metrics};
 
@@ -201,15 +205,15 @@ impl Directory {
     /// Binds as `dn` with `password`: Ok(true) only on success (an empty
     /// password is refused, since LDAP treats it as an anonymous bind).
     /// While the directory is unavailable, a password it accepted for `dn`
-    /// within `outage_ttl` is accepted again.
+    /// within `outage_ttl` is accepted again, and another one refused.
     pub async fn authenticate(&self, dn: &str, password: &Secret) -> Result<bool, Unavailable> {
         let started = Instant::now();
         let verdict = self.pool.check_password(dn, password).await;
         match &verdict {
             Ok(true) => self.accepted.remember(dn, password, ()),
             Ok(false) => {}
-            Err(e) => {
-                if let Some(((), age)) = self.accepted.recall(dn, password) {
+            Err(e) => match self.accepted.recall(dn, password) {
+                Recalled::Same((), age) => {
                     tracing::warn!(
                         dn,
                         ?age,
@@ -217,8 +221,10 @@ impl Directory {
                     );
                     return Ok(true);
                 }
-                return verdict;
-            }
+                // Counted as the failed guess it is.
+                Recalled::Other => return Ok(false),
+                Recalled::Unknown => return verdict,
+            },
         }
         self.metrics.directory_latency(started.elapsed());
         verdict

@@ -9,7 +9,11 @@ use fulmar_daemon::{
     network::{Network, any_contains},
     secret::{Secret, SecretError},
 };
-use fulmar_directory::{Connection, Pool, accepted::Accepted, fill};
+use fulmar_directory::{
+    Connection, Pool,
+    accepted::{Accepted, Recalled},
+    fill,
+};
 use fulmar_mailproto::sasl::Plain;
 
 use crate::config::{DirectoryConfig, MailConfig};
@@ -104,7 +108,8 @@ impl Authenticator {
     /// The account `user` logs in to, once `password` is proven by a bind
     /// as its directory entry.
     /// While the directory cannot answer, a password it accepted for
-    /// `user` within `outage_ttl` is accepted again.
+    /// `user` within `outage_ttl` is accepted again, and another one
+    /// refused as a failure.
     pub async fn login(&self, user: &str, password: &Secret) -> Result<String, AuthError> {
         let Some((config, _)) = &self.directory else {
             return Err(AuthError::Failed);
@@ -120,7 +125,7 @@ impl Authenticator {
                 Ok(account)
             }
             Err(AuthError::Unavailable(why)) => match self.accepted.recall(&name, password) {
-                Some((account, age)) => {
+                Recalled::Same(account, age) => {
                     tracing::warn!(
                         user,
                         ?age,
@@ -128,7 +133,8 @@ impl Authenticator {
                     );
                     Ok(account)
                 }
-                None => Err(AuthError::Unavailable(why)),
+                Recalled::Other => Err(AuthError::Failed),
+                Recalled::Unknown => Err(AuthError::Unavailable(why)),
             },
             Err(e) => Err(e),
         }
