@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Options, Sampler};
+use fulmar_lab::cluster::{ClusterLab, Deliverer, Fencing, NODES, Options, Sampler, Service};
 
 #[derive(Parser)]
 pub struct Args {
@@ -44,6 +44,7 @@ pub fn run(args: Args) -> Result<()> {
     let bins =
         crate::lab::cargo_build_bins(&["fulmar-failover", "fulmar-cli", "fulmar-maild"], true)?;
     let mut c = ClusterLab::build(Options {
+        service: Service::Maild,
         noded: bins.join("fulmar-noded"),
         maild: bins.join("fulmar-maild"),
         lease_ttl_secs: args.lease_ttl,

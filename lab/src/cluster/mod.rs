@@ -20,6 +20,7 @@ use serde_json::Value;
 
 mod deliver;
 mod etcd;
+pub mod ldap;
 mod sampler;
 mod volume;
 
@@ -64,9 +65,19 @@ pub enum Fencing {
     Varied,
 }
 
+/// What the instance runs on its volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// fulmar-maild with one account (`Deliverer` writes to it).
+    Maild,
+    /// slapd, back_mdb (`ldap::LdapWriter` writes to it).
+    Slapd,
+}
+
 pub struct Options {
     /// The `fulmar-noded` binary.
     pub noded: PathBuf,
+    pub service: Service,
     /// The `fulmar-maild` binary: the instance's service.
     pub maild: PathBuf,
     pub lease_ttl_secs: u64,
@@ -132,7 +143,7 @@ impl ClusterLab {
         let endpoints = etcd::start(&mut lab, &dir)?;
         let volume = dir.join("volume-mail1");
         let mountpoint = dir.join("mnt-mail1");
-        volume::prepare(&volume, &mountpoint, &opts.maild)?;
+        volume::prepare(&volume, &mountpoint, opts.service, &opts.maild)?;
         let cluster = ClusterLab {
             config: dir.join("cluster.toml"),
             lab,
@@ -221,14 +232,20 @@ impl ClusterLab {
             volume: self.volume.clone(),
             mountpoint: self.mountpoint.clone(),
             // The root on the command line names the instance in `ps`.
-            start: vec![
-                self.opts.maild.to_string_lossy().into_owned(),
-                "--root".into(),
-                mnt.to_string(),
-                "run".into(),
-            ],
+            start: match self.opts.service {
+                Service::Maild => vec![
+                    self.opts.maild.to_string_lossy().into_owned(),
+                    "--root".into(),
+                    mnt.to_string(),
+                    "run".into(),
+                ],
+                Service::Slapd => ldap::start_command(&self.mountpoint),
+            },
             stop: None,
-            probe_ports: vec![24, 143],
+            probe_ports: match self.opts.service {
+                Service::Maild => vec![24, 143],
+                Service::Slapd => vec![389],
+            },
             run_dirs: vec!["run".into()],
             start_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(5),

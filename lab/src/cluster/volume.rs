@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, fs, path::Path, process::Command};
 
 use fulmar_fencing::agents::io_barrier::attachments;
 
-use super::{INSTANCE, NODES, VIP, deliver::USER, lab_io};
+use super::{INSTANCE, NODES, Service, VIP, deliver::USER, lab_io};
 use crate::{LabError, cmd};
 
 /// Nodes whose access path of `volume` backs a mounted loop device.
@@ -21,10 +21,16 @@ pub fn mounted_by(volume: &Path) -> BTreeSet<String> {
         .filter_map(|a| a.node())
         .collect()
 }
-/// A 64 MiB ext4 volume holding a fulmar-maild instance root: its config
-/// and the client's account (made by `fulmar-maild account-create`, which
-/// also checks the config); and an access path for every node.
-pub(super) fn prepare(volume: &Path, mountpoint: &Path, maild: &Path) -> Result<(), LabError> {
+/// A 64 MiB ext4 volume holding a fulmar-maild instance root (its config
+/// and the client's account, made by `fulmar-maild account-create`, which
+/// also checks the config) or slapd's config and database; and an access
+/// path for every node.
+pub(super) fn prepare(
+    volume: &Path,
+    mountpoint: &Path,
+    service: Service,
+    maild: &Path,
+) -> Result<(), LabError> {
     let access = volume.join("access");
     fs::create_dir_all(&access).map_err(lab_io(&access))?;
     fs::create_dir_all(mountpoint).map_err(lab_io(mountpoint))?;
@@ -42,6 +48,9 @@ pub(super) fn prepare(volume: &Path, mountpoint: &Path, maild: &Path) -> Result<
     run("mkfs.ext4", &["-q", "-F", &disk_s])?;
     run("mount", &["-o", "loop", &disk_s, &mnt])?;
     let result = (|| {
+        if service == Service::Slapd {
+            return super::ldap::prepare(mountpoint);
+        }
         let config = mountpoint.join("config");
         fs::create_dir_all(&config).map_err(lab_io(&config))?;
         let path = config.join("mail.toml");

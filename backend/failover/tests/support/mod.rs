@@ -1,8 +1,15 @@
 //! The cluster lab as the failover suites start it: three agents on the
 //! lab's timing, fenced as `fencing` says.
-use fulmar_lab::cluster::{ClusterLab, Fencing, Options};
+use fulmar_lab::cluster::{ClusterLab, Fencing, Options, Service};
 
+// Each suite is its own crate: the directory suite uses only cluster_of.
+#[allow(dead_code)]
 pub fn cluster(fencing: Fencing) -> ClusterLab {
+    cluster_of(fencing, Service::Maild)
+}
+
+/// The same cluster with `service` on the instance's volume.
+pub fn cluster_of(fencing: Fencing, service: Service) -> ClusterLab {
     assert_eq!(
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() },
@@ -10,6 +17,7 @@ pub fn cluster(fencing: Fencing) -> ClusterLab {
         "needs root (CI runs as root)"
     );
     let mut c = ClusterLab::build(Options {
+        service,
         noded: env!("CARGO_BIN_EXE_fulmar-noded").into(),
         maild: fulmar_lab::dist::built("fulmar-maild"),
         // 2 s - 400 ms covers a renewal (500 ms) and a split etcd election
