@@ -28,22 +28,27 @@ fn directory() -> mail::Directory<'static> {
     }
 }
 
+/// A runtime whose worker was made in the directory host's namespace, so
+/// the pool's sockets are opened there (futures run on the worker: spawn
+/// them; block_on alone would run them on this thread, in the root
+/// namespace).
+fn runtime_in(lab: &Lab) -> tokio::runtime::Runtime {
+    lab.in_host("dir", || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+    .unwrap()
+}
+
 #[test]
 fn binds_survive_a_directory_restart() {
     let mut lab = Lab::build(&LabSpec::lan(&[("dir", &format!("{ADDR}/24"))])).unwrap();
     let work = lab.log_dir().join("slapd");
     let pid = mail::start_slapd(&mut lab, "dir", ADDR, &work, &directory()).unwrap();
-    // The runtime's workers live in the directory's namespace, so the
-    // pool's sockets do too.
-    let rt = lab
-        .in_host("dir", || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap()
-        })
-        .unwrap();
+    let rt = runtime_in(&lab);
     let pool = Arc::new(Pool::new(Connection {
         urls: vec![format!("ldap://{ADDR}:389")],
         bind_dn: format!("cn=proxy,{BASE}"),
@@ -95,18 +100,7 @@ fn ldaps_is_checked_against_the_configured_ca() {
     });
     let work = lab.log_dir().join("slapd");
     mail::start_slapd(&mut lab, "dir", ADDR, &work, &dir).unwrap();
-    // Workers made in the directory's namespace: the pool's sockets are
-    // opened there (block_on of a current-thread runtime would run on
-    // this thread, in the root namespace).
-    let rt = lab
-        .in_host("dir", || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap()
-        })
-        .unwrap();
+    let rt = runtime_in(&lab);
     let attempt = |ca: Option<&str>| {
         let tls = ca.map(|name| {
             fulmar_daemon::tls_client_config(&certs.join(format!("{name}-ca.crt"))).unwrap()

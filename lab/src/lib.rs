@@ -279,6 +279,19 @@ impl Lab {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        self.thread_in(host, f)
+            .join()
+            .expect("in_host closure panicked")
+    }
+
+    /// Starts `f` on a thread in `host`'s network namespace (so are the
+    /// processes it starts): a client that works on while the test goes
+    /// on. Err when the namespace could not be entered.
+    pub fn thread_in<T, F>(&self, host: &str, f: F) -> std::thread::JoinHandle<Result<T, LabError>>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let path = self.netns_path(host);
         std::thread::spawn(move || {
             let ns = fs::File::open(&path).map_err(|e| LabError::io(&path, e))?;
@@ -289,8 +302,6 @@ impl Lab {
             }
             Ok(f())
         })
-        .join()
-        .expect("in_host closure panicked")
     }
 
     /// The fabric-side end of `host`'s `iface` (to be used `in_host("fabric", ..)`).

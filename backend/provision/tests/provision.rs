@@ -481,7 +481,7 @@ except imaplib.IMAP4.error as e:
 struct Deliveries {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<u32>>>,
-    thread: Option<thread::JoinHandle<()>>,
+    thread: Option<thread::JoinHandle<Result<(), fulmar_lab::LabError>>>,
 }
 
 impl Deliveries {
@@ -489,13 +489,7 @@ impl Deliveries {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (s, a) = (stop.clone(), acked.clone());
-        let netns = lab.netns_path("cl");
-        let thread = thread::spawn(move || {
-            let ns = fs::File::open(&netns).expect("client netns");
-            // SAFETY: setns(2) on an open namespace file; this thread only.
-            let rc =
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns");
+        let thread = lab.thread_in("cl", move || {
             let mut n = 0u32;
             while !s.load(Ordering::Relaxed) {
                 n += 1;
@@ -514,7 +508,7 @@ impl Deliveries {
 
     fn finish(mut self) -> Vec<u32> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
+        self.thread.take().unwrap().join().unwrap().unwrap();
         self.acked.lock().unwrap().clone()
     }
 }

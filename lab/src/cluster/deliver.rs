@@ -1,14 +1,13 @@
 //! The cluster lab's client: numbered LMTP deliveries to the instance VIP,
 //! each 250 recorded with its time.
 use std::{
-    fs,
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    thread::{self, JoinHandle, sleep},
+    thread::{JoinHandle, sleep},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -22,7 +21,7 @@ pub(super) const USER: &str = "ann@example.test";
 pub struct Deliverer {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(u64, Instant)>>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Result<(), crate::LabError>>>,
 }
 
 impl Deliverer {
@@ -30,13 +29,7 @@ impl Deliverer {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (s, a) = (stop.clone(), acked.clone());
-        let netns = lab.netns_path("client");
-        let thread = thread::spawn(move || {
-            let ns = fs::File::open(&netns).expect("client netns");
-            // SAFETY: setns(2) on an open namespace file; this thread only.
-            let rc =
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns");
+        let thread = lab.thread_in("client", move || {
             let mut seq = 0u64;
             while !s.load(Ordering::Relaxed) {
                 // Refused, reset, timed out: the instance is moving; retry.
@@ -107,8 +100,10 @@ impl Deliverer {
 
     pub fn stop(mut self) -> Vec<(u64, Instant)> {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(t) = self.thread.take()
+            && let Ok(Err(e)) = t.join()
+        {
+            panic!("the client thread could not enter the client's namespace: {e}");
         }
         self.acked()
     }

@@ -10,7 +10,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    thread::{self, JoinHandle, sleep},
+    thread::{JoinHandle, sleep},
     time::{Duration, Instant},
 };
 
@@ -71,7 +71,7 @@ pub(super) fn start_command(mountpoint: &Path) -> Vec<String> {
 pub struct LdapWriter {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(u64, Instant)>>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Result<(), LabError>>>,
 }
 
 fn entry(n: u64) -> String {
@@ -108,14 +108,7 @@ impl LdapWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (s, a) = (stop.clone(), acked.clone());
-        let netns = lab.netns_path("client");
-        let thread = thread::spawn(move || {
-            let ns = fs::File::open(&netns).expect("client netns");
-            // SAFETY: setns(2) on an open namespace file; this thread (and
-            // the ldapadd processes it starts) only.
-            let rc =
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns");
+        let thread = lab.thread_in("client", move || {
             let mut n = 0u64;
             while !s.load(Ordering::Relaxed) {
                 n += 1;
@@ -166,8 +159,10 @@ impl LdapWriter {
     /// Stops adding; the acknowledged entries' numbers.
     pub fn stop(mut self) -> Vec<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(t) = self.thread.take()
+            && let Ok(Err(e)) = t.join()
+        {
+            panic!("the client thread could not enter the client's namespace: {e}");
         }
         self.acked
             .lock()
