@@ -78,18 +78,25 @@ fn entry(n: u64) -> String {
     format!("dn: cn=e{n},{SUFFIX}\nobjectClass: organizationalRole\ncn: e{n}\n")
 }
 
+/// How the client reaches slapd: simple bind as the admin, at the VIP.
+fn bind_args() -> Vec<String> {
+    [
+        "-x",
+        "-H",
+        &format!("ldap://{VIP}:389/"),
+        "-D",
+        ADMIN,
+        "-w",
+        PASSWORD,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// `ldapadd` of one entry; Ok once the server acknowledged it.
 fn add(n: u64) -> std::io::Result<bool> {
     let mut child = Command::new("ldapadd")
-        .args([
-            "-x",
-            "-H",
-            &format!("ldap://{VIP}:389/"),
-            "-D",
-            ADMIN,
-            "-w",
-            PASSWORD,
-        ])
+        .args(bind_args())
         .args(["-o", "nettimeout=2"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -175,24 +182,19 @@ impl LdapWriter {
 
 /// The entries' numbers the directory holds, read through the VIP.
 pub fn stored(lab: &Lab) -> Result<std::collections::BTreeSet<u64>, LabError> {
-    let out = lab.check(
-        "client",
-        "ldapsearch",
-        &[
-            "-x",
+    let mut args = bind_args();
+    args.extend(
+        [
             "-LLL",
-            "-H",
-            &format!("ldap://{VIP}:389/"),
-            "-D",
-            ADMIN,
-            "-w",
-            PASSWORD,
             "-b",
             SUFFIX,
             "(objectClass=organizationalRole)",
             "cn",
-        ],
-    )?;
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.check("client", "ldapsearch", &args)?;
     Ok(out
         .lines()
         .filter_map(|l| l.strip_prefix("cn: e")?.parse().ok())
