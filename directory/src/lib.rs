@@ -25,7 +25,7 @@ pub mod pool;
 
 pub use entry::{Entry, home};
 pub use filter::{dn_escape, domain_of, fill, ldap_escape};
-pub use pool::{Connection, Pool, Unavailable};
+pub use pool::{Connection, Pool, Unavailable, check_urls};
 
 /// LDAP result code for a wrong password (or an unknown DN) on bind.
 pub const INVALID_CREDENTIALS: u32 = 49;

@@ -37,6 +37,27 @@ pub struct Connection {
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// What every tier checks of the directory URLs its config names: at
+/// least one, each `ldap://` or `ldaps://`, and a CA (`has_ca`) only where
+/// one of them is `ldaps://`.
+pub fn check_urls(urls: &[String], has_ca: bool) -> Result<(), String> {
+    if urls.is_empty() {
+        return Err("directory.urls is empty".into());
+    }
+    if let Some(url) = urls
+        .iter()
+        .find(|u| !(u.starts_with("ldap://") || u.starts_with("ldaps://")))
+    {
+        return Err(format!(
+            "directory url {url:?}: expected ldap:// or ldaps://"
+        ));
+    }
+    if has_ca && !urls.iter().any(|u| u.starts_with("ldaps://")) {
+        return Err("directory.tls_ca is set but no url is ldaps://".into());
+    }
+    Ok(())
+}
+
 pub struct Pool {
     connection: Connection,
     /// Shared, multiplexed search connections bound as the service DN.

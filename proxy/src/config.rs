@@ -111,7 +111,8 @@ pub struct DirectoryConfig {
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// How long a lookup result is reused; 0 turns the cache off.
-    /// Passwords are never cached: every login binds.
+    /// Passwords are never cached: every login binds (see `outage_ttl`
+    /// for while the directory cannot answer).
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
     /// While the directory cannot answer (down, or moving to another
@@ -315,16 +316,7 @@ impl ProxyConfig {
             );
         }
         let dir = &self.directory;
-        if dir.urls.is_empty() {
-            return Err("directory.urls is empty".into());
-        }
-        for url in &dir.urls {
-            if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
-                return Err(format!(
-                    "directory url {url:?}: expected ldap:// or ldaps://"
-                ));
-            }
-        }
+        fulmar_directory::check_urls(&dir.urls, dir.tls_ca.is_some())?;
         if !dir.user_filter.contains("%u") || !dir.recipient_filter.contains("%u") {
             return Err("directory user_filter and recipient_filter must contain %u".into());
         }
@@ -336,9 +328,6 @@ impl ProxyConfig {
         }
         if dir.pool_size == 0 {
             return Err("directory.pool_size must be at least 1".into());
-        }
-        if dir.tls_ca.is_some() && !dir.urls.iter().any(|u| u.starts_with("ldaps://")) {
-            return Err("directory.tls_ca is set but no url is ldaps://".into());
         }
         if let Some(admin) = &self.admin {
             if admin.socket.is_none() && admin.address.is_none() {

@@ -52,6 +52,48 @@ enum Cached {
     Domain(Option<Option<String>>),
 }
 
+/// A lookup's answer as the cache holds it.
+trait Cacheable: Clone {
+    fn into_cached(self) -> Cached;
+    fn from_cached(c: Cached) -> Option<Self>;
+}
+
+impl Cacheable for Option<Account> {
+    fn into_cached(self) -> Cached {
+        Cached::Account(self)
+    }
+    fn from_cached(c: Cached) -> Option<Self> {
+        match c {
+            Cached::Account(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl Cacheable for Recipient {
+    fn into_cached(self) -> Cached {
+        Cached::Recipient(self)
+    }
+    fn from_cached(c: Cached) -> Option<Self> {
+        match c {
+            Cached::Recipient(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl Cacheable for Option<Option<String>> {
+    fn into_cached(self) -> Cached {
+        Cached::Domain(self)
+    }
+    fn from_cached(c: Cached) -> Option<Self> {
+        match c {
+            Cached::Domain(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
 /// The proxy's lookups (with a short cache) over the shared LDAP layer.
 pub struct Directory {
     config: DirectoryConfig,
@@ -89,102 +131,97 @@ impl Directory {
 
     /// The account a login names (uid or address), if exactly one matches.
     pub async fn account(&self, login: &str) -> Result<Option<Account>, Unavailable> {
-        let cache_key = format!("a:{login}");
-        if let Some(Cached::Account(a)) = self.cached(&cache_key) {
-            return Ok(a);
-        }
-        let filter = fill(&self.config.user_filter, login);
-        let mut entries = match self.search_entries(&filter).await {
-            Ok(e) => e,
-            Err(e) => match self.stale(&cache_key) {
-                Some(Cached::Account(a)) => return Ok(a),
-                _ => return Err(e),
-            },
-        };
-        let account = match entries.len() {
-            0 => None,
-            1 => {
-                let entry = entries.remove(0);
-                let domain = domain_of(login).or_else(|| first_address_domain(&entry));
-                let host = self.home(&entry, domain.as_deref()).await?;
-                Some(Account {
-                    user: entry.first(&self.config.user_attribute),
-                    dn: entry.dn,
-                    host,
-                })
-            }
-            n => {
-                tracing::warn!(
-                    login,
-                    matches = n,
-                    "login matches several accounts; refused"
-                );
-                None
-            }
-        };
-        self.store(cache_key, Cached::Account(account.clone()));
-        Ok(account)
+        self.lookup(format!("a:{login}"), async {
+            let filter = fill(&self.config.user_filter, login);
+            let mut entries = self.search_entries(&filter).await?;
+            Ok(match entries.len() {
+                0 => None,
+                1 => {
+                    let entry = entries.remove(0);
+                    let domain = domain_of(login).or_else(|| first_address_domain(&entry));
+                    let host = self.home(&entry, domain.as_deref()).await?;
+                    Some(Account {
+                        user: entry.first(&self.config.user_attribute),
+                        dn: entry.dn,
+                        host,
+                    })
+                }
+                n => {
+                    tracing::warn!(
+                        login,
+                        matches = n,
+                        "login matches several accounts; refused"
+                    );
+                    None
+                }
+            })
+        })
+        .await
     }
 
     /// Routes one SMTP recipient address.
     pub async fn recipient(&self, address: &str) -> Result<Recipient, Unavailable> {
-        let cache_key = format!("r:{}", address.to_ascii_lowercase());
-        if let Some(Cached::Recipient(r)) = self.cached(&cache_key) {
-            return Ok(r);
-        }
-        let filter = fill(&self.config.recipient_filter, address);
-        let entries = match self.search_entries(&filter).await {
-            Ok(e) => e,
-            Err(e) => match self.stale(&cache_key) {
-                Some(Cached::Recipient(r)) => return Ok(r),
-                _ => return Err(e),
-            },
-        };
-        let domain = domain_of(address);
-        let route = if let Some(entry) = entries.first() {
-            if entries.len() > 1 {
-                tracing::warn!(
-                    address,
-                    matches = entries.len(),
-                    "address on several accounts"
-                );
-            }
-            Recipient::Local {
-                host: self.home(entry, domain.as_deref()).await?,
-                user: entry.first(&self.config.user_attribute),
-            }
-        } else {
-            match &domain {
-                Some(d) if self.domain(d).await?.is_some() => Recipient::UnknownLocal,
-                _ => Recipient::Remote,
-            }
-        };
-        self.store(cache_key, Cached::Recipient(route.clone()));
-        Ok(route)
+        let key = format!("r:{}", address.to_ascii_lowercase());
+        self.lookup(key, async {
+            let filter = fill(&self.config.recipient_filter, address);
+            let entries = self.search_entries(&filter).await?;
+            let domain = domain_of(address);
+            Ok(if let Some(entry) = entries.first() {
+                if entries.len() > 1 {
+                    tracing::warn!(
+                        address,
+                        matches = entries.len(),
+                        "address on several accounts"
+                    );
+                }
+                Recipient::Local {
+                    host: self.home(entry, domain.as_deref()).await?,
+                    user: entry.first(&self.config.user_attribute),
+                }
+            } else {
+                match &domain {
+                    Some(d) if self.domain(d).await?.is_some() => Recipient::UnknownLocal,
+                    _ => Recipient::Remote,
+                }
+            })
+        })
+        .await
     }
 
     /// `None`: not our domain; `Some(host)`: ours, with its `mailHost` if any.
     pub async fn domain(&self, domain: &str) -> Result<Option<Option<String>>, Unavailable> {
-        let cache_key = format!("d:{}", domain.to_ascii_lowercase());
-        if let Some(Cached::Domain(d)) = self.cached(&cache_key) {
-            return Ok(d);
+        let key = format!("d:{}", domain.to_ascii_lowercase());
+        self.lookup(key, async {
+            let filter = self
+                .config
+                .domain_filter
+                .replace("%d", &fulmar_directory::ldap_escape(domain));
+            let entries = self.search_entries(&filter).await?;
+            Ok(entries
+                .first()
+                .map(|e| e.first(&self.config.host_attribute)))
+        })
+        .await
+    }
+
+    /// `key`'s answer: from the cache while fresh (`cache_ttl`), else
+    /// from `ask`, stored; and while the directory cannot answer, what it
+    /// said within `outage_ttl`.
+    async fn lookup<T: Cacheable>(
+        &self,
+        key: String,
+        ask: impl Future<Output = Result<T, Unavailable>>,
+    ) -> Result<T, Unavailable> {
+        if let Some(v) = self.cached(&key).and_then(T::from_cached) {
+            return Ok(v);
         }
-        let filter = self
-            .config
-            .domain_filter
-            .replace("%d", &fulmar_directory::ldap_escape(domain));
-        let entries = match self.search_entries(&filter).await {
-            Ok(e) => e,
-            Err(e) => match self.stale(&cache_key) {
-                Some(Cached::Domain(d)) => return Ok(d),
-                _ => return Err(e),
-            },
-        };
-        let found = entries
-            .first()
-            .map(|e| e.first(&self.config.host_attribute));
-        self.store(cache_key, Cached::Domain(found.clone()));
-        Ok(found)
+        match ask.await {
+            Ok(v) => {
+                self.store(key, v.clone().into_cached());
+                Ok(v)
+            }
+            Err(e) => self.stale(&key).and_then(T::from_cached).ok_or(e),
+        }
     }
 
     /// The account's home by the one rule: its own host attribute, else

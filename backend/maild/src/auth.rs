@@ -107,11 +107,12 @@ impl Authenticator {
 
     /// The account `user` logs in to, once `password` is proven by a bind
     /// as its directory entry.
+    ///
     /// While the directory cannot answer, a password it accepted for
     /// `user` within `outage_ttl` is accepted again, and another one
     /// refused as a failure.
     pub async fn login(&self, user: &str, password: &Secret) -> Result<String, AuthError> {
-        let Some((config, _)) = &self.directory else {
+        let Some((config, pool)) = &self.directory else {
             return Err(AuthError::Failed);
         };
         // An empty password would be an anonymous bind, which succeeds.
@@ -119,7 +120,7 @@ impl Authenticator {
             return Err(AuthError::Failed);
         }
         let name = user.to_ascii_lowercase();
-        match self.check(config, user, password).await {
+        match check(config, pool, user, password).await {
             Ok(account) => {
                 self.accepted.remember(&name, password, account.clone());
                 Ok(account)
@@ -137,39 +138,6 @@ impl Authenticator {
                 Recalled::Unknown => Err(AuthError::Unavailable(why)),
             },
             Err(e) => Err(e),
-        }
-    }
-
-    /// The directory's own verdict: the entry's search, then the bind.
-    async fn check(
-        &self,
-        config: &DirectoryConfig,
-        user: &str,
-        password: &Secret,
-    ) -> Result<String, AuthError> {
-        let Some((_, pool)) = &self.directory else {
-            return Err(AuthError::Failed);
-        };
-        let unavailable = |e: fulmar_directory::Unavailable| AuthError::Unavailable(e.0);
-        let filter = fill(&config.user_filter, user);
-        let attribute = config.account_attribute.as_str();
-        let entries = pool
-            .search(&config.base_dn, &filter, &[attribute])
-            .await
-            .map_err(unavailable)?;
-        // None, or more than one: nobody can tell which one is meant.
-        let [entry] = <[_; 1]>::try_from(entries).map_err(|_| AuthError::Failed)?;
-        let values = entry.values(attribute);
-        let account = values
-            .iter()
-            .find(|v| v.eq_ignore_ascii_case(user))
-            .or_else(|| values.first())
-            .cloned()
-            .ok_or(AuthError::Failed)?;
-        match pool.check_password(&entry.dn, password).await {
-            Ok(true) => Ok(account.to_ascii_lowercase()),
-            Ok(false) => Err(AuthError::Failed),
-            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -198,6 +166,36 @@ impl Authenticator {
             }
             _ => Err(AuthError::Failed),
         }
+    }
+}
+
+/// The directory's own verdict: the entry's search, then the bind.
+async fn check(
+    config: &DirectoryConfig,
+    pool: &Pool,
+    user: &str,
+    password: &Secret,
+) -> Result<String, AuthError> {
+    let unavailable = |e: fulmar_directory::Unavailable| AuthError::Unavailable(e.0);
+    let filter = fill(&config.user_filter, user);
+    let attribute = config.account_attribute.as_str();
+    let entries = pool
+        .search(&config.base_dn, &filter, &[attribute])
+        .await
+        .map_err(unavailable)?;
+    // None, or more than one: nobody can tell which one is meant.
+    let [entry] = <[_; 1]>::try_from(entries).map_err(|_| AuthError::Failed)?;
+    let values = entry.values(attribute);
+    let account = values
+        .iter()
+        .find(|v| v.eq_ignore_ascii_case(user))
+        .or_else(|| values.first())
+        .cloned()
+        .ok_or(AuthError::Failed)?;
+    match pool.check_password(&entry.dn, password).await {
+        Ok(true) => Ok(account.to_ascii_lowercase()),
+        Ok(false) => Err(AuthError::Failed),
+        Err(e) => Err(unavailable(e)),
     }
 }
 

@@ -342,21 +342,7 @@ impl MailConfig {
             if !d.user_filter.contains("%u") {
                 return Err("directory.user_filter must contain %u".into());
             }
-            if d.urls.is_empty() {
-                return Err("directory.urls is empty".into());
-            }
-            if let Some(url) = d
-                .urls
-                .iter()
-                .find(|u| !(u.starts_with("ldap://") || u.starts_with("ldaps://")))
-            {
-                return Err(format!(
-                    "directory url {url:?}: expected ldap:// or ldaps://"
-                ));
-            }
-            if d.tls_ca.is_some() && !d.urls.iter().any(|u| u.starts_with("ldaps://")) {
-                return Err("directory.tls_ca is set but no url is ldaps://".into());
-            }
+            fulmar_directory::check_urls(&d.urls, d.tls_ca.is_some())?;
         }
         Ok(())
     }

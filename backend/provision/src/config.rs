@@ -125,9 +125,8 @@ impl ProvisionConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.directory.tls_ca.is_some() && !self.directory.url.starts_with("ldaps://") {
-            return Err("directory.tls_ca is set but the url is not ldaps://".into());
-        }
+        let d = &self.directory;
+        fulmar_directory::check_urls(std::slice::from_ref(&d.url), d.tls_ca.is_some())?;
         if self.instance.is_empty() {
             return Err("no [instance.NAME] to place accounts on".into());
         }

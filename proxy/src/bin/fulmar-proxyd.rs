@@ -51,8 +51,7 @@ fn main() -> Result<()> {
         Some(ca) => Some(fulmar_daemon::tls_client_config(ca).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let penalty = &config.session.auth_penalty;
-    let sync_codec = match &penalty.sync_key_file {
+    let sync_codec = match &config.session.auth_penalty.sync_key_file {
         Some(path) => Some(Codec::load(path).map_err(anyhow::Error::msg)?),
         None => None,
     };
@@ -70,11 +69,11 @@ fn main() -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
-        let (penalties, events) = Penalties::shared(config.session.auth_penalty.clone());
-        let penalties = Arc::new(penalties);
         let penalty = &config.session.auth_penalty;
-        match (penalty.sync_address, sync_codec) {
+        let penalties = match (penalty.sync_address, sync_codec) {
             (Some(address), Some(codec)) => {
+                let (penalties, events) = Penalties::shared(penalty.clone());
+                let penalties = Arc::new(penalties);
                 let socket = tokio::net::UdpSocket::bind(address)
                     .await
                     .with_context(|| format!("penalty sync address {address}"))?;
@@ -87,10 +86,10 @@ fn main() -> Result<()> {
                     events,
                     metrics.clone(),
                 ));
+                penalties
             }
-            // Nobody to tell: the receiver goes, and events with it.
-            _ => drop(events),
-        }
+            _ => Arc::new(Penalties::new(penalty.clone())),
+        };
         let ctx = Arc::new(Ctx {
             directory: Directory::new(
                 config.directory.clone(),
@@ -98,7 +97,7 @@ fn main() -> Result<()> {
                 directory_tls,
                 metrics.clone(),
             ),
-            penalties: penalties.clone(),
+            penalties,
             connections: Connections::new(
                 config.session.max_connections,
                 config.session.max_connections_per_ip,

@@ -138,6 +138,31 @@ struct Record {
     last_failure: Instant,
 }
 
+impl Record {
+    fn fresh(now: Instant) -> Record {
+        Record {
+            failures: 0,
+            in_flight: 0,
+            next_check: now,
+            last_failure: now,
+        }
+    }
+
+    /// A check of the key failed.
+    fn failed(&mut self, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        self.last_failure = now;
+    }
+
+    /// The account's owner proved the password: its failures are forgiven.
+    fn cleared(&mut self, now: Instant) {
+        self.failures = 0;
+        if self.in_flight == 0 {
+            self.next_check = now;
+        }
+    }
+}
+
 /// How a checked login ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -172,9 +197,10 @@ impl Penalties {
         (p, rx)
     }
 
-    fn tell(&self, event: Event) {
+    /// Hands an event to the sync, made only when there is one.
+    fn tell(&self, event: impl FnOnce() -> Event) {
         if let Some(tx) = &self.events {
-            let _ = tx.try_send(event);
+            let _ = tx.try_send(event());
         }
     }
 
@@ -189,29 +215,13 @@ impl Penalties {
             if matches!(event, Event::Cleared(_)) || records.len() >= MAX_KEYS {
                 return;
             }
-            records.insert(
-                key.clone(),
-                Record {
-                    failures: 0,
-                    in_flight: 0,
-                    next_check: now,
-                    last_failure: now,
-                },
-            );
+            records.insert(key.clone(), Record::fresh(now));
         }
         let r = records.get_mut(key).expect("inserted");
         match event {
             Event::Reserved(_, after) => r.next_check = r.next_check.max(now + after),
-            Event::Failed(_) => {
-                r.failures = r.failures.saturating_add(1);
-                r.last_failure = now;
-            }
-            Event::Cleared(_) => {
-                r.failures = 0;
-                if r.in_flight == 0 {
-                    r.next_check = now;
-                }
-            }
+            Event::Failed(_) => r.failed(now),
+            Event::Cleared(_) => r.cleared(now),
         }
     }
 
@@ -220,12 +230,7 @@ impl Penalties {
     /// be [`finish`](Self::finish)ed.
     pub fn admit(&self, keys: &[Key], now: Instant) -> Option<Duration> {
         let mut records = self.records.lock().expect("penalties");
-        let fresh = Record {
-            failures: 0,
-            in_flight: 0,
-            next_check: now,
-            last_failure: now,
-        };
+        let fresh = Record::fresh(now);
         for key in keys {
             if let Some(r) = records.get_mut(key)
                 && r.in_flight == 0
@@ -261,7 +266,7 @@ impl Penalties {
             // Each login in flight counts as a failure until it ends, so
             // parallel logins are spaced as a run of failures would be.
             r.next_check = slot + self.spacing(r.failures + r.in_flight);
-            self.tell(Event::Reserved(key.clone(), r.next_check - now));
+            self.tell(|| Event::Reserved(key.clone(), r.next_check - now));
         }
         Some(slot - now)
     }
@@ -276,16 +281,12 @@ impl Penalties {
             r.in_flight = r.in_flight.saturating_sub(1);
             match (outcome, key) {
                 (Outcome::Failed, _) => {
-                    r.failures = r.failures.saturating_add(1);
-                    r.last_failure = now;
-                    self.tell(Event::Failed(key.clone()));
+                    r.failed(now);
+                    self.tell(|| Event::Failed(key.clone()));
                 }
                 (Outcome::Ok, Key::Account(_)) => {
-                    r.failures = 0;
-                    if r.in_flight == 0 {
-                        r.next_check = now;
-                    }
-                    self.tell(Event::Cleared(key.clone()));
+                    r.cleared(now);
+                    self.tell(|| Event::Cleared(key.clone()));
                 }
                 _ => {}
             }

@@ -178,8 +178,14 @@ pub async fn run(
         tokio::spawn(async move {
             let mut buf = [0u8; 512];
             loop {
-                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                    continue;
+                let (n, from) = match socket.recv_from(&mut buf).await {
+                    Ok(got) => got,
+                    Err(e) => {
+                        // Not a busy loop on a socket that keeps failing.
+                        tracing::warn!("penalty sync: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 match codec.decode(&buf[..n], SystemTime::now()) {
                     Ok(event) => {
