@@ -20,7 +20,14 @@ use fulmar_maild::config::{
 };
 use fulmar_proxy::config::{AdminConfig, ProxyConfig};
 
-use crate::{Lab, certs::Ca, mail, prometheus::Prometheus, topology};
+use crate::{
+    Lab,
+    certs::Ca,
+    mail,
+    platform::{self, Platform},
+    prometheus::Prometheus,
+    topology,
+};
 
 /// Mail ports the balancer serves (SMTP, POP3, IMAP and their TLS ports).
 pub const MAIL_PORTS: [u16; 7] = [25, 110, 143, 465, 587, 993, 995];
@@ -64,6 +71,7 @@ pub struct Bins {
     pub fulmar: PathBuf,
     pub proxyd: PathBuf,
     pub maild: PathBuf,
+    pub noded: PathBuf,
 }
 
 impl Bins {
@@ -74,6 +82,7 @@ impl Bins {
             fulmar: dir.join("fulmar"),
             proxyd: dir.join("fulmar-proxyd"),
             maild: dir.join("fulmar-maild"),
+            noded: dir.join("fulmar-noded"),
         }
     }
 }
@@ -93,6 +102,27 @@ pub struct Front {
     pub prometheus: Option<Prometheus>,
     /// The directory's slapd while it runs.
     slapd: Option<u32>,
+    /// The back end under the failover manager (`start_platform`).
+    pub platform: Option<Platform>,
+    /// Left running (`persist`): its volumes stay.
+    keep: bool,
+}
+
+/// A lab under the failover manager leaves its volumes mounted and their
+/// loop devices attached (the kernel holds them, not a process): they go
+/// once every process has.
+impl Drop for Front {
+    fn drop(&mut self) {
+        if self.keep || self.platform.is_none() {
+            return;
+        }
+        for host in topology::BACKEND_NODES {
+            let _ = crate::cluster::kill_netns(&self.lab.netns(host));
+        }
+        if let Err(e) = platform::release_volumes(&self.work) {
+            eprintln!("front lab teardown: {e}");
+        }
+    }
 }
 
 fn text(p: &Path) -> Result<&str> {
@@ -100,10 +130,25 @@ fn text(p: &Path) -> Result<&str> {
 }
 
 impl Front {
-    /// Builds the lab and starts every tier; returns once every real is
-    /// up at the balancer.
+    /// Builds the lab and starts every tier, the directory and the
+    /// instances by hand; returns once every real is up at the balancer.
     pub fn start(work: &Path, bins: Bins) -> Result<Front> {
-        let lab = Lab::build(&topology::reference()).context("building the lab")?;
+        Self::start_with(work, bins, false)
+    }
+
+    /// The whole platform: as `start`, but the directory and the
+    /// instances are placed, started and moved by the failover manager.
+    pub fn start_platform(work: &Path, bins: Bins) -> Result<Front> {
+        Self::start_with(work, bins, true)
+    }
+
+    fn start_with(work: &Path, bins: Bins, platform: bool) -> Result<Front> {
+        let spec = if platform {
+            topology::platform()
+        } else {
+            topology::reference()
+        };
+        let lab = Lab::build(&spec).context("building the lab")?;
         std::fs::create_dir_all(work)?;
         let mut front = Front {
             lab,
@@ -114,6 +159,8 @@ impl Front {
             provision_config: work.join("provision.toml"),
             prometheus: None,
             slapd: None,
+            platform: None,
+            keep: false,
         };
         // What fulmar-realserver.service does on a proxy node.
         for proxy in topology::PROXIES {
@@ -123,7 +170,7 @@ impl Front {
                 &["realserver", "prepare", topology::VIP4, topology::VIP6],
             )?;
         }
-        front.start_mail_tiers()?;
+        front.start_mail_tiers(platform)?;
         front.start_balancer()?;
         front.start_prometheus()?;
         Ok(front)
@@ -134,7 +181,7 @@ impl Front {
     fn start_prometheus(&mut self) -> Result<()> {
         let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../daemon/dist/prometheus/fulmar.rules.yml");
-        let jobs = [
+        let mut jobs = vec![
             ("fulmar-lbd", vec![format!("{BALANCER}:{LB_METRICS}")]),
             (
                 "fulmar-proxyd",
@@ -151,8 +198,21 @@ impl Front {
                     .collect(),
             ),
         ];
+        let (host, addr) = if self.platform.is_some() {
+            jobs.push((
+                "fulmar-noded",
+                topology::BACKEND_NODES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| format!("198.18.2.{}:{}", 11 + i, platform::NODED_METRICS))
+                    .collect(),
+            ));
+            topology::MONITOR
+        } else {
+            ("directory", DIRECTORY)
+        };
         let work = self.work.join("prometheus");
-        let p = Prometheus::start(&mut self.lab, "directory", DIRECTORY, &work, &jobs, &rules)?;
+        let p = Prometheus::start(&mut self.lab, host, addr, &work, &jobs, &rules)?;
         self.prometheus = Some(p);
         Ok(())
     }
@@ -173,11 +233,26 @@ impl Front {
             "-P",
             text(&self.provision_config)?,
         ];
+        if let Some(p) = &self.platform {
+            all.extend([
+                "-C",
+                text(&p.cluster_config)?,
+                "-F",
+                text(&p.fencing_config)?,
+            ]);
+        }
         all.extend_from_slice(args);
         Ok(self.lab.check("balancer", text(&self.bins.fulmar)?, &all)?)
     }
 
-    fn start_mail_tiers(&mut self) -> Result<()> {
+    /// Leaves the lab running when this goes (for `lab up`); its state,
+    /// for `lab down`.
+    pub fn persist(&mut self) -> crate::LabState {
+        self.keep = true;
+        self.lab.persist()
+    }
+
+    fn start_mail_tiers(&mut self, platform: bool) -> Result<()> {
         let work = self.work.clone();
         // The lab's CA (`ca.crt`) and one certificate for every service:
         // the proxies' client side and admin doors (by name), the
@@ -188,9 +263,14 @@ impl Front {
         let ca = Ca::new()?;
         ca.write(&work.join("ca.crt"))?;
         ca.issue(&names, &work.join("proxy.crt"), &work.join("proxy.key"))?;
-        self.start_directory()?;
-        for instance in INSTANCES {
-            self.start_instance(instance)?;
+        if platform {
+            let noded = self.bins.noded.clone();
+            self.platform = Some(Platform::start(self, &noded)?);
+        } else {
+            self.start_directory()?;
+            for (i, instance) in INSTANCES.iter().enumerate() {
+                self.start_instance(*instance, 2424 + i as u16)?;
+            }
         }
         std::fs::write(work.join("ldap.secret"), "proxy-secret\n")?;
         self.write_provision_config()?;
@@ -243,39 +323,13 @@ impl Front {
     /// what provisioning wrote since is gone).
     pub fn start_directory(&mut self) -> Result<()> {
         let work = self.work.clone();
-        let mut accounts: Vec<mail::Account> = ACCOUNTS
-            .iter()
-            .map(|(uid, password, host)| mail::Account {
-                uid,
-                password,
-                addresses: vec![format!("{uid}@mail.test")],
-                mail_host: Some(host),
-            })
-            .collect();
-        accounts.push(mail::Account {
-            uid: MOVABLE.0,
-            password: MOVABLE.1,
-            addresses: vec![MOVABLE.0.into()],
-            mail_host: Some(INSTANCES[0].2),
-        });
         let (certificate, key) = (work.join("proxy.crt"), work.join("proxy.key"));
-        let directory = mail::Directory {
-            base: "dc=fulmar,dc=test",
-            service_password: "proxy-secret",
-            accounts,
-            domains: vec![("mail.test", "198.18.2.22")],
-            admin_password: Some("admin-secret"),
-            tls: Some(mail::Tls {
-                certificate: &certificate,
-                key: &key,
-            }),
-        };
         self.slapd = Some(mail::start_slapd(
             &mut self.lab,
             "directory",
             DIRECTORY,
             &work.join("ldap"),
-            &directory,
+            &directory(&certificate, &key),
         )?);
         Ok(())
     }
@@ -361,11 +415,47 @@ impl Front {
         Ok(config)
     }
 
-    /// One fulmar-maild instance, as the failover manager would start it:
-    /// its VIP on the node, its volume (here a directory of its own) with
-    /// the config, the accounts it is home to, then `fulmar-maild run`.
-    fn start_instance(&mut self, (name, node, vip): (&str, &str, &str)) -> Result<()> {
+    /// One fulmar-maild instance started by hand, as the failover manager
+    /// would: its VIP on the node, its root (here a directory of its own)
+    /// with the config and accounts, then `fulmar-maild run`.
+    fn start_instance(&mut self, (name, node, vip): (&str, &str, &str), lmtp: u16) -> Result<()> {
         let root = self.work.join("volumes").join(name);
+        self.write_instance(&root, name, vip, lmtp)?;
+        self.lab.check(
+            node,
+            "ip",
+            &["addr", "add", &format!("{vip}/32"), "dev", "eth0"],
+        )?;
+        let root_arg = text(&root)?.to_string();
+        let maild = text(&self.bins.maild)?.to_string();
+        self.lab.spawn(
+            node,
+            name,
+            &maild,
+            &[
+                "--root",
+                &root_arg,
+                "run",
+                "--node",
+                node,
+                "--generation",
+                "1",
+            ],
+        )?;
+        mail::wait_port(&self.lab, "proxy1", vip, 995)?;
+        Ok(())
+    }
+
+    /// An instance root at `root`: its config (TLS listeners on `vip`,
+    /// plain LMTP on 127.0.0.1:`lmtp`), certificate, secrets, and the
+    /// mailboxes of the accounts at home there.
+    pub(crate) fn write_instance(
+        &self,
+        root: &Path,
+        name: &str,
+        vip: &str,
+        lmtp: u16,
+    ) -> Result<()> {
         let config = root.join("config");
         std::fs::create_dir_all(&config)?;
         std::fs::write(config.join("ldap.secret"), "proxy-secret\n")?;
@@ -374,8 +464,9 @@ impl Front {
         std::fs::copy(self.work.join("ca.crt"), config.join("ca.pem"))?;
         std::fs::write(config.join("master.secret"), format!("{}\n", MASTER.1))?;
         // The proxies and provisioning come in TLS (the shipped configs);
-        // plain LMTP only on the node itself.
-        let mut mail = MailConfig::new(name, "127.0.0.1:2424".parse()?);
+        // plain LMTP only on the node itself (a port per instance: a node
+        // may run both).
+        let mut mail = MailConfig::new(name, SocketAddr::new([127, 0, 0, 1].into(), lmtp));
         mail.lmtps = Some(format!("{vip}:24").parse()?);
         mail.imaps = Some(format!("{vip}:993").parse()?);
         mail.pop3s = Some(format!("{vip}:995").parse()?);
@@ -401,7 +492,7 @@ impl Front {
             key: "key.pem".into(),
         });
         std::fs::write(config.join("mail.toml"), toml::to_string(&mail)?)?;
-        let root_arg = text(&root)?.to_string();
+        let root_arg = text(root)?.to_string();
         let maild = text(&self.bins.maild)?.to_string();
         let mut homes: Vec<String> = ACCOUNTS
             .iter()
@@ -412,32 +503,9 @@ impl Front {
             homes.push(MOVABLE.0.into());
         }
         for address in homes {
-            self.lab.check(
-                node,
-                &maild,
-                &["--root", &root_arg, "account-create", &address],
-            )?;
+            let args = ["--root", &root_arg, "account-create", &address];
+            self.lab.check("balancer", &maild, &args)?;
         }
-        self.lab.check(
-            node,
-            "ip",
-            &["addr", "add", &format!("{vip}/32"), "dev", "eth0"],
-        )?;
-        self.lab.spawn(
-            node,
-            name,
-            &maild,
-            &[
-                "--root",
-                &root_arg,
-                "run",
-                "--node",
-                node,
-                "--generation",
-                "1",
-            ],
-        )?;
-        mail::wait_port(&self.lab, "proxy1", vip, 995)?;
         Ok(())
     }
 
@@ -514,6 +582,34 @@ impl Front {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// The lab's directory: its accounts, the proxies' service account, the
+/// admin (for provisioning), ldaps with `certificate`.
+pub(crate) fn directory<'a>(certificate: &'a Path, key: &'a Path) -> mail::Directory<'a> {
+    let mut accounts: Vec<mail::Account> = ACCOUNTS
+        .iter()
+        .map(|(uid, password, host)| mail::Account {
+            uid,
+            password,
+            addresses: vec![format!("{uid}@mail.test")],
+            mail_host: Some(host),
+        })
+        .collect();
+    accounts.push(mail::Account {
+        uid: MOVABLE.0,
+        password: MOVABLE.1,
+        addresses: vec![MOVABLE.0.into()],
+        mail_host: Some(INSTANCES[0].2),
+    });
+    mail::Directory {
+        base: "dc=fulmar,dc=test",
+        service_password: "proxy-secret",
+        accounts,
+        domains: vec![("mail.test", "198.18.2.22")],
+        admin_password: Some("admin-secret"),
+        tls: Some(mail::Tls { certificate, key }),
     }
 }
 

@@ -14,6 +14,8 @@ pub mod dist;
 #[cfg(feature = "front")]
 pub mod front;
 pub mod mail;
+#[cfg(feature = "front")]
+pub mod platform;
 pub mod prometheus;
 pub mod spec;
 pub mod topology;
@@ -415,7 +417,7 @@ impl Lab {
 
     /// Leaves everything running and returns the state that `teardown`
     /// needs later (for `cargo xtask lab up`).
-    pub fn persist(mut self) -> LabState {
+    pub fn persist(&mut self) -> LabState {
         self.keep = true;
         self.state.clone()
     }

@@ -4,7 +4,7 @@
 use std::{
     fs,
     net::{SocketAddr, TcpStream},
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
@@ -44,7 +44,8 @@ fn hash(password: &str) -> Result<String, LabError> {
 
 /// Writes the directory to `work`, loads it with slapadd and starts slapd
 /// on `addr:389` (and `addr:636`, ldaps, with `tls`) in `host`. Returns
-/// slapd's pid.
+/// slapd's pid. Its database is not synced (`dbnosync`): it is loaded
+/// afresh at every start.
 pub fn start_slapd(
     lab: &mut Lab,
     host: &str,
@@ -54,8 +55,40 @@ pub fn start_slapd(
 ) -> Result<u32, LabError> {
     // A fresh database each time: slapadd refuses entries that exist.
     let _ = fs::remove_dir_all(work);
+    let conf = load_slapd(work, dir, false)?;
+    let conf = conf.to_string_lossy().into_owned();
+    let urls = slapd_urls(addr, dir.tls.is_some());
+    let pid = lab.spawn(
+        host,
+        "slapd",
+        "slapd",
+        &["-f", &conf, "-h", &urls, "-d", "0"],
+    )?;
+    wait_port(lab, host, addr, 389)?;
+    if dir.tls.is_some() {
+        wait_port(lab, host, addr, 636)?;
+    }
+    Ok(pid)
+}
+
+/// slapd's `-h`: ldap on `addr`, and ldaps with `tls`.
+pub fn slapd_urls(addr: &str, tls: bool) -> String {
+    let mut urls = format!("ldap://{addr}:389/");
+    if tls {
+        urls += &format!(" ldaps://{addr}:636/");
+    }
+    urls
+}
+
+/// Writes slapd.conf for the directory into `work` (its pid file in
+/// `work/run`), loads the entries with slapadd, and returns the config's
+/// path. `durable`: an add is answered once it is on the disk (no
+/// `dbnosync`), as a directory that keeps its data must be.
+pub fn load_slapd(work: &Path, dir: &Directory, durable: bool) -> Result<PathBuf, LabError> {
     let db = work.join("db");
     fs::create_dir_all(&db).map_err(|e| LabError::io(&db, e))?;
+    let run = work.join("run");
+    fs::create_dir_all(&run).map_err(|e| LabError::io(&run, e))?;
     let base = dir.base;
     let conf = work.join("slapd.conf");
     let text = format!(
@@ -65,8 +98,7 @@ pub fn start_slapd(
          include /etc/ldap/schema/misc.schema\n\
          pidfile {pid}\n{tls}\
          modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
-         database mdb\nmaxsize 67108864\n\
-         dbnosync\n\
+         database mdb\nmaxsize 67108864\n{nosync}\
          suffix \"{base}\"\nrootdn \"cn=admin,{base}\"\n{rootpw}\
          directory {db}\n\
          index objectClass,uid,mailLocalAddress,associatedDomain eq\n\
@@ -80,7 +112,8 @@ pub fn start_slapd(
             ),
             None => String::new(),
         },
-        pid = work.join("slapd.pid").display(),
+        pid = run.join("slapd.pid").display(),
+        nosync = if durable { "" } else { "dbnosync\n" },
         db = db.display(),
         rootpw = match dir.admin_password {
             Some(p) => format!("rootpw \"{}\"\n", hash(p)?),
@@ -132,22 +165,7 @@ pub fn start_slapd(
         .arg("-l")
         .arg(&ldif_path);
     cmd::checked(load)?;
-    let mut urls = format!("ldap://{addr}:389/");
-    if dir.tls.is_some() {
-        urls += &format!(" ldaps://{addr}:636/");
-    }
-    let conf = conf.to_string_lossy().into_owned();
-    let pid = lab.spawn(
-        host,
-        "slapd",
-        "slapd",
-        &["-f", &conf, "-h", &urls, "-d", "0"],
-    )?;
-    wait_port(lab, host, addr, 389)?;
-    if dir.tls.is_some() {
-        wait_port(lab, host, addr, 636)?;
-    }
-    Ok(pid)
+    Ok(conf)
 }
 
 /// How a Dovecot back-end checks logins.

@@ -6,6 +6,10 @@
 //!                                       └──── backend 198.18.2.0/24 ── node1, node2, standby, directory
 //!                                             2001:db8:2::/64
 //! ```
+//!
+//! The platform (`platform`) has the whole back end under the failover
+//! manager: no directory host (slapd floats as the `ldap` instance), three
+//! etcd members (.31–.33) and a monitor (.30, Prometheus) instead.
 use crate::spec::{Attachment, HostSpec, LabSpec, Route, SegmentSpec};
 
 /// The balancer's virtual service address (IPv4 and IPv6).
@@ -27,7 +31,29 @@ fn attach(host: &str, net: u8, id: u8) -> Attachment {
     Attachment::new(host, "eth0", &[&a[0], &a[1]])
 }
 
+/// The front path with the directory on a host of its own.
 pub fn reference() -> LabSpec {
+    build(&[("directory", 20)])
+}
+
+/// The etcd members of the platform: (host, address).
+pub const ETCD: [(&str, &str); 3] = [
+    ("etcd1", "198.18.2.31"),
+    ("etcd2", "198.18.2.32"),
+    ("etcd3", "198.18.2.33"),
+];
+/// Where the platform's Prometheus runs.
+pub const MONITOR: (&str, &str) = ("monitor", "198.18.2.30");
+
+/// The whole platform: the back-end nodes run every instance (the
+/// directory too), beside three etcd members and a monitor.
+pub fn platform() -> LabSpec {
+    build(&[("monitor", 30), ("etcd1", 31), ("etcd2", 32), ("etcd3", 33)])
+}
+
+/// The reference shape with `services` (host, last octet) on the back-end
+/// segment beside the nodes.
+fn build(services: &[(&str, u8)]) -> LabSpec {
     let mut hosts = vec![
         HostSpec::new("client"),
         HostSpec::router("router"),
@@ -45,7 +71,9 @@ pub fn reference() -> LabSpec {
     for node in BACKEND_NODES {
         hosts.push(HostSpec::new(node));
     }
-    hosts.push(HostSpec::new("directory"));
+    for (host, _) in services {
+        hosts.push(HostSpec::new(host));
+    }
 
     let mut frontend = vec![attach("router", 1, 1), attach("balancer", 1, 2)];
     for (i, proxy) in PROXIES.iter().enumerate() {
@@ -55,7 +83,9 @@ pub fn reference() -> LabSpec {
     for (i, node) in BACKEND_NODES.iter().enumerate() {
         backend.push(attach(node, 2, 11 + i as u8));
     }
-    backend.push(attach("directory", 2, 20));
+    for (host, id) in services {
+        backend.push(attach(host, 2, *id));
+    }
     // The router's second and third legs are eth1/eth2.
     frontend[0].iface = "eth1".into();
     backend[0].iface = "eth2".into();
@@ -68,7 +98,8 @@ pub fn reference() -> LabSpec {
         routes.push(Route::new(host, "default", "198.18.1.1"));
         routes.push(Route::new(host, "default", "2001:db8:1::1"));
     }
-    for host in ["node1", "node2", "standby", "directory"] {
+    let back = BACKEND_NODES.iter().chain(services.iter().map(|(h, _)| h));
+    for host in back {
         routes.push(Route::new(host, "default", "198.18.2.1"));
         routes.push(Route::new(host, "default", "2001:db8:2::1"));
     }

@@ -1,5 +1,6 @@
-//! `cargo xtask lab up|down`: the reference topology with every tier built
-//! so far (`fulmar_lab::front`), left running so an operator can poke at
+//! `cargo xtask lab up|down`: the whole platform on the reference topology
+//! (`fulmar_lab::front` with `fulmar_lab::platform`: the back end under the
+//! failover manager), checked and left running so an operator can poke at
 //! it.
 use std::{
     io::{BufRead, BufReader, Write},
@@ -200,34 +201,53 @@ fn up() -> Result<()> {
         bail!("a lab is already up ({STATE_FILE}); run `cargo xtask lab down` first");
     }
     let bins = build_bins()?;
-    let front = Front::start(Path::new(LAB_DIR), bins)?;
+    let mut front = Front::start_platform(Path::new(LAB_DIR), bins)?;
     let lab = &front.lab;
+    let platform = front.platform.as_ref().context("the platform")?;
     let cli = |args: &[&str]| front.fulmar(args);
+    // What runs where, as the failover manager placed it.
+    let mut placed: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (name, vip, _) in fulmar_lab::platform::INSTANCES {
+        let (node, generation) = platform
+            .running(lab, name)
+            .with_context(|| format!("{name} is not running"))?;
+        let what = if name == "ldap" {
+            "slapd"
+        } else {
+            "fulmar-maild"
+        };
+        placed.entry(node).or_default().push(format!(
+            "{what} {name} on VIP {vip} (generation {generation})"
+        ));
+    }
+    let on = |node: &str| {
+        let mut v = vec!["fulmar-noded".to_string()];
+        v.extend(placed.get(node).cloned().unwrap_or_default());
+        v.join(", ")
+    };
     println!("fulmar lab {} is up\n", lab.prefix());
     println!("{:<10} {:<16} {:<22} RUNNING", "HOST", "ADDRESS", "ROLE");
-    const PROXY: (&str, &str) = ("front end", "fulmar-proxyd (IMAP/POP3/SMTP, LDAP routing)");
-    const NODE1: &str = "fulmar-maild mail1 on VIP 198.18.2.21";
-    const NODE2: &str = "fulmar-maild mail2 on VIP 198.18.2.22";
+    let proxy = "fulmar-proxyd (IMAP/POP3/SMTP, LDAP routing)".to_string();
     let roles = [
-        ("client", ("client", "-")),
-        ("router", ("router", "forwarding")),
+        ("client", ("client", "-".to_string())),
+        ("router", ("router", "forwarding".to_string())),
         (
             "balancer",
             (
                 "L4 balancer",
-                "fulmar-lbd: XDP on eth0, VIPs, health checks",
+                "fulmar-lbd: XDP on eth0, VIPs, health checks".to_string(),
             ),
         ),
-        ("proxy1", PROXY),
-        ("proxy2", PROXY),
-        ("proxy3", PROXY),
-        ("node1", ("back-end node", NODE1)),
-        ("node2", ("back-end node", NODE2)),
-        ("standby", ("spare back-end node", "idle")),
-        (
-            "directory",
-            ("directory", "slapd (misc.schema, mailHost), prometheus"),
-        ),
+        ("proxy1", ("front end", proxy.clone())),
+        ("proxy2", ("front end", proxy.clone())),
+        ("proxy3", ("front end", proxy)),
+        ("node1", ("back-end node", on("node1"))),
+        ("node2", ("back-end node", on("node2"))),
+        ("standby", ("spare back-end node", on("standby"))),
+        ("etcd1", ("cluster state", "etcd".to_string())),
+        ("etcd2", ("cluster state", "etcd".to_string())),
+        ("etcd3", ("cluster state", "etcd".to_string())),
+        ("monitor", ("monitoring", "prometheus".to_string())),
     ];
     for (host, (role, running)) in roles {
         let addr = lab
@@ -263,6 +283,9 @@ fn up() -> Result<()> {
             .find(|l| l.starts_with("a "))
             .cloned()
             .unwrap_or_default();
+        if !login.starts_with("a OK") {
+            bail!("LOGIN {user} through {to} failed: {lines:?}");
+        }
         let login: String = login.chars().take(60).collect();
         println!("client -> {to:<22} LOGIN {user:<4} (home {home}): {login}...");
     }
@@ -279,13 +302,15 @@ fn up() -> Result<()> {
 
     println!("$ fulmar proxy list");
     print!("{}", cli(&["proxy", "list"])?);
+    println!("$ fulmar cluster status");
+    print!("{}", cli(&["cluster", "status"])?);
     show_prometheus(&front)?;
     let (fulmar, socket, admin) = (
         front.bins.fulmar.display().to_string(),
         front.lb_socket.display().to_string(),
         front.admin_config.display().to_string(),
     );
-    let state = front.lab.persist();
+    let state = front.persist();
     std::fs::write(STATE_FILE, serde_json::to_string_pretty(&state)?)?;
     println!(
         "\ntry: ip netns exec {}-client nc {} 143   (a LOGIN ann ann-secret)",
@@ -305,7 +330,12 @@ fn up() -> Result<()> {
 /// Waits until the lab's Prometheus scrapes every daemon, and says where it is.
 fn show_prometheus(front: &Front) -> Result<()> {
     let p = front.prometheus();
-    let targets = 1 + front::PROXY_ADDRS.len() + front::INSTANCES.len();
+    let nodes = if front.platform.is_some() {
+        topology::BACKEND_NODES.len()
+    } else {
+        0
+    };
+    let targets = 1 + front::PROXY_ADDRS.len() + front::INSTANCES.len() + nodes;
     let up = p
         .wait_for(
             &front.lab,
@@ -316,7 +346,7 @@ fn show_prometheus(front: &Front) -> Result<()> {
         )
         .map_err(anyhow::Error::msg)?;
     println!(
-        "\nprometheus {} (in netns {}-directory), rules loaded:",
+        "\nprometheus {} (in netns {}-monitor), rules loaded:",
         p.url(),
         front.lab.prefix()
     );
@@ -336,7 +366,10 @@ fn down() -> Result<()> {
     };
     let state: LabState = serde_json::from_str(&text).context("reading the lab state")?;
     teardown(&state);
-    // Configs, the directory's database and the instances' mail.
+    // The instances' volumes: unmounted and detached once their nodes'
+    // processes are gone.
+    fulmar_lab::platform::release_volumes(Path::new(LAB_DIR))?;
+    // Configs, etcd's data and the volumes' images.
     std::fs::remove_dir_all(LAB_DIR)?;
     let left = fulmar_lab::leftovers(&state.prefix);
     if !left.is_empty() {

@@ -1,12 +1,19 @@
-//! The cluster lab's three etcd members (Debian's etcd-server), one per
-//! namespace, and the base64 its JSON uses.
+//! Three etcd members (Debian's etcd-server), one per namespace, for the
+//! cluster lab and the platform; the state the failover manager keeps in
+//! them, as etcdctl reads it.
 use std::{
+    collections::BTreeMap,
     path::Path,
     thread::sleep,
     time::{Duration, Instant},
 };
 
+use serde_json::Value;
+
 use crate::{Lab, LabError};
+
+/// Where the failover manager keeps its state (the labs' cluster.toml).
+pub const PREFIX: &str = "/fulmar";
 
 /// etcdctl's JSON carries keys and values in standard base64.
 pub(super) fn b64(text: &str) -> String {
@@ -17,18 +24,25 @@ pub(super) fn b64(text: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-pub(super) fn start(lab: &mut Lab, dir: &Path) -> Result<String, LabError> {
-    let peers: Vec<String> = (1..=3)
-        .map(|i| format!("etcd{i}=http://198.18.10.{}:2380", 20 + i))
+/// Starts a member on each (host, address) of `members`, data under
+/// `dir`; returns the client endpoints once `from` finds them healthy.
+pub fn start(
+    lab: &mut Lab,
+    dir: &Path,
+    members: &[(&str, &str)],
+    from: &str,
+) -> Result<String, LabError> {
+    let peers: Vec<String> = members
+        .iter()
+        .map(|(name, ip)| format!("{name}=http://{ip}:2380"))
         .collect();
     let peers = peers.join(",");
     let token = lab.prefix().to_string();
-    for i in 1..=3 {
-        let ip = format!("198.18.10.{}", 20 + i);
-        let data = dir.join(format!("etcd{i}.data"));
+    for (name, ip) in members {
+        let data = dir.join(format!("{name}.data"));
         let args = [
             "--name".to_string(),
-            format!("etcd{i}"),
+            name.to_string(),
             "--data-dir".into(),
             data.to_string_lossy().into_owned(),
             "--listen-peer-urls".into(),
@@ -55,17 +69,18 @@ pub(super) fn start(lab: &mut Lab, dir: &Path) -> Result<String, LabError> {
             "250".into(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        lab.spawn(&format!("etcd{i}"), "etcd", "etcd", &args)?;
+        lab.spawn(name, "etcd", "etcd", &args)?;
     }
-    let endpoints: Vec<String> = (1..=3)
-        .map(|i| format!("http://198.18.10.{}:2379", 20 + i))
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|(_, ip)| format!("http://{ip}:2379"))
         .collect();
     let endpoints = endpoints.join(",");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ok = lab
             .exec(
-                "client",
+                from,
                 "etcdctl",
                 &["--endpoints", &endpoints, "endpoint", "health"],
             )
@@ -76,9 +91,60 @@ pub(super) fn start(lab: &mut Lab, dir: &Path) -> Result<String, LabError> {
         if Instant::now() > deadline {
             return Err(LabError::NotReady(format!(
                 "etcd not healthy: {}",
-                lab.log("etcd1", "etcd")
+                lab.log(members[0].0, "etcd")
             )));
         }
         sleep(Duration::from_millis(100));
     }
+}
+
+/// `etcdctl ARGS -w json` from `from`, parsed, and its text.
+pub fn etcdctl_json(
+    lab: &Lab,
+    from: &str,
+    endpoints: &str,
+    args: &[&str],
+) -> Result<(Value, String), LabError> {
+    let mut all = vec!["--endpoints", endpoints, "--command-timeout=2s"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-w", "json"]);
+    let out = lab.check(from, "etcdctl", &all)?;
+    let v = serde_json::from_str(&out).map_err(|e| LabError::Spec(format!("etcdctl json: {e}")))?;
+    Ok((v, out))
+}
+
+/// The cluster state: key (without the prefix) → value.
+pub fn state(lab: &Lab, from: &str, endpoints: &str) -> Result<BTreeMap<String, String>, LabError> {
+    let (v, _) = etcdctl_json(
+        lab,
+        from,
+        endpoints,
+        &["get", "--prefix", &format!("{PREFIX}/")],
+    )?;
+    let mut map = BTreeMap::new();
+    for kv in v["kvs"].as_array().into_iter().flatten() {
+        let key = b64(kv["key"].as_str().unwrap_or_default());
+        let value = b64(kv["value"].as_str().unwrap_or_default());
+        map.insert(
+            key.trim_start_matches(&format!("{PREFIX}/")).to_string(),
+            value,
+        );
+    }
+    Ok(map)
+}
+
+/// (node, generation) while `instance`'s current placement runs.
+pub fn running(state: &BTreeMap<String, String>, instance: &str) -> Option<(String, u64)> {
+    let p: Value = serde_json::from_str(state.get(&format!("placement/{instance}"))?).ok()?;
+    let s: Value = serde_json::from_str(state.get(&format!("status/{instance}"))?).ok()?;
+    (p["node"] == s["node"]
+        && p["generation"] == s["generation"]
+        && s["state"] == "running"
+        && p["stop"] != true)
+        .then(|| {
+            (
+                p["node"].as_str().unwrap_or_default().to_string(),
+                p["generation"].as_u64().unwrap_or(0),
+            )
+        })
 }

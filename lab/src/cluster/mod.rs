@@ -19,10 +19,10 @@ use std::{
 use serde_json::Value;
 
 mod deliver;
-mod etcd;
+pub mod etcd;
 pub mod ldap;
 mod sampler;
-mod volume;
+pub mod volume;
 
 pub use deliver::Deliverer;
 pub use sampler::Sampler;
@@ -32,7 +32,7 @@ use crate::{
     Attachment, HostSpec, Lab, LabError, LabSpec, SegmentSpec, cmd, prometheus::Prometheus,
 };
 use deliver::USER;
-use etcd::b64;
+use etcd::PREFIX;
 use fulmar_failover::{
     config::{ClusterConfig, EtcdConfig, NodeSpec, Timing},
     instance::InstanceSpec,
@@ -48,7 +48,6 @@ pub const NODES: [&str; 3] = ["node1", "node2", "node3"];
 pub const INSTANCE: &str = "mail1";
 /// Where each node's fulmar-noded serves its metrics.
 pub const NODED_METRICS: u16 = 9422;
-const PREFIX: &str = "/fulmar";
 
 fn node_addr(node: &str) -> String {
     let i: u8 = node.trim_start_matches("node").parse().expect("nodeN");
@@ -140,7 +139,12 @@ impl ClusterLab {
         })?;
         let dir = lab.log_dir().join("cluster");
         fs::create_dir_all(&dir).map_err(lab_io(&dir))?;
-        let endpoints = etcd::start(&mut lab, &dir)?;
+        let members = [
+            ("etcd1", "198.18.10.21"),
+            ("etcd2", "198.18.10.22"),
+            ("etcd3", "198.18.10.23"),
+        ];
+        let endpoints = etcd::start(&mut lab, &dir, &members, "client")?;
         let volume = dir.join("volume-mail1");
         let mountpoint = dir.join("mnt-mail1");
         volume::prepare(&volume, &mountpoint, opts.service, &opts.maild)?;
@@ -421,34 +425,7 @@ impl ClusterLab {
             .check(node, "ip", &["addr", "flush", "dev", "eth0"])?;
         self.lab
             .check(node, "ip", &["link", "set", "eth0", "down"])?;
-        if mounted_by(&self.volume).contains(node) {
-            let mnt = self.mountpoint.to_string_lossy().into_owned();
-            let mut c = Command::new("umount");
-            c.args(["-l", &mnt]);
-            cmd::checked(c)?;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left: Vec<String> = attachments(&self.volume)
-                .into_iter()
-                .filter(|a| a.node().as_deref() == Some(node))
-                .map(|a| a.device)
-                .collect();
-            if left.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::NotReady(format!(
-                    "{node}'s loop devices {left:?} stay attached"
-                )));
-            }
-            for device in left {
-                let mut c = Command::new("losetup");
-                c.args(["-d", &format!("/dev/{device}")]);
-                let _ = cmd::checked(c);
-            }
-            sleep(Duration::from_millis(20));
-        }
+        volume::release(&self.volume, &self.mountpoint, Some(node))
     }
 
     /// The pid of the instance's fulmar-maild on whichever node runs it.
@@ -471,13 +448,7 @@ impl ClusterLab {
 
     /// `etcdctl ARGS -w json` from the client host, parsed.
     fn etcdctl_json(&self, args: &[&str]) -> Result<(Value, String), LabError> {
-        let mut all = vec!["--endpoints", &self.endpoints, "--command-timeout=2s"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["-w", "json"]);
-        let out = self.lab.check("client", "etcdctl", &all)?;
-        let v =
-            serde_json::from_str(&out).map_err(|e| LabError::Spec(format!("etcdctl json: {e}")))?;
-        Ok((v, out))
+        etcd::etcdctl_json(&self.lab, "client", &self.endpoints, args)
     }
 
     /// Which etcd member (1–3) leads the raft group now.
@@ -496,17 +467,7 @@ impl ClusterLab {
 
     /// The cluster state: key (without the prefix) → value.
     pub fn state(&self) -> Result<BTreeMap<String, String>, LabError> {
-        let (v, _) = self.etcdctl_json(&["get", "--prefix", &format!("{PREFIX}/")])?;
-        let mut map = BTreeMap::new();
-        for kv in v["kvs"].as_array().into_iter().flatten() {
-            let key = b64(kv["key"].as_str().unwrap_or_default());
-            let value = b64(kv["value"].as_str().unwrap_or_default());
-            map.insert(
-                key.trim_start_matches(&format!("{PREFIX}/")).to_string(),
-                value,
-            );
-        }
-        Ok(map)
+        etcd::state(&self.lab, "client", &self.endpoints)
     }
 
     /// A JSON record of the state, if present.
@@ -521,19 +482,7 @@ impl ClusterLab {
 
     /// (node, generation) while the instance's current placement runs.
     pub fn running(&self) -> Option<(String, u64)> {
-        let state = self.state().ok()?;
-        let p: Value = serde_json::from_str(state.get(&format!("placement/{INSTANCE}"))?).ok()?;
-        let s: Value = serde_json::from_str(state.get(&format!("status/{INSTANCE}"))?).ok()?;
-        (p["node"] == s["node"]
-            && p["generation"] == s["generation"]
-            && s["state"] == "running"
-            && p["stop"] != true)
-            .then(|| {
-                (
-                    p["node"].as_str().unwrap_or_default().to_string(),
-                    p["generation"].as_u64().unwrap_or(0),
-                )
-            })
+        etcd::running(&self.state().ok()?, INSTANCE)
     }
 
     /// Waits until the instance runs and satisfies `ok`.
@@ -695,7 +644,8 @@ fn write_toml(path: &Path, value: &impl serde::Serialize) -> Result<(), LabError
     fs::write(path, text).map_err(lab_io(path))
 }
 
-fn kill_netns(netns: &str) -> Result<(), LabError> {
+/// SIGKILL every process in `netns` until none is left.
+pub(crate) fn kill_netns(netns: &str) -> Result<(), LabError> {
     for _ in 0..100 {
         let out = cmd::checked({
             let mut c = Command::new("ip");

@@ -1,6 +1,14 @@
-//! The instance's volume in the cluster lab: a loop-mounted ext4 image with
-//! an access path per node, and which nodes have it mounted.
-use std::{collections::BTreeSet, fs, path::Path, process::Command};
+//! An instance's volume in the labs: a loop-mounted ext4 image with an
+//! access path per node, which nodes have it mounted, and pulling it from
+//! a node as a power cut would.
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::Path,
+    process::Command,
+    thread::sleep,
+    time::{Duration, Instant},
+};
 
 use fulmar_fencing::agents::io_barrier::attachments;
 
@@ -31,23 +39,7 @@ pub(super) fn prepare(
     service: Service,
     maild: &Path,
 ) -> Result<(), LabError> {
-    let access = volume.join("access");
-    fs::create_dir_all(&access).map_err(lab_io(&access))?;
-    fs::create_dir_all(mountpoint).map_err(lab_io(mountpoint))?;
-    let disk = volume.join("disk.img");
-    fs::File::create(&disk)
-        .and_then(|f| f.set_len(64 << 20))
-        .map_err(lab_io(&disk))?;
-    let run = |program: &str, args: &[&str]| {
-        let mut c = Command::new(program);
-        c.args(args);
-        cmd::checked(c)
-    };
-    let disk_s = disk.to_string_lossy().into_owned();
-    let mnt = mountpoint.to_string_lossy().into_owned();
-    run("mkfs.ext4", &["-q", "-F", &disk_s])?;
-    run("mount", &["-o", "loop", &disk_s, &mnt])?;
-    let result = (|| {
+    make(volume, mountpoint, &NODES, || {
         if service == Service::Slapd {
             return super::ldap::prepare(mountpoint);
         }
@@ -61,14 +53,82 @@ pub(super) fn prepare(
         let config_text =
             format!("instance = \"{INSTANCE}\"\nlmtp = \"{VIP}:24\"\nimap = \"{VIP}:143\"\n");
         fs::write(&path, config_text).map_err(lab_io(&path))?;
-        let maild = maild.to_string_lossy();
-        run(&maild, &["--root", &mnt, "account-create", USER]).map(|_| ())
-    })();
+        let mnt = mountpoint.to_string_lossy();
+        run(
+            &maild.to_string_lossy(),
+            &["--root", &mnt, "account-create", USER],
+        )
+        .map(|_| ())
+    })
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
+    let mut c = Command::new(program);
+    c.args(args);
+    cmd::checked(c)
+}
+
+/// A fresh 64 MiB ext4 image at `volume`/disk.img, filled by `fill` while
+/// mounted at `mountpoint`, with an access path (`access/NODE.img`, what
+/// the I/O barrier revokes) for each of `nodes`.
+pub fn make<E: From<LabError>>(
+    volume: &Path,
+    mountpoint: &Path,
+    nodes: &[&str],
+    fill: impl FnOnce() -> Result<(), E>,
+) -> Result<(), E> {
+    let access = volume.join("access");
+    fs::create_dir_all(&access).map_err(lab_io(&access))?;
+    fs::create_dir_all(mountpoint).map_err(lab_io(mountpoint))?;
+    let disk = volume.join("disk.img");
+    fs::File::create(&disk)
+        .and_then(|f| f.set_len(64 << 20))
+        .map_err(lab_io(&disk))?;
+    let disk_s = disk.to_string_lossy().into_owned();
+    let mnt = mountpoint.to_string_lossy().into_owned();
+    run("mkfs.ext4", &["-q", "-F", &disk_s])?;
+    run("mount", &["-o", "loop", &disk_s, &mnt])?;
+    let result = fill();
     run("umount", &[&mnt])?;
     result?;
-    for n in NODES {
+    for n in nodes {
         let path = access.join(format!("{n}.img"));
         fs::hard_link(&disk, &path).map_err(lab_io(&path))?;
     }
     Ok(())
+}
+
+/// Takes the volume from `node` (every node with None) as a power cut
+/// would: its mount goes (lazily, if busy) and its loop devices are
+/// detached; returns once none is left. The node's processes must be
+/// dead already.
+pub fn release(volume: &Path, mountpoint: &Path, node: Option<&str>) -> Result<(), LabError> {
+    let ours = |a: &fulmar_fencing::agents::io_barrier::Attachment| {
+        node.is_none_or(|n| a.node().as_deref() == Some(n))
+    };
+    let mounted = mounted_by(volume);
+    if mounted.iter().any(|m| node.is_none_or(|n| n == m)) {
+        run("umount", &["-l", &mountpoint.to_string_lossy()])?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = attachments(volume)
+            .into_iter()
+            .filter(ours)
+            .map(|a| a.device)
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::NotReady(format!(
+                "loop devices {left:?} of {} stay attached",
+                volume.display()
+            )));
+        }
+        for device in left {
+            let _ = run("losetup", &["-d", &format!("/dev/{device}")]);
+        }
+        sleep(Duration::from_millis(20));
+    }
 }
