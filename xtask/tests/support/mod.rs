@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use fulmar_lab::front::{Bins, Front};
 
 /// Removes the front's files once everything else is gone.
-pub struct WorkDir(PathBuf);
+pub struct WorkDir(pub PathBuf);
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
@@ -15,12 +15,26 @@ impl Drop for WorkDir {
 
 /// Starts the front path in a work directory named for the test binary;
 /// keep the WorkDir until the Front is dropped.
+#[allow(dead_code)] // not every test binary uses both
 pub fn front(name: &str) -> (WorkDir, Front) {
+    let (work, bins) = setup(name);
+    let front = Front::start(&work.0, bins).expect("the front path");
+    (work, front)
+}
+
+/// As `front`, with the back end under the failover manager.
+#[allow(dead_code)]
+pub fn platform(name: &str) -> (WorkDir, Front) {
+    let (work, bins) = setup(name);
+    let front = Front::start_platform(&work.0, bins).expect("the platform");
+    (work, front)
+}
+
+fn setup(name: &str) -> (WorkDir, Bins) {
     let work = WorkDir(std::env::temp_dir().join(format!("fulmar-{name}-{}", std::process::id())));
     let bin_dir = fulmar_lab::dist::built("fulmar-lbd")
         .parent()
         .unwrap()
         .to_path_buf();
-    let front = Front::start(&work.0, Bins::in_dir(&bin_dir)).expect("the front path");
-    (work, front)
+    (work, Bins::in_dir(&bin_dir))
 }

@@ -23,9 +23,11 @@ use fulmar_fencing::config::{
     DeviceConfig, FencingConfig, IoBarrierConfig, LabHostConfig, NodeConfig as FenceNode,
 };
 
+pub mod workload;
+
 use crate::{
     Lab,
-    cluster::{etcd, volume},
+    cluster::{etcd, kill_netns, volume},
     front::{DIRECTORY, Front},
     mail, topology,
 };
@@ -207,6 +209,12 @@ impl Platform {
         let noded = self.noded.to_string_lossy().into_owned();
         let config = self.cluster_config.to_string_lossy().into_owned();
         Ok(lab.spawn(node, &name, &noded, &["--config", &config, "--node", node])?)
+    }
+
+    /// SIGKILL every process of `node`: its mounts and addresses stay (the
+    /// kernel holds them, as on a hung node) until a fence takes them.
+    pub fn kill_node(&self, lab: &Lab, node: &str) -> Result<()> {
+        Ok(kill_netns(&lab.netns(node))?)
     }
 
     /// After a power fence: the links up, the node's addresses and routes
