@@ -181,7 +181,11 @@ pub fn failed_logins(events: &[Event], user: &str, from: f64, to: f64) -> usize 
 /// started after it and succeeded (the service was unseen in between).
 pub fn outage(events: &[Event], user: &str, at: f64) -> Option<f64> {
     let ok = logins_after(events, user, 0.0);
-    let before = ok.iter().filter(|(t, _)| *t < at).map(|(t, _)| *t).next_back()?;
+    let before = ok
+        .iter()
+        .filter(|(t, _)| *t < at)
+        .map(|(t, _)| *t)
+        .next_back()?;
     let (t, secs) = ok.iter().find(|(t, _)| *t >= at)?;
     Some(t + secs - before)
 }
