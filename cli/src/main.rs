@@ -5,7 +5,7 @@
 //! [`realserver`], [`fence`], [`cluster`] (cluster, instance, node: etcd),
 //! [`account`] (account, domain: the directory and the instances),
 //! [`proxy`] and [`session`] (every proxy's admin endpoint, found through
-//! the balancer's reals).
+//! the balancer's reals), and [`status`] (every tier at once).
 #![forbid(unsafe_code)]
 mod account;
 mod balancer;
@@ -14,6 +14,7 @@ mod fence;
 mod proxy;
 mod realserver;
 mod session;
+mod status;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -24,7 +25,7 @@ const USAGE: &str = "\
 Usage: fulmar [ OPTIONS ] OBJECT { COMMAND | help }
        fulmar [ -s ] -batch FILE
 OBJECT := { service | real | flow | stats | attach | save | monitor | realserver | fence |
-           cluster | instance | node | account | domain | proxy | session }
+           cluster | instance | node | account | domain | proxy | session | status }
 OPTIONS := { -j[son] | -p[retty] | -s[tatistics] (twice for more) |
              -b[atch] FILE (all lines or none; - reads stdin) |
              -S PATH | -so[cket] PATH (default /run/fulmar/lb.sock) |
@@ -165,6 +166,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         "domain",
         "proxy",
         "session",
+        "status",
     ]);
     match keyword(object, &objects, "object")? {
         "realserver" => return realserver::run(&rest[1..]),
@@ -177,6 +179,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
         // The proxies' admin endpoints, found through the balancer.
         "proxy" => return proxy::run(&opts, &rest[1..]),
         "session" => return session::run(&opts, &rest[1..]),
+        // Every tier, each from its own source.
+        "status" => return status::run(&opts, &rest[1..]),
         // Provisioning talks to the directory and the instances.
         object @ ("account" | "domain") => {
             return account::run(object, &rest[1..], &opts);

@@ -300,10 +300,8 @@ fn up() -> Result<()> {
     println!("$ fulmar flow count");
     print!("{}", cli(&["flow", "count"])?);
 
-    println!("$ fulmar proxy list");
-    print!("{}", cli(&["proxy", "list"])?);
-    println!("$ fulmar cluster status");
-    print!("{}", cli(&["cluster", "status"])?);
+    println!("$ fulmar status");
+    print!("{}", cli(&["status"])?);
     show_prometheus(&front)?;
     let (fulmar, socket, admin) = (
         front.bins.fulmar.display().to_string(),
