@@ -14,6 +14,9 @@ Usage: fulmar status
 Shows the balancer's reals, the proxies, the cluster's nodes and instances
 and the fence devices (-S, -A, -C and -F say where each is reached).";
 
+/// Prints one tier's view.
+type Section<'a> = dyn Fn() -> Result<(), String> + 'a;
+
 pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         None => {}
@@ -31,7 +34,7 @@ pub fn run(opts: &Options, args: &[String]) -> Result<(), String> {
         );
     }
     let list = |s: &str| vec![s.to_string()];
-    let sections: [(&str, Box<dyn Fn() -> Result<(), String>>); 4] = [
+    let sections: [(&str, Box<Section>); 4] = [
         ("balancer", Box::new(|| reals(opts))),
         ("proxies", Box::new(|| proxy::run(opts, &list("list")))),
         (
