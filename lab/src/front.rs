@@ -106,6 +106,8 @@ pub struct Front {
     pub platform: Option<Platform>,
     /// Left running (`persist`): its volumes stay.
     keep: bool,
+    /// Daemons started again (log name → how many times).
+    restarts: std::collections::BTreeMap<String, usize>,
 }
 
 /// A lab under the failover manager leaves its volumes mounted and their
@@ -161,6 +163,7 @@ impl Front {
             slapd: None,
             platform: None,
             keep: false,
+            restarts: Default::default(),
         };
         // What fulmar-realserver.service does on a proxy node.
         for proxy in topology::PROXIES {
@@ -243,6 +246,63 @@ impl Front {
         }
         all.extend_from_slice(args);
         Ok(self.lab.check("balancer", text(&self.bins.fulmar)?, &all)?)
+    }
+
+    /// The platform `lab up` left running, from its state and work
+    /// directory; dropping it leaves everything running.
+    pub fn attach(state: crate::LabState, work: &Path, bins: Bins) -> Result<Front> {
+        let lab = Lab::attach(state);
+        let platform = Platform::attach(&lab, work, &bins.noded)?;
+        Ok(Front {
+            lab,
+            work: work.to_path_buf(),
+            lb_socket: work.join("lb.sock"),
+            admin_config: work.join("admin.toml"),
+            provision_config: work.join("provision.toml"),
+            bins,
+            prometheus: None,
+            slapd: None,
+            platform: Some(platform),
+            keep: true,
+            restarts: Default::default(),
+        })
+    }
+
+    /// Starts `program` in `host` again under a log name of its own
+    /// (`NAME.N`): the last run's log stays for the post-mortem.
+    fn respawn(&mut self, host: &str, name: &str, program: &Path, args: &[&str]) -> Result<u32> {
+        let n = self.restarts.entry(format!("{host}/{name}")).or_default();
+        *n += 1;
+        let log = format!("{name}.{n}");
+        Ok(self.lab.spawn(host, &log, text(program)?, args)?)
+    }
+
+    /// A proxy host back after a kill: fulmar-proxyd on its config.
+    pub fn restart_proxy(&mut self, proxy: &str) -> Result<()> {
+        let config = self.work.join(format!("{proxy}.toml"));
+        let proxyd = self.bins.proxyd.clone();
+        self.respawn(
+            proxy,
+            "fulmar-proxyd",
+            &proxyd,
+            &["--config", text(&config)?],
+        )?;
+        Ok(())
+    }
+
+    /// fulmar-lbd again after a kill: it takes over the pinned maps (the
+    /// XDP program forwarded established flows meanwhile); returns once
+    /// every real is up.
+    pub fn restart_balancer(&mut self) -> Result<()> {
+        let config = self.work.join("lb.toml");
+        let lbd = self.bins.lbd.clone();
+        self.respawn(
+            "balancer",
+            "fulmar-lbd",
+            &lbd,
+            &["--config", text(&config)?],
+        )?;
+        self.wait_reals_up(Duration::from_secs(15))
     }
 
     /// Leaves the lab running when this goes (for `lab up`); its state,
@@ -561,6 +621,11 @@ impl Front {
             &lbd,
             &["--config", text(&config_path)?],
         )?;
+        self.wait_reals_up(Duration::from_secs(15))
+    }
+
+    /// Waits until the balancer has every real up.
+    pub fn wait_reals_up(&self, within: Duration) -> Result<()> {
         let started = Instant::now();
         loop {
             let up = self
@@ -573,7 +638,7 @@ impl Front {
             if up {
                 return Ok(());
             }
-            if started.elapsed() > Duration::from_secs(15) {
+            if started.elapsed() > within {
                 bail!(
                     "the reals did not all come up:\n{}\n{}",
                     self.fulmar(&["real", "show"]).unwrap_or_default(),

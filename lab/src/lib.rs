@@ -92,6 +92,16 @@ impl Lab {
         Ok(lab)
     }
 
+    /// A lab another process built and left running (`persist`): this one
+    /// can run and spawn in its hosts, and never tears it down.
+    pub fn attach(state: LabState) -> Lab {
+        Lab {
+            state,
+            children: Vec::new(),
+            keep: true,
+        }
+    }
+
     fn create(&mut self, spec: &LabSpec) -> Result<(), LabError> {
         let fabric = self.netns("fabric");
         run("ip", &["netns", "add", &fabric])?;

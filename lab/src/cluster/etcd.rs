@@ -32,44 +32,8 @@ pub fn start(
     members: &[(&str, &str)],
     from: &str,
 ) -> Result<String, LabError> {
-    let peers: Vec<String> = members
-        .iter()
-        .map(|(name, ip)| format!("{name}=http://{ip}:2380"))
-        .collect();
-    let peers = peers.join(",");
-    let token = lab.prefix().to_string();
-    for (name, ip) in members {
-        let data = dir.join(format!("{name}.data"));
-        let args = [
-            "--name".to_string(),
-            name.to_string(),
-            "--data-dir".into(),
-            data.to_string_lossy().into_owned(),
-            "--listen-peer-urls".into(),
-            format!("http://{ip}:2380"),
-            "--initial-advertise-peer-urls".into(),
-            format!("http://{ip}:2380"),
-            "--listen-client-urls".into(),
-            format!("http://{ip}:2379"),
-            "--advertise-client-urls".into(),
-            format!("http://{ip}:2379"),
-            "--initial-cluster".into(),
-            peers.clone(),
-            "--initial-cluster-token".into(),
-            token.clone(),
-            "--initial-cluster-state".into(),
-            "new".into(),
-            // A LAN of veths. Losing the leader stalls lease renewals for
-            // one election: up to 2 × 250 ms, twice if the votes split. That
-            // plus one renewal interval must fit in lease_ttl - margin, or
-            // every node self-fences (the README's timing rule).
-            "--heartbeat-interval".into(),
-            "25".into(),
-            "--election-timeout".into(),
-            "250".into(),
-        ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        lab.spawn(name, "etcd", "etcd", &args)?;
+    for i in 0..members.len() {
+        spawn_member(lab, dir, members, i)?;
     }
     let endpoints: Vec<String> = members
         .iter()
@@ -96,6 +60,54 @@ pub fn start(
         }
         sleep(Duration::from_millis(100));
     }
+}
+
+/// Starts member `i` of `members` on its host (again, after a kill: it
+/// rejoins with the data it has); its log is `etcd`.
+pub fn spawn_member(
+    lab: &mut Lab,
+    dir: &Path,
+    members: &[(&str, &str)],
+    i: usize,
+) -> Result<u32, LabError> {
+    let peers: Vec<String> = members
+        .iter()
+        .map(|(name, ip)| format!("{name}=http://{ip}:2380"))
+        .collect();
+    let peers = peers.join(",");
+    let token = lab.prefix().to_string();
+    let (name, ip) = members[i];
+    let data = dir.join(format!("{name}.data"));
+    let args = [
+        "--name".to_string(),
+        name.to_string(),
+        "--data-dir".into(),
+        data.to_string_lossy().into_owned(),
+        "--listen-peer-urls".into(),
+        format!("http://{ip}:2380"),
+        "--initial-advertise-peer-urls".into(),
+        format!("http://{ip}:2380"),
+        "--listen-client-urls".into(),
+        format!("http://{ip}:2379"),
+        "--advertise-client-urls".into(),
+        format!("http://{ip}:2379"),
+        "--initial-cluster".into(),
+        peers.clone(),
+        "--initial-cluster-token".into(),
+        token.clone(),
+        "--initial-cluster-state".into(),
+        "new".into(),
+        // A LAN of veths. Losing the leader stalls lease renewals for
+        // one election: up to 2 × 250 ms, twice if the votes split. That
+        // plus one renewal interval must fit in lease_ttl - margin, or
+        // every node self-fences (the README's timing rule).
+        "--heartbeat-interval".into(),
+        "25".into(),
+        "--election-timeout".into(),
+        "250".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.spawn(name, "etcd", "etcd", &args)
 }
 
 /// `etcdctl ARGS -w json` from `from`, parsed, and its text.

@@ -23,6 +23,7 @@ use fulmar_fencing::config::{
     DeviceConfig, FencingConfig, IoBarrierConfig, LabHostConfig, NodeConfig as FenceNode,
 };
 
+pub mod chaos;
 pub mod workload;
 
 use crate::{
@@ -100,6 +101,29 @@ impl Platform {
             platform.wait_running(&front.lab, name, Duration::from_secs(60), |_, _| true)?;
         }
         Ok(platform)
+    }
+
+    /// The platform of a lab left running, from its work directory; its
+    /// agents' next boots are numbered after the logs already there.
+    pub fn attach(lab: &Lab, work: &Path, noded: &Path) -> Result<Platform> {
+        let cluster_config = work.join("cluster.toml");
+        let cluster = ClusterConfig::load(&cluster_config).map_err(anyhow::Error::msg)?;
+        let boots = topology::BACKEND_NODES
+            .iter()
+            .map(|node| {
+                let n = (1..)
+                    .take_while(|b| lab.log_dir().join(format!("{node}-noded{b}.log")).exists())
+                    .count();
+                (node.to_string(), n)
+            })
+            .collect();
+        Ok(Platform {
+            cluster_config,
+            fencing_config: cluster.fencing.clone(),
+            endpoints: cluster.etcd.endpoints.join(","),
+            noded: noded.to_path_buf(),
+            boots,
+        })
     }
 
     /// fencing.toml: every node is fenced by its lab power and the I/O
