@@ -30,13 +30,68 @@ enum Action {
     Up,
     /// Tear down the lab `up` made.
     Down,
+    /// Inject faults into the running lab under a client workload through
+    /// the VIP; print a timeline and a ledger; fail when an invariant breaks.
+    Chaos(ChaosArgs),
+}
+
+#[derive(clap::Args)]
+struct ChaosArgs {
+    /// How many faults, one after another.
+    #[arg(long, default_value_t = 20)]
+    faults: usize,
+    /// Draws the order and the targets (the same seed, the same run).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fault kinds, comma-separated (default: all): node-kill, partition,
+    /// directory-kill, maild-crash, proxy-kill, balancer-kill, etcd-kill,
+    /// relocation, standby.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     match args.action {
         Action::Up => up(),
         Action::Down => down(),
+        Action::Chaos(args) => chaos(args),
     }
+}
+
+/// Chaos on the lab `up` left running; the lab stays up afterwards.
+fn chaos(args: ChaosArgs) -> Result<()> {
+    use fulmar_lab::platform::chaos::{self, Kind};
+    let kinds = if args.kinds.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        args.kinds
+            .iter()
+            .map(|k| Kind::parse(k))
+            .collect::<Result<_>>()?
+    };
+    let text = std::fs::read_to_string(STATE_FILE)
+        .with_context(|| format!("no lab is up ({STATE_FILE}): run `cargo xtask lab up` first"))?;
+    let state: LabState = serde_json::from_str(&text).context("reading the lab state")?;
+    let bins = build_bins()?;
+    let mut front = Front::attach(state, Path::new(LAB_DIR), bins)?;
+    println!(
+        "chaos on lab {}: {} faults of {:?}, seed {}",
+        front.lab.prefix(),
+        args.faults,
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        args.seed
+    );
+    let ledger = chaos::run(&mut front, args.faults, args.seed, &kinds, &mut |line| {
+        println!("{line}")
+    })?;
+    print!("{}", ledger.report());
+    // The daemons chaos started again belong to the lab: `lab down` ends them.
+    std::fs::write(STATE_FILE, serde_json::to_string_pretty(&front.persist())?)?;
+    let broken = ledger.broken();
+    if !broken.is_empty() {
+        bail!("invariants broken:\n{}", broken.join("\n"));
+    }
+    Ok(())
 }
 
 /// Where the lab keeps the balancer's files (the units use /etc/fulmar,

@@ -93,6 +93,7 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
     client
         .wait(lab, t, "ann served after the move", served("ann", moved, 3))
         .unwrap();
+    let run = client.run.clone();
     let events = client.stop(lab).unwrap();
     let bob_outage = workload::outage(&events, "bob", killed).unwrap();
     let ann_failed = workload::failed_logins(&events, "ann", killed, moved);
@@ -111,7 +112,7 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
     // Nothing acknowledged is lost or stored twice.
     for (user, password) in USERS {
         let acked = workload::acked(&events, user);
-        let stored = workload::stored(&front.lab, user, password).unwrap();
+        let stored = workload::stored(&front.lab, &run, user, password).unwrap();
         let lost: Vec<u64> = acked
             .iter()
             .filter(|s| !stored.contains_key(s))

@@ -1,12 +1,14 @@
 # A mail client workload through the balancer's VIP: per account, one thread
 # delivering numbered messages over SMTP and one logging in over IMAP, every
 # outcome printed with its wall-clock time. Runs until the file argv[1]
-# exists; argv[2:] are user:password pairs.
+# exists; argv[2] names the run (its messages say `X-Seq: RUN.N`); argv[3:]
+# are user:password pairs.
 import imaplib, os, smtplib, sys, threading, time
 
 VIP = "198.18.1.100"
 STOP = sys.argv[1]
-USERS = [a.split(":", 1) for a in sys.argv[2:]]
+RUN = sys.argv[2]
+USERS = [a.split(":", 1) for a in sys.argv[3:]]
 lock = threading.Lock()
 
 
@@ -19,7 +21,7 @@ def deliver(user):
     seq = 0
     while not os.path.exists(STOP):
         seq += 1
-        body = f"Subject: workload {seq}\r\nX-Seq: {seq}\r\n\r\nmessage {seq}\r\n"
+        body = f"Subject: workload {seq}\r\nX-Seq: {RUN}.{seq}\r\n\r\nmessage {seq}\r\n"
         try:
             s = smtplib.SMTP(VIP, 25, timeout=5)
             s.sendmail("load@remote.test", [f"{user}@mail.test"], body.encode())

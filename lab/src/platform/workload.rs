@@ -60,6 +60,8 @@ impl Event {
 pub struct Workload {
     pid: u32,
     stop: PathBuf,
+    /// Names this run's messages: a mailbox keeps those of earlier runs.
+    pub run: String,
 }
 
 /// Wall-clock seconds now (the workload's time base).
@@ -77,12 +79,14 @@ impl Workload {
         let _ = std::fs::remove_file(&stop);
         let script = work.join("workload.py");
         std::fs::write(&script, SCRIPT)?;
+        let run = format!("{}", (now() * 1000.0) as u64);
         let mut args = vec![script.to_string_lossy().into_owned()];
         args.push(stop.to_string_lossy().into_owned());
+        args.push(run.clone());
         args.extend(users.iter().map(|(u, p)| format!("{u}:{p}")));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let pid = lab.spawn("client", "workload", "python3", &args)?;
-        Ok(Workload { pid, stop })
+        Ok(Workload { pid, stop, run })
     }
 
     /// Everything the client saw so far.
@@ -190,9 +194,9 @@ pub fn outage(events: &[Event], user: &str, at: f64) -> Option<f64> {
     Some(t + secs - before)
 }
 
-/// `user`'s INBOX read through the VIP: each X-Seq stored → how many
-/// copies.
-pub fn stored(lab: &Lab, user: &str, password: &str) -> Result<BTreeMap<u64, usize>> {
+/// `user`'s INBOX read through the VIP: each sequence number of `run`
+/// stored → how many copies.
+pub fn stored(lab: &Lab, run: &str, user: &str, password: &str) -> Result<BTreeMap<u64, usize>> {
     let script = format!(
         r#"
 import imaplib, re
@@ -203,7 +207,7 @@ if n:
     typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (X-SEQ)])")
     for part in data:
         if isinstance(part, tuple):
-            found = re.search(rb"X-Seq: (\d+)", part[1])
+            found = re.search(rb"X-Seq: {run}\.(\d+)", part[1])
             if found:
                 print(found.group(1).decode())
 m.logout()
