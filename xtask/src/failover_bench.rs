@@ -5,6 +5,10 @@
 //! the new holder). The baseline, measured in the same run, is a planned
 //! move (`fulmar instance relocate`): stop and start with no detection or
 //! fencing.
+//!
+//! Then the same through the whole platform (`lab up`'s, shipped timing):
+//! node deaths and relocations of the mail instances as a client sees
+//! them through the balancer's VIP and a proxy (`--through-front`).
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +26,10 @@ pub struct Args {
     /// Lease TTL in seconds (etcd's unit; the lab etcd allows 1).
     #[arg(long, default_value_t = 1)]
     lease_ttl: u64,
+    /// Node deaths, and as many relocations, through the balancer and a
+    /// proxy on the whole platform (0: skip).
+    #[arg(long, default_value_t = 5)]
+    through_front: usize,
 }
 
 struct Failover {
@@ -41,8 +49,16 @@ fn wall_ms() -> u64 {
 
 pub fn run(args: Args) -> Result<()> {
     crate::lab::require_root("failover-bench")?;
-    let bins =
-        crate::lab::cargo_build_bins(&["fulmar-failover", "fulmar-cli", "fulmar-maild"], true)?;
+    let bins = crate::lab::cargo_build_bins(
+        &[
+            "fulmar-failover",
+            "fulmar-cli",
+            "fulmar-maild",
+            "fulmar-lb",
+            "fulmar-proxy",
+        ],
+        true,
+    )?;
     let mut c = ClusterLab::build(Options {
         service: Service::Maild,
         noded: bins.join("fulmar-noded"),
@@ -183,6 +199,52 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Err(report) = fsck {
         bail!("e2fsck -fn after the run: {report}");
+    }
+    drop(c);
+    if args.through_front > 0 {
+        through_front(args.through_front, &bins)?;
+    }
+    Ok(())
+}
+
+/// Node deaths beside planned relocations on the platform, as the client
+/// sees them through the VIP (chaos's measure: from its last login before
+/// the fault to the end of its first one after).
+fn through_front(n: usize, bins: &std::path::Path) -> Result<()> {
+    use fulmar_lab::{
+        front::{Bins, Front},
+        platform::chaos::{self, Kind},
+    };
+    let work = std::env::temp_dir().join(format!("fulmar-failover-bench-{}", std::process::id()));
+    let mut front = Front::start_platform(&work, Bins::in_dir(bins))?;
+    println!("\nthrough the balancer and a proxy (the whole platform, shipped timing):");
+    let mut rows = Vec::new();
+    for (kind, seed) in [(Kind::NodeKill, 1), (Kind::Relocation, 2)] {
+        let ledger = chaos::run(&mut front, n, seed, &[kind], &mut |line| println!("{line}"))?;
+        let broken = ledger.broken();
+        if !broken.is_empty() {
+            bail!("invariants broken:\n{}", broken.join("\n"));
+        }
+        let outages: Vec<Duration> = ledger
+            .faults
+            .iter()
+            .map(|f| Duration::from_secs_f64(f.outage))
+            .collect();
+        rows.push((kind, outages, ledger.acked.values().sum::<usize>()));
+    }
+    drop(front);
+    let _ = std::fs::remove_dir_all(&work);
+    println!("client-side outage, ms:  {:>8} {:>8}", "median", "max");
+    for (kind, outages, acked) in rows {
+        let name = match kind {
+            Kind::NodeKill => "node death (fenced)",
+            _ => "baseline: relocation",
+        };
+        println!(
+            "{name:<24} {:>8.0} {:>8.0}   ({acked} deliveries acknowledged, none lost)",
+            ms(median(&outages)),
+            ms(max(&outages))
+        );
     }
     Ok(())
 }

@@ -8,19 +8,13 @@ mod support;
 
 use std::time::Duration;
 
-use fulmar_lab::platform::workload::{self, Workload, now};
-use serde_json::Value;
+use fulmar_lab::platform::{
+    chaos::fenced_at,
+    workload::{self, Workload, now},
+};
 use support::platform;
 
 const USERS: [(&str, &str); 2] = [("ann", "ann-secret"), ("bob", "bob-secret")];
-
-/// When `node`'s last fence ended (unix seconds), if it was fenced.
-fn fenced_at(front: &fulmar_lab::front::Front, node: &str) -> Option<f64> {
-    let out = front.fulmar(&["-j", "fence", "history", node]).ok()?;
-    let last: Value = serde_json::from_str(out.lines().last()?).ok()?;
-    (last["outcome"]["result"] == "fenced").then_some(())?;
-    Some((last["started_ms"].as_u64()? + last["duration_ms"].as_u64()?) as f64 / 1000.0)
-}
 
 #[test]
 fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
@@ -54,13 +48,13 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
         )
         .unwrap();
     let events = client.events(lab);
-    let fenced = fenced_at(&front, "node1").expect("node1 was fenced");
+    let fenced = fenced_at(&front, "node1", killed).expect("node1 was fenced");
     let back = workload::logins_after(&events, "ann", killed)[0];
     assert!(
         fenced < back.0 + back.1,
         "ann was served at {back:?} before node1's fence ended at {fenced}"
     );
-    let ann_outage = workload::outage(&events, "ann", killed).unwrap();
+    let ann_outage = workload::outage(&events, "ann", killed, now()).unwrap();
     // bob's home is untouched: his logins go on.
     assert_eq!(workload::failed_logins(&events, "bob", killed, now()), 0);
     eprintln!("node1 killed: mail1 on {moved_to}, ann served again after {ann_outage:.2} s");
@@ -95,7 +89,7 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
         .unwrap();
     let run = client.run.clone();
     let events = client.stop(lab).unwrap();
-    let bob_outage = workload::outage(&events, "bob", killed).unwrap();
+    let bob_outage = workload::outage(&events, "bob", killed, now()).unwrap();
     let ann_failed = workload::failed_logins(&events, "ann", killed, moved);
     let ann_slowest = workload::logins_after(&events, "ann", killed)
         .iter()

@@ -99,8 +99,8 @@ pub struct Fault {
     pub at: f64,
     /// When the fence of the target node ended, for node faults.
     pub fenced: Option<f64>,
-    /// The longest time any account went unserved (from its last login
-    /// before the fault to the end of its first one after).
+    /// The longest time any account went unserved while the fault lasted
+    /// (`workload::outage`: successive successful logins' span).
     pub outage: f64,
 }
 
@@ -458,11 +458,12 @@ fn inject(front: &mut Front, client: &Workload, kind: Kind, rng: &mut Rng) -> Re
     }
     let users: Vec<(&str, &str)> = USERS.iter().map(|(u, p, _)| (*u, *p)).collect();
     wait_served(front, client, &users, at)?;
+    let steady = now();
     let events = client.events(&front.lab);
     // Every account's: a fault can reach further than its target.
     let outage = USERS
         .iter()
-        .filter_map(|(u, _, _)| workload::outage(&events, u, at))
+        .filter_map(|(u, _, _)| workload::outage(&events, u, at, steady))
         .fold(0.0, f64::max);
     Ok(Fault {
         kind,
@@ -479,7 +480,7 @@ pub fn fenced_at(front: &Front, node: &str, after: f64) -> Option<f64> {
     out.lines().rev().find_map(|line| {
         let r: Value = serde_json::from_str(line).ok()?;
         let started = r["started_ms"].as_u64()? as f64 / 1000.0;
-        (r["outcome"]["result"] == "fenced" && started >= after - 1.0)
+        (r["outcome"]["result"] == "fenced" && started >= after)
             .then(|| started + r["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0)
     })
 }

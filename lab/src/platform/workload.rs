@@ -180,18 +180,17 @@ pub fn failed_logins(events: &[Event], user: &str, from: f64, to: f64) -> usize 
         .count()
 }
 
-/// The client-side outage of `user` around `at`: from the start of the
-/// last login that succeeded before `at` to the end of the first that
-/// started after it and succeeded (the service was unseen in between).
-pub fn outage(events: &[Event], user: &str, at: f64) -> Option<f64> {
+/// The longest time `user` went unserved while a fault lasted (from
+/// `from` to `to`): the longest span from the start of one successful
+/// login to the end of the next successful one, over the pairs that reach
+/// into the window. A normal pair spans two logins and a pause; a fault
+/// stretches it by the time nothing got through.
+pub fn outage(events: &[Event], user: &str, from: f64, to: f64) -> Option<f64> {
     let ok = logins_after(events, user, 0.0);
-    let before = ok
-        .iter()
-        .filter(|(t, _)| *t < at)
-        .map(|(t, _)| *t)
-        .next_back()?;
-    let (t, secs) = ok.iter().find(|(t, _)| *t >= at)?;
-    Some(t + secs - before)
+    ok.windows(2)
+        .filter(|w| w[1].0 >= from && w[0].0 <= to)
+        .map(|w| w[1].0 + w[1].1 - w[0].0)
+        .reduce(f64::max)
 }
 
 /// `user`'s INBOX read through the VIP: each sequence number of `run`
