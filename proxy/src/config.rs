@@ -153,6 +153,9 @@ pub struct BackendConfig {
     pub tls: bool,
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// How long a connection to a back-end may take. Within it the proxy
+    /// tries afresh every 250 ms (and 100 ms after a refusal): a login
+    /// that arrives while an instance moves waits for its new home.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// A back-end that has not answered a step of the login (greeting,

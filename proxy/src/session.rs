@@ -7,7 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
@@ -237,15 +237,8 @@ pub async fn connect_backend(
     port: u16,
 ) -> io::Result<Stream> {
     let result = async {
-        let timeout = ctx.config.backend.connect_timeout;
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        let tcp = tcp_connect(host, port, ctx.config.backend.connect_timeout)
             .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{host}:{port}: connect timed out"),
-                )
-            })?
             .map_err(|e| io::Error::new(e.kind(), format!("{host}:{port}: {e}")))?;
         tcp.set_nodelay(true)?;
         match &ctx.backend_tls {
@@ -259,6 +252,49 @@ pub async fn connect_backend(
         tracing::warn!(protocol = protocol.name(), "back-end {host}:{port}: {e}");
     }
     result
+}
+
+/// How long one TCP connect to a back-end may wait before a fresh attempt:
+/// while an instance's address moves between nodes its SYNs are lost, and
+/// the kernel would wait a whole second to send another; a fresh attempt
+/// reaches the new holder as soon as it has announced the address.
+const CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
+/// The pause after a refused attempt: a node whose service died still
+/// refuses for its address until the service restarts or the node is
+/// fenced and another takes over.
+const REFUSED_PAUSE: Duration = Duration::from_millis(100);
+
+/// Connects within `timeout`, attempt after attempt, so that a login or a
+/// delivery arriving during a failover waits for the instance's new home
+/// instead of failing.
+async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(match last {
+                Some(e) => e,
+                None => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+            });
+        }
+        let attempt = left.min(CONNECT_ATTEMPT);
+        match tokio::time::timeout(attempt, TcpStream::connect((host, port))).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::HostUnreachable
+                ) =>
+            {
+                last = Some(e);
+                tokio::time::sleep(REFUSED_PAUSE.min(left)).await;
+            }
+            Ok(Err(e)) => return Err(e),
+            // The attempt's SYN went unanswered: a fresh one.
+            Err(_) => {}
+        }
+    }
 }
 
 /// A logged-in session on its home instance, ready to relay.
@@ -369,5 +405,36 @@ mod tests {
         assert_eq!(sasl_plain(b"ann\0pw"), None);
         assert_eq!(sasl_plain(b"\0\0pw"), None);
         assert_eq!(sasl_plain(b"\0a\0b\0c"), None);
+    }
+
+    /// A back-end that refuses (its service restarting, its address not
+    /// yet taken over) and listens a moment later is reached within the
+    /// connect timeout; one that never comes back fails at the timeout
+    /// with the last refusal.
+    #[tokio::test]
+    async fn a_connect_waits_for_a_back_end_that_comes_back() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let started = tokio::time::Instant::now();
+        let back = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            l.accept().await.unwrap()
+        });
+        let tcp = tcp_connect("127.0.0.1", port, Duration::from_secs(5)).await;
+        assert!(tcp.is_ok(), "{tcp:?}");
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        back.await.unwrap();
+
+        let never = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = never.local_addr().unwrap().port();
+        drop(never);
+        let err = tcp_connect("127.0.0.1", port, Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
     }
 }
