@@ -48,7 +48,8 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
         )
         .unwrap();
     let events = client.events(lab);
-    let fenced = fenced_at(&front, "node1", killed).expect("node1 was fenced");
+    let (fenced, level) = fenced_at(&front, "node1", killed).expect("node1 was fenced");
+    assert_eq!(level, 1, "the BMC fenced node1");
     let back = workload::logins_after(&events, "ann", killed)[0];
     assert!(
         fenced < back.0 + back.1,

@@ -319,7 +319,8 @@ impl Front {
         // the proxies' client side and admin doors (by name), the
         // directory and the instances (by the addresses they are dialled
         // at). Each TLS hop checks its peer against the CA.
-        let mut names = vec![CERT_NAME, DIRECTORY];
+        // (and the BMC on the monitor host)
+        let mut names = vec![CERT_NAME, DIRECTORY, topology::MONITOR.1];
         names.extend(INSTANCES.iter().map(|(_, _, vip)| *vip));
         let ca = Ca::new()?;
         ca.write(&work.join("ca.crt"))?;

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::{
-    INSTANCES, volume_paths,
+    INSTANCES, bmc, volume_paths,
     workload::{self, Workload, now},
 };
 use crate::{
@@ -39,6 +39,9 @@ pub enum Kind {
     Partition,
     /// The node running the directory (ldap) dies.
     DirectoryKill,
+    /// The BMC stops answering, then a node with a mail instance dies: it
+    /// is fenced by level 2 (lab power).
+    FenceDeviceDown,
     /// fulmar-maild is killed (-9); its node restarts it in place.
     MaildCrash,
     /// A proxy host's processes die; it comes back.
@@ -54,10 +57,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::NodeKill,
         Kind::Partition,
         Kind::DirectoryKill,
+        Kind::FenceDeviceDown,
         Kind::MaildCrash,
         Kind::ProxyKill,
         Kind::BalancerKill,
@@ -71,6 +75,7 @@ impl Kind {
             Kind::NodeKill => "node-kill",
             Kind::Partition => "partition",
             Kind::DirectoryKill => "directory-kill",
+            Kind::FenceDeviceDown => "fence-device-down",
             Kind::MaildCrash => "maild-crash",
             Kind::ProxyKill => "proxy-kill",
             Kind::BalancerKill => "balancer-kill",
@@ -97,8 +102,9 @@ pub struct Fault {
     pub kind: Kind,
     pub target: String,
     pub at: f64,
-    /// When the fence of the target node ended, for node faults.
-    pub fenced: Option<f64>,
+    /// When the fence of the target node ended, and by which level, for
+    /// node faults.
+    pub fenced: Option<(f64, usize)>,
     /// The longest time any account went unserved while the fault lasted
     /// (`workload::outage`: successive successful logins' span).
     pub outage: f64,
@@ -296,7 +302,7 @@ pub fn run(
 fn timeline(n: usize, f: &Fault) -> String {
     let fenced = f
         .fenced
-        .map(|t| format!(", fenced at +{t:.2} s"))
+        .map(|(t, level)| format!(", fenced by level {level} at +{t:.2} s"))
         .unwrap_or_default();
     let secs = f.at.rem_euclid(86_400.0);
     let (h, m, s) = (secs as u64 / 3600, secs as u64 / 60 % 60, secs % 60.0);
@@ -361,7 +367,7 @@ fn inject(front: &mut Front, client: &Workload, kind: Kind, rng: &mut Rng) -> Re
     let at = now();
     let mut fenced = None;
     let target = match kind {
-        Kind::NodeKill | Kind::Partition | Kind::DirectoryKill => {
+        Kind::NodeKill | Kind::Partition | Kind::DirectoryKill | Kind::FenceDeviceDown => {
             let node = if kind == Kind::DirectoryKill {
                 home(front, "ldap")?
             } else {
@@ -369,6 +375,9 @@ fn inject(front: &mut Front, client: &Workload, kind: Kind, rng: &mut Rng) -> Re
                 home(front, mail)?
             };
             let moved = instances_on(front, &node)?;
+            if kind == Kind::FenceDeviceDown {
+                bmc::stop(&front.lab, &front.work)?;
+            }
             let lab = &mut front.lab;
             let p = front.platform.as_mut().context("a platform")?;
             if kind == Kind::Partition {
@@ -379,7 +388,12 @@ fn inject(front: &mut Front, client: &Workload, kind: Kind, rng: &mut Rng) -> Re
             for (name, generation) in &moved {
                 p.wait_running(lab, name, STEP, |n, g| n != node && g > *generation)?;
             }
-            fenced = fenced_at(front, &node, at).map(|t| t - at);
+            fenced = fenced_at(front, &node, at).map(|(t, level)| (t - at, level));
+            if kind == Kind::FenceDeviceDown {
+                let p = front.platform.as_ref().context("a platform")?;
+                let (noded, config) = (p.noded.clone(), p.cluster_config.clone());
+                bmc::start(&mut front.lab, &front.work, &noded, &config)?;
+            }
             if kind == Kind::Partition {
                 // The lab power fence killed it; what is left of the
                 // partition (its link) comes back with the boot.
@@ -474,14 +488,18 @@ fn inject(front: &mut Front, client: &Workload, kind: Kind, rng: &mut Rng) -> Re
     })
 }
 
-/// When `node`'s fence that started after `after` ended (unix seconds).
-pub fn fenced_at(front: &Front, node: &str, after: f64) -> Option<f64> {
+/// When `node`'s fence that started after `after` ended (unix seconds),
+/// and the level that fenced it.
+pub fn fenced_at(front: &Front, node: &str, after: f64) -> Option<(f64, usize)> {
     let out = front.fulmar(&["-j", "fence", "history", node]).ok()?;
     out.lines().rev().find_map(|line| {
         let r: Value = serde_json::from_str(line).ok()?;
         let started = r["started_ms"].as_u64()? as f64 / 1000.0;
-        (r["outcome"]["result"] == "fenced" && started >= after)
-            .then(|| started + r["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0)
+        let level = r["outcome"]["level"].as_u64()? as usize;
+        (r["outcome"]["result"] == "fenced" && started >= after).then(|| {
+            let ended = started + r["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+            (ended, level)
+        })
     })
 }
 

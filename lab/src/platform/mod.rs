@@ -23,6 +23,7 @@ use fulmar_fencing::config::{
     DeviceConfig, FencingConfig, IoBarrierConfig, LabHostConfig, NodeConfig as FenceNode,
 };
 
+pub mod bmc;
 pub mod chaos;
 pub mod workload;
 
@@ -50,7 +51,7 @@ pub struct Platform {
     pub cluster_config: PathBuf,
     pub fencing_config: PathBuf,
     pub endpoints: String,
-    noded: PathBuf,
+    pub noded: PathBuf,
     /// Each node's agent starts (log names noded1, noded2, …).
     boots: BTreeMap<String, usize>,
 }
@@ -94,6 +95,7 @@ impl Platform {
             boots: BTreeMap::new(),
         };
         platform.write_configs(&front.lab, &work)?;
+        bmc::start(&mut front.lab, &work, noded, &platform.cluster_config)?;
         for node in topology::BACKEND_NODES {
             platform.start_agent(&mut front.lab, node)?;
         }
@@ -126,9 +128,11 @@ impl Platform {
         })
     }
 
-    /// fencing.toml: every node is fenced by its lab power and the I/O
-    /// barrier of every volume, all in one level. cluster.toml: the shipped
-    /// timing, the lab's nodes and instances.
+    /// fencing.toml: every node is fenced by its BMC (level 1), else by
+    /// its lab power (level 2), each with the I/O barrier of every volume
+    /// (the lab's nodes share one kernel: a power cut alone would leave
+    /// their loop devices). cluster.toml: the shipped timing, the lab's
+    /// nodes and instances.
     fn write_configs(&self, lab: &Lab, work: &Path) -> Result<()> {
         let mut fencing = FencingConfig {
             state_dir: work.join("fence-state"),
@@ -144,7 +148,9 @@ impl Platform {
                     timeout: Duration::from_secs(5),
                 }),
             );
-            let mut level = vec![power];
+            let bmc = format!("{node}-bmc");
+            fencing.device.insert(bmc.clone(), bmc::device(work, node));
+            let mut barriers = Vec::new();
             for (name, _, _) in INSTANCES {
                 let barrier = format!("{node}-{name}");
                 fencing.device.insert(
@@ -155,11 +161,12 @@ impl Platform {
                         timeout: Duration::from_secs(5),
                     }),
                 );
-                level.push(barrier);
+                barriers.push(barrier);
             }
+            let level = |device: String| [vec![device], barriers.clone()].concat();
             let fence = FenceNode {
                 delay: Duration::ZERO,
-                levels: vec![level],
+                levels: vec![level(bmc), level(power)],
             };
             fencing.node.insert(node.into(), fence);
         }
