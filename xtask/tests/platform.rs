@@ -1,6 +1,7 @@
 //! The whole platform keeps mail flowing while back-end nodes die, as a
 //! client sees it through the balancer's VIP and a proxy: node1 (mail1)
-//! dies, is fenced, and mail1 runs again elsewhere; then node2 dies with
+//! dies, is fenced by its BMC, and mail1 runs again elsewhere; the BMC
+//! powers node1 on and it rejoins; then node2 dies with
 //! mail2 and the directory (ldap) on it, and an account seen lately keeps
 //! logging in while the directory moves. Every message acknowledged with
 //! 250 is in its mailbox exactly once.
@@ -60,9 +61,19 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
     assert_eq!(workload::failed_logins(&events, "bob", killed, now()), 0);
     eprintln!("node1 killed: mail1 on {moved_to}, ann served again after {ann_outage:.2} s");
 
-    // node1 comes back; node2 dies with mail2 and the directory.
+    // node1 is powered on through its BMC (links, addresses, its agent)
+    // and rejoins; then node2 dies with mail2 and the directory.
+    front.fulmar(&["fence", "on", "node1-bmc"]).unwrap();
     let (lab, p) = (&mut front.lab, front.platform.as_mut().unwrap());
-    p.boot(lab, "node1").unwrap();
+    let deadline = std::time::Instant::now() + t;
+    while !p.state(lab).unwrap().contains_key("alive/node1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node1 did not rejoin after power-on:\n{}",
+            lab.log("node1", "noded-bmc")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (ldap_home, ldap_gen) = p.running(lab, "ldap").expect("ldap runs");
     let (mail2_home, mail2_gen) = p.running(lab, "mail2").expect("mail2 runs");
     assert_eq!(

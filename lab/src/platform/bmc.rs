@@ -36,7 +36,11 @@ pub fn device(work: &Path, node: &str) -> DeviceConfig {
 }
 
 /// What powering `node` on runs: its addresses and routes back, then its
-/// agent (its log `NODE-noded-bmc.log` in the lab's log directory).
+/// agent (its log `NODE-noded-bmc.log` in the lab's log directory). The
+/// agent enters only the node's network namespace: `ip netns exec` would
+/// give it a mount namespace of its own, a copy holding every volume
+/// mounted at that moment, and no barrier could then take a volume from
+/// the node that had it (the fence says unfenceable, rightly).
 fn boot_script(lab: &Lab, node: &str, noded: &Path, cluster_config: &Path) -> String {
     let ns = lab.netns(node);
     let mut script = String::new();
@@ -46,7 +50,8 @@ fn boot_script(lab: &Lab, node: &str, noded: &Path, cluster_config: &Path) -> St
     script += &format!(
         "ip -n {ns} route replace default via 198.18.2.1; \
          ip -n {ns} -6 route replace default via 2001:db8:2::1; \
-         exec ip netns exec {ns} {} --config {} --node {node} >> {} 2>&1",
+         exec nsenter --net={} -- {} --config {} --node {node} >> {} 2>&1",
+        lab.netns_path(node).display(),
         noded.display(),
         cluster_config.display(),
         lab.log_dir()

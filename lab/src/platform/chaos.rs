@@ -174,7 +174,7 @@ impl Ledger {
         for (kind, mut v) in by_kind {
             v.sort_by(f64::total_cmp);
             out += &format!(
-                "    {:<15} {:>3} {:>6.2} {:>6.2}\n",
+                "    {:<18} {:>3} {:>6.2} {:>6.2}\n",
                 kind.name(),
                 v.len(),
                 (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0,
@@ -307,7 +307,7 @@ fn timeline(n: usize, f: &Fault) -> String {
     let secs = f.at.rem_euclid(86_400.0);
     let (h, m, s) = (secs as u64 / 3600, secs as u64 / 60 % 60, secs % 60.0);
     format!(
-        "{n:>4} {h:02}:{m:02}:{s:06.3} {:<15} {:<13} client served again after {:.2} s{fenced}",
+        "{n:>4} {h:02}:{m:02}:{s:06.3} {:<18} {:<13} client served again after {:.2} s{fenced}",
         f.kind.name(),
         f.target,
         f.outage
