@@ -59,12 +59,23 @@ fn usage(pid: u32) -> Option<(u64, u64)> {
     Some((ticks, rss))
 }
 
-/// The lab's processes of one program.
+/// The lab's processes of one program, in any of its hosts (fulmar-maild
+/// is the failover manager's child, not the lab's).
 fn pids_of(state: &LabState, program: &str) -> Vec<u32> {
     state
-        .pids
+        .hosts
         .iter()
-        .copied()
+        .flat_map(|host| {
+            let netns = format!("{}-{host}", state.prefix);
+            let out = std::process::Command::new("ip")
+                .args(["netns", "pids", &netns])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            out.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains(program))
