@@ -40,22 +40,34 @@ pub fn start(
         .map(|(_, ip)| format!("http://{ip}:2379"))
         .collect();
     let endpoints = endpoints.join(",");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_healthy(lab, from, &endpoints, Duration::from_secs(20))
+        .map_err(|e| LabError::NotReady(format!("{e}: {}", lab.log(members[0].0, "etcd"))))?;
+    Ok(endpoints)
+}
+
+/// Waits until every member of `endpoints` answers `endpoint health` from
+/// `from`.
+pub fn wait_healthy(
+    lab: &Lab,
+    from: &str,
+    endpoints: &str,
+    within: Duration,
+) -> Result<(), LabError> {
+    let deadline = Instant::now() + within;
     loop {
         let ok = lab
             .exec(
                 from,
                 "etcdctl",
-                &["--endpoints", &endpoints, "endpoint", "health"],
+                &["--endpoints", endpoints, "endpoint", "health"],
             )
             .is_ok_and(|o| o.status.success());
         if ok {
-            return Ok(endpoints);
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(LabError::NotReady(format!(
-                "etcd not healthy: {}",
-                lab.log(members[0].0, "etcd")
+                "etcd not healthy within {within:?}"
             )));
         }
         sleep(Duration::from_millis(100));

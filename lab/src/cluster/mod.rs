@@ -354,19 +354,7 @@ impl ClusterLab {
 
     /// Everything the agents logged, for failure messages.
     pub fn agent_logs(&self) -> String {
-        let mut out = String::new();
-        for n in NODES {
-            for boot in 1..=self.boots.get(n).copied().unwrap_or(0) {
-                let text = self.lab.log(n, &format!("noded{boot}"));
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                out.push_str(&format!("--- {n} boot {boot} (last lines)\n"));
-                for l in tail.into_iter().rev() {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-            }
-        }
-        out
+        agent_logs(&self.lab, &self.boots)
     }
 
     /// SIGKILL every process of a node (its mounts and addresses stay:
@@ -642,6 +630,24 @@ fn write_toml(path: &Path, value: &impl serde::Serialize) -> Result<(), LabError
     let text =
         toml::to_string(value).map_err(|e| LabError::Spec(format!("{}: {e}", path.display())))?;
     fs::write(path, text).map_err(lab_io(path))
+}
+
+/// The last lines of every boot's agent log (`noded1`, `noded2`, …) of
+/// each node in `boots` (node → boots), for failure messages.
+pub(crate) fn agent_logs(lab: &Lab, boots: &BTreeMap<String, usize>) -> String {
+    let mut out = String::new();
+    for (node, boots) in boots {
+        for boot in 1..=*boots {
+            let text = lab.log(node, &format!("noded{boot}"));
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {node} boot {boot} (last lines)\n"));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// SIGKILL every process in `netns` until none is left.

@@ -517,22 +517,10 @@ fn wait_online(front: &Front, node: &str) -> Result<()> {
 
 fn wait_etcd_healthy(front: &Front) -> Result<()> {
     let p = front.platform.as_ref().context("a platform")?;
-    let deadline = Instant::now() + STEP;
-    loop {
-        let ok = front
-            .lab
-            .exec(
-                "balancer",
-                "etcdctl",
-                &["--endpoints", &p.endpoints, "endpoint", "health"],
-            )
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("etcd not healthy again within {STEP:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Ok(etcd::wait_healthy(
+        &front.lab,
+        "balancer",
+        &p.endpoints,
+        STEP,
+    )?)
 }

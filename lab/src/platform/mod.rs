@@ -301,19 +301,7 @@ impl Platform {
 
     /// The last lines every agent logged, for failure messages.
     pub fn agent_logs(&self, lab: &Lab) -> String {
-        let mut out = String::new();
-        for (node, boots) in &self.boots {
-            for boot in 1..=*boots {
-                let text = lab.log(node, &format!("noded{boot}"));
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                out += &format!("--- {node} boot {boot} (last lines)\n");
-                for line in tail.into_iter().rev() {
-                    out += line;
-                    out.push('\n');
-                }
-            }
-        }
-        out
+        crate::cluster::agent_logs(lab, &self.boots)
     }
 }
 
