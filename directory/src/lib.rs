@@ -9,7 +9,9 @@
 //!   domain's.
 //! - [`pool`]: connections bound as the service DN for searches and
 //!   separate ones for the bind check of a user's password, with URL
-//!   failover and a timeout on every operation.
+//!   failover and a timeout on every operation; [`breaker`]: once the
+//!   directory has not answered, operations fail at once until a
+//!   background probe reconnects.
 //! - [`accepted`]: logins the directory accepted lately (keyed hashes),
 //!   for while it cannot answer.
 //! - `admin` (feature `write`): the entries provisioning adds, changes and
@@ -19,6 +21,7 @@
 pub mod accepted;
 #[cfg(feature = "write")]
 pub mod admin;
+pub mod breaker;
 pub mod entry;
 pub mod filter;
 pub mod pool;

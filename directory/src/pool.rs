@@ -2,7 +2,9 @@
 //! bound as the service DN; a user's password is checked by a bind on a
 //! separate connection (one bind at a time on each). Every connect tries
 //! the URLs in order, starting from the one that answered last, and every
-//! operation has a timeout.
+//! operation has a timeout. An operation that waits out its timeout, or
+//! finds no URL answering, trips the [`Breaker`]: the rest fail at once
+//! until a background probe binds again.
 use std::{
     sync::{
         Arc, Mutex,
@@ -14,7 +16,10 @@ use std::{
 use fulmar_daemon::secret::Secret;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
-use crate::{Entry, INVALID_CREDENTIALS};
+use crate::{
+    Entry, INVALID_CREDENTIALS,
+    breaker::{self, Breaker},
+};
 
 /// The directory could not answer: callers answer with a temporary failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +64,10 @@ pub fn check_urls(urls: &[String], has_ca: bool) -> Result<(), String> {
 }
 
 pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     connection: Connection,
     /// Shared, multiplexed search connections bound as the service DN.
     search: Vec<Mutex<Option<Ldap>>>,
@@ -67,43 +76,50 @@ pub struct Pool {
     bind_idle: Mutex<Vec<Ldap>>,
     /// The URL that answered last; connecting starts there.
     preferred_url: AtomicUsize,
+    breaker: Breaker,
 }
 
 impl Pool {
     pub fn new(connection: Connection) -> Self {
         let size = connection.pool_size.max(1);
         Self {
-            search: (0..size).map(|_| Mutex::new(None)).collect(),
-            connection,
-            next_search: AtomicUsize::new(0),
-            bind_idle: Mutex::new(Vec::new()),
-            preferred_url: AtomicUsize::new(0),
+            inner: Arc::new(Inner {
+                search: (0..size).map(|_| Mutex::new(None)).collect(),
+                connection,
+                next_search: AtomicUsize::new(0),
+                bind_idle: Mutex::new(Vec::new()),
+                preferred_url: AtomicUsize::new(0),
+                breaker: Breaker::default(),
+            }),
         }
     }
 
     pub fn connection(&self) -> &Connection {
-        &self.connection
+        &self.inner.connection
     }
 
     /// A subtree search under `base`. A shared connection may have died
-    /// since its last use: one retry on a fresh one before the directory
-    /// counts as down.
+    /// since its last use (a restarted server closed it): one retry on a
+    /// fresh one before the directory counts as down. One that waited out
+    /// its timeout is not retried: the directory counts as down at once.
     pub async fn search(
         &self,
         base: &str,
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<Entry>, Unavailable> {
-        let timeout = self.connection.timeout;
-        let slot = self.next_search.fetch_add(1, Ordering::Relaxed) % self.search.len();
-        let mut last = Unavailable("no attempt".into());
+        let inner = &self.inner;
+        inner.breaker.gate()?;
+        let timeout = inner.connection.timeout;
+        let slot = inner.next_search.fetch_add(1, Ordering::Relaxed) % inner.search.len();
+        let mut last = String::new();
         for attempt in 0..2 {
-            let pooled = self.search[slot].lock().expect("search pool").clone();
+            let pooled = inner.search[slot].lock().expect("search pool").clone();
             let mut ldap = match pooled {
                 Some(l) if attempt == 0 => l,
                 _ => {
-                    let l = self.bound_connection().await?;
-                    *self.search[slot].lock().expect("search pool") = Some(l.clone());
+                    let l = inner.bound_connection(timeout).await?;
+                    *inner.search[slot].lock().expect("search pool") = Some(l.clone());
                     l
                 }
             };
@@ -118,13 +134,18 @@ impl Pool {
                         .map(|e| SearchEntry::construct(e).into())
                         .collect());
                 }
+                // The directory answered: with an error, not with silence.
+                Err(e) if !breaker::no_answer(&e) => return Err(Unavailable(e.to_string())),
                 Err(e) => {
-                    last = Unavailable(e.to_string());
-                    *self.search[slot].lock().expect("search pool") = None;
+                    *inner.search[slot].lock().expect("search pool") = None;
+                    if breaker::timed_out(&e) {
+                        return Err(inner.down(e.to_string()));
+                    }
+                    last = e.to_string();
                 }
             }
         }
-        Err(last)
+        Err(inner.down(last))
     }
 
     /// The bind check: binds as `dn` with `password`; Ok(true) only on
@@ -134,26 +155,29 @@ impl Pool {
         if password.is_empty() || dn.is_empty() {
             return Ok(false);
         }
-        let mut last = Unavailable("no attempt".into());
+        let inner = &self.inner;
+        inner.breaker.gate()?;
+        let timeout = inner.connection.timeout;
+        let mut last = String::new();
         for attempt in 0..2 {
             // A kept connection may have died with the server (a restart
             // kills them all): the retry is on a fresh one.
             let pooled = match attempt {
-                0 => self.bind_idle.lock().expect("bind pool").pop(),
+                0 => inner.bind_idle.lock().expect("bind pool").pop(),
                 _ => None,
             };
             let mut ldap = match pooled {
                 Some(l) => l,
-                None => self.connect().await?,
+                None => inner.connect(timeout).await?,
             };
             match ldap
-                .with_timeout(self.connection.timeout)
+                .with_timeout(timeout)
                 .simple_bind(dn, password.expose())
                 .await
             {
                 Ok(result) => {
-                    let mut idle = self.bind_idle.lock().expect("bind pool");
-                    if idle.len() < self.search.len() {
+                    let mut idle = inner.bind_idle.lock().expect("bind pool");
+                    if idle.len() < inner.search.len() {
                         idle.push(ldap);
                     }
                     return match result.rc {
@@ -163,25 +187,38 @@ impl Pool {
                     };
                 }
                 Err(e) => {
-                    last = Unavailable(e.to_string());
                     // Its siblings are most likely dead too.
-                    self.bind_idle.lock().expect("bind pool").clear();
+                    inner.bind_idle.lock().expect("bind pool").clear();
+                    if breaker::timed_out(&e) {
+                        return Err(inner.down(e.to_string()));
+                    }
+                    last = e.to_string();
                 }
             }
         }
-        Err(last)
+        Err(inner.down(last))
     }
 
     /// A new connection bound as the service DN (its own, unpooled: for
     /// writers that hold it for a whole operation).
     pub async fn bound_connection(&self) -> Result<Ldap, Unavailable> {
+        self.inner.breaker.gate()?;
+        self.inner
+            .bound_connection(self.inner.connection.timeout)
+            .await
+    }
+}
+
+impl Inner {
+    /// A new connection bound as the service DN, each step within `timeout`.
+    async fn bound_connection(self: &Arc<Self>, timeout: Duration) -> Result<Ldap, Unavailable> {
         let c = &self.connection;
-        let mut ldap = self.connect().await?;
+        let mut ldap = self.connect(timeout).await?;
         let bound = ldap
-            .with_timeout(c.timeout)
+            .with_timeout(timeout)
             .simple_bind(&c.bind_dn, c.bind_password.expose())
             .await
-            .map_err(|e| Unavailable(e.to_string()))?;
+            .map_err(|e| self.down(e.to_string()))?;
         if bound.rc != 0 {
             return Err(Unavailable(format!(
                 "service bind as {} answered {}: {}",
@@ -191,9 +228,10 @@ impl Pool {
         Ok(ldap)
     }
 
-    /// A new connection to the first URL that answers, starting from the
-    /// one that answered last.
-    async fn connect(&self) -> Result<Ldap, Unavailable> {
+    /// A new connection to the first URL that answers within `timeout`,
+    /// starting from the one that answered last. None answering trips the
+    /// breaker.
+    async fn connect(self: &Arc<Self>, timeout: Duration) -> Result<Ldap, Unavailable> {
         let urls = &self.connection.urls;
         if urls.is_empty() {
             return Err(Unavailable("no directory URL configured".into()));
@@ -202,7 +240,7 @@ impl Pool {
         let mut errors = Vec::new();
         for i in 0..urls.len() {
             let index = (first + i) % urls.len();
-            let mut settings = LdapConnSettings::new().set_conn_timeout(self.connection.timeout);
+            let mut settings = LdapConnSettings::new().set_conn_timeout(timeout);
             if let Some(tls) = &self.connection.tls {
                 settings = settings.set_config(tls.clone());
             }
@@ -218,6 +256,52 @@ impl Pool {
                 Err(e) => errors.push(format!("{}: {e}", urls[index])),
             }
         }
-        Err(Unavailable(errors.join("; ")))
+        Err(self.down(errors.join("; ")))
+    }
+
+    /// The directory did not answer (`why`): later operations fail at once
+    /// until the probe reconnects. Kept connections are dropped: they
+    /// reach the server that stopped answering.
+    fn down(self: &Arc<Self>, why: String) -> Unavailable {
+        for slot in &self.search {
+            *slot.lock().expect("search pool") = None;
+        }
+        self.bind_idle.lock().expect("bind pool").clear();
+        if self.breaker.trip(&why) {
+            self.probe();
+        }
+        Unavailable(why)
+    }
+
+    /// Reconnects in the background, each attempt within PROBE_ATTEMPT,
+    /// until one binds; its connection serves the next search. Stops when
+    /// the pool is dropped.
+    fn probe(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.breaker.reset();
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                let Some(inner) = pool.upgrade() else { return };
+                let within = breaker::PROBE_ATTEMPT.min(inner.connection.timeout);
+                let attempt = inner.connect(within).await;
+                if let Ok(mut ldap) = attempt {
+                    let c = &inner.connection;
+                    let bound = ldap
+                        .with_timeout(within)
+                        .simple_bind(&c.bind_dn, c.bind_password.expose())
+                        .await;
+                    if bound.is_ok_and(|b| b.rc == 0) {
+                        *inner.search[0].lock().expect("search pool") = Some(ldap);
+                        inner.breaker.close();
+                        return;
+                    }
+                }
+                drop(inner);
+                tokio::time::sleep(breaker::PROBE_PAUSE).await;
+            }
+        });
     }
 }

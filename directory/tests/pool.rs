@@ -1,8 +1,12 @@
 //! The pool against a real slapd: connections it keeps across a restart
 //! of the directory are dead, and a login must not fail on them while the
 //! directory is up again; over ldaps, the server's certificate is checked
-//! against the configured CA.
-use std::{sync::Arc, time::Duration};
+//! against the configured CA; a directory that stops answering costs one
+//! timeout, not one per operation, and is used again once it answers.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use fulmar_daemon::secret::Secret;
 use fulmar_directory::{Connection, Pool};
@@ -77,6 +81,70 @@ fn binds_survive_a_directory_restart() {
     assert!(
         matches!(after[..], [Ok(true)]),
         "a login after the restart: {after:?}"
+    );
+}
+
+#[test]
+fn a_hung_directory_costs_one_timeout_then_fails_fast_until_it_answers() {
+    let mut lab = Lab::build(&LabSpec::lan(&[("dir", &format!("{ADDR}/24"))])).unwrap();
+    let work = lab.log_dir().join("slapd");
+    let pid = mail::start_slapd(&mut lab, "dir", ADDR, &work, &directory()).unwrap() as i32;
+    let rt = runtime_in(&lab);
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let pool = Arc::new(Pool::new(Connection {
+        urls: vec![format!("ldap://{ADDR}:389")],
+        bind_dn: format!("cn=proxy,{BASE}"),
+        bind_password: Secret::new("svc-secret"),
+        timeout: TIMEOUT,
+        pool_size: 2,
+        tls: None,
+    }));
+    // A login as the proxy does it: the account's search, then the bind.
+    let login = |pool: &Arc<Pool>| {
+        let pool = pool.clone();
+        rt.block_on(rt.spawn(async move {
+            let started = Instant::now();
+            let found = pool.search(BASE, "(uid=ann)", &["mailHost"]).await;
+            let bound = pool.check_password(DN, &Secret::new("ann-pw")).await;
+            (
+                found.is_ok() && matches!(bound, Ok(true)),
+                started.elapsed(),
+            )
+        }))
+        .unwrap()
+    };
+    assert!(login(&pool).0, "a login while the directory answers");
+
+    // Hung, as a dead node's address is: connections stay open, nothing
+    // answers. SAFETY: kill(2) has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let first = login(&pool);
+    assert!(!first.0, "a login with the directory hung succeeded");
+    let rest: Vec<_> = (0..10).map(|_| login(&pool)).collect();
+    let waited: Duration = rest.iter().map(|(_, d)| *d).sum();
+    assert!(rest.iter().all(|(ok, _)| !ok));
+    // Without the breaker each of these waits at least one timeout.
+    assert!(
+        waited < TIMEOUT,
+        "ten logins after the first ({first:?}) waited {waited:?} on a hung directory"
+    );
+
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let resumed = Instant::now();
+    let deadline = resumed + TIMEOUT * 5;
+    while !login(&pool).0 {
+        assert!(
+            Instant::now() < deadline,
+            "no login within {:?} of the directory answering again",
+            TIMEOUT * 5
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "first login on the hung directory: {:?}; ten more: {waited:?}; served again {:?} after it resumed",
+        first.1,
+        resumed.elapsed()
     );
 }
 
