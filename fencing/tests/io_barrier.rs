@@ -1,7 +1,10 @@
 //! The I/O barrier on a real loop-attached ext4 volume: once node1 is cut
 //! off, its writes fail and never reach the disk; what it had fsynced is
 //! there when node2 mounts the volume; and the barrier answers off only
-//! once node1's device is gone (a file node1 still holds keeps it).
+//! once node1's device is gone (a file node1 still holds keeps it), also
+//! when node1's mount was detached already and the barrier cannot shut
+//! its file system down: two live ext4 instances on one image are what
+//! damages it (bad bitmap checksums, blocks claimed twice: issue 20).
 mod support;
 
 use std::{
@@ -40,9 +43,10 @@ struct Volume {
 }
 
 impl Volume {
-    fn new() -> Volume {
+    fn new(test: &str) -> Volume {
         support::require_root();
-        let dir = std::env::temp_dir().join(format!("fulmar-io-barrier-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("fulmar-io-barrier-{}-{test}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let image = disk(&dir);
@@ -88,7 +92,7 @@ impl Drop for Volume {
 
 #[test]
 fn a_cut_off_node_writes_nothing_more() {
-    let mut volume = Volume::new();
+    let mut volume = Volume::new("cut-off");
     grant(&volume.dir, "node1").unwrap();
     let mnt1 = volume.attach("node1");
     let mut acked = fs::File::create(mnt1.join("acked")).unwrap();
@@ -160,4 +164,68 @@ fn a_cut_off_node_writes_nothing_more() {
     assert_eq!(rt.block_on(barrier.run(Action::On, T)), Ok(Answer::Done));
     assert!(access_path(&volume.dir, "node1").exists());
     assert!(mounted(&mnt2));
+}
+
+#[test]
+fn a_writer_the_barrier_cannot_see_keeps_it_on_until_it_is_gone() {
+    let mut volume = Volume::new("detached");
+    grant(&volume.dir, "node1").unwrap();
+    let mnt1 = volume.attach("node1");
+    // A dying process of node1 writes on a mount already detached (a stop
+    // that unmounted lazily): no mount table shows it, so the barrier
+    // cannot shut its file system down; only the device shows it is live.
+    let mut writer = fs::File::create(mnt1.join("writer")).unwrap();
+    run("umount", &["-l", mnt1.to_str().unwrap()]);
+    let barrier = std::sync::Arc::new(
+        Device::new(&DeviceConfig::IoBarrier(IoBarrierConfig {
+            volume: volume.dir.clone(),
+            node: "node1".into(),
+            timeout: T,
+        }))
+        .unwrap(),
+    );
+    let off = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || support::runtime().block_on(barrier.run(Action::Off, T)))
+    };
+    let deadline = Instant::now() + T;
+    while access_path(&volume.dir, "node1").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the barrier did not revoke node1"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The writer still reaches the disk: node1 can write, so it is not off.
+    writer
+        .write_all(b"node1 is still writing")
+        .and_then(|_| writer.sync_all())
+        .expect("a write on the detached file system");
+    assert!(
+        !off.is_finished(),
+        "off answered while node1 could still write the volume"
+    );
+    drop(writer);
+    assert_eq!(off.join().unwrap(), Ok(Answer::Done));
+    let rt = support::runtime();
+    assert_eq!(rt.block_on(barrier.status(T)), Ok(PowerState::Off));
+
+    // node2 mounts a volume only one instance ever wrote at a time.
+    grant(&volume.dir, "node2").unwrap();
+    let mnt2 = volume.attach("node2");
+    fs::write(mnt2.join("node2"), b"taken over").unwrap();
+    assert_eq!(
+        fs::read(mnt2.join("writer")).unwrap(),
+        b"node1 is still writing"
+    );
+    run("umount", &[mnt2.to_str().unwrap()]);
+    let check = Command::new("e2fsck")
+        .args(["-fn", disk(&volume.dir).to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "e2fsck -fn: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }

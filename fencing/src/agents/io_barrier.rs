@@ -25,6 +25,10 @@
 //! node's own mount. On real clusters use the storage's own barrier
 //! (fence_scsi, fence_mpath, a fabric switch agent) through the
 //! fence-agents convention.
+//!
+//! `fencing/experiments/two_live_mounts.py` shows what the wait prevents:
+//! an ext4 instance nobody shut down, alive beside the next node's
+//! mount, corrupts the image within a few takeovers.
 use std::{
     fs, io,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
