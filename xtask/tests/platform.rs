@@ -51,6 +51,13 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
     let events = client.events(lab);
     let (fenced, level) = fenced_at(&front, "node1", killed).expect("node1 was fenced");
     assert_eq!(level, 1, "the BMC fenced node1");
+    // Found by its silence (suspect_after), not by its lease: a lease of
+    // 2 s renewed every 0.5 s outlives the death by at least 1.5 s.
+    assert!(
+        fenced - killed < 1.5,
+        "node1's fence ended {:.2} s after its death: as late as the lease",
+        fenced - killed
+    );
     let back = workload::logins_after(&events, "ann", killed)[0];
     assert!(
         fenced < back.0 + back.1,

@@ -17,6 +17,7 @@ use fulmar_fencing::{Fencer, history::now_ms};
 use crate::{
     config::ClusterConfig,
     error::ClusterError,
+    heartbeat::Heartbeats,
     leader,
     lease::{Lease, LeaseHandle},
     metrics::METRICS,
@@ -67,6 +68,17 @@ impl Agent {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let timing = self.config.timing.clone();
+        let heartbeats = match Heartbeats::start(self.config.clone(), &self.node).await {
+            Ok(h) => h,
+            Err(e) => {
+                // The lease still detects failures, only later.
+                tracing::error!(
+                    node = self.node,
+                    "heartbeats: {e}; failures are found by lease alone"
+                );
+                Arc::default()
+            }
+        };
         loop {
             let lease = tokio::select! {
                 joined = Lease::join(&self.client, &self.config.etcd.endpoints, &self.keys, &self.node,
@@ -94,6 +106,7 @@ impl Agent {
                 self.node.clone(),
                 handle.clone(),
                 self.fencer.clone(),
+                heartbeats.clone(),
             ));
             let mut tick = tokio::time::interval(timing.reconcile_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -96,6 +96,14 @@ pub struct Timing {
     /// that a broken BMC or credential is found before a node fails.
     #[serde(with = "humantime_serde")]
     pub fence_monitor_interval: Duration,
+    /// How often each agent sends its heartbeat to the other nodes.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A node (with a `heartbeat` address) silent this long is failed and
+    /// fenced at once, without waiting for its lease; the takeover still
+    /// waits for the fence to confirm it off.
+    #[serde(with = "humantime_serde")]
+    pub suspect_after: Duration,
 }
 
 impl Default for Timing {
@@ -110,6 +118,8 @@ impl Default for Timing {
             failure_backoff: Duration::from_secs(2),
             failure_timeout: Duration::from_secs(120),
             fence_monitor_interval: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_millis(50),
+            suspect_after: Duration::from_millis(300),
         }
     }
 }
@@ -123,6 +133,11 @@ pub struct NodeSpec {
     /// Where this node's fulmar-noded serves Prometheus `GET /metrics`.
     #[serde(default)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where this node's fulmar-noded sends and hears heartbeats (UDP, on
+    /// the cluster network). Without it the node is watched by its lease
+    /// alone (see `timing.suspect_after`).
+    #[serde(default)]
+    pub heartbeat: Option<std::net::SocketAddr>,
 }
 
 impl ClusterConfig {
@@ -147,6 +162,17 @@ impl ClusterConfig {
         // The margin must leave time to renew: keep-alives go every ttl/4.
         if t.self_fence_margin.is_zero() || t.self_fence_margin >= t.lease_ttl / 2 {
             return Err("timing.self_fence_margin must be above 0 and below lease_ttl / 2".into());
+        }
+        // Several beats lost before a suspicion, and sooner than the lease.
+        if t.heartbeat_interval.is_zero()
+            || t.suspect_after < 3 * t.heartbeat_interval
+            || t.suspect_after >= t.lease_ttl
+        {
+            return Err(
+                "timing.suspect_after must be at least 3 x heartbeat_interval (above 0) \
+                 and below lease_ttl"
+                    .into(),
+            );
         }
         for (name, spec) in &self.instance {
             spec.vip().map_err(|e| format!("instance {name}: {e}"))?;
@@ -220,6 +246,10 @@ mod tests {
                 "self_fence_margin",
             ),
             (format!("{BASE}\nbogus = 1"), "unknown field"),
+            (
+                format!("{BASE}\n[timing]\nheartbeat_interval = \"200ms\""),
+                "suspect_after",
+            ),
         ];
         for (text, want) in bad {
             let e = ClusterConfig::parse(&text).unwrap_err().to_string();

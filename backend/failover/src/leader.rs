@@ -18,6 +18,7 @@ use fulmar_fencing::{Action, Fencer, Outcome, Record, history::now_ms};
 
 use crate::{
     config::ClusterConfig,
+    heartbeat::Heartbeats,
     lease::LeaseHandle,
     metrics::METRICS,
     plan::{Decision, plan},
@@ -30,8 +31,10 @@ pub async fn run(
     node: String,
     lease: LeaseHandle,
     fencer: Arc<Fencer>,
+    heartbeats: Arc<Heartbeats>,
 ) {
     let keys = Keys::new(&config.etcd.prefix);
+    let mut suspected = BTreeSet::new();
     let fencing: Fencing = Arc::default();
     let mut tick = tokio::time::interval(config.timing.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -43,7 +46,7 @@ pub async fn run(
             return;
         }
         let mut c = client.clone();
-        let s = match state::load(&mut c, &keys).await {
+        let mut s = match state::load(&mut c, &keys).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("leader: {e}");
@@ -52,9 +55,15 @@ pub async fn run(
         };
         match &s.leader {
             Some((n, l)) if *n == node && *l == lease.id => {}
-            Some(_) => {
+            Some((n, l)) => {
                 was_leader = false;
                 METRICS.leading(false);
+                // A silent leader is deposed now, not when its lease ends:
+                // its writes need `leader` on its lease, so once this
+                // succeeds it can place nothing, and it is fenced next.
+                if heartbeats.suspects(config.timing.suspect_after).contains(n) {
+                    depose(&mut c, &keys, n, *l, &node, lease.id).await;
+                }
                 continue;
             }
             None => {
@@ -67,6 +76,7 @@ pub async fn run(
             was_leader = true;
             METRICS.leading(true);
         }
+        suspect(&heartbeats, &config, &mut s, &mut suspected);
         if Instant::now() >= next_monitor {
             next_monitor = Instant::now() + config.timing.fence_monitor_interval;
             tokio::spawn(monitor_devices(fencer.clone()));
@@ -84,6 +94,30 @@ pub async fn run(
         }
         METRICS.cluster(config.clone(), s);
     }
+}
+
+/// Nodes silent past `suspect_after` count as failed (their `alive` entry
+/// is dropped from the leader's view), so their instances are fenced and
+/// taken over now rather than when the lease expires.
+fn suspect(
+    heartbeats: &Heartbeats,
+    config: &ClusterConfig,
+    s: &mut Snapshot,
+    suspected: &mut BTreeSet<String>,
+) {
+    let now = heartbeats.suspects(config.timing.suspect_after);
+    for node in now.difference(suspected) {
+        tracing::warn!(
+            node,
+            silent_for = ?config.timing.suspect_after,
+            "no heartbeat: failed"
+        );
+    }
+    for node in suspected.difference(&now) {
+        tracing::info!(node, "heartbeats again");
+    }
+    s.alive.retain(|node, _| !now.contains(node));
+    *suspected = now;
 }
 
 /// Runs every fence device's `monitor` action (each bounded by its own
@@ -110,6 +144,45 @@ async fn campaign(c: &mut Client, keys: &Keys, node: &str, lease: i64) {
         )]);
     if let Err(e) = c.txn(txn).await {
         tracing::warn!("campaigning: {e}");
+    }
+}
+
+/// A node fenced off is no member any more: its lease is revoked, so its
+/// `alive` entry goes now (not when the lease would expire) and the node,
+/// booted again, joins with a new incarnation at once.
+async fn end_membership(c: &mut Client, keys: &Keys, node: &str, incarnation: i64) {
+    let Ok(found) = c.get(keys.alive(node), None).await else {
+        return;
+    };
+    for kv in found.kvs() {
+        if kv.create_revision() <= incarnation
+            && let Err(e) = c.lease_revoke(kv.lease()).await
+        {
+            tracing::warn!(node, "revoking the fenced node's lease: {e}");
+        }
+    }
+}
+
+/// Takes `leader` from `silent` (on its lease `theirs`), if still theirs.
+async fn depose(c: &mut Client, keys: &Keys, silent: &str, theirs: i64, node: &str, mine: i64) {
+    let key = keys.leader();
+    let txn = Txn::new()
+        .when([Compare::lease(key.as_str(), CompareOp::Equal, theirs)])
+        .and_then([TxnOp::put(
+            key.as_str(),
+            node,
+            Some(PutOptions::new().with_lease(mine)),
+        )]);
+    match c.txn(txn).await {
+        Ok(r) if r.succeeded() => {
+            tracing::warn!(
+                leader = silent,
+                node,
+                "no heartbeat from the leader: deposed it"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("deposing {silent}: {e}"),
     }
 }
 
@@ -203,6 +276,9 @@ async fn apply(
                     },
                 });
                 tracing::warn!(node, "{}", record.summary());
+                if record.safe_to_take_over() {
+                    end_membership(&mut c, &keys, &node, incarnation).await;
+                }
                 let fence = Fence {
                     incarnation,
                     record: record.clone(),

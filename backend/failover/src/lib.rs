@@ -13,13 +13,15 @@
 //!
 //! The manager on top, with its state in etcd:
 //! - [`config`]: the cluster file; [`state`]: the keys in etcd.
-//! - [`lease`]: membership and the self-fencing deadline.
+//! - [`lease`]: membership and the self-fencing deadline; [`heartbeat`]:
+//!   the faster detector, whose suspicion leads to a fence.
 //! - [`agent`]: runs what is placed on this node; [`leader`] applies the
 //!   [`plan`] (placement, fencing before takeover).
 //! - [`metrics`]: Prometheus text at `GET /metrics` (`node.NAME.metrics`).
 pub mod agent;
 pub mod config;
 pub mod error;
+pub mod heartbeat;
 pub mod instance;
 pub mod leader;
 pub mod lease;

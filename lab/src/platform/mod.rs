@@ -41,6 +41,8 @@ pub const INSTANCES: [(&str, &str, &str); 3] = [
     ("mail2", "198.18.2.22", "node2"),
     ("ldap", DIRECTORY, "node2"),
 ];
+/// Where each node's fulmar-noded sends and hears heartbeats.
+const NODED_HEARTBEAT: u16 = 7790;
 /// Where each node's fulmar-noded serves its metrics.
 pub const NODED_METRICS: u16 = 9422;
 /// `fulmar` and etcdctl run on the balancer host (the operator's seat).
@@ -181,11 +183,10 @@ impl Platform {
             .iter()
             .map(|n| {
                 let addr = node_addr(n);
+                let ip = addr.parse().expect("address");
                 let spec = NodeSpec {
-                    metrics: Some(SocketAddr::new(
-                        addr.parse().expect("address"),
-                        NODED_METRICS,
-                    )),
+                    metrics: Some(SocketAddr::new(ip, NODED_METRICS)),
+                    heartbeat: Some(SocketAddr::new(ip, NODED_HEARTBEAT)),
                     addresses: vec![addr],
                 };
                 (n.to_string(), spec)
