@@ -32,9 +32,16 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
         })
         .unwrap();
 
-    // node1 dies: mail1 is fenced first, then runs on another node.
+    // node1, the leader, dies: another agent deposes it, mail1 is fenced
+    // first, then runs on another node.
     let (home, generation) = p.running(lab, "mail1").expect("mail1 runs");
     assert_eq!(home, "node1");
+    let leader = p.state(lab).unwrap().get("leader").cloned();
+    assert_eq!(
+        leader.as_deref(),
+        Some("node1"),
+        "the platform starts with node1 leading"
+    );
     let killed = now();
     p.kill_node(lab, "node1").unwrap();
     let (moved_to, _) = p

@@ -98,7 +98,23 @@ impl Platform {
         };
         platform.write_configs(&front.lab, &work)?;
         bmc::start(&mut front.lab, &work, noded, &platform.cluster_config)?;
-        for node in topology::BACKEND_NODES {
+        // node1 first, and leading before the others join: a test that
+        // kills node1 kills the leader (the others must depose it).
+        let (first, others) = topology::BACKEND_NODES.split_first().expect("nodes");
+        platform.start_agent(&mut front.lab, first)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while platform
+            .state(&front.lab)?
+            .get("leader")
+            .map(String::as_str)
+            != Some(*first)
+        {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("{first} did not lead:\n{}", platform.agent_logs(&front.lab));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for node in others {
             platform.start_agent(&mut front.lab, node)?;
         }
         for (name, _, _) in INSTANCES {
