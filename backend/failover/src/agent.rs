@@ -79,6 +79,7 @@ impl Agent {
                 Arc::default()
             }
         };
+        METRICS.heartbeats(heartbeats.clone());
         loop {
             let lease = tokio::select! {
                 joined = Lease::join(&self.client, &self.config.etcd.endpoints, &self.keys, &self.node,

@@ -75,7 +75,16 @@ impl Heartbeats {
         silent
     }
 
-    fn heard(&self, node: &str) {
+    /// How long ago each node was last heard (for the metrics).
+    pub fn ages(&self) -> Vec<(String, Duration)> {
+        let heard = self.heard.lock().expect("heartbeats");
+        heard
+            .iter()
+            .map(|(n, at)| (n.clone(), at.elapsed()))
+            .collect()
+    }
+
+    pub(crate) fn heard(&self, node: &str) {
         self.heard
             .lock()
             .expect("heartbeats")

@@ -21,6 +21,7 @@ use fulmar_fencing::Outcome;
 
 use crate::{
     config::ClusterConfig,
+    heartbeat::Heartbeats,
     state::{RunState, Snapshot},
 };
 
@@ -110,6 +111,7 @@ pub struct Metrics {
     cluster: Mutex<Option<(Arc<ClusterConfig>, Snapshot)>>,
     /// device → monitor passed
     devices: Mutex<BTreeMap<String, bool>>,
+    heartbeats: Mutex<Option<Arc<Heartbeats>>>,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -122,6 +124,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     local: Mutex::default(),
     cluster: Mutex::default(),
     devices: Mutex::default(),
+    heartbeats: Mutex::default(),
 });
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,6 +173,11 @@ impl Metrics {
         *lock(&self.cluster) = Some((config, s));
     }
 
+    /// Where the ages of the other nodes' heartbeats are read.
+    pub fn heartbeats(&self, h: Arc<Heartbeats>) {
+        *lock(&self.heartbeats) = Some(h);
+    }
+
     pub fn device_monitor(&self, device: &str, ok: bool) {
         lock(&self.devices).insert(device.into(), ok);
     }
@@ -209,6 +217,20 @@ impl Metrics {
             Kind::Gauge,
             "1 while this node leads the cluster.",
             u8::from(self.leader.load(Relaxed)),
+        );
+        let ages = lock(&self.heartbeats)
+            .as_ref()
+            .map(|h| h.ages())
+            .unwrap_or_default();
+        let age = (
+            "fulmar_node_heartbeat_age_seconds",
+            Kind::Gauge,
+            "Since this node last heard each other node's heartbeat (the leader fences one past timing.suspect_after).",
+        );
+        t.by(
+            age,
+            "peer",
+            ages.iter().map(|(n, d)| (n.as_str(), d.as_secs_f64())),
         );
         self.local_text(&mut t);
         self.cluster_text(&mut t);
@@ -418,6 +440,21 @@ mod tests {
     use super::*;
     use crate::state::{Fence, Placement, Status};
 
+    #[test]
+    fn heartbeat_ages_are_shown_per_peer() {
+        let h = Arc::new(Heartbeats::default());
+        h.heard("node2");
+        let m = fresh();
+        m.heartbeats(h);
+        let text = m.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("fulmar_node_heartbeat_age_seconds{peer=\"node2\"}"))
+            .unwrap_or_else(|| panic!("no age for node2 in:\n{text}"));
+        let age: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((0.0..60.0).contains(&age), "{line}");
+    }
+
     fn placed(state: Option<RunState>) -> Snapshot {
         let mut s = Snapshot::default();
         s.alive.insert("node1".into(), (5, 1));
@@ -495,9 +532,9 @@ mod tests {
         assert_eq!(phase(&stopped), "failed");
     }
 
-    #[test]
-    fn only_the_leader_reports_the_cluster() {
-        let m = Metrics {
+    /// node1's metrics, holding its lease at incarnation 5.
+    fn fresh() -> Metrics {
+        Metrics {
             node: Mutex::new("node1".into()),
             lease_held: AtomicBool::new(true),
             incarnation: AtomicI64::new(5),
@@ -507,7 +544,13 @@ mod tests {
             local: Mutex::default(),
             cluster: Mutex::default(),
             devices: Mutex::default(),
-        };
+            heartbeats: Mutex::default(),
+        }
+    }
+
+    #[test]
+    fn only_the_leader_reports_the_cluster() {
+        let m = fresh();
         m.running_here("mail1", 3, Path::new("/"));
         let text = m.render();
         assert!(text.contains(
