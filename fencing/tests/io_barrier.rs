@@ -17,7 +17,7 @@ use std::{
 
 use fulmar_fencing::{
     Action, Answer, Device, PowerState,
-    agents::io_barrier::{access_path, disk, grant},
+    agents::io_barrier::{access_path, attachments, disk, grant},
     config::{DeviceConfig, IoBarrierConfig},
 };
 use fulmar_lab::mounted;
@@ -39,7 +39,6 @@ fn run(program: &str, args: &[&str]) -> String {
 struct Volume {
     dir: PathBuf,
     mounts: Vec<PathBuf>,
-    loops: Vec<String>,
 }
 
 impl Volume {
@@ -55,7 +54,6 @@ impl Volume {
         Volume {
             dir,
             mounts: Vec::new(),
-            loops: Vec::new(),
         }
     }
 
@@ -69,7 +67,6 @@ impl Volume {
                 access_path(&self.dir, node).to_str().unwrap(),
             ],
         );
-        self.loops.push(device.clone());
         let mount = self.dir.join(format!("mnt-{node}"));
         fs::create_dir_all(&mount).unwrap();
         run("mount", &[&device, mount.to_str().unwrap()]);
@@ -83,8 +80,13 @@ impl Drop for Volume {
         for m in self.mounts.iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
-        for l in &self.loops {
-            let _ = Command::new("losetup").arg("-d").arg(l).status();
+        // Only devices still attached to this volume: one the barrier freed
+        // may be another test's by now.
+        for a in attachments(&self.dir) {
+            let _ = Command::new("losetup")
+                .arg("-d")
+                .arg(format!("/dev/{}", a.device))
+                .status();
         }
         let _ = fs::remove_dir_all(&self.dir);
     }

@@ -219,12 +219,10 @@ fn detach(mount: &Path) -> io::Result<()> {
 /// LOOP_CLR_FD. With users left (files open on a lazily unmounted file
 /// system) the kernel marks the device autoclear and detaches it when the
 /// last one goes.
-fn clear_loop(name: &str) {
+fn clear_loop(device: &fs::File) {
     const LOOP_CLR_FD: libc::c_ulong = 0x4c01;
-    if let Ok(dev) = fs::File::open(format!("/dev/{name}")) {
-        // SAFETY: an argument-less ioctl on an open loop device.
-        unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) };
-    }
+    // SAFETY: an argument-less ioctl on an open loop device.
+    unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD, 0) };
 }
 
 impl IoBarrier {
@@ -270,6 +268,18 @@ impl IoBarrier {
             _ => {}
         }
         for a in &devices {
+            // Held open, the device cannot be released and given to another
+            // attachment while the barrier acts on it; checked after the
+            // open, it is this path's. Named only, a device freed meanwhile
+            // and taken by the next node would be shut down and cleared
+            // under that node (seen: its mount failing, "can't read
+            // superblock").
+            let Ok(held) = fs::File::open(format!("/dev/{}", a.device)) else {
+                continue;
+            };
+            if !still_attached(&a.device, &path) {
+                continue;
+            }
             for mount in mounts_of(&a.dev) {
                 shutdown_fs(&mount).map_err(|e| {
                     failed(format!(
@@ -281,7 +291,7 @@ impl IoBarrier {
                 detach(&mount)
                     .map_err(|e| failed(format!("unmounting {}: {e}", mount.display())))?;
             }
-            clear_loop(&a.device);
+            clear_loop(&held);
         }
         // Off means drained and gone (see the module doc); the device's
         // timeout bounds the wait and fails this level if a holder lingers.
