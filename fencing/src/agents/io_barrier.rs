@@ -150,11 +150,13 @@ fn still_attached(device: &str, backing: &Path) -> bool {
     backing_of(device).is_some_and(|b| b == backing)
 }
 
-/// Whether the loop device `device` (`loop3` or `/dev/loop3`) is bound to
-/// a file: LOOP_CLR_FD returns before the kernel lets go of a device
-/// something still opens, so a detach is done only when this is false.
-pub fn bound(device: &str) -> bool {
-    backing_of(device.trim_start_matches("/dev/")).is_some()
+/// The file the loop device `device` (`loop3` or `/dev/loop3`) is bound
+/// to, if any: LOOP_CLR_FD returns before the kernel lets go of a device
+/// something still opens, so a detach is done only once the device is no
+/// longer bound to the same file (it may be bound to another already: the
+/// next attachment anywhere may take the freed device).
+pub fn bound_to(device: &str) -> Option<PathBuf> {
+    backing_of(device.trim_start_matches("/dev/"))
 }
 
 /// Mount points of the device `major:minor` (this mount namespace).

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fulmar_fencing::agents::io_barrier::{access_path, attachments, bound, disk};
+use fulmar_fencing::agents::io_barrier::{access_path, attachments, bound_to, disk};
 
 /// The fencing token on the volume.
 pub const GENERATION_FILE: &str = ".fulmar-generation";
@@ -201,9 +201,10 @@ pub fn unmount(m: &Mounted) -> Result<(), VolumeError> {
 /// Detaches a loop device and waits until the kernel let go of it: a
 /// detached volume is one the next holder's check accepts.
 fn detach(device: &str) -> Result<(), VolumeError> {
+    let backing = bound_to(device);
     run("losetup", &["-d", device])?;
     let deadline = Instant::now() + DETACH_TIMEOUT;
-    while bound(device) {
+    while backing.is_some() && bound_to(device) == backing {
         if Instant::now() > deadline {
             return Err(io(
                 device,
