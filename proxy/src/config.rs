@@ -154,7 +154,7 @@ pub struct BackendConfig {
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
     /// How long a connection to a back-end may take. Within it the proxy
-    /// tries afresh every 250 ms (and 100 ms after a refusal): a login
+    /// tries afresh every 100 ms (and 50 ms after a refusal): a login
     /// that arrives while an instance moves waits for its new home.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,

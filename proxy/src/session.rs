@@ -258,11 +258,11 @@ pub async fn connect_backend(
 /// while an instance's address moves between nodes its SYNs are lost, and
 /// the kernel would wait a whole second to send another; a fresh attempt
 /// reaches the new holder as soon as it has announced the address.
-const CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
+const CONNECT_ATTEMPT: Duration = Duration::from_millis(100);
 /// The pause after a refused attempt: a node whose service died still
 /// refuses for its address until the service restarts or the node is
 /// fenced and another takes over.
-const REFUSED_PAUSE: Duration = Duration::from_millis(100);
+const REFUSED_PAUSE: Duration = Duration::from_millis(50);
 
 /// Connects within `timeout`, attempt after attempt, so that a login or a
 /// delivery arriving during a failover waits for the instance's new home

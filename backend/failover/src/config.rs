@@ -111,7 +111,7 @@ impl Default for Timing {
         Timing {
             lease_ttl: Duration::from_secs(2),
             self_fence_margin: Duration::from_millis(500),
-            reconcile_interval: Duration::from_millis(100),
+            reconcile_interval: Duration::from_millis(50),
             probe_interval: Duration::from_secs(1),
             restart_threshold: 3,
             restart_window: Duration::from_secs(300),

@@ -36,12 +36,17 @@ pub async fn run(
     let keys = Keys::new(&config.etcd.prefix);
     let mut suspected = BTreeSet::new();
     let fencing: Fencing = Arc::default();
+    // A recorded fence frees instances: plan at once, not at the next tick.
+    let fenced = Arc::new(tokio::sync::Notify::new());
     let mut tick = tokio::time::interval(config.timing.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
     let mut next_monitor = Instant::now();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = fenced.notified() => {}
+        }
         if !lease.valid() {
             return;
         }
@@ -90,7 +95,16 @@ pub async fn run(
             if !lease.valid() {
                 return;
             }
-            apply(decision, &s, &mut c, &keys, &lease, &fencer, &fencing).await;
+            apply(
+                decision,
+                &s,
+                &mut c,
+                &keys,
+                &lease,
+                &fencer,
+                (&fencing, &fenced),
+            )
+            .await;
         }
         METRICS.cluster(config.clone(), s);
     }
@@ -207,7 +221,7 @@ async fn apply(
     keys: &Keys,
     lease: &LeaseHandle,
     fencer: &Arc<Fencer>,
-    fencing: &Fencing,
+    (fencing, fenced): (&Fencing, &Arc<tokio::sync::Notify>),
 ) {
     match decision {
         Decision::Place {
@@ -261,8 +275,13 @@ async fn apply(
                 .lock()
                 .expect("fencing set")
                 .insert(node.clone(), None);
-            let (fencer, fencing, mut c, keys) =
-                (fencer.clone(), fencing.clone(), c.clone(), keys.clone());
+            let (fencer, fencing, fenced, mut c, keys) = (
+                fencer.clone(),
+                fencing.clone(),
+                fenced.clone(),
+                c.clone(),
+                keys.clone(),
+            );
             tokio::spawn(async move {
                 tracing::warn!(node, incarnation, "fencing");
                 let record = fencer.fence(&node).await.unwrap_or_else(|e| Record {
@@ -300,6 +319,7 @@ async fn apply(
                     .lock()
                     .expect("fencing set")
                     .insert(node.clone(), Some(recorded));
+                fenced.notify_one();
             });
         }
         Decision::Unfence { node } => {
