@@ -72,7 +72,13 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
     );
     let ann_outage = workload::outage(&events, "ann", killed, now()).unwrap();
     // bob's home is untouched: his logins go on.
-    assert_eq!(workload::failed_logins(&events, "bob", killed, now()), 0);
+    let bob_failed = workload::failed_logins(&events, "bob", killed, now());
+    assert!(
+        bob_failed == 0,
+        "{bob_failed} of bob's logins failed while node1 died:\n{}\n{}",
+        client.failures(&front.lab).join("\n"),
+        front.platform.as_ref().unwrap().agent_logs(&front.lab)
+    );
     eprintln!("node1 killed: mail1 on {moved_to}, ann served again after {ann_outage:.2} s");
 
     // node1 is powered on through its BMC (links, addresses, its agent)
@@ -114,6 +120,7 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
         .wait(lab, t, "ann served after the move", served("ann", moved, 3))
         .unwrap();
     let run = client.run.clone();
+    let failures = client.failures(lab);
     let events = client.stop(lab).unwrap();
     let bob_outage = workload::outage(&events, "bob", killed, now()).unwrap();
     let ann_failed = workload::failed_logins(&events, "ann", killed, moved);
@@ -125,8 +132,10 @@ fn dead_nodes_are_fenced_and_mail_flows_again_through_the_balancer() {
         "node2 killed: bob served again after {bob_outage:.2} s; ann: {ann_failed} failed logins, slowest {ann_slowest:.2} s"
     );
     assert_eq!(
-        ann_failed, 0,
-        "ann, seen lately, must get in while the directory moves"
+        ann_failed,
+        0,
+        "ann, seen lately, must get in while the directory moves:\n{}",
+        failures.join("\n")
     );
 
     // Nothing acknowledged is lost or stored twice.

@@ -99,7 +99,18 @@ impl Platform {
         platform.write_configs(&front.lab, &work)?;
         bmc::start(&mut front.lab, &work, noded, &platform.cluster_config)?;
         // node1 first, and leading before the others join: a test that
-        // kills node1 kills the leader (the others must depose it).
+        // kills node1 kills the leader (the others must depose it). The
+        // instances wait, disabled, until every node is in: placed by a
+        // lone node1 they would all stay there.
+        let cluster = platform.cluster_config.to_string_lossy().into_owned();
+        let bin = front.bins.fulmar.to_string_lossy().into_owned();
+        let fulmar = |lab: &Lab, verb: &str, name: &str| -> Result<()> {
+            lab.check(SEAT, &bin, &["-C", &cluster, "instance", verb, name])?;
+            Ok(())
+        };
+        for (name, _, _) in INSTANCES {
+            fulmar(&front.lab, "disable", name)?;
+        }
         let (first, others) = topology::BACKEND_NODES.split_first().expect("nodes");
         platform.start_agent(&mut front.lab, first)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -116,6 +127,23 @@ impl Platform {
         }
         for node in others {
             platform.start_agent(&mut front.lab, node)?;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !topology::BACKEND_NODES.iter().all(|n| {
+            platform
+                .state(&front.lab)
+                .is_ok_and(|s| s.contains_key(&format!("alive/{n}")))
+        }) {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "not every node joined:\n{}",
+                    platform.agent_logs(&front.lab)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for (name, _, _) in INSTANCES {
+            fulmar(&front.lab, "enable", name)?;
         }
         for (name, _, _) in INSTANCES {
             platform.wait_running(&front.lab, name, Duration::from_secs(60), |_, _| true)?;

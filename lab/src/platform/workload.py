@@ -43,7 +43,9 @@ def login(user, password):
             m.logout()
             out("login", user, "ok", start, time.time() - start)
         except Exception as e:
-            out("login", user, "fail", start, time.time() - start, type(e).__name__)
+            # The server's words too (NO [UNAVAILABLE] ...), one field.
+            why = "_".join(str(e).split())[:120]
+            out("login", user, "fail", start, time.time() - start, type(e).__name__, why)
             time.sleep(0.05)
         time.sleep(0.05)
 

@@ -97,6 +97,15 @@ impl Workload {
             .collect()
     }
 
+    /// The client's lines for failed logins, with what the server said.
+    pub fn failures(&self, lab: &Lab) -> Vec<String> {
+        lab.log("client", "workload")
+            .lines()
+            .filter(|l| l.starts_with("login ") && l.contains(" fail "))
+            .map(String::from)
+            .collect()
+    }
+
     /// Waits until what the client saw satisfies `done`.
     pub fn wait(
         &self,
