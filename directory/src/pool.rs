@@ -286,18 +286,10 @@ impl Inner {
             loop {
                 let Some(inner) = pool.upgrade() else { return };
                 let within = breaker::PROBE_ATTEMPT.min(inner.connection.timeout);
-                let attempt = inner.connect(within).await;
-                if let Ok(mut ldap) = attempt {
-                    let c = &inner.connection;
-                    let bound = ldap
-                        .with_timeout(within)
-                        .simple_bind(&c.bind_dn, c.bind_password.expose())
-                        .await;
-                    if bound.is_ok_and(|b| b.rc == 0) {
-                        *inner.search[0].lock().expect("search pool") = Some(ldap);
-                        inner.breaker.close();
-                        return;
-                    }
+                if let Ok(ldap) = inner.bound_connection(within).await {
+                    *inner.search[0].lock().expect("search pool") = Some(ldap);
+                    inner.breaker.close();
+                    return;
                 }
                 drop(inner);
                 tokio::time::sleep(breaker::PROBE_PAUSE).await;

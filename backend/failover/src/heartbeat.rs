@@ -63,13 +63,13 @@ impl Heartbeats {
     /// Nodes heard before and silent for `after` now. Empty when no node
     /// was heard within `after` (see the module doc).
     pub fn suspects(&self, after: Duration) -> BTreeSet<String> {
-        let heard = self.heard.lock().expect("heartbeats");
-        let silent: BTreeSet<String> = heard
+        let ages = self.ages();
+        let silent: BTreeSet<String> = ages
             .iter()
-            .filter(|(_, at)| at.elapsed() >= after)
+            .filter(|(_, age)| *age >= after)
             .map(|(n, _)| n.clone())
             .collect();
-        if silent.len() == heard.len() {
+        if silent.len() == ages.len() {
             return BTreeSet::new();
         }
         silent

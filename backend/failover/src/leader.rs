@@ -9,9 +9,24 @@ use std::{
     time::Instant,
 };
 
-/// Fences in progress (None) or recorded at a revision a snapshot may not
-/// have seen yet (Some): both mean "do not fence again".
-type Fencing = Arc<Mutex<BTreeMap<String, Option<i64>>>>;
+/// The leader's fences: in progress (None) or recorded at a revision a
+/// snapshot may not have seen yet (Some), both meaning "do not fence
+/// again"; and a signal when one is recorded, which frees instances, so
+/// the leader plans at once rather than at its next tick.
+#[derive(Default)]
+struct Fencing {
+    nodes: Mutex<BTreeMap<String, Option<i64>>>,
+    recorded: tokio::sync::Notify,
+}
+
+impl Fencing {
+    fn set(&self, node: &str, recorded: Option<i64>) {
+        self.nodes
+            .lock()
+            .expect("fencing set")
+            .insert(node.to_string(), recorded);
+    }
+}
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use fulmar_fencing::{Action, Fencer, Outcome, Record, history::now_ms};
@@ -35,9 +50,7 @@ pub async fn run(
 ) {
     let keys = Keys::new(&config.etcd.prefix);
     let mut suspected = BTreeSet::new();
-    let fencing: Fencing = Arc::default();
-    // A recorded fence frees instances: plan at once, not at the next tick.
-    let fenced = Arc::new(tokio::sync::Notify::new());
+    let fencing = Arc::new(Fencing::default());
     let mut tick = tokio::time::interval(config.timing.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
@@ -45,7 +58,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = fenced.notified() => {}
+            () = fencing.recorded.notified() => {}
         }
         if !lease.valid() {
             return;
@@ -87,7 +100,7 @@ pub async fn run(
             tokio::spawn(monitor_devices(fencer.clone()));
         }
         let in_flight: BTreeSet<String> = {
-            let mut f = fencing.lock().expect("fencing set");
+            let mut f = fencing.nodes.lock().expect("fencing set");
             f.retain(|_, recorded| recorded.is_none_or(|r| r > s.revision));
             f.keys().cloned().collect()
         };
@@ -95,16 +108,7 @@ pub async fn run(
             if !lease.valid() {
                 return;
             }
-            apply(
-                decision,
-                &s,
-                &mut c,
-                &keys,
-                &lease,
-                &fencer,
-                (&fencing, &fenced),
-            )
-            .await;
+            apply(decision, &s, &mut c, &keys, &lease, &fencer, &fencing).await;
         }
         METRICS.cluster(config.clone(), s);
     }
@@ -148,17 +152,26 @@ async fn monitor_devices(fencer: Arc<Fencer>) {
 }
 
 async fn campaign(c: &mut Client, keys: &Keys, node: &str, lease: i64) {
-    let key = keys.leader();
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key.as_str(),
-            node,
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
-    if let Err(e) = c.txn(txn).await {
+    let unheld = Compare::create_revision(keys.leader(), CompareOp::Equal, 0);
+    if let Err(e) = claim_leader(c, keys, node, lease, unheld).await {
         tracing::warn!("campaigning: {e}");
     }
+}
+
+/// Puts `leader` = `node` on its `lease` when `when` holds; whether it did.
+async fn claim_leader(
+    c: &mut Client,
+    keys: &Keys,
+    node: &str,
+    lease: i64,
+    when: Compare,
+) -> Result<bool, etcd_client::Error> {
+    let txn = Txn::new().when([when]).and_then([TxnOp::put(
+        keys.leader(),
+        node,
+        Some(PutOptions::new().with_lease(lease)),
+    )]);
+    Ok(c.txn(txn).await?.succeeded())
 }
 
 /// A node fenced off is no member any more: its lease is revoked, so its
@@ -179,23 +192,14 @@ async fn end_membership(c: &mut Client, keys: &Keys, node: &str, incarnation: i6
 
 /// Takes `leader` from `silent` (on its lease `theirs`), if still theirs.
 async fn depose(c: &mut Client, keys: &Keys, silent: &str, theirs: i64, node: &str, mine: i64) {
-    let key = keys.leader();
-    let txn = Txn::new()
-        .when([Compare::lease(key.as_str(), CompareOp::Equal, theirs)])
-        .and_then([TxnOp::put(
-            key.as_str(),
+    let still_theirs = Compare::lease(keys.leader(), CompareOp::Equal, theirs);
+    match claim_leader(c, keys, node, mine, still_theirs).await {
+        Ok(true) => tracing::warn!(
+            leader = silent,
             node,
-            Some(PutOptions::new().with_lease(mine)),
-        )]);
-    match c.txn(txn).await {
-        Ok(r) if r.succeeded() => {
-            tracing::warn!(
-                leader = silent,
-                node,
-                "no heartbeat from the leader: deposed it"
-            );
-        }
-        Ok(_) => {}
+            "no heartbeat from the leader: deposed it"
+        ),
+        Ok(false) => {}
         Err(e) => tracing::warn!("deposing {silent}: {e}"),
     }
 }
@@ -221,7 +225,7 @@ async fn apply(
     keys: &Keys,
     lease: &LeaseHandle,
     fencer: &Arc<Fencer>,
-    (fencing, fenced): (&Fencing, &Arc<tokio::sync::Notify>),
+    fencing: &Arc<Fencing>,
 ) {
     match decision {
         Decision::Place {
@@ -271,17 +275,9 @@ async fn apply(
             as_leader(c, keys, lease.id, vec![op]).await;
         }
         Decision::Fence { node, incarnation } => {
-            fencing
-                .lock()
-                .expect("fencing set")
-                .insert(node.clone(), None);
-            let (fencer, fencing, fenced, mut c, keys) = (
-                fencer.clone(),
-                fencing.clone(),
-                fenced.clone(),
-                c.clone(),
-                keys.clone(),
-            );
+            fencing.set(&node, None);
+            let (fencer, fencing, mut c, keys) =
+                (fencer.clone(), fencing.clone(), c.clone(), keys.clone());
             tokio::spawn(async move {
                 tracing::warn!(node, incarnation, "fencing");
                 let record = fencer.fence(&node).await.unwrap_or_else(|e| Record {
@@ -315,11 +311,8 @@ async fn apply(
                         0
                     }
                 };
-                fencing
-                    .lock()
-                    .expect("fencing set")
-                    .insert(node.clone(), Some(recorded));
-                fenced.notify_one();
+                fencing.set(&node, Some(recorded));
+                fencing.recorded.notify_one();
             });
         }
         Decision::Unfence { node } => {

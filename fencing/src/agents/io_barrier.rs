@@ -274,8 +274,8 @@ impl IoBarrier {
             // attachment while the barrier acts on it; checked after the
             // open, it is this path's. Named only, a device freed meanwhile
             // and taken by the next node would be shut down and cleared
-            // under that node (seen: its mount failing, "can't read
-            // superblock").
+            // under that node (the barrier tests' cleanup did exactly that
+            // to each other's mounts: "can't read superblock").
             let Ok(held) = fs::File::open(format!("/dev/{}", a.device)) else {
                 continue;
             };

@@ -4,10 +4,7 @@
 //! served again, when the node was fenced); the ledger at the end holds
 //! what must never happen: an acknowledged message lost or stored twice,
 //! two holders of a VIP or volume, a volume needing repair, a crash.
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -505,13 +502,10 @@ pub fn fenced_at(front: &Front, node: &str, after: f64) -> Option<(f64, usize)> 
 
 fn wait_online(front: &Front, node: &str) -> Result<()> {
     let p = front.platform.as_ref().context("a platform")?;
-    let deadline = Instant::now() + STEP;
-    while !p.state(&front.lab)?.contains_key(&format!("alive/{node}")) {
-        if Instant::now() > deadline {
-            bail!("{node} did not rejoin:\n{}", p.agent_logs(&front.lab));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let alive = format!("alive/{node}");
+    p.wait_state(&front.lab, STEP, &format!("{node} rejoined"), |s| {
+        s.contains_key(&alive)
+    })?;
     Ok(())
 }
 

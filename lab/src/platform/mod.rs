@@ -113,35 +113,18 @@ impl Platform {
         }
         let (first, others) = topology::BACKEND_NODES.split_first().expect("nodes");
         platform.start_agent(&mut front.lab, first)?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while platform
-            .state(&front.lab)?
-            .get("leader")
-            .map(String::as_str)
-            != Some(*first)
-        {
-            if std::time::Instant::now() > deadline {
-                anyhow::bail!("{first} did not lead:\n{}", platform.agent_logs(&front.lab));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let within = Duration::from_secs(30);
+        platform.wait_state(&front.lab, within, &format!("{first} leading"), |s| {
+            s.get("leader").map(String::as_str) == Some(*first)
+        })?;
         for node in others {
             platform.start_agent(&mut front.lab, node)?;
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !topology::BACKEND_NODES.iter().all(|n| {
-            platform
-                .state(&front.lab)
-                .is_ok_and(|s| s.contains_key(&format!("alive/{n}")))
-        }) {
-            if std::time::Instant::now() > deadline {
-                anyhow::bail!(
-                    "not every node joined:\n{}",
-                    platform.agent_logs(&front.lab)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        platform.wait_state(&front.lab, within, "every node joined", |s| {
+            topology::BACKEND_NODES
+                .iter()
+                .all(|n| s.contains_key(&format!("alive/{n}")))
+        })?;
         for (name, _, _) in INSTANCES {
             fulmar(&front.lab, "enable", name)?;
         }
@@ -326,17 +309,35 @@ impl Platform {
         within: Duration,
         ok: impl Fn(&str, u64) -> bool,
     ) -> Result<(String, u64)> {
+        let state = self.wait_state(
+            lab,
+            within,
+            &format!("{instance} running as expected"),
+            |s| etcd::running(s, instance).is_some_and(|(n, g)| ok(&n, g)),
+        )?;
+        Ok(etcd::running(&state, instance).expect("it ran"))
+    }
+
+    /// Waits until the cluster state satisfies `ok` (`what` names it in
+    /// the error, with the state and the agents' logs); returns that state.
+    pub fn wait_state(
+        &self,
+        lab: &Lab,
+        within: Duration,
+        what: &str,
+        ok: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> Result<BTreeMap<String, String>> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some((node, generation)) = self.running(lab, instance)
-                && ok(&node, generation)
+            let state = self.state(lab);
+            if let Ok(s) = &state
+                && ok(s)
             {
-                return Ok((node, generation));
+                return state;
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{instance} not running as expected within {within:?}; state: {:?}\n{}",
-                    self.state(lab),
+                    "not {what} within {within:?}; state: {state:?}\n{}",
                     self.agent_logs(lab)
                 );
             }
