@@ -10,7 +10,7 @@ use std::{
 
 use fulmar_daemon::secret::Secret;
 use fulmar_directory::{Connection, Pool};
-use fulmar_lab::{Lab, LabSpec, certs::Ca, mail};
+use fulmar_lab::{Lab, LabSpec, certs::Ca, freeze, mail};
 
 const ADDR: &str = "198.18.7.20";
 const BASE: &str = "dc=pool,dc=test";
@@ -116,8 +116,8 @@ fn a_hung_directory_costs_one_timeout_then_fails_fast_until_it_answers() {
     assert!(login(&pool).0, "a login while the directory answers");
 
     // Hung, as a dead node's address is: connections stay open, nothing
-    // answers. SAFETY: kill(2) has no memory effects.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // answers.
+    freeze::freeze(pid).unwrap();
     let first = login(&pool);
     assert!(!first.0, "a login with the directory hung succeeded");
     let rest: Vec<_> = (0..10).map(|_| login(&pool)).collect();
@@ -129,8 +129,7 @@ fn a_hung_directory_costs_one_timeout_then_fails_fast_until_it_answers() {
         "ten logins after the first ({first:?}) waited {waited:?} on a hung directory"
     );
 
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    freeze::thaw(pid);
     let resumed = Instant::now();
     let deadline = resumed + TIMEOUT * 5;
     while !login(&pool).0 {

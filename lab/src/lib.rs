@@ -11,6 +11,7 @@ pub mod certs;
 pub mod cluster;
 mod cmd;
 pub mod dist;
+pub mod freeze;
 #[cfg(feature = "front")]
 pub mod front;
 pub mod mail;

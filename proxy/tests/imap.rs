@@ -410,8 +410,7 @@ fn a_hung_back_end_is_given_up_after_the_login_timeout() {
         .collect();
     assert!(!pids.is_empty(), "be1 runs Dovecot");
     for pid in &pids {
-        // SAFETY: kill(2) has no memory effects.
-        unsafe { libc::kill(*pid, libc::SIGSTOP) };
+        fulmar_lab::freeze::freeze(*pid).unwrap();
     }
     let mut c = site.connect(1143);
     c.line();
@@ -428,8 +427,7 @@ fn a_hung_back_end_is_given_up_after_the_login_timeout() {
     let reply = c.line();
     assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{reply}");
     for pid in &pids {
-        // SAFETY: as above.
-        unsafe { libc::kill(*pid, libc::SIGCONT) };
+        fulmar_lab::freeze::thaw(*pid);
     }
 }
 
