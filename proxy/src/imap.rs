@@ -23,7 +23,7 @@ use crate::{
     config::{Listener, Protocol},
     conn::{Conn, Line},
     relay::{self, Tracker},
-    session::{Ctx, Login, Peer, Spliced, connect_backend, login, sasl_plain, too_many_failures},
+    session::{Ctx, Login, Peer, Spliced, login, login_backend, sasl_plain, too_many_failures},
     stream::Stream,
 };
 
@@ -294,28 +294,24 @@ impl PreLogin {
         let port = self.ctx.config.backend.imap_port;
         let unavailable =
             format!("{tag} NO [UNAVAILABLE] Mail store unavailable, try again later.\r\n");
-        let Ok(stream) = connect_backend(&self.ctx, Protocol::Imap, &host, port).await else {
+        let (peer, ttl, timeout) = (
+            &self.peer,
+            self.ttl - 1,
+            self.ctx.config.backend.login_timeout,
+        );
+        let (user_ref, pass) = (user.as_str(), pass.expose());
+        let attempt = |stream| async move {
+            let mut backend = Backend {
+                wire: Wire::new(stream, BACKEND_MAX_RESPONSE, Some(timeout)),
+            };
+            let reply = backend.login(peer, ttl, user_ref, pass, tag).await?;
+            Ok((backend, reply))
+        };
+        let target = (host.as_str(), port);
+        let login = login_backend(&self.ctx, Protocol::Imap, &user, target, attempt).await;
+        let Ok((backend, reply)) = login else {
             self.send(&unavailable).await?;
             return Ok(None);
-        };
-        let mut backend = Backend {
-            wire: Wire::new(
-                stream,
-                BACKEND_MAX_RESPONSE,
-                Some(self.ctx.config.backend.login_timeout),
-            ),
-        };
-        let reply = match backend
-            .login(&self.peer, self.ttl - 1, &user, pass.expose(), tag)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                self.ctx.metrics.backend_error(Protocol::Imap);
-                tracing::warn!(user, %host, "back-end login: {e}");
-                self.send(&unavailable).await?;
-                return Ok(None);
-            }
         };
         if !reply.ok {
             self.conn.send(&reply.to_client).await?;

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod connections;
 pub mod directory;
 pub mod imap;
+pub mod liveness;
 pub mod metrics;
 pub mod penalty;
 pub mod pop3;

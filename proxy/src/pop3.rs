@@ -10,8 +10,7 @@ use crate::{
     relay,
     relay::Tracker,
     session::{
-        Ctx, Login, Peer, PlainAnswer, Spliced, connect_backend, login, read_plain,
-        too_many_failures,
+        Ctx, Login, Peer, PlainAnswer, Spliced, login, login_backend, read_plain, too_many_failures,
     },
     stream::Stream,
 };
@@ -192,20 +191,12 @@ impl Session {
             }
         };
         let port = self.ctx.config.backend.pop3_port;
-        let result = match connect_backend(&self.ctx, Protocol::Pop3, &host, port).await {
-            Ok(stream) => {
-                let backend = &self.ctx.config.backend;
-                backend_login(
-                    stream,
-                    &self.peer,
-                    (backend.proxy_ttl, backend.login_timeout),
-                    &user,
-                    pass,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        let backend = &self.ctx.config.backend;
+        let limits = (backend.proxy_ttl, backend.login_timeout);
+        let (peer, user_ref) = (&self.peer, user.as_str());
+        let attempt = |stream| backend_login(stream, peer, limits, user_ref, pass);
+        let target = (host.as_str(), port);
+        let result = login_backend(&self.ctx, Protocol::Pop3, &user, target, attempt).await;
         match result {
             Ok(Ok(mut home)) => {
                 tracing::info!(%user, %host, client = %self.peer.client, session = %self.peer.session_id, "pop3 login");
@@ -217,9 +208,7 @@ impl Session {
                 self.reply(&refusal).await?;
                 Ok(None)
             }
-            Err(e) => {
-                self.ctx.metrics.backend_error(Protocol::Pop3);
-                tracing::warn!(%user, %host, "pop3 back-end: {e}");
+            Err(_) => {
                 self.reply("-ERR [SYS/TEMP] Mail store unavailable, try again later.\r\n")
                     .await?;
                 Ok(None)

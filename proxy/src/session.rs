@@ -21,6 +21,7 @@ use crate::{
     conn::{Conn, Line},
     connections::Connections,
     directory::Directory,
+    liveness::{self, Phase},
     metrics::{LoginResult, Metrics},
     penalty::{Key, Outcome, Penalties},
     registry::{Handle, Registry},
@@ -241,6 +242,7 @@ pub async fn connect_backend(
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("{host}:{port}: {e}")))?;
         tcp.set_nodelay(true)?;
+        liveness::watch(&tcp, Phase::Login)?;
         match &ctx.backend_tls {
             Some(connector) => tls_to(connector, host, tcp).await,
             None => Ok(Stream::Plain(tcp)),
@@ -250,6 +252,45 @@ pub async fn connect_backend(
     if let Err(e) = &result {
         ctx.metrics.backend_error(protocol);
         tracing::warn!(protocol = protocol.name(), "back-end {host}:{port}: {e}");
+    }
+    result
+}
+
+/// Connects to the account's back-end and logs in there (`login`). A
+/// connection that fails before the back-end answered (its node was cut
+/// off mid-login: `crate::liveness` notices once the instance's address
+/// has moved) is replaced once by a fresh one, within the login timeout:
+/// a login is safe to repeat, and the client is served by the instance's
+/// new home instead of told to come back. Failures are logged and
+/// counted here.
+pub async fn login_backend<T, F, Fut>(
+    ctx: &Ctx,
+    protocol: Protocol,
+    user: &str,
+    (host, port): (&str, u16),
+    mut login: F,
+) -> io::Result<T>
+where
+    F: FnMut(Stream) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let started = Instant::now();
+    let stream = connect_backend(ctx, protocol, host, port).await?;
+    let result = match login(stream).await {
+        Err(e) if started.elapsed() < ctx.config.backend.login_timeout => {
+            tracing::warn!(
+                protocol = protocol.name(),
+                user,
+                %host,
+                "back-end lost before it answered the login ({e}): once more on a fresh connection"
+            );
+            login(connect_backend(ctx, protocol, host, port).await?).await
+        }
+        result => result,
+    };
+    if let Err(e) = &result {
+        ctx.metrics.backend_error(protocol);
+        tracing::warn!(protocol = protocol.name(), user, %host, "back-end login: {e}");
     }
     result
 }
@@ -326,6 +367,7 @@ impl Spliced<'_> {
         };
         let (client, to_client, client_pending) = client;
         let (backend, backend_pending) = backend;
+        liveness::watch(backend.tcp(), Phase::Session)?;
         let end = relay
             .run(client, to_client, client_pending, backend, backend_pending)
             .await?;

@@ -28,6 +28,15 @@ impl Stream {
         !matches!(self, Stream::Plain(_))
     }
 
+    /// The TCP connection under any TLS.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Server(s) => s.get_ref().0,
+            Stream::Client(s) => s.get_ref().0,
+        }
+    }
+
     /// STARTTLS / STLS: the handshake on the same connection.
     pub async fn accept_tls(self, acceptor: TlsAcceptor) -> io::Result<Stream> {
         match self {

@@ -7,7 +7,7 @@ use std::{fs, time::Duration, time::Instant};
 use super::{BASE, DIRECTORY, PROXY, Site};
 
 impl Site {
-    pub(super) fn start_maild(&mut self, host: &str, addr: &str, accounts: &[&str], tls: bool) {
+    pub fn start_maild(&mut self, host: &str, addr: &str, accounts: &[&str], tls: bool) {
         let (be1, be1_name) = (addr, host);
         let maild = fulmar_lab::dist::built("fulmar-maild");
         let root = self.work.join(format!("{host}-maild"));

@@ -377,6 +377,19 @@ impl Raw {
         }
     }
 
+    /// Whether the connection ends (after any last words) before the
+    /// read timeout.
+    pub fn ends(&mut self) -> bool {
+        let mut buf = [0u8; 512];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    }
+
     pub fn closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
         matches!(self.reader.read(&mut buf), Ok(0))
