@@ -1,46 +1,67 @@
 //! How soon a back-end that went silent is noticed. When an instance's
-//! node is cut off, a connection with nothing in flight (LOGIN sent and
-//! acknowledged, the answer not yet sent; a relayed IDLE) hears nothing:
-//! no retransmission runs, so no error comes until a timeout, however
-//! soon the instance serves again on another node. A keepalive probe does
-//! run: once the instance's address has moved, the new holder answers it
-//! with a reset, and the proxy knows within a probe interval. A back-end
-//! that is only slow (a long fsync, a hung process) is never cut short:
-//! its kernel answers the probes.
-use std::{io, time::Duration};
+//! node is cut off, a connection with nothing in flight (LOGIN or SELECT
+//! sent and acknowledged, the answer not yet sent; a relayed IDLE) hears
+//! nothing: no retransmission runs, so no error comes until a timeout,
+//! however soon the instance serves again on another node. A keepalive
+//! probe does run: once the instance's address has moved, the new holder
+//! answers it with a reset, and the proxy knows within a probe interval.
+//! A back-end that is only slow (a long fsync, a hung process) is never
+//! cut short: its kernel answers the probes.
+use std::{io, os::fd::AsFd, time::Duration};
 
-use socket2::{SockRef, TcpKeepalive};
+use socket2::{SockRef, Socket, TcpKeepalive};
 use tokio::net::TcpStream;
 
-/// What the connection is waiting for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The greeting, TLS handshake and login: answers due at once, and a
-    /// client waiting on them. One probe per second of silence.
-    Login,
-    /// A logged-in session, idle for minutes (IDLE): a probe per 10 s of
-    /// silence, so that a dead back-end ends the client's session in
-    /// ~16 s rather than when the client next speaks.
-    Session,
+/// Silence before the first probe while an answer is due (the greeting,
+/// the login, a command's response): a client is waiting on it.
+const ANSWER_DUE: Duration = Duration::from_secs(1);
+/// Silence before the first probe while nothing is due (between
+/// commands, IDLE): sessions idle for hours cost a probe per 10 s each,
+/// and a dead back-end ends its client's session within ~13 s rather
+/// than when the client next speaks.
+const QUIET: Duration = Duration::from_secs(10);
+/// Between probes, and how many go unanswered before the connection
+/// fails.
+const INTERVAL: Duration = Duration::from_secs(1);
+const PROBES: u32 = 3;
+
+fn keepalive(time: Duration) -> TcpKeepalive {
+    TcpKeepalive::new()
+        .with_time(time)
+        .with_interval(INTERVAL)
+        .with_retries(PROBES)
 }
 
-impl Phase {
-    /// (silence before the first probe, between probes, unanswered probes
-    /// before the connection fails).
-    fn timing(self) -> (Duration, Duration, u32) {
-        match self {
-            Phase::Login => (Duration::from_secs(1), Duration::from_secs(1), 3),
-            Phase::Session => (Duration::from_secs(10), Duration::from_secs(2), 3),
+/// A new back-end connection: an answer (the greeting) is due.
+pub fn connected(tcp: &TcpStream) -> io::Result<()> {
+    SockRef::from(tcp).set_tcp_keepalive(&keepalive(ANSWER_DUE))
+}
+
+/// A relayed session's back-end connection, probed soon while a command
+/// waits for its answer and slowly while the session is quiet.
+pub struct Watch {
+    /// The same socket (a second descriptor: the relay owns the stream).
+    socket: Socket,
+    due: bool,
+}
+
+impl Watch {
+    pub fn new(tcp: &TcpStream) -> io::Result<Self> {
+        let socket = Socket::from(tcp.as_fd().try_clone_to_owned()?);
+        socket.set_tcp_keepalive(&keepalive(QUIET))?;
+        Ok(Self { socket, due: false })
+    }
+
+    /// Whether an answer is due now; the socket is changed only when
+    /// that changes (a command and its answer: two calls).
+    pub fn answer_due(&mut self, due: bool) {
+        if due != self.due {
+            self.due = due;
+            let time = if due { ANSWER_DUE } else { QUIET };
+            // Only the idle time differs; a failure leaves the last one.
+            let _ = self
+                .socket
+                .set_tcp_keepalive(&TcpKeepalive::new().with_time(time));
         }
     }
-}
-
-/// Sets the keepalive of a back-end connection for `phase`.
-pub fn watch(tcp: &TcpStream, phase: Phase) -> io::Result<()> {
-    let (time, interval, retries) = phase.timing();
-    let keepalive = TcpKeepalive::new()
-        .with_time(time)
-        .with_interval(interval)
-        .with_retries(retries);
-    SockRef::from(tcp).set_tcp_keepalive(&keepalive)
 }

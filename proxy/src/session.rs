@@ -21,7 +21,7 @@ use crate::{
     conn::{Conn, Line},
     connections::Connections,
     directory::Directory,
-    liveness::{self, Phase},
+    liveness,
     metrics::{LoginResult, Metrics},
     penalty::{Key, Outcome, Penalties},
     registry::{Handle, Registry},
@@ -242,7 +242,7 @@ pub async fn connect_backend(
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("{host}:{port}: {e}")))?;
         tcp.set_nodelay(true)?;
-        liveness::watch(&tcp, Phase::Login)?;
+        liveness::connected(&tcp)?;
         match &ctx.backend_tls {
             Some(connector) => tls_to(connector, host, tcp).await,
             None => Ok(Stream::Plain(tcp)),
@@ -367,7 +367,6 @@ impl Spliced<'_> {
         };
         let (client, to_client, client_pending) = client;
         let (backend, backend_pending) = backend;
-        liveness::watch(backend.tcp(), Phase::Session)?;
         let end = relay
             .run(client, to_client, client_pending, backend, backend_pending)
             .await?;

@@ -24,17 +24,22 @@ fn pids(site: &Site, host: &str) -> Vec<i32> {
         .collect()
 }
 
-/// The proxy's IMAP connections to be1 (also those in the accept queue).
-fn connections_to_be1(site: &Site) -> usize {
+/// On `host`, its established connections whose `side` (2: local, 3:
+/// peer) is `end`: how many, and the sum of their `queue` (0: Recv-Q,
+/// bytes not read yet; 1: Send-Q, bytes not acknowledged yet).
+fn connections(site: &Site, host: &str, side: usize, end: &str, queue: usize) -> (usize, usize) {
     // "Recv-Q Send-Q Local:Port Peer:Port" per connection.
     let out = site
         .lab
-        .check("be1", "ss", &["-tnH", "state", "established"])
+        .check(host, "ss", &["-tnH", "state", "established"])
         .unwrap();
-    out.lines()
+    let queues: Vec<usize> = out
+        .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4 && f[2].ends_with(":143"))
-        .count()
+        .filter(|f| f.len() >= 4 && f[side] == end)
+        .filter_map(|f| f[queue].parse().ok())
+        .collect();
+    (queues.len(), queues.iter().sum())
 }
 
 fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
@@ -66,24 +71,35 @@ fn a_login_waiting_on_a_lost_node_is_served_by_the_instance_new_home() {
         .unwrap();
     site.start_maild("be2", BE1, &["ann@mail.test"], false);
 
-    // A session in IDLE on be1, and be1's maild hung: the proxy's
-    // connection for a login reaches its kernel, which accepts it; no
-    // greeting comes.
+    // Two sessions on be1, one in IDLE, and be1's maild hung: a command
+    // of the other reaches be1's kernel, which acknowledges it (nothing
+    // is left to retransmit), and so does the proxy's connection for a
+    // new login; no answer comes.
     let mut idle = site.connect(1143);
     idle.line();
     idle.send(format!("a LOGIN ann {}\r\nb SELECT INBOX\r\nc IDLE\r\n", ANN.1).as_bytes());
     let lines = idle.until("+ ");
     assert!(lines.iter().any(|l| l.starts_with("a OK")), "{lines:?}");
+    let mut busy = site.connect(1143);
+    busy.line();
+    busy.send(format!("a LOGIN ann {}\r\nb SELECT INBOX\r\n", ANN.1).as_bytes());
+    busy.until("b OK");
     for pid in pids(&site, "be1") {
         freeze::freeze(pid).unwrap();
     }
+    busy.send(b"c NOOP\r\n");
     let mut login = site.connect(1143);
     login.line();
     login.send(format!("a LOGIN ann {}\r\n", ANN.1).as_bytes());
     wait_for(
-        "the login's connection to be1",
+        "the NOOP and the login's connection at be1",
         Duration::from_secs(10),
-        || connections_to_be1(&site) >= 2,
+        || {
+            let be1 = format!("{BE1}:143");
+            let (accepted, unread) = connections(&site, "be1", 2, &be1, 0);
+            let (_, unacknowledged) = connections(&site, "px", 3, &be1, 1);
+            accepted >= 3 && unread > 0 && unacknowledged == 0
+        },
     );
 
     // The cut, and the address on the new home: the proxy's neighbour
@@ -110,8 +126,8 @@ fn a_login_waiting_on_a_lost_node_is_served_by_the_instance_new_home() {
         .check("px", "ip", &["neigh", "flush", "to", BE1])
         .unwrap();
 
-    // Within the login phase's probes (1 s of silence, then each second),
-    // not the login timeout (30 s).
+    // Within the probes of an answer due (1 s of silence, then every
+    // second), not the login timeout (30 s).
     login
         .stream
         .set_read_timeout(Some(Duration::from_secs(15)))
@@ -131,8 +147,23 @@ fn a_login_waiting_on_a_lost_node_is_served_by_the_instance_new_home() {
         site.proxy_log()
     );
 
+    // The session whose NOOP waits is ended by the probes of an answer
+    // due (1 s of silence), for its client to reconnect to the new home;
+    // not after the quiet session's 10 s.
+    busy.stream
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    assert!(
+        busy.ends(),
+        "the session waiting on the lost node stayed open"
+    );
+    let busy_ended = cut.elapsed();
+    eprintln!("the session waiting for an answer ended {busy_ended:?} after the cut");
+    assert!(busy_ended < Duration::from_secs(8));
+
     // The IDLE session's back-end is gone: its client is told by the
-    // session's probes (10 s of silence, then every 2 s), not never.
+    // quiet session's probes (10 s of silence, then every second), not
+    // never.
     idle.stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

@@ -16,7 +16,7 @@ use tokio::{
 
 pub use track::{Imap, Pop3};
 
-use crate::{registry::Handle, stream::Stream};
+use crate::{liveness::Watch, registry::Handle, stream::Stream};
 
 /// Where a protocol's commands and responses end.
 pub trait Tracker: Send {
@@ -75,6 +75,15 @@ impl<T: Tracker> Relay<'_, T> {
         tracker.up(client_pending, false);
         backend.write_all(client_pending).await?;
         backend.flush().await?;
+        let watch = Mutex::new(Watch::new(backend.tcp())?);
+        // After bytes either way: is an answer due from the back-end?
+        let due = |quiet: bool| {
+            watch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .answer_due(!quiet)
+        };
+        due(tracker.quiet());
         let tracker = Mutex::new(tracker);
         let lock = || tracker.lock().unwrap_or_else(|e| e.into_inner());
         let (mut client_rx, mut client_tx) = tokio::io::split(client);
@@ -99,6 +108,7 @@ impl<T: Tracker> Relay<'_, T> {
                     return;
                 }
                 let take = lock().up(&buf[..n], kicked);
+                due(lock().quiet());
                 if backend_tx.write_all(&buf[..take]).await.is_err() {
                     return;
                 }
@@ -130,6 +140,7 @@ impl<T: Tracker> Relay<'_, T> {
                     return Ok(End::Closed);
                 }
                 lock().down(&buf[..n]);
+                due(lock().quiet());
                 client_tx.write_all(&buf[..n]).await?;
             }
         };
