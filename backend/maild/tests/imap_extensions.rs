@@ -1,6 +1,7 @@
 //! fulmar-maild's IMAP extensions, each as an RFC transcript with
 //! Python's imaplib: SORT and SORT=DISPLAY (RFC 5256, 5957),
-//! THREAD=ORDEREDSUBJECT (RFC 5256), CHILDREN (RFC 3348).
+//! THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256), CHILDREN
+//! (RFC 3348).
 mod support;
 
 use support::{Site, line};
@@ -77,9 +78,9 @@ fn thread_orderedsubject_and_children() {
 print("threads", a.thread("ORDEREDSUBJECT", "UTF-8", "ALL")[1])
 print("uid threads", a.uid("THREAD", "ORDEREDSUBJECT", "UTF-8", "SUBJECT", "beta")[1])
 try:
-    a.thread("REFERENCES", "UTF-8", "ALL")
+    a.thread("X-NONE", "UTF-8", "ALL")
 except imaplib.IMAP4.error as e:
-    print("references", str(e)[:40])
+    print("unknown", str(e)[:40])
 a.create("Work"); a.create("Work/2026"); a.create("parent/child")
 print("list", sorted(l.decode() for l in a.list('""', "*")[1]))
 print("levels", a.list('""', "%")[1])
@@ -89,7 +90,7 @@ print("levels", a.list('""', "%")[1])
     // alpha: 2 (1 Nov) then 4; beta: 1 (2 Nov) then 3; by first date.
     assert_eq!(line(&out, "threads"), "[b'(2 4)(1 3)']", "{out}");
     assert_eq!(line(&out, "uid threads"), "[b'(1 3)']", "{out}");
-    assert!(line(&out, "references").contains("BAD"), "{out}");
+    assert!(line(&out, "unknown").contains("BAD"), "{out}");
     let list = line(&out, "list");
     for want in [
         r#"(\\HasChildren) "/" "Work""#,
@@ -103,6 +104,49 @@ print("levels", a.list('""', "%")[1])
         line(&out, "levels").contains(r#"(\\Noselect \\HasChildren) "/" "parent""#),
         "{out}"
     );
+}
+
+/// THREAD=REFERENCES: a conversation by References, one answer known by
+/// In-Reply-To only, answers to a message not in the mailbox, and a
+/// reply without headers joined by its subject.
+#[test]
+fn thread_references_follows_the_conversation() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+def msg(subject, day, mid, refs="", irt=""):
+    head = f"From: a@x.test\r\nSubject: {subject}\r\nDate: {day:02d} Nov 2026 10:00:00 +0000\r\n"
+    head += f"Message-ID: <{mid}>\r\n"
+    if refs: head += "References: " + " ".join(f"<{r}>" for r in refs) + "\r\n"
+    if irt: head += f"In-Reply-To: <{irt}>\r\n"
+    return (head + "\r\nbody\r\n").encode()
+a = imaplib.IMAP4(MAIL, 143); a.login("ann@fulmar.test", "ann-pw")
+for m in [
+    msg("plan", 1, "p@x"),                              # 1
+    msg("Re: plan", 2, "q@x", refs=["p@x"]),            # 2 answers 1
+    msg("Re: plan", 4, "r@x", irt="q@x"),               # 3 answers 2
+    msg("Re: plan", 3, "s@x", refs=["p@x"]),            # 4 answers 1
+    msg("Re: lost", 6, "t@x", refs=["gone@x"]),         # 5, 6: answers to
+    msg("Re: lost", 5, "u@x", refs=["gone@x"]),         #   a missing one
+    msg("Re: news", 8, "v@x"),                          # 7: a reply, no refs
+    msg("news", 7, "w@x"),                              # 8: its original
+]:
+    a.append("INBOX", None, None, m)
+a.select("INBOX")
+print("caps", a.capabilities)
+print("threads", a.thread("REFERENCES", "UTF-8", "ALL")[1])
+print("uid threads", a.uid("THREAD", "REFERENCES", "UTF-8", "SUBJECT", "plan")[1])
+"#,
+    );
+    assert!(line(&out, "caps").contains("'THREAD=REFERENCES'"), "{out}");
+    // By date: 1 (day 1), the lost pair (first child day 5), 8 (day 7).
+    assert_eq!(
+        line(&out, "threads"),
+        "[b'(1 (2 3)(4))((6)(5))(8 7)']",
+        "{out}"
+    );
+    assert_eq!(line(&out, "uid threads"), "[b'(1 (2 3)(4))']", "{out}");
 }
 
 /// BINARY (RFC 3516): parts with their transfer encoding undone, NULs in a

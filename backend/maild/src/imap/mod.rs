@@ -21,6 +21,7 @@ mod op;
 pub mod search;
 mod session;
 pub mod sort;
+pub mod thread;
 pub mod wire;
 
 use std::{io, sync::Arc};

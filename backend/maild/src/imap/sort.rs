@@ -1,5 +1,5 @@
-//! SORT and THREAD=ORDEREDSUBJECT (RFC 5256) and SORT=DISPLAY (RFC 5957):
-//! the base subject, the values each sort key compares, and the order.
+//! SORT (RFC 5256) and SORT=DISPLAY (RFC 5957): the base subject, the
+//! values each sort key and THREAD compare, and the order.
 //! Strings compare by i;ascii-casemap (ASCII letters upper-cased, the rest
 //! as bytes); ties keep mailbox order.
 use std::{cmp::Ordering, time::SystemTime};
@@ -25,6 +25,12 @@ pub struct Keys {
     pub cc: String,
     pub display_from: String,
     pub display_to: String,
+    /// THREAD=REFERENCES: the Message-ID, the ids of the References (or
+    /// else the first of In-Reply-To), and whether the base subject
+    /// extraction took a reply or forward marker off the subject.
+    pub message_id: Option<String>,
+    pub references: Vec<String>,
+    pub reply: bool,
 }
 
 fn micros(t: SystemTime) -> i64 {
@@ -74,18 +80,33 @@ fn casemap(s: &str) -> String {
 impl Keys {
     pub fn of(id: u32, position: usize, arrival: SystemTime, size: u64, msg: &Message) -> Keys {
         let arrival = micros(arrival);
+        let (subject, reply) = base_subject_of(msg.subject().unwrap_or_default());
+        let ids = |v: &mail_parser::HeaderValue| -> Vec<String> {
+            v.as_text_list()
+                .unwrap_or_default()
+                .iter()
+                .map(|id| id.to_string())
+                .collect()
+        };
+        let mut references = ids(msg.references());
+        if references.is_empty() {
+            references = ids(msg.in_reply_to()).into_iter().take(1).collect();
+        }
         Keys {
             id,
             position,
             arrival,
             date: msg.date().map_or(arrival / 1_000_000, |d| d.to_timestamp()),
             size,
-            subject: casemap(&base_subject(msg.subject().unwrap_or_default())),
+            subject: casemap(&subject),
             from: mailbox(msg.from()),
             to: mailbox(msg.to()),
             cc: mailbox(msg.cc()),
             display_from: display(msg.from()),
             display_to: display(msg.to()),
+            message_id: msg.message_id().map(str::to_string),
+            references,
+            reply,
         }
     }
 
@@ -118,51 +139,27 @@ pub fn sort(messages: &mut [Keys], criteria: &[SortCriterion]) {
     });
 }
 
-/// THREAD=ORDEREDSUBJECT: messages grouped by base subject, each group in
-/// sent-date order with the first as the parent of the rest, groups in the
-/// order of their first message's date. The answer's thread list.
-pub fn ordered_subject(mut messages: Vec<Keys>) -> String {
-    let by_date = |a: &Keys, b: &Keys| a.date.cmp(&b.date).then(a.position.cmp(&b.position));
-    messages.sort_by(|a, b| a.subject.cmp(&b.subject).then_with(|| by_date(a, b)));
-    let mut threads: Vec<Vec<Keys>> = Vec::new();
-    for m in messages {
-        match threads.last_mut() {
-            Some(t) if t[0].subject == m.subject => t.push(m),
-            _ => threads.push(vec![m]),
-        }
-    }
-    threads.sort_by(|a, b| by_date(&a[0], &b[0]));
-    let mut out = String::new();
-    for t in threads {
-        out.push('(');
-        out.push_str(&t[0].id.to_string());
-        match &t[1..] {
-            [] => {}
-            [only] => out.push_str(&format!(" {}", only.id)),
-            children => {
-                out.push(' ');
-                for c in children {
-                    out.push_str(&format!("({})", c.id));
-                }
-            }
-        }
-        out.push(')');
-    }
-    out
-}
-
 /// RFC 5256 2.1: the subject without reply and forward markers, blobs,
 /// `(fwd)` trailers and `[fwd: ...]` wrappers, whitespace collapsed.
 /// (mail-parser has already decoded encoded words.)
 pub fn base_subject(subject: &str) -> String {
+    base_subject_of(subject).0
+}
+
+/// The base subject, and whether a reply or forward marker (a `re:`,
+/// `fw:` or `fwd:` leader, a `(fwd)` trailer, a `[fwd: ]` wrapper) was
+/// taken off: such a message is a reply or forward (section 2.1).
+pub fn base_subject_of(subject: &str) -> (String, bool) {
     // Step 1: every run of white space becomes one space.
     let mut s = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut reply = false;
     loop {
         // Step 2: trailers, "(fwd)" and white space, repeatedly.
         loop {
             let lower = s.to_ascii_lowercase();
             if lower.ends_with("(fwd)") {
                 s.truncate(s.len() - 5);
+                reply = true;
             } else if s.ends_with(' ') {
                 s.pop();
             } else {
@@ -172,7 +169,9 @@ pub fn base_subject(subject: &str) -> String {
         // Steps 3 to 5: leaders and blobs, until neither goes.
         loop {
             let before = s.len();
-            s = strip_leader(&s).to_string();
+            let (rest, marker) = strip_leader(&s);
+            reply |= marker;
+            s = rest.to_string();
             if let Some(rest) = strip_blob(&s)
                 && !rest.is_empty()
             {
@@ -186,9 +185,10 @@ pub fn base_subject(subject: &str) -> String {
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("[fwd:") && s.ends_with(']') {
             s = s[5..s.len() - 1].to_string();
+            reply = true;
             continue;
         }
-        return s;
+        return (s, reply);
     }
 }
 
@@ -204,10 +204,11 @@ fn strip_blob(s: &str) -> Option<&str> {
 }
 
 /// Strips one `subj-leader`: white space, or blobs then `re`, `fw` or
-/// `fwd`, white space, an optional blob, and a colon.
-fn strip_leader(s: &str) -> &str {
+/// `fwd`, white space, an optional blob, and a colon (then true: a
+/// reply or forward marker).
+fn strip_leader(s: &str) -> (&str, bool) {
     if let Some(rest) = s.strip_prefix(' ') {
-        return rest;
+        return (rest, false);
     }
     let mut rest = s;
     while let Some(r) = strip_blob(rest) {
@@ -218,15 +219,15 @@ fn strip_leader(s: &str) -> &str {
         .into_iter()
         .find(|m| lower.starts_with(m));
     let Some(marker) = marker else {
-        return s;
+        return (s, false);
     };
     let mut after = rest[marker.len()..].trim_start();
     if let Some(r) = strip_blob(after) {
         after = r;
     }
     match after.strip_prefix(':') {
-        Some(r) => r,
-        None => s,
+        Some(r) => (r, true),
+        None => (s, false),
     }
 }
 
@@ -260,19 +261,6 @@ mod tests {
             subject: casemap(&base_subject(subject)),
             ..Keys::default()
         }
-    }
-
-    #[test]
-    fn ordered_subject_threads() {
-        let threads = ordered_subject(vec![
-            keys(1, "b", 10),
-            keys(2, "Re: a", 30),
-            keys(3, "a", 20),
-            keys(4, "Re: B", 40),
-            keys(5, "c", 5),
-            keys(6, "Fwd: a", 50),
-        ]);
-        assert_eq!(threads, "(5)(1 4)(3 (2)(6))");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! SORT and THREAD over the selected view: the search keys pick the
-//! messages (as SEARCH would), `imap::sort` orders them.
+//! messages (as SEARCH would), `imap::sort` orders them and
+//! `imap::thread` threads them.
 use imap_codec::imap_types::{
     core::Charset,
     extensions::{sort::SortCriterion, thread::ThreadingAlgorithm},
@@ -11,6 +12,7 @@ use crate::imap::{
     search::internal_time,
     session::Session,
     sort::{self, Keys},
+    thread,
 };
 
 /// RFC 5256: a server must take US-ASCII and UTF-8.
@@ -63,16 +65,23 @@ impl Session {
         search: SearchKey,
         uid: bool,
     ) {
-        if !matches!(algorithm, ThreadingAlgorithm::OrderedSubject) {
-            self.tagged(tag, "BAD Only THREAD=ORDEREDSUBJECT is offered");
-            return;
-        }
+        let thread = match algorithm {
+            ThreadingAlgorithm::OrderedSubject => thread::ordered_subject,
+            ThreadingAlgorithm::References => thread::references,
+            _ => {
+                self.tagged(
+                    tag,
+                    "BAD Offered: THREAD=ORDEREDSUBJECT and THREAD=REFERENCES",
+                );
+                return;
+            }
+        };
         if !charset_ok(charset) {
             self.tagged(tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unknown charset");
             return;
         }
         let keyed = tokio::task::block_in_place(|| self.keyed(&search, uid));
-        let threads = sort::ordered_subject(keyed);
+        let threads = thread(keyed);
         self.line(format!("* THREAD {threads}").trim_end());
         self.tagged(tag, "OK THREAD completed");
     }
