@@ -1,7 +1,7 @@
 //! fulmar-maild's IMAP extensions, each as an RFC transcript with
 //! Python's imaplib: SORT and SORT=DISPLAY (RFC 5256, 5957),
 //! THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256), CHILDREN
-//! (RFC 3348).
+//! (RFC 3348), ESEARCH (RFC 4731).
 mod support;
 
 use support::{Site, line};
@@ -147,6 +147,52 @@ print("uid threads", a.uid("THREAD", "REFERENCES", "UTF-8", "SUBJECT", "plan")[1
         "{out}"
     );
     assert_eq!(line(&out, "uid threads"), "[b'(1 (2 3)(4))']", "{out}");
+}
+
+/// ESEARCH: MIN, MAX, COUNT and ALL as asked, by number and by UID, the
+/// empty result, an option not offered refused, and plain SEARCH as
+/// before.
+#[test]
+fn esearch_answers_what_was_asked() {
+    let site = Site::new();
+    let out = site.python(
+        "cl",
+        r#"
+a = imaplib.IMAP4(MAIL, 143); a.login("ann@fulmar.test", "ann-pw")
+for i in range(6):
+    a.append("INBOX", None, None, f"Subject: m{i}\r\n\r\nx\r\n".encode())
+a.select("INBOX")
+a.store("1", "+FLAGS", "\\Deleted"); a.expunge()
+a.store("1,3,4", "+FLAGS", "\\Flagged")
+def esearch(*args):
+    try:
+        a._simple_command(*args)
+    except imaplib.IMAP4.error as e:
+        return "refused " + str(e)[:12]
+    found = a.untagged_responses.pop("ESEARCH", [b""])[0].decode()
+    return found.split(") ", 1)[-1] if ") " in found else found
+print("caps", a.capabilities)
+print("numbers", esearch("SEARCH", "RETURN", "(MIN MAX COUNT ALL)", "FLAGGED"))
+print("uids", esearch("UID", "SEARCH", "RETURN", "()", "FLAGGED"))
+print("count", esearch("SEARCH", "RETURN", "(COUNT)", "1:*"))
+print("none", esearch("SEARCH", "RETURN", "(MIN COUNT)", "KEYWORD", "absent"))
+print("save", esearch("SEARCH", "RETURN", "(SAVE)", "ALL"))
+print("plain", a.search(None, "FLAGGED")[1])
+"#,
+    );
+    assert!(line(&out, "caps").contains("'ESEARCH'"), "{out}");
+    // After the expunge: UIDs 2..6 are numbers 1..5; flagged 1, 3, 4.
+    assert_eq!(
+        line(&out, "numbers"),
+        "MIN 1 MAX 4 ALL 1,3:4 COUNT 3",
+        "{out}"
+    );
+    assert_eq!(line(&out, "uids"), "UID ALL 2,4:5", "{out}");
+    assert_eq!(line(&out, "count"), "COUNT 5", "{out}");
+    // Nothing matched: only COUNT says so.
+    assert_eq!(line(&out, "none"), "COUNT 0", "{out}");
+    assert!(line(&out, "save").starts_with("refused"), "{out}");
+    assert_eq!(line(&out, "plain"), "[b'1 3 4']", "{out}");
 }
 
 /// BINARY (RFC 3516): parts with their transfer encoding undone, NULs in a

@@ -12,7 +12,7 @@ use imap_codec::imap_types::{
 };
 
 use super::{
-    mailbox_name,
+    esearch, mailbox_name,
     session::{Flow, Session},
 };
 
@@ -230,8 +230,16 @@ impl Session {
                 }
                 let key = SearchKey::And(criteria);
                 let found = self.search(&key, uid);
-                let list: String = found.iter().map(|n| format!(" {n}")).collect();
-                self.line(&format!("* SEARCH{list}"));
+                match self.search_return.take() {
+                    Some(options) => {
+                        let answer = esearch::answer(tag.as_ref(), uid, options, &found);
+                        self.line(&answer);
+                    }
+                    None => {
+                        let list: String = found.iter().map(|n| format!(" {n}")).collect();
+                        self.line(&format!("* SEARCH{list}"));
+                    }
+                }
                 self.tagged(&tag, "OK SEARCH completed");
             }
             CommandBody::Sort {

@@ -16,6 +16,7 @@
 //!   response syntax.
 pub mod binary;
 mod dispatch;
+pub mod esearch;
 pub mod mime;
 mod op;
 pub mod search;

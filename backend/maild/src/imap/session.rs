@@ -17,6 +17,7 @@ use imap_codec::{
 };
 use tokio::{io::AsyncReadExt, sync::watch};
 
+use super::esearch;
 use super::search::in_set;
 use super::store_error;
 use super::wire::{flag_list, mailbox_flags, permanent_flags};
@@ -78,6 +79,8 @@ pub(super) struct Session {
     /// say so (FETCH, STORE, SEARCH by number): the next command that may
     /// send EXPUNGE looks again even if nothing changed since.
     pub(super) owed_expunges: bool,
+    /// The RETURN options of the SEARCH being handled (ESEARCH).
+    pub(super) search_return: Option<esearch::Return>,
     deadline: net::Deadline,
 }
 
@@ -99,6 +102,7 @@ impl Session {
             changes,
             auth_failures: 0,
             owed_expunges: false,
+            search_return: None,
             deadline,
         }
     }
@@ -106,7 +110,7 @@ impl Session {
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY",
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH",
         );
         if self.account.is_none() {
             if self.service.tls.is_some() && !self.tls {
@@ -216,10 +220,13 @@ impl Session {
             let limits = self.limits();
             match self.framer.next(&self.buf, &limits) {
                 Frame::Command(n) => {
-                    let parsed = match CommandCodec::default().decode(&self.buf[..n]) {
+                    let esearch = esearch::split(&self.buf[..n]);
+                    let input = esearch.as_ref().map_or(&self.buf[..n], |(plain, _)| plain);
+                    let parsed = match CommandCodec::default().decode(input) {
                         Ok((&[], command)) => Some(command.into_static()),
                         _ => None,
                     };
+                    self.search_return = esearch.map(|(_, options)| options);
                     if let Some(command) = parsed {
                         self.buf.drain(..n);
                         return Ok(Some(command));
