@@ -9,10 +9,12 @@ use imap_codec::imap_types::{
     core::Tag,
     fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName},
     search::SearchKey,
+    status::StatusDataItemName,
 };
 
 use super::{
     esearch, mailbox_name,
+    op::condstore,
     session::{Flow, Session},
 };
 
@@ -91,6 +93,7 @@ impl Session {
     ) -> io::Result<Flow> {
         let tag = tag.clone();
         let selected = self.selected.is_some();
+        let body_kind = body.name();
         match body {
             CommandBody::Namespace => {
                 self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
@@ -111,15 +114,20 @@ impl Session {
             CommandBody::SetQuota { .. } => {
                 self.tagged(&tag, "NO [NOPERM] Quotas are set by the operator");
             }
-            CommandBody::Enable { .. } => {
-                self.line("* ENABLED");
-                self.tagged(&tag, "OK ENABLE completed");
+            CommandBody::Enable { capabilities } => self.enable(&tag, capabilities.as_ref()),
+            CommandBody::Select {
+                mailbox,
+                parameters,
             }
-            CommandBody::Select { mailbox, .. } => {
-                self.select(&tag, &mailbox_name(&mailbox), false)
-            }
-            CommandBody::Examine { mailbox, .. } => {
-                self.select(&tag, &mailbox_name(&mailbox), true)
+            | CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => {
+                let read_only = !matches!(body_kind, "SELECT");
+                match self.select_parameters(&parameters) {
+                    Ok(()) => self.select(&tag, &mailbox_name(&mailbox), read_only),
+                    Err(why) => self.tagged(&tag, why),
+                }
             }
             CommandBody::Create { mailbox } => {
                 let name = mailbox_name(&mailbox);
@@ -166,7 +174,10 @@ impl Session {
             CommandBody::Status {
                 mailbox,
                 item_names,
-            } => self.status(&tag, &mailbox_name(&mailbox), &item_names),
+            } => {
+                self.condstore |= item_names.contains(&StatusDataItemName::HighestModSeq);
+                self.status(&tag, &mailbox_name(&mailbox), &item_names)
+            }
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -230,16 +241,29 @@ impl Session {
                 }
                 let key = SearchKey::And(criteria);
                 let found = self.search(&key, uid);
-                match self.search_return.take() {
+                // RFC 7162 3.1.5: with a MODSEQ key, the highest of what
+                // matched ends the answer.
+                let highest = condstore::names_modseq(&key)
+                    .then(|| self.highest_modseq_of(&found, uid))
+                    .flatten();
+                self.condstore |= highest.is_some();
+                let line = match self.search_return.take() {
                     Some(options) => {
                         let answer = esearch::answer(tag.as_ref(), uid, options, &found);
-                        self.line(&answer);
+                        match highest {
+                            Some(h) => format!("{answer} MODSEQ {h}"),
+                            None => answer,
+                        }
                     }
                     None => {
                         let list: String = found.iter().map(|n| format!(" {n}")).collect();
-                        self.line(&format!("* SEARCH{list}"));
+                        match highest {
+                            Some(h) => format!("* SEARCH{list} (MODSEQ {h})"),
+                            None => format!("* SEARCH{list}"),
+                        }
                     }
-                }
+                };
+                self.line(&line);
                 self.tagged(&tag, "OK SEARCH completed");
             }
             CommandBody::Sort {
@@ -266,7 +290,7 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
+                modifiers,
             } => {
                 self.refresh(uid);
                 let items = match macro_or_item_names {
@@ -286,11 +310,19 @@ impl Session {
                     }
                     MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
                 };
+                let mut items = items;
                 match self.targets(&sequence_set, uid) {
-                    Some(targets) => match self.fetch(&targets, &items, uid).await? {
-                        None => self.tagged(&tag, "OK FETCH completed"),
-                        Some(no) => self.tagged(&tag, &no),
-                    },
+                    Some(mut targets) => {
+                        if let Err(why) = self.fetch_modifiers(&modifiers, &mut targets, &mut items)
+                        {
+                            self.tagged(&tag, why);
+                            return Ok(Flow::Continue);
+                        }
+                        match self.fetch(&targets, &items, uid).await? {
+                            None => self.tagged(&tag, "OK FETCH completed"),
+                            Some(no) => self.tagged(&tag, &no),
+                        }
+                    }
                     None => self.tagged(&tag, "BAD No such message"),
                 }
             }
@@ -300,18 +332,30 @@ impl Session {
                 response,
                 flags,
                 uid,
-                ..
+                modifiers,
             } => {
                 self.refresh(uid);
                 if self.read_only(&tag) {
                     return Ok(Flow::Continue);
                 }
-                match self.targets(&sequence_set, uid) {
-                    Some(targets) => match self.store(&targets, kind, response, &flags, uid) {
-                        Ok(()) => self.tagged(&tag, "OK STORE completed"),
-                        Err(e) => self.tagged(&tag, &super::store_error(&e)),
-                    },
-                    None => self.tagged(&tag, "BAD No such message"),
+                let Some(mut targets) = self.targets(&sequence_set, uid) else {
+                    self.tagged(&tag, "BAD No such message");
+                    return Ok(Flow::Continue);
+                };
+                let modified = self.unchanged_since(&modifiers, &mut targets);
+                match self.store(&targets, kind, response, &flags, uid) {
+                    Ok(()) if modified.is_empty() => self.tagged(&tag, "OK STORE completed"),
+                    Ok(()) => {
+                        let view = &self.selected().view;
+                        let mut ids: Vec<u32> = modified
+                            .iter()
+                            .map(|&i| if uid { view[i].uid } else { i as u32 + 1 })
+                            .collect();
+                        ids.sort_unstable();
+                        let set = super::uid_set(&ids);
+                        self.tagged(&tag, &format!("OK [MODIFIED {set}] Conditional STORE"));
+                    }
+                    Err(e) => self.tagged(&tag, &super::store_error(&e)),
                 }
             }
             CommandBody::Copy {

@@ -108,6 +108,9 @@ pub fn matches(key: &SearchKey, c: &Candidate, bounds: Bounds) -> bool {
         SearchKey::All => true,
         SearchKey::SequenceSet(set) => in_set(set, c.seq, bounds.seq),
         SearchKey::Uid(set) => in_set(set, m.uid, bounds.uid),
+        // One MODSEQ per message: it stands for every flag's (RFC 7162
+        // 3.1.5), whichever entry is named.
+        SearchKey::ModSequence { modseq, .. } => m.modseq >= *modseq,
         SearchKey::Answered => c.flag('R'),
         SearchKey::Deleted => c.flag('T'),
         SearchKey::Draft => c.flag('D'),

@@ -81,6 +81,8 @@ pub(super) struct Session {
     pub(super) owed_expunges: bool,
     /// The RETURN options of the SEARCH being handled (ESEARCH).
     pub(super) search_return: Option<esearch::Return>,
+    /// CONDSTORE is on: FETCH responses carry MODSEQ (RFC 7162 3.1).
+    pub(super) condstore: bool,
     deadline: net::Deadline,
 }
 
@@ -103,6 +105,7 @@ impl Session {
             auth_failures: 0,
             owed_expunges: false,
             search_return: None,
+            condstore: false,
             deadline,
         }
     }
@@ -110,7 +113,7 @@ impl Session {
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH",
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE",
         );
         if self.account.is_none() {
             if self.service.tls.is_some() && !self.tls {
@@ -359,6 +362,7 @@ impl Session {
         }
         let mut lines = Vec::new();
         self.tell_keywords(listed.keywords.clone());
+        let condstore = self.condstore;
         let sel = self.selected.as_mut().expect("selected");
         let now: std::collections::HashMap<u32, &Message> =
             listed.messages.iter().map(|m| (m.uid, m)).collect();
@@ -377,13 +381,19 @@ impl Session {
             let uid = sel.view[i].uid;
             if let Some(fresh) = now.get(&uid) {
                 if fresh.flags != sel.view[i].flags {
+                    let modseq = if condstore {
+                        format!(" MODSEQ ({})", fresh.modseq)
+                    } else {
+                        String::new()
+                    };
                     lines.push(format!(
-                        "* {} FETCH (UID {uid} FLAGS {})",
+                        "* {} FETCH (UID {uid} FLAGS {}{modseq})",
                         i + 1,
                         sel.flags(fresh)
                     ));
                 }
                 sel.view[i].flags = fresh.flags.clone();
+                sel.view[i].modseq = fresh.modseq;
                 sel.view[i].path = fresh.path.clone();
             }
         }

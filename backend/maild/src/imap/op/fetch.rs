@@ -43,6 +43,7 @@ impl Session {
                     | MessageDataItemName::Uid
                     | MessageDataItemName::InternalDate
                     | MessageDataItemName::Rfc822Size
+                    | MessageDataItemName::ModSeq
             )
         });
         let marks_seen = items.iter().any(|i| {
@@ -54,21 +55,30 @@ impl Session {
                     | MessageDataItemName::Rfc822Text
             )
         });
-        for &i in targets {
-            let read_only = self.selected().read_only;
-            let mut message = self.selected().view[i].clone();
-            let mut flags_changed = false;
-            if marks_seen && !read_only && !message.flags.contains('S') {
+        // \Seen first, for all: the MODSEQ each change took is then
+        // learnt in one sync.
+        let mut seen_now = vec![false; targets.len()];
+        if marks_seen && !self.selected().read_only {
+            for (k, &i) in targets.iter().enumerate() {
+                let message = self.selected().view[i].clone();
+                if message.flags.contains('S') {
+                    continue;
+                }
                 let seen = FlagChange::Add("S".into());
                 if let Ok(updated) =
                     tokio::task::block_in_place(|| self.service.store.set_flags(&message, &seen))
                 {
-                    message = updated;
-                    let sel = self.selected.as_mut().expect("selected");
-                    sel.view[i] = message.clone();
-                    flags_changed = true;
+                    self.selected.as_mut().expect("selected").view[i] = updated;
+                    seen_now[k] = true;
                 }
             }
+            if self.condstore && seen_now.contains(&true) {
+                self.learn_modseqs();
+            }
+        }
+        for (k, &i) in targets.iter().enumerate() {
+            let message = self.selected().view[i].clone();
+            let flags_changed = seen_now[k];
             let raw = if needs_content {
                 match std::fs::read(&message.path) {
                     Ok(r) => Some(r),
@@ -110,6 +120,9 @@ impl Session {
                     ),
                     MessageDataItemName::Rfc822Size => {
                         out.extend_from_slice(format!("RFC822.SIZE {}", message.size).as_bytes())
+                    }
+                    MessageDataItemName::ModSeq => {
+                        out.extend_from_slice(format!("MODSEQ ({})", message.modseq).as_bytes())
                     }
                     MessageDataItemName::Envelope => {
                         out.extend_from_slice(b"ENVELOPE ");
@@ -222,6 +235,9 @@ impl Session {
                 out.extend_from_slice(
                     format!(" FLAGS {}", self.selected().flags(&message)).as_bytes(),
                 );
+                if !items.contains(&MessageDataItemName::ModSeq) {
+                    out.extend_from_slice(self.modseq_item(&message).as_bytes());
+                }
             }
             out.extend_from_slice(b")\r\n");
             self.out.extend_from_slice(&out);

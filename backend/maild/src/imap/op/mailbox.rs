@@ -60,6 +60,10 @@ impl Session {
             "* OK [UIDNEXT {}] Predicted next UID",
             listed.next_uid
         ));
+        self.line(&format!(
+            "* OK [HIGHESTMODSEQ {}] Highest",
+            listed.highest_modseq
+        ));
         let access = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         self.tagged(
             tag,
@@ -155,6 +159,9 @@ impl Session {
                 StatusDataItemName::UidNext => Some(format!("UIDNEXT {}", listed.next_uid)),
                 StatusDataItemName::UidValidity => {
                     Some(format!("UIDVALIDITY {}", listed.uid_validity))
+                }
+                StatusDataItemName::HighestModSeq => {
+                    Some(format!("HIGHESTMODSEQ {}", listed.highest_modseq))
                 }
                 StatusDataItemName::Unseen => Some(format!(
                     "UNSEEN {}",

@@ -1,5 +1,6 @@
 //! The command groups, each an `impl Session` block.
 mod auth;
+pub(in crate::imap) mod condstore;
 mod copy;
 mod fetch;
 mod idle;

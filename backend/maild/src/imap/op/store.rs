@@ -50,6 +50,7 @@ impl Session {
             StoreType::Add => FlagChange::Add(given),
             StoreType::Remove => FlagChange::Remove(given),
         };
+        let mut stored = Vec::new();
         for &i in targets {
             let message = self.selected().view[i].clone();
             let result =
@@ -63,15 +64,28 @@ impl Session {
                     continue;
                 }
             }
+            stored.push(i);
+        }
+        // With CONDSTORE each stored message's new MODSEQ is told, also
+        // after .SILENT (RFC 7162 3.1.3).
+        if self.condstore && !stored.is_empty() {
+            self.learn_modseqs();
+        }
+        for i in stored {
+            let sel = self.selected();
+            let m = &sel.view[i];
+            let mut items = Vec::new();
+            if uid {
+                items.push(format!("UID {}", m.uid));
+            }
             if response == StoreResponse::Answer {
-                let sel = self.selected();
-                let m = &sel.view[i];
-                let uid_part = if uid {
-                    format!("UID {} ", m.uid)
-                } else {
-                    String::new()
-                };
-                let line = format!("* {} FETCH ({uid_part}FLAGS {})", i + 1, sel.flags(m));
+                items.push(format!("FLAGS {}", sel.flags(m)));
+            }
+            if self.condstore {
+                items.push(format!("MODSEQ ({})", m.modseq));
+            }
+            if response == StoreResponse::Answer || self.condstore {
+                let line = format!("* {} FETCH ({})", i + 1, items.join(" "));
                 self.line(&line);
             }
         }

@@ -1,0 +1,157 @@
+//! CONDSTORE (RFC 7162 section 3): turning it on (ENABLE, SELECT
+//! (CONDSTORE), or any command that names a mod-sequence), the MODSEQ
+//! values this session shows, and what FETCH CHANGEDSINCE and STORE
+//! UNCHANGEDSINCE select. QRESYNC is not offered.
+use imap_codec::imap_types::{
+    command::{FetchModifier, SelectParameter, StoreModifier},
+    core::Tag,
+    extensions::enable::CapabilityEnable,
+    fetch::MessageDataItemName,
+    search::SearchKey,
+};
+
+use crate::imap::session::Session;
+use crate::store::Message;
+
+/// Whether a search names a mod-sequence (its answer then ends with the
+/// highest MODSEQ of what matched).
+pub fn names_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(names_modseq),
+        SearchKey::Or(a, b) => names_modseq(a) || names_modseq(b),
+        SearchKey::Not(k) => names_modseq(k),
+        _ => false,
+    }
+}
+
+impl Session {
+    /// ENABLE: CONDSTORE is the one extension it can turn on.
+    pub(in crate::imap) fn enable(&mut self, tag: &Tag, asked: &[CapabilityEnable]) {
+        let mut enabled = String::new();
+        if asked
+            .iter()
+            .any(|c| matches!(c, CapabilityEnable::CondStore))
+        {
+            self.condstore = true;
+            enabled.push_str(" CONDSTORE");
+        }
+        self.line(&format!("* ENABLED{enabled}"));
+        self.tagged(tag, "OK ENABLE completed");
+    }
+
+    /// SELECT and EXAMINE parameters; Err(answer) for one not offered.
+    pub(in crate::imap) fn select_parameters(
+        &mut self,
+        parameters: &[SelectParameter],
+    ) -> Result<(), &'static str> {
+        for p in parameters {
+            match p {
+                SelectParameter::CondStore => self.condstore = true,
+                SelectParameter::QResync { .. } => return Err("BAD QRESYNC is not offered"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest MODSEQ of the messages a SEARCH found (sequence
+    /// numbers, or UIDs with `uid`); None when it found none.
+    pub(in crate::imap) fn highest_modseq_of(&self, found: &[u32], uid: bool) -> Option<u64> {
+        let view = &self.selected().view;
+        found
+            .iter()
+            .filter_map(|&n| match uid {
+                true => view.iter().find(|m| m.uid == n),
+                false => view.get(n as usize - 1),
+            })
+            .map(|m| m.modseq)
+            .max()
+    }
+
+    /// ` MODSEQ (n)` for a FETCH response once CONDSTORE is on.
+    pub(in crate::imap) fn modseq_item(&self, m: &Message) -> String {
+        if self.condstore {
+            format!(" MODSEQ ({})", m.modseq)
+        } else {
+            String::new()
+        }
+    }
+
+    /// The view's MODSEQ values as the store has them now (after this
+    /// session changed flags: the change took a new one). Flags are left
+    /// to `refresh`, which tells the client about others' changes.
+    pub(in crate::imap) fn learn_modseqs(&mut self) {
+        let Some(sel) = self.selected.as_ref() else {
+            return;
+        };
+        let (account, name) = (self.account().to_string(), sel.name.clone());
+        let store = &self.service.store;
+        let listed = match tokio::task::block_in_place(|| store.sync(&account, &name)) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("mod-sequences: {e}");
+                return;
+            }
+        };
+        let now: std::collections::HashMap<u32, u64> =
+            listed.messages.iter().map(|m| (m.uid, m.modseq)).collect();
+        let sel = self.selected.as_mut().expect("selected");
+        for m in &mut sel.view {
+            if let Some(&modseq) = now.get(&m.uid) {
+                m.modseq = modseq;
+            }
+        }
+    }
+
+    /// FETCH modifiers: CHANGEDSINCE keeps the targets changed after the
+    /// value and adds MODSEQ to the items; Err(answer) for VANISHED
+    /// (QRESYNC).
+    pub(in crate::imap) fn fetch_modifiers(
+        &mut self,
+        modifiers: &[FetchModifier],
+        targets: &mut Vec<usize>,
+        items: &mut Vec<MessageDataItemName<'static>>,
+    ) -> Result<(), &'static str> {
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(since) => {
+                    self.condstore = true;
+                    let view = &self.selected().view;
+                    targets.retain(|&i| view[i].modseq > since.get());
+                }
+                FetchModifier::Vanished => return Err("BAD VANISHED needs QRESYNC, not offered"),
+            }
+        }
+        if self.condstore && !items.contains(&MessageDataItemName::ModSeq) {
+            let flags = items.contains(&MessageDataItemName::Flags);
+            if flags || !modifiers.is_empty() {
+                items.push(MessageDataItemName::ModSeq);
+            }
+        }
+        Ok(())
+    }
+
+    /// STORE UNCHANGEDSINCE: the targets changed after the value are left
+    /// alone and returned (their UIDs or numbers go in `[MODIFIED]`).
+    pub(in crate::imap) fn unchanged_since(
+        &mut self,
+        modifiers: &[StoreModifier],
+        targets: &mut Vec<usize>,
+    ) -> Vec<usize> {
+        let Some(since) = modifiers
+            .iter()
+            .map(|StoreModifier::UnchangedSince(n)| *n)
+            .min()
+        else {
+            return Vec::new();
+        };
+        self.condstore = true;
+        // Against the values as they are now, not as last seen.
+        self.learn_modseqs();
+        let view = &self.selected().view;
+        let (modified, kept): (Vec<usize>, Vec<usize>) =
+            targets.iter().partition(|&&i| view[i].modseq > since);
+        *targets = kept;
+        modified
+    }
+}
