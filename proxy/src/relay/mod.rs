@@ -54,6 +54,20 @@ pub struct Relay<'a, T> {
 
 const CHUNK: usize = 16 * 1024;
 
+/// The tracker and the back-end probing it decides: one lock per chunk.
+struct Follow<T> {
+    tracker: T,
+    watch: Watch,
+}
+
+impl<T: Tracker> Follow<T> {
+    /// After bytes either way: an answer is due from the back-end unless
+    /// the session is quiet.
+    fn settle(&mut self) {
+        self.watch.answer_due(!self.tracker.quiet());
+    }
+}
+
 impl<T: Tracker> Relay<'_, T> {
     pub async fn run(
         self,
@@ -75,17 +89,13 @@ impl<T: Tracker> Relay<'_, T> {
         tracker.up(client_pending, false);
         backend.write_all(client_pending).await?;
         backend.flush().await?;
-        let watch = Mutex::new(Watch::new(backend.tcp())?);
-        // After bytes either way: is an answer due from the back-end?
-        let due = |quiet: bool| {
-            watch
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .answer_due(!quiet)
+        let mut follow = Follow {
+            tracker,
+            watch: Watch::new(backend.tcp())?,
         };
-        due(tracker.quiet());
-        let tracker = Mutex::new(tracker);
-        let lock = || tracker.lock().unwrap_or_else(|e| e.into_inner());
+        follow.settle();
+        let follow = Mutex::new(follow);
+        let lock = || follow.lock().unwrap_or_else(|e| e.into_inner());
         let (mut client_rx, mut client_tx) = tokio::io::split(client);
         let (mut backend_rx, mut backend_tx) = tokio::io::split(backend);
         let (stopped_tx, mut stopped) = watch::channel(false);
@@ -95,7 +105,7 @@ impl<T: Tracker> Relay<'_, T> {
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let kicked = handle.is_kicked();
-                if kicked && lock().up_at_boundary() {
+                if kicked && lock().tracker.up_at_boundary() {
                     stopped_tx.send_replace(true);
                     return;
                 }
@@ -107,8 +117,12 @@ impl<T: Tracker> Relay<'_, T> {
                     let _ = backend_tx.shutdown().await;
                     return;
                 }
-                let take = lock().up(&buf[..n], kicked);
-                due(lock().quiet());
+                let take = {
+                    let mut f = lock();
+                    let take = f.tracker.up(&buf[..n], kicked);
+                    f.settle();
+                    take
+                };
                 if backend_tx.write_all(&buf[..take]).await.is_err() {
                     return;
                 }
@@ -125,8 +139,8 @@ impl<T: Tracker> Relay<'_, T> {
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let up_stopped = *stopped.borrow();
-                if up_stopped && lock().quiet() {
-                    let goodbye = lock().goodbye();
+                if up_stopped && lock().tracker.quiet() {
+                    let goodbye = lock().tracker.goodbye();
                     client_tx.write_all(goodbye).await?;
                     let _ = client_tx.shutdown().await;
                     return Ok(End::Kicked);
@@ -139,8 +153,11 @@ impl<T: Tracker> Relay<'_, T> {
                     let _ = client_tx.shutdown().await;
                     return Ok(End::Closed);
                 }
-                lock().down(&buf[..n]);
-                due(lock().quiet());
+                {
+                    let mut f = lock();
+                    f.tracker.down(&buf[..n]);
+                    f.settle();
+                }
                 client_tx.write_all(&buf[..n]).await?;
             }
         };

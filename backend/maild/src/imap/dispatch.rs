@@ -93,7 +93,6 @@ impl Session {
     ) -> io::Result<Flow> {
         let tag = tag.clone();
         let selected = self.selected.is_some();
-        let body_kind = body.name();
         match body {
             CommandBody::Namespace => {
                 self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
@@ -118,17 +117,11 @@ impl Session {
             CommandBody::Select {
                 mailbox,
                 parameters,
-            }
-            | CommandBody::Examine {
+            } => self.open(&tag, &mailbox_name(&mailbox), &parameters, false),
+            CommandBody::Examine {
                 mailbox,
                 parameters,
-            } => {
-                let read_only = !matches!(body_kind, "SELECT");
-                match self.select_parameters(&parameters) {
-                    Ok(()) => self.select(&tag, &mailbox_name(&mailbox), read_only),
-                    Err(why) => self.tagged(&tag, why),
-                }
-            }
+            } => self.open(&tag, &mailbox_name(&mailbox), &parameters, true),
             CommandBody::Create { mailbox } => {
                 let name = mailbox_name(&mailbox);
                 let r = self.service.store.create_mailbox(self.account(), &name);
@@ -240,12 +233,10 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
                 let key = SearchKey::And(criteria);
-                let found = self.search(&key, uid);
+                let (found, highest) = self.search(&key, uid);
                 // RFC 7162 3.1.5: with a MODSEQ key, the highest of what
                 // matched ends the answer.
-                let highest = condstore::names_modseq(&key)
-                    .then(|| self.highest_modseq_of(&found, uid))
-                    .flatten();
+                let highest = highest.filter(|_| condstore::names_modseq(&key));
                 self.condstore |= highest.is_some();
                 let line = match self.search_return.take() {
                     Some(options) => {

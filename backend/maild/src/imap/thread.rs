@@ -28,7 +28,7 @@ pub fn ordered_subject(mut messages: Vec<Keys>) -> String {
         }
     }
     threads.sort_by(|a, b| by_date(&a[0], &b[0]));
-    let mut tree = Tree::new(Vec::new());
+    let mut tree = Tree::default();
     let roots = threads
         .into_iter()
         .map(|t| {
@@ -45,7 +45,7 @@ pub fn ordered_subject(mut messages: Vec<Keys>) -> String {
 pub fn references(mut messages: Vec<Keys>) -> String {
     // A Message-ID used twice belongs to the first message that has it.
     messages.sort_by_key(|m| m.position);
-    let mut tree = Tree::new(Vec::new());
+    let mut tree = Tree::default();
     let mut by_id: HashMap<String, usize> = HashMap::new();
     for m in messages {
         let own = match m.message_id.as_deref() {
@@ -103,15 +103,12 @@ struct Node {
     children: Vec<usize>,
 }
 
+#[derive(Default)]
 struct Tree {
     nodes: Vec<Node>,
 }
 
 impl Tree {
-    fn new(nodes: Vec<Node>) -> Self {
-        Self { nodes }
-    }
-
     fn node(&mut self, message: Option<Keys>) -> usize {
         self.nodes.push(Node {
             message,

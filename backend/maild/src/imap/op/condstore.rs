@@ -40,32 +40,25 @@ impl Session {
         self.tagged(tag, "OK ENABLE completed");
     }
 
-    /// SELECT and EXAMINE parameters; Err(answer) for one not offered.
-    pub(in crate::imap) fn select_parameters(
+    /// SELECT (`read_only`: EXAMINE) with its parameters: CONDSTORE
+    /// turns it on; QRESYNC is not offered.
+    pub(in crate::imap) fn open(
         &mut self,
+        tag: &Tag,
+        name: &str,
         parameters: &[SelectParameter],
-    ) -> Result<(), &'static str> {
+        read_only: bool,
+    ) {
         for p in parameters {
             match p {
                 SelectParameter::CondStore => self.condstore = true,
-                SelectParameter::QResync { .. } => return Err("BAD QRESYNC is not offered"),
+                SelectParameter::QResync { .. } => {
+                    self.tagged(tag, "BAD QRESYNC is not offered");
+                    return;
+                }
             }
         }
-        Ok(())
-    }
-
-    /// The highest MODSEQ of the messages a SEARCH found (sequence
-    /// numbers, or UIDs with `uid`); None when it found none.
-    pub(in crate::imap) fn highest_modseq_of(&self, found: &[u32], uid: bool) -> Option<u64> {
-        let view = &self.selected().view;
-        found
-            .iter()
-            .filter_map(|&n| match uid {
-                true => view.iter().find(|m| m.uid == n),
-                false => view.get(n as usize - 1),
-            })
-            .map(|m| m.modseq)
-            .max()
+        self.select(tag, name, read_only);
     }
 
     /// ` MODSEQ (n)` for a FETCH response once CONDSTORE is on.

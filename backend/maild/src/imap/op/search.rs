@@ -6,12 +6,17 @@ use crate::imap::search::{self, Bounds, Candidate};
 use crate::imap::session::Session;
 
 impl Session {
-    pub(in crate::imap) fn search(&self, key: &SearchKey, uid: bool) -> Vec<u32> {
+    /// The sequence numbers (UIDs with `uid`) of the messages `key`
+    /// matches, and the highest MODSEQ among them (None when none did).
+    pub(in crate::imap) fn search(&self, key: &SearchKey, uid: bool) -> (Vec<u32>, Option<u64>) {
         let view = &self.selected().view;
-        self.matching(key)
+        let matched = self.matching(key);
+        let highest = matched.iter().map(|&i| view[i].modseq).max();
+        let ids = matched
             .into_iter()
             .map(|i| if uid { view[i].uid } else { i as u32 + 1 })
-            .collect()
+            .collect();
+        (ids, highest)
     }
 
     /// Indices into the view of the messages `key` matches.
