@@ -1,7 +1,7 @@
 //! CONDSTORE (RFC 7162 section 3) as two sessions on one mailbox see it:
 //! ENABLE, HIGHESTMODSEQ on SELECT and in STATUS, MODSEQ in FETCH,
 //! FETCH CHANGEDSINCE, STORE UNCHANGEDSINCE with MODIFIED, SEARCH MODSEQ,
-//! the highest value growing on an expunge, QRESYNC refused.
+//! the highest value growing on an expunge, QRESYNC refused until enabled.
 mod support;
 
 use support::{Site, line};

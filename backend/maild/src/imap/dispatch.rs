@@ -208,7 +208,8 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
                 self.expunge(None, true);
-                self.tagged(&tag, "OK EXPUNGE completed");
+                let code = self.expunged_highest();
+                self.tagged(&tag, &format!("OK {code}EXPUNGE completed"));
             }
             CommandBody::ExpungeUid { sequence_set } => {
                 self.refresh(true);
@@ -216,7 +217,8 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
                 self.expunge(Some(&sequence_set), true);
-                self.tagged(&tag, "OK UID EXPUNGE completed");
+                let code = self.expunged_highest();
+                self.tagged(&tag, &format!("OK {code}UID EXPUNGE completed"));
             }
             CommandBody::Search {
                 charset,
@@ -304,12 +306,14 @@ impl Session {
                 let mut items = items;
                 match self.targets(&sequence_set, uid) {
                     Some(mut targets) => {
-                        if let Err(why) = self.fetch_modifiers(&modifiers, &mut targets, &mut items)
-                        {
+                        if let Err(why) = self.fetch_vanished(&modifiers, &sequence_set, uid) {
                             self.tagged(&tag, why);
                             return Ok(Flow::Continue);
                         }
-                        match self.fetch(&targets, &items, uid).await? {
+                        self.fetch_modifiers(&modifiers, &mut targets, &mut items);
+                        let no = self.fetch(&targets, &items, uid).await?;
+                        self.note_pending_expunges();
+                        match no {
                             None => self.tagged(&tag, "OK FETCH completed"),
                             Some(no) => self.tagged(&tag, &no),
                         }
@@ -334,7 +338,9 @@ impl Session {
                     return Ok(Flow::Continue);
                 };
                 let modified = self.unchanged_since(&modifiers, &mut targets);
-                match self.store(&targets, kind, response, &flags, uid) {
+                let stored = self.store(&targets, kind, response, &flags, uid);
+                self.note_pending_expunges();
+                match stored {
                     Ok(()) if modified.is_empty() => self.tagged(&tag, "OK STORE completed"),
                     Ok(()) => {
                         let view = &self.selected().view;

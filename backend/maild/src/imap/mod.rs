@@ -17,8 +17,10 @@
 pub mod binary;
 mod dispatch;
 pub mod esearch;
+pub mod listext;
 pub mod mime;
 mod op;
+pub mod ranges;
 pub mod search;
 mod session;
 pub mod sort;
@@ -125,23 +127,7 @@ fn store_error(e: &StoreError) -> String {
 
 /// A UID set in the short form UIDPLUS answers use.
 fn uid_set(uids: &[u32]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
-            end += 1;
-            i += 1;
-        }
-        out.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        });
-        i += 1;
-    }
-    out.join(",")
+    ranges::render(&ranges::runs(uids))
 }
 
 /// A section as the FETCH response names it: `1.2.HEADER.FIELDS (A B)`.
@@ -215,11 +201,5 @@ mod tests {
         let pattern = [b"*a".repeat(60), b"x".to_vec()].concat();
         assert!(!wildcard(&pattern, &name));
         assert!(wildcard(&b"*a".repeat(60), &name));
-    }
-
-    #[test]
-    fn uid_sets_are_compressed() {
-        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(uid_set(&[4]), "4");
     }
 }

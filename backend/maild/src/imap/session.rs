@@ -17,10 +17,10 @@ use imap_codec::{
 };
 use tokio::{io::AsyncReadExt, sync::watch};
 
-use super::esearch;
 use super::search::in_set;
 use super::store_error;
 use super::wire::{flag_list, mailbox_flags, permanent_flags};
+use super::{esearch, listext};
 use crate::{
     Service,
     net::{self, Io},
@@ -46,6 +46,8 @@ pub(super) struct Selected {
     pub(super) keywords: Vec<String>,
     /// UIDs that are \Recent for this session (RFC 3501 2.3.2).
     pub(super) recent: std::collections::HashSet<u32>,
+    /// HIGHESTMODSEQ of the last sync whose changes were all told.
+    pub(super) highest_modseq: u64,
 }
 
 impl Selected {
@@ -81,9 +83,27 @@ pub(super) struct Session {
     pub(super) owed_expunges: bool,
     /// The RETURN options of the SEARCH being handled (ESEARCH).
     pub(super) search_return: Option<esearch::Return>,
+    /// The options of the extended LIST being handled (LIST-EXTENDED).
+    pub(super) list_ext: Option<listext::ListExt>,
     /// CONDSTORE is on: FETCH responses carry MODSEQ (RFC 7162 3.1).
     pub(super) condstore: bool,
+    /// QRESYNC is on: VANISHED replaces EXPUNGE (RFC 7162 3.2.10).
+    pub(super) qresync: bool,
     deadline: net::Deadline,
+}
+
+/// How a session is told of messages gone from its view: `removed` are
+/// (index, UID) in descending index order, as they were taken out.
+pub(super) fn expunged_lines(qresync: bool, removed: &[(usize, u32)]) -> Vec<String> {
+    if qresync && !removed.is_empty() {
+        let mut uids: Vec<u32> = removed.iter().map(|r| r.1).collect();
+        uids.sort_unstable();
+        return vec![format!("* VANISHED {}", super::uid_set(&uids))];
+    }
+    removed
+        .iter()
+        .map(|(i, _)| format!("* {} EXPUNGE", i + 1))
+        .collect()
 }
 
 impl Session {
@@ -105,7 +125,9 @@ impl Session {
             auth_failures: 0,
             owed_expunges: false,
             search_return: None,
+            list_ext: None,
             condstore: false,
+            qresync: false,
             deadline,
         }
     }
@@ -113,7 +135,7 @@ impl Session {
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE",
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS",
         );
         if self.account.is_none() {
             if self.service.tls.is_some() && !self.tls {
@@ -223,13 +245,20 @@ impl Session {
             let limits = self.limits();
             match self.framer.next(&self.buf, &limits) {
                 Frame::Command(n) => {
+                    // What imap-codec cannot parse is taken off first.
                     let esearch = esearch::split(&self.buf[..n]);
-                    let input = esearch.as_ref().map_or(&self.buf[..n], |(plain, _)| plain);
+                    let list = esearch.is_none().then(|| listext::split(&self.buf[..n]));
+                    let list = list.flatten();
+                    let input = match (&esearch, &list) {
+                        (Some((plain, _)), _) | (_, Some((plain, _))) => plain.as_slice(),
+                        _ => &self.buf[..n],
+                    };
                     let parsed = match CommandCodec::default().decode(input) {
                         Ok((&[], command)) => Some(command.into_static()),
                         _ => None,
                     };
                     self.search_return = esearch.map(|(_, options)| options);
+                    self.list_ext = list.map(|(_, ext)| ext);
                     if let Some(command) = parsed {
                         self.buf.drain(..n);
                         return Ok(Some(command));
@@ -367,15 +396,22 @@ impl Session {
         let now: std::collections::HashMap<u32, &Message> =
             listed.messages.iter().map(|m| (m.uid, m)).collect();
         if expunges {
-            for seq in (1..=sel.view.len()).rev() {
-                if !now.contains_key(&sel.view[seq - 1].uid) {
-                    sel.view.remove(seq - 1);
-                    lines.push(format!("* {seq} EXPUNGE"));
+            let mut removed = Vec::new();
+            for i in (0..sel.view.len()).rev() {
+                if !now.contains_key(&sel.view[i].uid) {
+                    removed.push((i, sel.view.remove(i).uid));
                 }
             }
+            lines = expunged_lines(self.qresync, &removed);
             self.owed_expunges = false;
         } else if sel.view.iter().any(|m| !now.contains_key(&m.uid)) {
             self.owed_expunges = true;
+        }
+        // What is told from here is all there is up to this value, unless
+        // an expunge waits (a client resyncing from a value above it
+        // would never learn of it: RFC 7162 3.2, errata 1810).
+        if !self.owed_expunges {
+            sel.highest_modseq = listed.highest_modseq;
         }
         for i in 0..sel.view.len() {
             let uid = sel.view[i].uid;

@@ -33,6 +33,7 @@ pub mod quota;
 pub mod uidlist;
 
 pub use flags::FlagChange;
+pub use modseq::Vanished;
 pub use naming::{account_dir_name, mailbox_dir_name};
 use naming::{mailbox_name, sort_flags};
 use quota::{QUOTA_FILE, Quotas, Usage, parse_limit};

@@ -4,8 +4,16 @@
 //! mailbox compares each message's flags with those its MODSEQ was given
 //! for, and a message that is new or whose flags differ gets the next
 //! value. An expunge also takes one, so HIGHESTMODSEQ moves whenever the
-//! mailbox does. Kept in `modseqs` (`fulmar-modseqs 1 HIGHEST`, then
-//! `UID MODSEQ :FLAGS` per message), replaced whole by a rename.
+//! mailbox does. Kept in `modseqs` (`fulmar-modseqs 1 HIGHEST FORGOTTEN`,
+//! then `UID MODSEQ :FLAGS` per message, then `-FIRST:LAST MODSEQ` per run
+//! of expunged UIDs), replaced whole by a rename.
+//!
+//! QRESYNC (RFC 7162 3.2) asks which UIDs vanished since a mod-sequence:
+//! the expunged runs answer it, the last `KEPT_GONE` of them. FORGOTTEN is
+//! the highest value of those dropped (or, in a file written before runs
+//! were kept, its HIGHEST): a question from before it is answered with
+//! every UID that is not there now, which the RFC allows (a client deletes
+//! what it still has of them, nothing more).
 //!
 //! A value once given must never be given again, not even after a power
 //! cut or a failover took the last writes of the file. Syncing it on
@@ -42,19 +50,52 @@ impl Cache {
     }
 }
 const MAGIC: &str = "fulmar-modseqs 1";
+/// Runs of expunged UIDs kept: each a line in a file rewritten on every
+/// change, so a bound keeps a STORE cheap however much was expunged.
+const KEPT_GONE: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Modseqs {
     highest: u64,
+    /// Expunges at or below this value are no longer known one by one.
+    forgotten: u64,
     /// (UID, MODSEQ, the flags it was given for), by UID.
     entries: Vec<(u32, u64, String)>,
+    /// (first UID, last UID, MODSEQ of their expunge), oldest first.
+    gone: Vec<(u32, u32, u64)>,
+}
+
+/// What vanished since a mod-sequence.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Vanished {
+    /// Exactly these UIDs (ascending).
+    Known(Vec<u32>),
+    /// Expunges that long ago are forgotten: every UID not listed now.
+    Forgotten,
 }
 
 fn parse(text: &str) -> Option<Modseqs> {
     let mut lines = text.lines();
-    let highest = lines.next()?.strip_prefix(MAGIC)?.trim().parse().ok()?;
+    let mut head = lines.next()?.strip_prefix(MAGIC)?.split_whitespace();
+    let highest: u64 = head.next()?.parse().ok()?;
+    let forgotten = match head.next() {
+        Some(f) => f.parse().ok().filter(|f| *f <= highest)?,
+        None => highest,
+    };
     let mut entries: Vec<(u32, u64, String)> = Vec::new();
+    let mut gone = Vec::new();
     for line in lines {
+        if let Some(run) = line.strip_prefix('-') {
+            let (uids, modseq) = run.split_once(' ')?;
+            let (first, last) = uids.split_once(':').unwrap_or((uids, uids));
+            let (first, last): (u32, u32) = (first.parse().ok()?, last.parse().ok()?);
+            let modseq: u64 = modseq.parse().ok()?;
+            if first > last || modseq > highest {
+                return None;
+            }
+            gone.push((first, last, modseq));
+            continue;
+        }
         let mut words = line.splitn(3, ' ');
         let uid: u32 = words.next()?.parse().ok()?;
         let modseq: u64 = words.next()?.parse().ok()?;
@@ -65,15 +106,23 @@ fn parse(text: &str) -> Option<Modseqs> {
         }
         entries.push((uid, modseq, flags.to_string()));
     }
-    Some(Modseqs { highest, entries })
+    Some(Modseqs {
+        highest,
+        forgotten,
+        entries,
+        gone,
+    })
 }
 
 fn render(m: &Modseqs) -> String {
     use std::fmt::Write;
     let mut text = String::with_capacity(32 + m.entries.len() * 32);
-    let _ = writeln!(text, "{MAGIC} {}", m.highest);
+    let _ = writeln!(text, "{MAGIC} {} {}", m.highest, m.forgotten);
     for (uid, modseq, flags) in &m.entries {
         let _ = writeln!(text, "{uid} {modseq} :{flags}");
+    }
+    for (first, last, modseq) in &m.gone {
+        let _ = writeln!(text, "-{first}:{last} {modseq}");
     }
     text
 }
@@ -97,15 +146,25 @@ pub(super) fn update(
     result
 }
 
+fn clock_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 fn read(dir: &Path) -> Result<Modseqs, StoreError> {
     let path = dir.join(MODSEQS);
     Ok(match fs::read_to_string(&path) {
         Ok(text) => parse(&text).unwrap_or_else(|| {
             // Replaced whole, so only outside damage gets here: every
             // message counts as changed (and takes a value above the
-            // clock, so above any given before).
+            // clock, so above any given before). What was expunged
+            // before now is not known any more.
             tracing::warn!(path = %path.display(), "unreadable mod-sequences, starting over");
-            Modseqs::default()
+            Modseqs {
+                forgotten: clock_micros(),
+                ..Modseqs::default()
+            }
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Modseqs::default(),
         Err(e) => return Err(io_at(&path)(e)),
@@ -127,21 +186,18 @@ fn apply(dir: &Path, kept: &mut Modseqs, messages: &mut [Message]) -> Result<u64
         // An empty mailbox still answers a positive HIGHESTMODSEQ.
         return Ok(kept.highest.max(1));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
+    let now = clock_micros();
     let next = |highest: &mut u64| {
         *highest = (*highest + 1).max(now);
         *highest
     };
     // Both by UID: one walk, entries changed in place; UIDs not listed
-    // any more are marked (0) and dropped after.
+    // any more are collected and dropped after.
     let (entries, highest) = (&mut kept.entries, &mut kept.highest);
-    let (mut i, mut gone, mut added) = (0, false, Vec::new());
+    let (mut i, mut expunged, mut added) = (0, Vec::new(), Vec::new());
     for m in messages.iter_mut() {
         while i < entries.len() && entries[i].0 < m.uid {
-            entries[i].0 = 0;
-            gone = true;
+            expunged.push(entries[i].0);
             i += 1;
         }
         match entries.get_mut(i).filter(|e| e.0 == m.uid) {
@@ -159,12 +215,11 @@ fn apply(dir: &Path, kept: &mut Modseqs, messages: &mut [Message]) -> Result<u64
             }
         }
     }
-    if i < entries.len() {
-        gone = true;
-    }
-    if gone {
-        entries.retain(|e| e.0 != 0 && messages.binary_search_by_key(&e.0, |m| m.uid).is_ok());
-        next(highest);
+    expunged.extend(entries[i..].iter().map(|e| e.0));
+    if !expunged.is_empty() {
+        entries.retain(|e| expunged.binary_search(&e.0).is_err());
+        let modseq = next(highest);
+        remember_gone(&mut kept.gone, &mut kept.forgotten, &expunged, modseq);
     }
     if !added.is_empty() {
         entries.extend(added);
@@ -175,6 +230,63 @@ fn apply(dir: &Path, kept: &mut Modseqs, messages: &mut [Message]) -> Result<u64
         .and_then(|()| fs::rename(&tmp, &path))
         .map_err(io_at(&path))?;
     Ok(kept.highest.max(1))
+}
+
+/// Adds the runs of `uids` (ascending), expunged at `modseq`, forgetting
+/// the oldest past `KEPT_GONE`.
+fn remember_gone(gone: &mut Vec<(u32, u32, u64)>, forgotten: &mut u64, uids: &[u32], modseq: u64) {
+    for &uid in uids {
+        match gone.last_mut() {
+            Some(run) if run.2 == modseq && run.1 + 1 == uid => run.1 = uid,
+            _ => gone.push((uid, uid, modseq)),
+        }
+    }
+    if gone.len() > KEPT_GONE {
+        let dropped = gone.len() - KEPT_GONE;
+        let last = gone.drain(..dropped).map(|r| r.2).max();
+        *forgotten = (*forgotten).max(last.unwrap_or(0));
+    }
+}
+
+/// The UIDs expunged after `since`, the caller holding the sync lock.
+pub(super) fn vanished(cache: &Cache, dir: &Path, since: u64) -> Result<Vanished, StoreError> {
+    let cached = cache.0.lock().unwrap_or_else(|e| e.into_inner());
+    let read;
+    let kept = match cached.iter().find(|(d, _)| d == dir) {
+        Some((_, k)) => k,
+        None => {
+            read = self::read(dir)?;
+            &read
+        }
+    };
+    if since < kept.forgotten {
+        return Ok(Vanished::Forgotten);
+    }
+    let mut uids: Vec<u32> = kept
+        .gone
+        .iter()
+        .filter(|r| r.2 > since)
+        .flat_map(|r| r.0..=r.1)
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(Vanished::Known(uids))
+}
+
+impl super::Store {
+    /// The UIDs of a mailbox expunged after mod-sequence `since` (QRESYNC),
+    /// as of now: a sync first gives the latest expunges their value.
+    pub fn vanished(
+        &self,
+        address: &str,
+        mailbox: &str,
+        since: u64,
+    ) -> Result<Vanished, StoreError> {
+        let dir = self.mailbox_dir(address, mailbox)?;
+        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_locked(&dir)?;
+        vanished(&self.modseqs, &dir, since)
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +351,53 @@ mod tests {
         let empty = dir.join("empty");
         fs::create_dir_all(&empty).unwrap();
         assert_eq!(run(&cache, &empty, &[]), (1, vec![]));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expunges_are_kept_with_their_value_and_the_oldest_forgotten() {
+        let dir = std::env::temp_dir().join(format!("fulmar-vanished-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cache = Cache::default();
+        let all: Vec<(u32, &str)> = (1..=5).map(|u| (u, "")).collect();
+        let (h0, _) = run(&cache, &dir, &all);
+        assert_eq!(vanished(&cache, &dir, 1).unwrap(), Vanished::Known(vec![]));
+        // 2 and 3 go in one sync, 5 in the next: each takes the next value.
+        let (h1, _) = run(&cache, &dir, &[(1, ""), (4, ""), (5, "")]);
+        let (h2, _) = run(&cache, &dir, &[(1, ""), (4, "")]);
+        assert!(h0 < h1 && h1 < h2);
+        let known = |since| vanished(&Cache::default(), &dir, since).unwrap();
+        assert_eq!(known(h0), Vanished::Known(vec![2, 3, 5]));
+        assert_eq!(known(h1), Vanished::Known(vec![5]));
+        assert_eq!(known(h2), Vanished::Known(vec![]));
+        let text = fs::read_to_string(dir.join(MODSEQS)).unwrap();
+        assert!(text.contains(&format!("-2:3 {h1}\n")), "{text}");
+        // A file from before runs were kept knows no expunge before its
+        // highest.
+        fs::write(
+            dir.join(MODSEQS),
+            format!("{MAGIC} {h2}\n1 {h0} :\n4 {h0} :\n"),
+        )
+        .unwrap();
+        assert_eq!(known(h0), Vanished::Forgotten);
+        assert_eq!(known(h2), Vanished::Known(vec![]));
+        // Past KEPT_GONE runs the oldest are forgotten.
+        let cache = Cache::default();
+        let many: Vec<(u32, &str)> = (1..=2 * KEPT_GONE as u32 + 2).map(|u| (u, "")).collect();
+        let (start, _) = run(&cache, &dir, &many);
+        let mut rest = many.clone();
+        let mut values = Vec::new();
+        for uid in (2..=2 * KEPT_GONE as u32 + 2).step_by(2) {
+            rest.retain(|&(u, _)| u != uid);
+            values.push(run(&cache, &dir, &rest).0);
+        }
+        assert_eq!(known(start), Vanished::Forgotten);
+        let recent = values[values.len() - 3];
+        assert_eq!(
+            known(recent),
+            Vanished::Known(vec![2 * KEPT_GONE as u32, 2 * KEPT_GONE as u32 + 2])
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

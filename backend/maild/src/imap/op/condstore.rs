@@ -1,7 +1,7 @@
 //! CONDSTORE (RFC 7162 section 3): turning it on (ENABLE, SELECT
 //! (CONDSTORE), or any command that names a mod-sequence), the MODSEQ
 //! values this session shows, and what FETCH CHANGEDSINCE and STORE
-//! UNCHANGEDSINCE select. QRESYNC is not offered.
+//! UNCHANGEDSINCE select. QRESYNC's own part is in `qresync`.
 use imap_codec::imap_types::{
     command::{FetchModifier, SelectParameter, StoreModifier},
     core::Tag,
@@ -10,7 +10,7 @@ use imap_codec::imap_types::{
     search::SearchKey,
 };
 
-use crate::imap::session::Session;
+use crate::imap::{op::qresync::Resync, session::Session};
 use crate::store::Message;
 
 /// Whether a search names a mod-sequence (its answer then ends with the
@@ -26,22 +26,29 @@ pub fn names_modseq(key: &SearchKey) -> bool {
 }
 
 impl Session {
-    /// ENABLE: CONDSTORE is the one extension it can turn on.
+    /// ENABLE: CONDSTORE, and QRESYNC (which brings CONDSTORE with it).
     pub(in crate::imap) fn enable(&mut self, tag: &Tag, asked: &[CapabilityEnable]) {
         let mut enabled = String::new();
-        if asked
-            .iter()
-            .any(|c| matches!(c, CapabilityEnable::CondStore))
-        {
-            self.condstore = true;
-            enabled.push_str(" CONDSTORE");
+        for c in asked {
+            // imap-codec knows CONDSTORE by name; QRESYNC is `Other`.
+            let name = c.to_string().to_ascii_uppercase();
+            if enabled.contains(&format!(" {name}")) {
+                continue;
+            }
+            match name.as_str() {
+                "CONDSTORE" => self.condstore = true,
+                "QRESYNC" => (self.condstore, self.qresync) = (true, true),
+                _ => continue,
+            }
+            enabled.push(' ');
+            enabled.push_str(&name);
         }
         self.line(&format!("* ENABLED{enabled}"));
         self.tagged(tag, "OK ENABLE completed");
     }
 
     /// SELECT (`read_only`: EXAMINE) with its parameters: CONDSTORE
-    /// turns it on; QRESYNC is not offered.
+    /// turns it on; QRESYNC (once enabled) resynchronizes.
     pub(in crate::imap) fn open(
         &mut self,
         tag: &Tag,
@@ -49,16 +56,29 @@ impl Session {
         parameters: &[SelectParameter],
         read_only: bool,
     ) {
+        let mut resync = None;
         for p in parameters {
             match p {
                 SelectParameter::CondStore => self.condstore = true,
-                SelectParameter::QResync { .. } => {
-                    self.tagged(tag, "BAD QRESYNC is not offered");
+                SelectParameter::QResync { .. } if !self.qresync => {
+                    self.tagged(tag, "BAD ENABLE QRESYNC first");
                     return;
+                }
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
+                    resync = Some(Resync {
+                        uid_validity: uid_validity.get(),
+                        since: mod_sequence_value.get(),
+                        known: known_uids.clone(),
+                    });
                 }
             }
         }
-        self.select(tag, name, read_only);
+        self.select(tag, name, read_only, resync.as_ref());
     }
 
     /// ` MODSEQ (n)` for a FETCH response once CONDSTORE is on.
@@ -97,14 +117,13 @@ impl Session {
     }
 
     /// FETCH modifiers: CHANGEDSINCE keeps the targets changed after the
-    /// value and adds MODSEQ to the items; Err(answer) for VANISHED
-    /// (QRESYNC).
+    /// value and adds MODSEQ to the items (VANISHED: `fetch_vanished`).
     pub(in crate::imap) fn fetch_modifiers(
         &mut self,
         modifiers: &[FetchModifier],
         targets: &mut Vec<usize>,
         items: &mut Vec<MessageDataItemName<'static>>,
-    ) -> Result<(), &'static str> {
+    ) {
         for m in modifiers {
             match m {
                 FetchModifier::ChangedSince(since) => {
@@ -112,7 +131,7 @@ impl Session {
                     let view = &self.selected().view;
                     targets.retain(|&i| view[i].modseq > since.get());
                 }
-                FetchModifier::Vanished => return Err("BAD VANISHED needs QRESYNC, not offered"),
+                FetchModifier::Vanished => {}
             }
         }
         if self.condstore && !items.contains(&MessageDataItemName::ModSeq) {
@@ -121,7 +140,6 @@ impl Session {
                 items.push(MessageDataItemName::ModSeq);
             }
         }
-        Ok(())
     }
 
     /// STORE UNCHANGEDSINCE: the targets changed after the value are left

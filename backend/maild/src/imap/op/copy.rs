@@ -2,7 +2,10 @@
 
 use imap_codec::imap_types::{core::Tag, sequence::SequenceSet};
 
-use crate::imap::{session::Session, store_error, uid_set};
+use crate::imap::{
+    session::{Session, expunged_lines},
+    store_error, uid_set,
+};
 use crate::store::{Message, StoreError};
 
 impl Session {
@@ -63,10 +66,13 @@ impl Session {
             return;
         }
         let sel = self.selected.as_mut().expect("selected");
-        for &i in targets.iter().rev() {
-            sel.view.remove(i);
-            self.out
-                .extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+        let removed: Vec<(usize, u32)> = targets
+            .iter()
+            .rev()
+            .map(|&i| (i, sel.view.remove(i).uid))
+            .collect();
+        for line in expunged_lines(self.qresync, &removed) {
+            self.line(&line);
         }
         // A move into the selected mailbox itself brings the copies in.
         self.refresh(true);

@@ -1,26 +1,34 @@
-//! Mailboxes: SELECT/EXAMINE, LIST/LSUB, STATUS, APPEND.
+//! Mailboxes: SELECT/EXAMINE, STATUS, APPEND (LIST and LSUB: `list`).
 use std::time::SystemTime;
 
 use imap_codec::imap_types::{
-    core::Tag,
-    datetime::DateTime,
-    extensions::binary::LiteralOrLiteral8,
-    flag::Flag,
-    mailbox::{ListMailbox, Mailbox},
-    status::StatusDataItemName,
+    core::Tag, datetime::DateTime, extensions::binary::LiteralOrLiteral8, flag::Flag,
+    mailbox::Mailbox, status::StatusDataItemName,
 };
 
 use crate::imap::wire::{keyword, letter, mailbox_flags, permanent_flags, string};
 use crate::imap::{
     mailbox_name,
+    op::qresync::Resync,
     session::{Selected, Session},
-    store_error, wildcard,
+    store_error,
 };
-use crate::store::{INBOX, SPECIAL_USE, StoreError};
+use crate::store::StoreError;
 
 impl Session {
-    pub(in crate::imap) fn select(&mut self, tag: &Tag, name: &str, read_only: bool) {
-        self.selected = None;
+    /// SELECT (`read_only`: EXAMINE), with QRESYNC's resynchronization
+    /// when asked.
+    pub(in crate::imap) fn select(
+        &mut self,
+        tag: &Tag,
+        name: &str,
+        read_only: bool,
+        resync: Option<&Resync>,
+    ) {
+        if self.selected.take().is_some() {
+            // RFC 7162 3.2.11: what follows is the new mailbox's.
+            self.line("* OK [CLOSED] Previous mailbox closed");
+        }
         // Before the sync: a change made while it runs is looked at again.
         self.changes.mark_unchanged();
         self.owed_expunges = false;
@@ -64,6 +72,18 @@ impl Session {
             "* OK [HIGHESTMODSEQ {}] Highest",
             listed.highest_modseq
         ));
+        self.selected = Some(Selected {
+            name: name.to_string(),
+            read_only,
+            uid_validity: listed.uid_validity,
+            view: listed.messages,
+            keywords: listed.keywords,
+            recent,
+            highest_modseq: listed.highest_modseq,
+        });
+        if let Some(r) = resync.filter(|r| r.uid_validity == listed.uid_validity) {
+            self.resync(r, listed.next_uid);
+        }
         let access = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         self.tagged(
             tag,
@@ -72,85 +92,25 @@ impl Session {
                 if read_only { "EXAMINE" } else { "SELECT" }
             ),
         );
-        self.selected = Some(Selected {
-            name: name.to_string(),
-            read_only,
-            uid_validity: listed.uid_validity,
-            view: listed.messages,
-            keywords: listed.keywords,
-            recent,
-        });
-    }
-
-    pub(in crate::imap) fn list(
-        &mut self,
-        tag: &Tag,
-        reference: &Mailbox,
-        pattern: &ListMailbox,
-        subscribed: bool,
-    ) {
-        let reference = match reference {
-            Mailbox::Inbox => INBOX.to_string(),
-            Mailbox::Other(o) => String::from_utf8_lossy(o.inner().as_ref()).into_owned(),
-        };
-        let pattern = match pattern {
-            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
-            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
-        };
-        let command = if subscribed { "LSUB" } else { "LIST" };
-        if pattern.is_empty() && !subscribed {
-            self.line("* LIST (\\Noselect) \"/\" \"\"");
-            self.tagged(tag, "OK LIST completed");
-            return;
-        }
-        let full = format!("{reference}{pattern}");
-        let names = if subscribed {
-            self.service.store.subscriptions(self.account())
-        } else {
-            self.service.store.mailboxes(self.account())
-        };
-        let names = match names {
-            Ok(n) => n,
-            Err(e) => {
-                self.tagged(tag, &store_error(&e));
-                return;
-            }
-        };
-        for (name, noselect) in listed(&full, &names) {
-            let mut attrs: Vec<&str> = Vec::new();
-            if noselect {
-                attrs.push("\\Noselect");
-            }
-            // CHILDREN (RFC 3348), for LIST: LSUB's names are subscriptions.
-            if !subscribed {
-                let prefix = format!("{name}/");
-                let parent = names.iter().any(|n| n.starts_with(&prefix));
-                attrs.push(if parent {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-            }
-            if let Some((_, special)) = SPECIAL_USE.iter().find(|(n, _)| *n == name) {
-                attrs.push(special);
-            }
-            let attrs = attrs.join(" ");
-            let mut line = format!("* {command} ({attrs}) \"/\" ").into_bytes();
-            string(&mut line, name.as_bytes());
-            self.out.extend_from_slice(&line);
-            self.out.extend_from_slice(b"\r\n");
-        }
-        self.tagged(tag, &format!("OK {command} completed"));
     }
 
     pub(in crate::imap) fn status(&mut self, tag: &Tag, name: &str, items: &[StatusDataItemName]) {
-        let listed = match self.service.store.sync(self.account(), name) {
-            Ok(l) => l,
-            Err(e) => {
-                self.tagged(tag, &store_error(&e));
-                return;
+        match self.status_line(name, items) {
+            Ok(line) => {
+                self.line(&line);
+                self.tagged(tag, "OK STATUS completed");
             }
-        };
+            Err(e) => self.tagged(tag, &store_error(&e)),
+        }
+    }
+
+    /// `* STATUS name (items)` for a mailbox as it is now.
+    pub(in crate::imap) fn status_line(
+        &self,
+        name: &str,
+        items: &[StatusDataItemName],
+    ) -> Result<String, StoreError> {
+        let listed = self.service.store.sync(self.account(), name)?;
         let values: Vec<String> = items
             .iter()
             .filter_map(|item| match item {
@@ -176,10 +136,10 @@ impl Session {
             .collect();
         let mut line = b"* STATUS ".to_vec();
         string(&mut line, name.as_bytes());
-        line.extend_from_slice(format!(" ({})\r\n", values.join(" ")).as_bytes());
-        self.out.extend_from_slice(&line);
-        self.tagged(tag, "OK STATUS completed");
+        line.extend_from_slice(format!(" ({})", values.join(" ")).as_bytes());
+        Ok(String::from_utf8_lossy(&line).into_owned())
     }
+
     /// APPEND: stores the message, then tells the selected view.
     pub(in crate::imap) fn append(
         &mut self,
@@ -220,69 +180,5 @@ impl Session {
             Err(StoreError::NoMailbox(_)) => self.tagged(&tag, "NO [TRYCREATE] No such mailbox"),
             Err(e) => self.tagged(&tag, &store_error(&e)),
         }
-    }
-}
-
-fn matches(pattern: &str, name: &str) -> bool {
-    if name == INBOX {
-        wildcard(pattern.to_ascii_uppercase().as_bytes(), b"INBOX")
-    } else {
-        wildcard(pattern.as_bytes(), name.as_bytes())
-    }
-}
-
-/// What LIST or LSUB shows for `pattern` over `names` (the mailboxes, or
-/// the subscriptions), each with whether it is `\Noselect`. RFC 3501
-/// 6.3.8/6.3.9: when a pattern ends in `%`, a level of hierarchy it stops
-/// at is shown too if only names below it match; as `\Noselect` unless it
-/// is itself one of `names`.
-fn listed(pattern: &str, names: &[String]) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = Vec::new();
-    let mut levels = std::collections::HashSet::new();
-    for name in names {
-        if matches(pattern, name) {
-            out.push((name.clone(), false));
-            continue;
-        }
-        if !pattern.ends_with('%') {
-            continue;
-        }
-        let level = name
-            .match_indices('/')
-            .map(|(i, _)| &name[..i])
-            .find(|level| matches(pattern, level));
-        if let Some(level) = level
-            && !names.iter().any(|n| n == level)
-            && levels.insert(level.to_string())
-        {
-            out.push((level.to_string(), true));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_above_matches_are_noselect() {
-        let names: Vec<String> = ["INBOX", "a/b/c", "a/b/d", "x", "x/y"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let shown = |p: &str| {
-            listed(p, &names)
-                .into_iter()
-                .map(|(n, no)| format!("{n}{}", if no { "!" } else { "" }))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        assert_eq!(shown("%"), "INBOX a! x");
-        assert_eq!(shown("a/%"), "a/b!");
-        assert_eq!(shown("a/b/%"), "a/b/c a/b/d");
-        assert_eq!(shown("x/%"), "x/y");
-        assert_eq!(shown("*"), "INBOX a/b/c a/b/d x x/y");
-        assert_eq!(shown("inbox"), "INBOX");
     }
 }

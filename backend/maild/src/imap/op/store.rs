@@ -6,7 +6,7 @@ use imap_codec::imap_types::{
 };
 
 use crate::imap::search::in_set;
-use crate::imap::session::Session;
+use crate::imap::session::{Session, expunged_lines};
 use crate::imap::wire::{keyword, letter};
 use crate::store::{FlagChange, Message, StoreError, keywords};
 
@@ -120,11 +120,14 @@ impl Session {
             .into_iter()
             .filter(|&i| !kept.contains(&sel.view[i].uid))
             .collect();
-        for &i in gone.iter().rev() {
-            sel.view.remove(i);
-            if tell {
-                self.out
-                    .extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+        let removed: Vec<(usize, u32)> = gone
+            .iter()
+            .rev()
+            .map(|&i| (i, sel.view.remove(i).uid))
+            .collect();
+        if tell {
+            for line in expunged_lines(self.qresync, &removed) {
+                self.line(&line);
             }
         }
     }
