@@ -607,11 +607,17 @@ fn tls_to_a_maild_back_end_with_idle_and_delivery() {
     idle.line();
     idle.send(format!("a LOGIN ann {}\r\nb SELECT INBOX\r\nc IDLE\r\n", ANN.1).as_bytes());
     let lines = idle.until("+ ");
-    assert!(
-        lines.iter().any(|l| l.starts_with("a OK")),
-        "{lines:?}\n{}",
-        site.maild_log()
-    );
+    let ok = lines.iter().find(|l| l.starts_with("a OK"));
+    let ok = ok.unwrap_or_else(|| panic!("{lines:?}\n{}", site.maild_log()));
+    // The back-end's capabilities reach the client in the login's answer.
+    for cap in [
+        " CONDSTORE ",
+        " QRESYNC ",
+        " LIST-EXTENDED ",
+        " LIST-STATUS",
+    ] {
+        assert!(ok.contains(cap), "{cap} missing: {ok}");
+    }
     assert!(
         lines.iter().any(|l| l.trim_end() == "* 0 EXISTS"),
         "{lines:?}"
@@ -627,9 +633,15 @@ s.quit()
     assert!(out.contains("{}"), "{out}\n{}", site.maild_log());
     let woke = idle.until("* 1 EXISTS");
     assert!(!woke.is_empty());
-    idle.send(b"DONE\r\nd FETCH 1 BODY[TEXT]\r\ne LOGOUT\r\n");
+    idle.send(
+        b"DONE\r\nd FETCH 1 BODY[TEXT]\r\nf ENABLE QRESYNC\r\n\
+          g LIST \"\" (\"INBOX\") RETURN (STATUS (MESSAGES))\r\ne LOGOUT\r\n",
+    );
     let rest = idle.until("e OK");
     assert!(rest.iter().any(|l| l.contains("over tls")), "{rest:?}");
+    for answer in ["* ENABLED QRESYNC", "* STATUS \"INBOX\" (MESSAGES 1)"] {
+        assert!(rest.iter().any(|l| l.trim_end() == answer), "{rest:?}");
+    }
     // maild saw the login arrive in TLS, from the proxy, for the client.
     let log = site.maild_log();
     let login = log
