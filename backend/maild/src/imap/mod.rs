@@ -19,6 +19,7 @@ mod dispatch;
 pub mod esearch;
 pub mod listext;
 pub mod mime;
+pub mod multiappend;
 mod op;
 pub mod ranges;
 pub mod search;

@@ -20,7 +20,7 @@ use tokio::{io::AsyncReadExt, sync::watch};
 use super::search::in_set;
 use super::store_error;
 use super::wire::{flag_list, mailbox_flags, permanent_flags};
-use super::{esearch, listext};
+use super::{esearch, listext, multiappend};
 use crate::{
     Service,
     net::{self, Io},
@@ -85,6 +85,8 @@ pub(super) struct Session {
     pub(super) search_return: Option<esearch::Return>,
     /// The options of the extended LIST being handled (LIST-EXTENDED).
     pub(super) list_ext: Option<listext::ListExt>,
+    /// The messages after the first of a MULTIAPPEND, each as an APPEND.
+    pub(super) more_appends: Vec<Command<'static>>,
     /// CONDSTORE is on: FETCH responses carry MODSEQ (RFC 7162 3.1).
     pub(super) condstore: bool,
     /// QRESYNC is on: VANISHED replaces EXPUNGE (RFC 7162 3.2.10).
@@ -126,6 +128,7 @@ impl Session {
             owed_expunges: false,
             search_return: None,
             list_ext: None,
+            more_appends: Vec::new(),
             condstore: false,
             qresync: false,
             deadline,
@@ -135,7 +138,7 @@ impl Session {
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS",
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND",
         );
         if self.account.is_none() {
             if self.service.tls.is_some() && !self.tls {
@@ -249,16 +252,22 @@ impl Session {
                     let esearch = esearch::split(&self.buf[..n]);
                     let list = esearch.is_none().then(|| listext::split(&self.buf[..n]));
                     let list = list.flatten();
-                    let input = match (&esearch, &list) {
-                        (Some((plain, _)), _) | (_, Some((plain, _))) => plain.as_slice(),
+                    let appends = multiappend::split(&self.buf[..n]).unwrap_or_default();
+                    let input = match (&esearch, &list, appends.first()) {
+                        (Some((plain, _)), _, _)
+                        | (_, Some((plain, _)), _)
+                        | (_, _, Some(plain)) => plain.as_slice(),
                         _ => &self.buf[..n],
                     };
-                    let parsed = match CommandCodec::default().decode(input) {
+                    let decode = |input: &[u8]| match CommandCodec::default().decode(input) {
                         Ok((&[], command)) => Some(command.into_static()),
                         _ => None,
                     };
+                    let more: Option<Vec<_>> = appends.iter().skip(1).map(|a| decode(a)).collect();
+                    let parsed = decode(input).filter(|_| more.is_some());
                     self.search_return = esearch.map(|(_, options)| options);
                     self.list_ext = list.map(|(_, ext)| ext);
+                    self.more_appends = more.unwrap_or_default();
                     if let Some(command) = parsed {
                         self.buf.drain(..n);
                         return Ok(Some(command));

@@ -24,6 +24,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+mod append;
 mod flags;
 pub mod keywords;
 pub mod lock;
@@ -32,6 +33,7 @@ mod naming;
 pub mod quota;
 pub mod uidlist;
 
+pub use append::Appended;
 pub use flags::FlagChange;
 pub use modseq::Vanished;
 pub use naming::{account_dir_name, mailbox_dir_name};

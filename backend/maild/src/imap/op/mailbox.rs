@@ -2,8 +2,8 @@
 use std::time::SystemTime;
 
 use imap_codec::imap_types::{
-    core::Tag, datetime::DateTime, extensions::binary::LiteralOrLiteral8, flag::Flag,
-    mailbox::Mailbox, status::StatusDataItemName,
+    command::CommandBody, core::Tag, datetime::DateTime, extensions::binary::LiteralOrLiteral8,
+    flag::Flag, mailbox::Mailbox, status::StatusDataItemName,
 };
 
 use crate::imap::wire::{keyword, letter, mailbox_flags, permanent_flags, string};
@@ -11,9 +11,9 @@ use crate::imap::{
     mailbox_name,
     op::qresync::Resync,
     session::{Selected, Session},
-    store_error,
+    store_error, uid_set,
 };
-use crate::store::StoreError;
+use crate::store::{Appended, StoreError};
 
 impl Session {
     /// SELECT (`read_only`: EXAMINE), with QRESYNC's resynchronization
@@ -140,7 +140,8 @@ impl Session {
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
 
-    /// APPEND: stores the message, then tells the selected view.
+    /// APPEND: stores the message (with MULTIAPPEND: the messages, all or
+    /// none), then tells the selected view.
     pub(in crate::imap) fn append(
         &mut self,
         tag: Tag<'static>,
@@ -149,32 +150,59 @@ impl Session {
         date: Option<DateTime>,
         message: &LiteralOrLiteral8,
     ) {
-        let data: &[u8] = match message {
-            LiteralOrLiteral8::Literal(l) => l.as_ref(),
-            LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
+        let data = |m: &'_ LiteralOrLiteral8| -> Vec<u8> {
+            match m {
+                LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
+                LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
+            }
         };
-        let when = date.map(|d| SystemTime::from(*d.as_ref()));
+        let more = std::mem::take(&mut self.more_appends);
+        let mut parts = vec![(flags.to_vec(), date, data(message))];
+        for c in more {
+            if let CommandBody::Append {
+                flags,
+                date,
+                message,
+                ..
+            } = c.body
+            {
+                parts.push((flags, date, data(&message)));
+            }
+        }
         let name = mailbox_name(mailbox);
         let account = self.account().to_string();
-        let keywords: Vec<&str> = flags.iter().filter_map(keyword).collect();
         let store = &self.service.store;
         let started = std::time::Instant::now();
         let r = tokio::task::block_in_place(|| {
-            let kw = if keywords.is_empty() {
-                String::new()
-            } else {
-                store.keyword_letters(&account, &name, &keywords)?.0
-            };
-            let letters: String = flags.iter().filter_map(letter).chain(kw.chars()).collect();
-            store.append(&account, &name, data, &letters, when)
+            let mut appended = Vec::with_capacity(parts.len());
+            for (flags, date, data) in &parts {
+                let keywords: Vec<&str> = flags.iter().filter_map(keyword).collect();
+                let kw = if keywords.is_empty() {
+                    String::new()
+                } else {
+                    store.keyword_letters(&account, &name, &keywords)?.0
+                };
+                appended.push(Appended {
+                    data,
+                    flags: flags.iter().filter_map(letter).chain(kw.chars()).collect(),
+                    date: date.as_ref().map(|d| SystemTime::from(*d.as_ref())),
+                });
+            }
+            match appended.as_slice() {
+                [one] => store
+                    .append(&account, &name, one.data, &one.flags, one.date)
+                    .map(|(validity, uid)| (validity, vec![uid])),
+                all => store.append_many(&account, &name, all),
+            }
         });
         crate::metrics::METRICS.append(r.is_ok(), started.elapsed());
         match r {
-            Ok((validity, uid)) => {
+            Ok((validity, uids)) => {
                 self.refresh(true);
+                let uids = uid_set(&uids);
                 self.tagged(
                     &tag,
-                    &format!("OK [APPENDUID {validity} {uid}] APPEND completed"),
+                    &format!("OK [APPENDUID {validity} {uids}] APPEND completed"),
                 );
             }
             Err(StoreError::NoMailbox(_)) => self.tagged(&tag, "NO [TRYCREATE] No such mailbox"),

@@ -1,0 +1,120 @@
+//! MULTIAPPEND (RFC 3502): `APPEND mailbox [flags] [date] literal` with
+//! more `[flags] [date] literal` after it. imap-codec parses one message
+//! per APPEND, so such a command is cut here (`split`) into one plain
+//! APPEND per message, each parsed by imap-codec, and stored together.
+//! What this cannot read goes to imap-codec whole (and gets BAD).
+
+fn starts_ci(text: &[u8], at: usize, word: &[u8]) -> bool {
+    text.get(at..at + word.len())
+        .is_some_and(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// After a quoted string starting at `at`.
+fn skip_quoted(text: &[u8], mut at: usize) -> Option<usize> {
+    at += 1;
+    loop {
+        match *text.get(at)? {
+            b'"' => return Some(at + 1),
+            b'\\' => at += 2,
+            b'\r' | b'\n' => return None,
+            _ => at += 1,
+        }
+    }
+}
+
+/// After a literal (`{n}`, `{n+}`, or BINARY's `~{n}`) and its data.
+fn skip_literal(text: &[u8], mut at: usize) -> Option<usize> {
+    if text.get(at) == Some(&b'~') {
+        at += 1;
+    }
+    if text.get(at) != Some(&b'{') {
+        return None;
+    }
+    let close = at + text[at..].iter().position(|&b| b == b'}')?;
+    let digits = text[at + 1..close]
+        .strip_suffix(b"+")
+        .unwrap_or(&text[at + 1..close]);
+    let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    if text.get(close + 1..close + 3)? != b"\r\n" {
+        return None;
+    }
+    let end = (close + 3).checked_add(n)?;
+    (end <= text.len()).then_some(end)
+}
+
+/// After the mailbox name (atom, quoted string or literal).
+fn skip_astring(text: &[u8], at: usize) -> Option<usize> {
+    match *text.get(at)? {
+        b'"' => skip_quoted(text, at),
+        b'{' => skip_literal(text, at),
+        _ => Some(at + text[at..].iter().position(|&b| b == b' ')?),
+    }
+}
+
+/// A MULTIAPPEND as one plain APPEND per message (same tag and mailbox);
+/// None for an APPEND of one message, or anything else.
+pub fn split(command: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut at = command.iter().position(|&b| b == b' ')? + 1;
+    if !starts_ci(command, at, b"APPEND ") {
+        return None;
+    }
+    at = skip_astring(command, at + 7)?;
+    let prefix = &command[..at];
+    let mut messages = Vec::new();
+    while command.get(at) == Some(&b' ') {
+        let start = at + 1;
+        at = start;
+        if command.get(at) == Some(&b'(') {
+            at += command[at..].iter().position(|&b| b == b')')? + 1;
+            at = (command.get(at) == Some(&b' ')).then_some(at + 1)?;
+        }
+        if command.get(at) == Some(&b'"') {
+            at = skip_quoted(command, at)?;
+            at = (command.get(at) == Some(&b' ')).then_some(at + 1)?;
+        }
+        at = skip_literal(command, at)?;
+        messages.push(start..at);
+    }
+    if messages.len() < 2 || command.get(at..)? != b"\r\n" {
+        return None;
+    }
+    Some(
+        messages
+            .into_iter()
+            .map(|m| [prefix, b" ", &command[m], b"\r\n"].concat())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_messages_become_plain_appends() {
+        let multi = b"t APPEND \"Sent Items\" (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {3}\r\nabc (\\Flagged) {2+}\r\nde ~{1}\r\nf\r\n";
+        let parts = split(multi).unwrap();
+        assert_eq!(
+            parts,
+            [
+                b"t APPEND \"Sent Items\" (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {3}\r\nabc\r\n"
+                    .to_vec(),
+                b"t APPEND \"Sent Items\" (\\Flagged) {2+}\r\nde\r\n".to_vec(),
+                b"t APPEND \"Sent Items\" ~{1}\r\nf\r\n".to_vec(),
+            ]
+        );
+        // A literal mailbox name, and data holding what looks like syntax.
+        let parts = split(b"t APPEND {4}\r\nWork {5}\r\n) {1} {1}\r\nx\r\n").unwrap();
+        assert_eq!(parts[0], b"t APPEND {4}\r\nWork {5}\r\n) {1}\r\n");
+        // One message, other commands, and damage: left to imap-codec.
+        for whole in [
+            &b"t APPEND INBOX {3}\r\nabc\r\n"[..],
+            b"t SELECT INBOX\r\n",
+            b"t APPEND INBOX {3}\r\nabc {9}\r\nab\r\n",
+            b"t APPEND INBOX {3}\r\nabc {1}\r\nx junk\r\n",
+            b"t APPEND INBOX {3}\r\nabc (\\Seen {1}\r\nx\r\n",
+        ] {
+            assert_eq!(split(whole), None, "{}", String::from_utf8_lossy(whole));
+        }
+    }
+}
