@@ -375,11 +375,14 @@ impl Session {
         };
         self.changes.mark_unchanged();
         let store = &self.service.store;
-        let listed = match if sel.read_only {
-            store.sync(self.account(), &sel.name)
-        } else {
-            store.sync_claiming_recent(self.account(), &sel.name)
-        } {
+        // A scan and a UID list write: off the runtime's threads.
+        let listed = match tokio::task::block_in_place(|| {
+            if sel.read_only {
+                store.sync(self.account(), &sel.name)
+            } else {
+                store.sync_claiming_recent(self.account(), &sel.name)
+            }
+        }) {
             Ok(l) => l,
             Err(StoreError::NoMailbox(_)) => {
                 self.line("* BYE The selected mailbox was deleted");

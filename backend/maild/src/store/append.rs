@@ -62,7 +62,7 @@ impl Store {
                 .collect();
             targets.sort();
             targets.dedup();
-            (self.sync_locked(&dir)?, targets)
+            (self.sync_placed(&dir)?, targets)
         };
         for target in &targets {
             self.durable_rename(target)?;

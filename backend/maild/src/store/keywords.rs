@@ -8,7 +8,7 @@ use std::{fs, io, path::Path};
 
 use super::{StoreError, io_at, replace_file};
 
-const FILE: &str = "keywords";
+pub(super) const FILE: &str = "keywords";
 /// Letters `a` to `z`.
 pub const MAX: usize = 26;
 

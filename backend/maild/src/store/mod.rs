@@ -27,6 +27,7 @@ use std::{
 mod append;
 mod flags;
 pub mod keywords;
+mod listings;
 pub mod lock;
 mod modseq;
 mod naming;
@@ -116,6 +117,8 @@ pub struct Store {
     barriers: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<DirBarrier>>>,
     /// Mod-sequences of the busiest mailboxes, as written.
     modseqs: modseq::Cache,
+    /// Listings of the busiest mailboxes, shared while nothing changed.
+    listings: listings::Listings,
     /// Mailboxes and subscriptions per account: neither is in the quota,
     /// and each costs a directory scan on every LIST.
     max_mailboxes: usize,
@@ -158,6 +161,7 @@ impl Store {
             quotas: Quotas::new(None),
             barriers: Mutex::default(),
             modseqs: modseq::Cache::default(),
+            listings: listings::Listings::default(),
             max_mailboxes: usize::MAX,
             max_subscriptions: usize::MAX,
         })
@@ -397,6 +401,12 @@ impl Store {
         )
     }
 
+    /// `unique_name` with the message's size (`,S=`, as Dovecot's maildirs
+    /// have it): a sync reads sizes from the names, not a stat per message.
+    fn sized_name(&self, size: u64) -> String {
+        format!("{},S={size}", self.unique_name())
+    }
+
     /// Writes a message into `dir/tmp` and syncs it: (its path, its name).
     /// `internal_date`, when given, becomes its mtime.
     fn write_tmp(
@@ -405,7 +415,7 @@ impl Store {
         data: &[u8],
         internal_date: Option<SystemTime>,
     ) -> Result<(PathBuf, String), StoreError> {
-        let name = self.unique_name();
+        let name = self.sized_name(data.len() as u64);
         let tmp = dir.join("tmp").join(&name);
         let mut file = OpenOptions::new()
             .write(true)
@@ -457,7 +467,7 @@ impl Store {
         let (listed, target) = {
             let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
             let target = Self::place(&dir, &tmp, &base, &sort_flags(flags))?;
-            (self.sync_locked(&dir)?, target)
+            (self.sync_placed(&dir)?, target)
         };
         self.durable_rename(&target)?;
         self.quotas.add(account_of(&dir), data.len() as u64);
@@ -508,7 +518,7 @@ impl Store {
             e
         };
         for m in messages {
-            let name = self.unique_name();
+            let name = self.sized_name(m.size);
             let flags: String = m
                 .flags
                 .chars()
@@ -548,7 +558,7 @@ impl Store {
             touched.insert(sub);
             bases.push(name);
         }
-        let listed = self.sync_locked(&dir)?;
+        let listed = self.sync_placed(&dir)?;
         drop(guard);
         for sub in touched {
             fsync_dir(&dir.join(sub))?;
@@ -604,6 +614,27 @@ impl Store {
     }
 
     fn sync_dir(&self, dir: &Path, claim_recent: bool) -> Result<Mailbox, StoreError> {
+        // Read before the scan: a change made during it bumps the count
+        // after, so what this scan keeps is never taken for later.
+        let count = *self.changes.borrow();
+        if let Some(listed) = self.listings.get(dir, count)
+            && !(claim_recent && listed.first_recent < listed.next_uid)
+        {
+            return Ok(listed);
+        }
+        self.scan_dir(dir, claim_recent, count)
+    }
+
+    /// A sync right after this store placed files in `dir` and before its
+    /// change count moved: never a kept listing, which cannot have them.
+    fn sync_placed(&self, dir: &Path) -> Result<Mailbox, StoreError> {
+        self.scan_dir(dir, false, *self.changes.borrow())
+    }
+
+    /// The sync itself: the directories scanned, UIDs and mod-sequences
+    /// given; the listing kept as taken at change count `count`.
+    fn scan_dir(&self, dir: &Path, claim_recent: bool, count: u64) -> Result<Mailbox, StoreError> {
+        let mut stamp = listings::Stamp::of(dir);
         let list_path = dir.join(UIDLIST);
         let read = match fs::read_to_string(&list_path) {
             Ok(text) => parse_uidlist(&text).or_else(|| {
@@ -648,6 +679,7 @@ impl Store {
         }
         if changed {
             write_uidlist(dir, &list)?;
+            stamp.uid_list_rewritten(dir);
         }
         let mut messages: Vec<Message> = list
             .by_uid
@@ -664,14 +696,19 @@ impl Store {
             })
             .collect();
         let highest_modseq = modseq::update(&self.modseqs, dir, &mut messages)?;
-        Ok(Mailbox {
+        let mut listed = Mailbox {
             uid_validity: list.uid_validity,
             next_uid: list.next_uid,
-            first_recent,
+            // As the next session finds it: what this one claimed is not
+            // recent for any other.
+            first_recent: list.first_recent,
             keywords: keywords::read(dir)?,
             highest_modseq,
             messages,
-        })
+        };
+        self.listings.put(dir, count, stamp, &listed);
+        listed.first_recent = first_recent;
+        Ok(listed)
     }
 
     /// The letters of keyword `names` in a mailbox, new names given new

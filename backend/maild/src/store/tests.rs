@@ -167,3 +167,37 @@ fn a_damaged_uid_list_renumbers_with_a_new_uidvalidity() {
     assert_eq!(after.messages.len(), 1);
     fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn a_kept_listing_serves_until_anything_changes_inside_or_outside_the_store() {
+    let root = temp_root("listings");
+    let store = Store::open(&root).unwrap();
+    let ann = "ann@x.test";
+    store.create_account(ann).unwrap();
+    store.deliver(ann, b"one").unwrap();
+    let first = store.sync(ann, INBOX).unwrap();
+    // Nothing changed: the same listing (the kept one).
+    assert_eq!(store.sync(ann, INBOX).unwrap().messages, first.messages);
+    // A change through the store.
+    store.deliver(ann, b"two").unwrap();
+    assert_eq!(store.sync(ann, INBOX).unwrap().messages.len(), 2);
+    // A file dropped into new/ from outside moves new/'s modification
+    // time (set here far from now, as a coarse clock could leave it).
+    let new = root.join("mail/ann@x.test/INBOX/new");
+    fs::write(new.join("1.outside"), b"three").unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+    fs::File::open(&new).unwrap().set_modified(old).unwrap();
+    let seen = store.sync(ann, INBOX).unwrap();
+    assert_eq!(seen.messages.len(), 3);
+    assert_eq!(
+        seen.messages[2].size, 5,
+        "sized by a stat: no ,S= in its name"
+    );
+    // The store's own names carry the size.
+    assert!(
+        seen.messages[0].base().ends_with(",S=3"),
+        "{:?}",
+        seen.messages[0]
+    );
+    fs::remove_dir_all(&root).unwrap();
+}

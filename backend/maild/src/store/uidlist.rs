@@ -116,7 +116,12 @@ pub(super) fn scan(dir: &Path) -> Result<BTreeMap<String, (PathBuf, String, u64)
                 Some((base, flags)) => (base.to_string(), flags.to_string()),
                 None => (name.clone(), String::new()),
             };
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            // The size is in the name (`,S=`) of what this store wrote; a
+            // stat per message per sync only for others' files.
+            let named = base
+                .rsplit_once(",S=")
+                .and_then(|(_, rest)| rest.split(',').next()?.parse::<u64>().ok());
+            let size = named.unwrap_or_else(|| entry.metadata().map(|m| m.len()).unwrap_or(0));
             out.insert(base, (entry.path(), flags, size));
         }
     }

@@ -34,11 +34,13 @@ impl Session {
         self.owed_expunges = false;
         let store = &self.service.store;
         // EXAMINE changes nothing, not even who saw a message as recent.
-        let listed = match if read_only {
-            store.sync(self.account(), name)
-        } else {
-            store.sync_claiming_recent(self.account(), name)
-        } {
+        let listed = match tokio::task::block_in_place(|| {
+            if read_only {
+                store.sync(self.account(), name)
+            } else {
+                store.sync_claiming_recent(self.account(), name)
+            }
+        }) {
             Ok(l) => l,
             Err(e) => {
                 self.tagged(tag, &store_error(&e));
@@ -110,7 +112,8 @@ impl Session {
         name: &str,
         items: &[StatusDataItemName],
     ) -> Result<String, StoreError> {
-        let listed = self.service.store.sync(self.account(), name)?;
+        let store = &self.service.store;
+        let listed = tokio::task::block_in_place(|| store.sync(self.account(), name))?;
         let values: Vec<String> = items
             .iter()
             .filter_map(|item| match item {

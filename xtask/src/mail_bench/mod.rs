@@ -1,8 +1,11 @@
 //! `cargo xtask mail-bench`: the built-in mail service against Debian's
 //! Dovecot on the same machine, same client, same run: LMTP deliveries per
-//! second (each acknowledged only when durable), then IMAP FETCH of whole
-//! messages. Rounds alternate between the two servers; each figure is the
-//! median of its rounds.
+//! second (each acknowledged only when durable), IMAP FETCH of whole
+//! messages, then a mixed IMAP session load with its latency (`mixed`) and
+//! the memory an idle session costs (`memory`). Rounds alternate between
+//! the two servers; each figure is the median of its rounds.
+mod memory;
+mod mixed;
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -34,6 +37,12 @@ pub struct Args {
     /// Rounds per server (alternating); figures are medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Mixed-load IMAP sessions per client per round (9 commands each).
+    #[arg(long, default_value_t = 50)]
+    sessions: usize,
+    /// Idle sessions held open to weigh one.
+    #[arg(long, default_value_t = 200)]
+    idle: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -56,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
         "mail1",
     );
     mail::start_slapd(&mut lab, "dir", DIRECTORY, &work.join("ldap"), &directory)?;
-    mail::start_dovecot(
+    let dovecot_pid = mail::start_dovecot(
         &mut lab,
         "dv",
         DOVECOT,
@@ -84,13 +93,14 @@ pub fn run(args: Args) -> Result<()> {
     if !created.success() {
         bail!("fulmar-maild account-create failed");
     }
-    lab.spawn("fm", "maild", maild_path, &["--root", root_arg, "run"])?;
+    let maild_pid = lab.spawn("fm", "maild", maild_path, &["--root", root_arg, "run"])?;
     mail::wait_port(&lab, "fm", MAILD, 24)?;
     mail::wait_port(&lab, "fm", MAILD, 143)?;
 
     let servers = [("fulmar-maild", MAILD), ("Dovecot", DOVECOT)];
     let mut delivered = [Vec::new(), Vec::new()];
     let mut fetched = [Vec::new(), Vec::new()];
+    let mut mixed_runs = [Vec::new(), Vec::new()];
     let (n, c) = (args.messages, args.concurrency);
     // Warm both (process pools, page cache) before anything counts.
     for (_, addr) in servers {
@@ -106,7 +116,16 @@ pub fn run(args: Args) -> Result<()> {
             let imap: SocketAddr = format!("{addr}:143").parse()?;
             delivered[i].push(lab.in_host("cl", move || deliver(lmtp, n, c))??);
             fetched[i].push(lab.in_host("cl", move || fetch(imap, c))??);
+            let sessions = args.sessions;
+            mixed_runs[i].push(lab.in_host("cl", move || mixed::run(imap, c, sessions))??);
         }
+    }
+    let pids = [maild_pid, dovecot_pid];
+    let mut idle_kib = [0.0; 2];
+    for (i, (_, addr)) in servers.iter().enumerate() {
+        let imap: SocketAddr = format!("{addr}:143").parse()?;
+        let (root, n) = (pids[i], args.idle);
+        idle_kib[i] = lab.in_host("cl", move || memory::per_idle_session(imap, root, n))??;
     }
     let median = |v: &mut Vec<Rate>| {
         v.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
@@ -137,6 +156,47 @@ pub fn run(args: Args) -> Result<()> {
         "maild/Dovecot",
         d[0].per_second / d[1].per_second,
         f[0].per_second / f[1].per_second
+    );
+    let by_rate = |v: &mut Vec<mixed::Mixed>| {
+        v.sort_by(|a, b| a.commands_per_second.total_cmp(&b.commands_per_second));
+        v[v.len() / 2]
+    };
+    let m = [by_rate(&mut mixed_runs[0]), by_rate(&mut mixed_runs[1])];
+    println!(
+        "\nMixed IMAP: {c} clients, each {} sessions per round of LOGIN, SELECT, FETCH 1:10 \
+         (FLAGS RFC822.SIZE ENVELOPE), FETCH (BODY.PEEK[]), STORE, APPEND, UID STORE, \
+         UID EXPUNGE, LOGOUT; median round. Idle: {} sessions logged in on INBOX, \
+         PSS of the server's processes per session.\n",
+        args.sessions, args.idle
+    );
+    println!(
+        "{:<14} {:>12} {:>9} {:>9} {:>16}",
+        "server", "commands/s", "p50 ms", "p99 ms", "KiB/idle session"
+    );
+    for (i, (name, _)) in servers.iter().enumerate() {
+        println!(
+            "{name:<14} {:>12.0} {:>9.2} {:>9.2} {:>16.1}",
+            m[i].commands_per_second, m[i].p50_ms, m[i].p99_ms, idle_kib[i]
+        );
+    }
+    let names: Vec<String> = mixed::NAMES.iter().map(|n| format!("{n:>10}")).collect();
+    let by_command = |m: &mixed::Mixed| -> String {
+        m.p50_by_command
+            .iter()
+            .map(|ms| format!("{ms:>10.2}"))
+            .collect()
+    };
+    println!("\nmedian ms by command\n{:<14}{}", "server", names.concat());
+    for (i, (name, _)) in servers.iter().enumerate() {
+        println!("{name:<14}{}", by_command(&m[i]));
+    }
+    println!(
+        "\n{:<14} {:>11.2}× {:>8.2}× {:>8.2}× {:>15.2}×   (target: commands/s >= 1×, p99 <= 1×)",
+        "maild/Dovecot",
+        m[0].commands_per_second / m[1].commands_per_second,
+        m[0].p50_ms / m[1].p50_ms,
+        m[0].p99_ms / m[1].p99_ms,
+        idle_kib[0] / idle_kib[1]
     );
     Ok(())
 }
@@ -266,6 +326,19 @@ fn fetch(to: SocketAddr, c: usize) -> Result<Rate> {
 /// Sends a command (none for the greeting) and reads to its tagged reply,
 /// skipping literals by their length. Returns (FETCH responses, literal bytes).
 async fn command(conn: &mut BufReader<TcpStream>, tag: &str, text: &str) -> Result<(usize, usize)> {
+    answer(conn, tag, text).await.map(|a| (a.fetches, a.bytes))
+}
+
+/// What a command was answered.
+struct Answer {
+    fetches: usize,
+    bytes: usize,
+    /// The tagged line (the greeting for none).
+    tagged: String,
+}
+
+/// `command`, keeping the tagged line.
+async fn answer(conn: &mut BufReader<TcpStream>, tag: &str, text: &str) -> Result<Answer> {
     if !tag.is_empty() {
         conn.get_mut()
             .write_all(format!("{tag} {text}\r\n").as_bytes())
@@ -301,7 +374,11 @@ async fn command(conn: &mut BufReader<TcpStream>, tag: &str, text: &str) -> Resu
                     String::from_utf8_lossy(&line).trim_end()
                 );
             }
-            return Ok((fetches, bytes));
+            return Ok(Answer {
+                fetches,
+                bytes,
+                tagged: String::from_utf8_lossy(&line).into_owned(),
+            });
         }
     }
 }
