@@ -81,7 +81,11 @@ async fn session(to: SocketAddr, n: usize, latencies: &mut Vec<f64>) -> Result<(
     answer(&mut conn, "", "").await?;
     let k = 1 + n % 10;
     let body = message(900_000_000 + n);
-    let flag = if n.is_multiple_of(2) { "+FLAGS" } else { "-FLAGS" };
+    let flag = if n.is_multiple_of(2) {
+        "+FLAGS"
+    } else {
+        "-FLAGS"
+    };
     let mut uid = String::new();
     let steps = [
         ("a", format!("LOGIN {ADDRESS} {PASSWORD}")),
