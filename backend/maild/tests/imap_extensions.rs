@@ -150,8 +150,8 @@ print("uid threads", a.uid("THREAD", "REFERENCES", "UTF-8", "SUBJECT", "plan")[1
 }
 
 /// ESEARCH: MIN, MAX, COUNT and ALL as asked, by number and by UID, the
-/// empty result, an option not offered refused, and plain SEARCH as
-/// before.
+/// empty result, SAVE answering nothing, an unknown option refused, and
+/// plain SEARCH as before.
 #[test]
 fn esearch_answers_what_was_asked() {
     let site = Site::new();
@@ -176,7 +176,8 @@ print("numbers", esearch("SEARCH", "RETURN", "(MIN MAX COUNT ALL)", "FLAGGED"))
 print("uids", esearch("UID", "SEARCH", "RETURN", "()", "FLAGGED"))
 print("count", esearch("SEARCH", "RETURN", "(COUNT)", "1:*"))
 print("none", esearch("SEARCH", "RETURN", "(MIN COUNT)", "KEYWORD", "absent"))
-print("save", esearch("SEARCH", "RETURN", "(SAVE)", "ALL"))
+print("save", repr(esearch("SEARCH", "RETURN", "(SAVE)", "ALL")))
+print("unknown", esearch("SEARCH", "RETURN", "(PARTIAL 1:5)", "ALL"))
 print("plain", a.search(None, "FLAGGED")[1])
 "#,
     );
@@ -191,7 +192,9 @@ print("plain", a.search(None, "FLAGGED")[1])
     assert_eq!(line(&out, "count"), "COUNT 5", "{out}");
     // Nothing matched: only COUNT says so.
     assert_eq!(line(&out, "none"), "COUNT 0", "{out}");
-    assert!(line(&out, "save").starts_with("refused"), "{out}");
+    // SAVE alone (SEARCHRES) answers no ESEARCH; an unknown option is BAD.
+    assert_eq!(line(&out, "save"), "''", "{out}");
+    assert!(line(&out, "unknown").starts_with("refused"), "{out}");
     assert_eq!(line(&out, "plain"), "[b'1 3 4']", "{out}");
 }
 

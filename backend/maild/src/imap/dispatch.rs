@@ -196,10 +196,12 @@ impl Session {
                     self.expunge(None, false);
                 }
                 self.selected = None;
+                self.saved.clear();
                 self.tagged(&tag, "OK CLOSE completed");
             }
             CommandBody::Unselect => {
                 self.selected = None;
+                self.saved.clear();
                 self.tagged(&tag, "OK UNSELECT completed");
             }
             CommandBody::Expunge => {
@@ -231,32 +233,41 @@ impl Session {
                     c == "US-ASCII" || c == "UTF-8"
                 });
                 if !charset_ok {
+                    // A failed SEARCH (SAVE) leaves `$` empty (RFC 5182 2.1).
+                    if self.search_return.take().is_some_and(|o| o.save) {
+                        self.saved.clear();
+                    }
                     self.tagged(&tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unknown charset");
                     return Ok(Flow::Continue);
                 }
                 let key = SearchKey::And(criteria);
                 let (found, highest) = self.search(&key, uid);
+                self.save_result(&found, uid);
                 // RFC 7162 3.1.5: with a MODSEQ key, the highest of what
                 // matched ends the answer.
                 let highest = highest.filter(|_| condstore::names_modseq(&key));
                 self.condstore |= highest.is_some();
                 let line = match self.search_return.take() {
+                    // SAVE alone answers nothing but OK.
+                    Some(options) if !options.answers() => None,
                     Some(options) => {
                         let answer = esearch::answer(tag.as_ref(), uid, options, &found);
-                        match highest {
+                        Some(match highest {
                             Some(h) => format!("{answer} MODSEQ {h}"),
                             None => answer,
-                        }
+                        })
                     }
                     None => {
                         let list: String = found.iter().map(|n| format!(" {n}")).collect();
-                        match highest {
+                        Some(match highest {
                             Some(h) => format!("* SEARCH{list} (MODSEQ {h})"),
                             None => format!("* SEARCH{list}"),
-                        }
+                        })
                     }
                 };
-                self.line(&line);
+                if let Some(line) = line {
+                    self.line(&line);
+                }
                 self.tagged(&tag, "OK SEARCH completed");
             }
             CommandBody::Sort {

@@ -13,6 +13,28 @@ pub struct Return {
     pub max: bool,
     pub all: bool,
     pub count: bool,
+    /// SEARCHRES (RFC 5182): the result is kept as `$`.
+    pub save: bool,
+}
+
+impl Return {
+    /// Whether an `* ESEARCH` line is due: not for SAVE alone.
+    pub fn answers(&self) -> bool {
+        self.min || self.max || self.all || self.count
+    }
+
+    /// What SAVE keeps of `found` (ascending): MIN and/or MAX alone when
+    /// only they were asked with it, else all (RFC 5182 section 2.4).
+    pub fn saved(&self, found: &[u32]) -> Vec<u32> {
+        if (self.min || self.max) && !self.all && !self.count {
+            let mut kept: Vec<u32> = Vec::new();
+            kept.extend(found.first().filter(|_| self.min));
+            kept.extend(found.last().filter(|_| self.max));
+            kept.dedup();
+            return kept;
+        }
+        found.to_vec()
+    }
 }
 
 /// `command` without its `RETURN (...)` clause, and the options, when it
@@ -44,6 +66,7 @@ pub fn split(command: &[u8]) -> Option<(Vec<u8>, Return)> {
             b"MAX" => options.max = true,
             b"ALL" => options.all = true,
             b"COUNT" => options.count = true,
+            b"SAVE" => options.save = true,
             _ => return None,
         }
     }
@@ -94,9 +117,19 @@ mod tests {
         let (plain, options) = split(b"b search return () 1:* FLAGGED\r\n").unwrap();
         assert_eq!(plain, b"b search 1:* FLAGGED\r\n");
         assert!(options.all && !options.count);
-        // Not ESEARCH, or an option not offered (SAVE): left alone.
+        // Not ESEARCH, or an unknown option: left alone.
         assert_eq!(split(b"c SEARCH ALL\r\n"), None);
-        assert_eq!(split(b"d SEARCH RETURN (SAVE) ALL\r\n"), None);
+        assert_eq!(split(b"d SEARCH RETURN (PARTIAL) ALL\r\n"), None);
+        let (_, options) = split(b"d SEARCH RETURN (SAVE) ALL\r\n").unwrap();
+        assert!(options.save && !options.answers());
+        let min = Return {
+            min: true,
+            save: true,
+            ..Return::default()
+        };
+        assert_eq!(min.saved(&[3, 5, 9]), [3]);
+        assert_eq!(Return { max: true, ..min }.saved(&[3, 5, 9]), [3, 9]);
+        assert_eq!(Return { count: true, ..min }.saved(&[3, 5]), [3, 5]);
         assert_eq!(split(b"e SEARCH RETURN (MIN"), None);
         assert_eq!(split(b"f FETCH RETURN (MIN) ALL\r\n"), None);
     }
@@ -108,6 +141,7 @@ mod tests {
             max: true,
             all: true,
             count: true,
+            save: false,
         };
         assert_eq!(
             answer("a", true, all, &[2, 3, 4, 9]),

@@ -20,7 +20,7 @@ use tokio::{io::AsyncReadExt, sync::watch};
 use super::search::in_set;
 use super::store_error;
 use super::wire::{flag_list, mailbox_flags, permanent_flags};
-use super::{esearch, listext, multiappend};
+use super::{esearch, listext, prepare};
 use crate::{
     Service,
     net::{self, Io},
@@ -87,6 +87,10 @@ pub(super) struct Session {
     pub(super) list_ext: Option<listext::ListExt>,
     /// The messages after the first of a MULTIAPPEND, each as an APPEND.
     pub(super) more_appends: Vec<Command<'static>>,
+    /// SEARCHRES: the UIDs `$` names (ascending), and whether the command
+    /// being handled used it (as `searchres::MARK`).
+    pub(super) saved: Vec<u32>,
+    pub(super) dollar: bool,
     /// CONDSTORE is on: FETCH responses carry MODSEQ (RFC 7162 3.1).
     pub(super) condstore: bool,
     /// QRESYNC is on: VANISHED replaces EXPUNGE (RFC 7162 3.2.10).
@@ -129,6 +133,8 @@ impl Session {
             search_return: None,
             list_ext: None,
             more_appends: Vec::new(),
+            saved: Vec::new(),
+            dollar: false,
             condstore: false,
             qresync: false,
             deadline,
@@ -138,7 +144,7 @@ impl Session {
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND",
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND SEARCHRES",
         );
         if self.account.is_none() {
             if self.service.tls.is_some() && !self.tls {
@@ -249,25 +255,18 @@ impl Session {
             match self.framer.next(&self.buf, &limits) {
                 Frame::Command(n) => {
                     // What imap-codec cannot parse is taken off first.
-                    let esearch = esearch::split(&self.buf[..n]);
-                    let list = esearch.is_none().then(|| listext::split(&self.buf[..n]));
-                    let list = list.flatten();
-                    let appends = multiappend::split(&self.buf[..n]).unwrap_or_default();
-                    let input = match (&esearch, &list, appends.first()) {
-                        (Some((plain, _)), _, _)
-                        | (_, Some((plain, _)), _)
-                        | (_, _, Some(plain)) => plain.as_slice(),
-                        _ => &self.buf[..n],
-                    };
+                    let (input, taken) = prepare::prepare(&self.buf[..n]);
                     let decode = |input: &[u8]| match CommandCodec::default().decode(input) {
                         Ok((&[], command)) => Some(command.into_static()),
                         _ => None,
                     };
-                    let more: Option<Vec<_>> = appends.iter().skip(1).map(|a| decode(a)).collect();
-                    let parsed = decode(input).filter(|_| more.is_some());
-                    self.search_return = esearch.map(|(_, options)| options);
-                    self.list_ext = list.map(|(_, ext)| ext);
+                    let more: Option<Vec<_>> =
+                        taken.more_appends.iter().map(|a| decode(a)).collect();
+                    let parsed = decode(&input).filter(|_| more.is_some());
+                    self.search_return = taken.search_return;
+                    self.list_ext = taken.list_ext;
                     self.more_appends = more.unwrap_or_default();
+                    self.dollar = taken.dollar;
                     if let Some(command) = parsed {
                         self.buf.drain(..n);
                         return Ok(Some(command));
@@ -492,6 +491,14 @@ impl Session {
     /// number is past the end (a UID set just names fewer).
     pub(super) fn targets(&self, set: &SequenceSet, uid: bool) -> Option<Vec<usize>> {
         let view = &self.selected().view;
+        if let Some(saved) = self.saved_set(set) {
+            // `$`: what is left of the saved messages, by number or UID.
+            return Some(
+                (0..view.len())
+                    .filter(|&i| saved.binary_search(&view[i].uid).is_ok())
+                    .collect(),
+            );
+        }
         if uid {
             let largest = view.last().map_or(0, |m| m.uid);
             return Some(

@@ -25,6 +25,8 @@ impl Session {
         read_only: bool,
         resync: Option<&Resync>,
     ) {
+        // `$` is of the mailbox it was saved in (RFC 5182 2.1).
+        self.saved.clear();
         if self.selected.take().is_some() {
             // RFC 7162 3.2.11: what follows is the new mailbox's.
             self.line("* OK [CLOSED] Previous mailbox closed");

@@ -9,5 +9,6 @@ mod mailbox;
 pub(in crate::imap) mod qresync;
 mod quota;
 mod search;
+mod searchres;
 mod sort;
 mod store;

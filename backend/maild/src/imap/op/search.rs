@@ -8,7 +8,11 @@ use crate::imap::session::Session;
 impl Session {
     /// The sequence numbers (UIDs with `uid`) of the messages `key`
     /// matches, and the highest MODSEQ among them (None when none did).
-    pub(in crate::imap) fn search(&self, key: &SearchKey, uid: bool) -> (Vec<u32>, Option<u64>) {
+    pub(in crate::imap) fn search(
+        &self,
+        key: &SearchKey<'static>,
+        uid: bool,
+    ) -> (Vec<u32>, Option<u64>) {
         let view = &self.selected().view;
         let matched = self.matching(key);
         let highest = matched.iter().map(|&i| view[i].modseq).max();
@@ -20,7 +24,9 @@ impl Session {
     }
 
     /// Indices into the view of the messages `key` matches.
-    pub(in crate::imap) fn matching(&self, key: &SearchKey) -> Vec<usize> {
+    pub(in crate::imap) fn matching(&self, key: &SearchKey<'static>) -> Vec<usize> {
+        let key = self.resolve_saved(key);
+        let key = key.as_ref();
         let sel = self.selected();
         let view = &sel.view;
         let bounds = Bounds {

@@ -24,7 +24,7 @@ fn charset_ok(charset: &Charset) -> bool {
 impl Session {
     /// The sort keys of the messages `key` matches (one expunged meanwhile
     /// sorts with empty headers: its file is gone).
-    fn keyed(&self, key: &SearchKey, uid: bool) -> Vec<Keys> {
+    fn keyed(&self, key: &SearchKey<'static>, uid: bool) -> Vec<Keys> {
         let sel = self.selected();
         self.matching(key)
             .into_iter()
@@ -43,7 +43,7 @@ impl Session {
         tag: &imap_codec::imap_types::core::Tag,
         criteria: &[SortCriterion],
         charset: &Charset,
-        search: SearchKey,
+        search: SearchKey<'static>,
         uid: bool,
     ) {
         if !charset_ok(charset) {
@@ -62,7 +62,7 @@ impl Session {
         tag: &imap_codec::imap_types::core::Tag,
         algorithm: &ThreadingAlgorithm,
         charset: &Charset,
-        search: SearchKey,
+        search: SearchKey<'static>,
         uid: bool,
     ) {
         let thread = match algorithm {
