@@ -19,22 +19,10 @@ for i in range(3):
 print("caps", m.capabilities)
 m.logout()
 
-def session():
-    s = socket.create_connection((MAIL, 143), timeout=5)
-    f = s.makefile("rb"); f.readline()
-    return s, f
-count = [0]
-def cmd(c, text):
-    s, f = c; count[0] += 1; tag = f"t{count[0]}"
-    s.sendall(f"{tag} {text}\r\n".encode())
-    lines = []
-    while True:
-        l = f.readline().decode().rstrip("\r\n"); lines.append(l)
-        if l.startswith(tag + " "): return lines
 def modseq(l):
     return int(re.search(r"MODSEQ \(?(\d+)", l).group(1))
 
-a, b = session(), session()
+a, b = connect(), connect()
 cmd(a, "LOGIN ann@fulmar.test ann-pw"); cmd(b, "LOGIN ann@fulmar.test ann-pw")
 print("enable", cmd(a, "ENABLE CONDSTORE")[0])
 h0 = int(re.search(r"HIGHESTMODSEQ (\d+)", " ".join(cmd(a, "SELECT INBOX"))).group(1))

@@ -21,30 +21,20 @@ m.append("Work", "(\\Seen)", None, b"Subject: a\r\n\r\nx\r\n")
 m.append("Work", None, None, b"Subject: b\r\n\r\nx\r\n")
 m.logout()
 
-s = socket.create_connection((MAIL, 143), timeout=5)
-f = s.makefile("rb"); f.readline()
-count = [0]
-def cmd(text):
-    count[0] += 1; tag = f"t{count[0]}"
-    s.sendall(f"{tag} {text}\r\n".encode())
-    lines = []
-    while True:
-        l = f.readline().decode().rstrip("\r\n")
-        if l.startswith(tag + " "): return lines + [l.split(" ", 1)[1]]
-        lines.append(l)
-cmd("LOGIN ann@fulmar.test ann-pw")
+c = connect()
+cmd(c, "LOGIN ann@fulmar.test ann-pw")
 # Subscribed, in this order: Archive/2024, a name that does not exist,
 # INBOX (subscribed names are listed in the order they were added).
 for name in ["Drafts", "Sent", "Trash", "Junk"]:
-    cmd(f'UNSUBSCRIBE "{name}"')
-cmd('SUBSCRIBE "Archive/2024"'); cmd('SUBSCRIBE "Gone"'); cmd("SUBSCRIBE INBOX")
-print("subscribed", cmd('LIST (SUBSCRIBED) "" "*"'))
-print("recursive", cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'))
-print("status", cmd('LIST "" ("Work" "Archive/*") RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))'))
-print("special", cmd('LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)'))
-print("plain", cmd('LIST "" "%"'))
+    cmd(c, f'UNSUBSCRIBE "{name}"')
+cmd(c, 'SUBSCRIBE "Archive/2024"'); cmd(c, 'SUBSCRIBE "Gone"'); cmd(c, "SUBSCRIBE INBOX")
+print("subscribed", cmd(c, 'LIST (SUBSCRIBED) "" "*"'))
+print("recursive", cmd(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'))
+print("status", cmd(c, 'LIST "" ("Work" "Archive/*") RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))'))
+print("special", cmd(c, 'LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)'))
+print("plain", cmd(c, 'LIST "" "%"'))
 for bad in ['LIST (FOO) "" "*"', 'LIST (RECURSIVEMATCH) "" "*"', 'LIST "" "*" RETURN (BAR)']:
-    print("bad", cmd(bad)[-1][:3])
+    print("bad", cmd(c, bad)[-1][:3])
 "#,
     );
     assert_eq!(line(&out, "caps"), "True True", "{out}");

@@ -21,19 +21,6 @@ for i in range(5):
 print("caps", "QRESYNC" in m.capabilities)
 m.logout()
 
-def session():
-    s = socket.create_connection((MAIL, 143), timeout=5)
-    f = s.makefile("rb"); f.readline()
-    return s, f
-count = [0]
-def cmd(c, text):
-    s, f = c; count[0] += 1; tag = f"t{count[0]}"
-    s.sendall(f"{tag} {text}\r\n".encode())
-    lines = []
-    while True:
-        l = f.readline().decode().rstrip("\r\n")
-        if l.startswith(tag + " "): return lines + [l.split(" ", 1)[1]]
-        lines.append(l)
 def num(lines, code):
     return int(re.search(code + r" (\d+)", " ".join(lines)).group(1))
 def show(lines):
@@ -41,7 +28,7 @@ def show(lines):
     return [re.sub(r"^\* \d+ FETCH \(UID (\d+) FLAGS (\(.*?\)) MODSEQ \(\d+\)\)$", r"uid \1 \2", l)
             for l in lines]
 
-a, b = session(), session()
+a, b = connect(), connect()
 cmd(a, "LOGIN ann@fulmar.test ann-pw"); cmd(b, "LOGIN ann@fulmar.test ann-pw")
 print("enable", cmd(a, "ENABLE QRESYNC")[0])
 sel = cmd(a, "SELECT INBOX")
@@ -55,7 +42,7 @@ cmd(b, "STORE 2 +FLAGS.SILENT (\\Flagged)")
 cmd(b, "STORE 3:4 +FLAGS.SILENT (\\Deleted)"); cmd(b, "EXPUNGE")
 cmd(b, "APPEND INBOX {13+}\r\nSubject: m5\r\n")
 
-a = session(); cmd(a, "LOGIN ann@fulmar.test ann-pw")
+a = connect(); cmd(a, "LOGIN ann@fulmar.test ann-pw")
 print("unenabled", cmd(a, f"SELECT INBOX (QRESYNC ({uv} {h0}))")[-1])
 cmd(a, "ENABLE QRESYNC")
 back = cmd(a, f"SELECT INBOX (QRESYNC ({uv} {h0}))")
@@ -87,7 +74,7 @@ print("expunge", done[0], done[1] == f"OK [HIGHESTMODSEQ {after}] EXPUNGE comple
 print("not by number", cmd(a, f"FETCH 1 (FLAGS) (CHANGEDSINCE {h0} VANISHED)")[-1][:3])
 print("not alone", cmd(a, "UID FETCH 1:* (FLAGS) (VANISHED)")[-1][:3])
 print("closed", cmd(a, "EXAMINE INBOX")[0])
-c = session(); cmd(c, "LOGIN ann@fulmar.test ann-pw"); cmd(c, "SELECT INBOX")
+c = connect(); cmd(c, "LOGIN ann@fulmar.test ann-pw"); cmd(c, "SELECT INBOX")
 print("not enabled", cmd(c, f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)")[-1][:3])
 print("expunge without", cmd(c, "EXPUNGE")[-1])
 "#,

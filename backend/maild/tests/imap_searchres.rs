@@ -21,20 +21,7 @@ for i in range(6):
     m.append("INBOX", flags, None, f"Subject: {subject}\r\n\r\nx\r\n".encode())
 m.logout()
 
-def session():
-    s = socket.create_connection((MAIL, 143), timeout=5)
-    f = s.makefile("rb"); f.readline()
-    return s, f
-count = [0]
-def cmd(c, text):
-    s, f = c; count[0] += 1; tag = f"t{count[0]}"
-    s.sendall(f"{tag} {text}\r\n".encode())
-    lines = []
-    while True:
-        l = f.readline().decode().rstrip("\r\n")
-        if l.startswith(tag + " "): return lines + [l.split(" ", 1)[1]]
-        lines.append(l)
-a, b = session(), session()
+a, b = connect(), connect()
 cmd(a, "LOGIN ann@fulmar.test ann-pw"); cmd(b, "LOGIN ann@fulmar.test ann-pw")
 cmd(a, "SELECT INBOX"); cmd(b, "SELECT INBOX")
 print("save", cmd(a, "SEARCH RETURN (SAVE) FLAGGED"))

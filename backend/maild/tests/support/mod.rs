@@ -154,7 +154,21 @@ impl Site {
              \x20       pass  # the server hung up, as it may\n\
              \x20   out += [l.decode(errors='replace').strip() for l in f.readlines()]\n\
              \x20   s.close()\n\
-             \x20   return out\n"
+             \x20   return out\n\
+             tags = [0]\n\
+             def connect():\n\
+             \x20   s = socket.create_connection((MAIL, 143), timeout=5)\n\
+             \x20   f = s.makefile('rb'); f.readline()\n\
+             \x20   return s, f\n\
+             def cmd(c, text):\n\
+             \x20   # Untagged lines, then the tagged one without its tag (t1, t2, ...).\n\
+             \x20   s, f = c; tags[0] += 1; tag = f't{{tags[0]}}'\n\
+             \x20   s.sendall(f'{{tag}} {{text}}\\r\\n'.encode())\n\
+             \x20   lines = []\n\
+             \x20   while True:\n\
+             \x20       l = f.readline().decode().rstrip('\\r\\n')\n\
+             \x20       if l.startswith(tag + ' '): return lines + [l.split(' ', 1)[1]]\n\
+             \x20       lines.append(l)\n"
         );
         let log = || {
             format!(
