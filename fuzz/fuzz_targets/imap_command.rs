@@ -1,10 +1,12 @@
 //! A server's IMAP input path (the proxy before login, fulmar-maild
 //! always): bytes arrive in chunks, the framer finds each command within
-//! its limits, imap-codec parses it whole. Nothing may panic, a command is
+//! its limits, fulmar-maild's pre-parsers take off the extensions
+//! imap-codec does not read, and imap-codec parses it whole. Nothing may panic, a command is
 //! never longer than what was read, and nothing is buffered past the
 //! command limit plus one read.
 #![no_main]
 use fulmar_mailproto::imap::frame::{Frame, Framer, Limits};
+use fulmar_maild::imap::prepare::prepare;
 use imap_codec::{CommandCodec, decode::Decoder};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,6 +34,15 @@ fuzz_target!(|data: &[u8]| {
             Frame::Command(n) => {
                 assert!(n <= buf.len());
                 let _ = CommandCodec::default().decode(&buf[..n]);
+                // fulmar-maild first takes off what imap-codec does not
+                // read (ESEARCH, LIST-EXTENDED, MULTIAPPEND, `$`).
+                let (input, taken) = prepare(&buf[..n]);
+                assert!(input.len() <= 10 * n + 32, "prepared {} from {n}", input.len());
+                let _ = CommandCodec::default().decode(&input);
+                for part in &taken.more_appends {
+                    assert!(part.len() <= n);
+                    let _ = CommandCodec::default().decode(part);
+                }
                 buf.drain(..n);
             }
             Frame::Discard(n) => {

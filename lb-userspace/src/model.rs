@@ -223,6 +223,12 @@ fn on_off(v: bool) -> &'static str {
     if v { "on" } else { "off" }
 }
 
+/// A duration as one word of the command grammar: humantime writes
+/// `3m 18s`, which would read back as two words.
+fn duration_word(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
 pub fn scheduler_name(s: Scheduler) -> &'static str {
     match s {
         Scheduler::Lc => "lc",
@@ -273,11 +279,11 @@ impl Desired {
                     " check {} tls {} interval {} timeout {} rise {} fall {} slow-start {}",
                     c.kind.name(),
                     on_off(c.tls),
-                    humantime::format_duration(c.interval),
-                    humantime::format_duration(c.timeout),
+                    duration_word(c.interval),
+                    duration_word(c.timeout),
                     c.rise,
                     c.fall,
-                    humantime::format_duration(c.slow_start)
+                    duration_word(c.slow_start)
                 );
                 if let Some(port) = c.agent_port {
                     out += &format!(" agent {port}");
@@ -317,6 +323,22 @@ mod tests {
             "198.18.1.100:25/sctp",
         ] {
             assert!(bad.parse::<ServiceAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_are_one_word_that_reads_back() {
+        use std::time::Duration;
+        // The fuzzer's find: a slow start of 198 s was written `3m 18s`.
+        for d in [
+            Duration::from_secs(198),
+            Duration::from_millis(3_723_004),
+            Duration::from_millis(250),
+            Duration::ZERO,
+        ] {
+            let word = duration_word(d);
+            assert!(!word.contains(' '), "{word}");
+            assert_eq!(humantime::parse_duration(&word).unwrap(), d, "{word}");
         }
     }
 

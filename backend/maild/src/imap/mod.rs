@@ -21,7 +21,7 @@ pub mod listext;
 pub mod mime;
 pub mod multiappend;
 mod op;
-mod prepare;
+pub mod prepare;
 pub mod ranges;
 pub mod search;
 pub mod searchres;
