@@ -17,8 +17,10 @@ use std::{
 
 use super::{Mailbox, keywords, uidlist::UIDLIST};
 
-/// Mailboxes whose last listing is kept.
+/// Mailboxes whose last listing is kept, and the messages in them all
+/// (a listing costs about 150 bytes a message: 200 000 are ~30 MB).
 const KEPT: usize = 16;
+const KEPT_MESSAGES: usize = 200_000;
 
 /// The modification times of what a listing is read from.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,67 @@ impl Listings {
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
         kept.retain(|(d, ..)| d != dir);
         kept.push_front((dir.to_path_buf(), count, stamp, listed.clone()));
-        kept.truncate(KEPT);
+        bound(&mut kept, KEPT, KEPT_MESSAGES, |(.., m)| m.messages.len());
+    }
+}
+
+/// Keeps the first `most` of a cache, newest first, and of them those
+/// whose `size` together stays within `limit`; the newest always stays,
+/// whatever its size.
+pub(super) fn bound<T>(
+    cache: &mut VecDeque<T>,
+    most: usize,
+    limit: usize,
+    size: impl Fn(&T) -> usize,
+) {
+    let mut total = 0;
+    let fits = cache
+        .iter()
+        .position(|e| {
+            total += size(e);
+            total > limit
+        })
+        .unwrap_or(cache.len())
+        .max(1);
+    cache.truncate(fits.min(most));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(n: usize) -> Mailbox {
+        let m = super::super::Message {
+            uid: 1,
+            path: PathBuf::new(),
+            flags: String::new(),
+            size: 0,
+            modseq: 1,
+        };
+        Mailbox {
+            uid_validity: 1,
+            next_uid: 2,
+            first_recent: 2,
+            keywords: Vec::new(),
+            highest_modseq: 1,
+            messages: vec![m; n],
+        }
+    }
+
+    #[test]
+    fn kept_listings_are_bounded_in_mailboxes_and_in_messages() {
+        let dir = std::env::temp_dir();
+        let stamp = Stamp::of(&dir);
+        let listings = Listings::default();
+        for i in 0..20 {
+            listings.put(&dir.join(format!("m{i}")), 1, stamp, &listing(10));
+        }
+        assert_eq!(listings.0.lock().unwrap().len(), KEPT);
+        // A large one pushes out what no longer fits beside it.
+        listings.put(&dir.join("big"), 1, stamp, &listing(KEPT_MESSAGES - 25));
+        assert_eq!(listings.0.lock().unwrap().len(), 3);
+        // One larger than the bound is still kept, alone.
+        listings.put(&dir.join("huge"), 1, stamp, &listing(KEPT_MESSAGES + 1));
+        assert_eq!(listings.0.lock().unwrap().len(), 1);
     }
 }

@@ -36,6 +36,8 @@ const MODSEQS: &str = "modseqs";
 /// Mailboxes whose values are kept in memory (the busiest: every session
 /// on one syncs it after each change).
 const CACHED: usize = 64;
+/// And their messages all (an entry is about 60 bytes: ~12 MB).
+const CACHED_MESSAGES: usize = 200_000;
 
 /// The values of the last mailboxes synced, as last written: one process
 /// owns the volume (`lock`), so its own writes are all there is to read.
@@ -142,7 +144,9 @@ pub(super) fn update(
     let result = apply(dir, &mut kept, messages);
     // Kept also after a failed write: the values were given.
     cached.push_front((dir.to_path_buf(), kept));
-    cached.truncate(CACHED);
+    super::listings::bound(&mut cached, CACHED, CACHED_MESSAGES, |(_, m)| {
+        m.entries.len()
+    });
     result
 }
 
