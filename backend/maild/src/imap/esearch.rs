@@ -4,7 +4,10 @@
 //! command line here (`split`) and the rest parsed as a plain SEARCH.
 use std::fmt::Write;
 
-use super::uid_set;
+use super::{
+    lex::{command_at, word_at},
+    uid_set,
+};
 
 /// The result options a SEARCH asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,15 +45,8 @@ impl Return {
 /// otherwise (the command is parsed as it is: an unknown option is then a
 /// syntax error, as RFC 4731 section 3.1 wants).
 pub fn split(command: &[u8]) -> Option<(Vec<u8>, Return)> {
-    let tag_end = command.iter().position(|&b| b == b' ')? + 1;
-    let mut at = tag_end;
-    let word_at = |at: usize, word: &[u8]| {
-        command.len() >= at + word.len() && command[at..at + word.len()].eq_ignore_ascii_case(word)
-    };
-    if word_at(at, b"UID ") {
-        at += 4;
-    }
-    if !word_at(at, b"SEARCH RETURN (") {
+    let at = command_at(command)?;
+    if !word_at(command, at, b"SEARCH RETURN (") {
         return None;
     }
     let clause = at + b"SEARCH ".len();

@@ -17,6 +17,7 @@
 pub mod binary;
 mod dispatch;
 pub mod esearch;
+mod lex;
 pub mod listext;
 pub mod mime;
 pub mod multiappend;

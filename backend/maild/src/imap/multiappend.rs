@@ -4,43 +4,7 @@
 //! APPEND per message, each parsed by imap-codec, and stored together.
 //! What this cannot read goes to imap-codec whole (and gets BAD).
 
-fn starts_ci(text: &[u8], at: usize, word: &[u8]) -> bool {
-    text.get(at..at + word.len())
-        .is_some_and(|w| w.eq_ignore_ascii_case(word))
-}
-
-/// After a quoted string starting at `at`.
-fn skip_quoted(text: &[u8], mut at: usize) -> Option<usize> {
-    at += 1;
-    loop {
-        match *text.get(at)? {
-            b'"' => return Some(at + 1),
-            b'\\' => at += 2,
-            b'\r' | b'\n' => return None,
-            _ => at += 1,
-        }
-    }
-}
-
-/// After a literal (`{n}`, `{n+}`, or BINARY's `~{n}`) and its data.
-fn skip_literal(text: &[u8], mut at: usize) -> Option<usize> {
-    if text.get(at) == Some(&b'~') {
-        at += 1;
-    }
-    if text.get(at) != Some(&b'{') {
-        return None;
-    }
-    let close = at + text[at..].iter().position(|&b| b == b'}')?;
-    let digits = text[at + 1..close]
-        .strip_suffix(b"+")
-        .unwrap_or(&text[at + 1..close]);
-    let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    if text.get(close + 1..close + 3)? != b"\r\n" {
-        return None;
-    }
-    let end = (close + 3).checked_add(n)?;
-    (end <= text.len()).then_some(end)
-}
+use super::lex::{skip_literal, skip_quoted, word_at};
 
 /// After the mailbox name (atom, quoted string or literal).
 fn skip_astring(text: &[u8], at: usize) -> Option<usize> {
@@ -55,7 +19,7 @@ fn skip_astring(text: &[u8], at: usize) -> Option<usize> {
 /// None for an APPEND of one message, or anything else.
 pub fn split(command: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut at = command.iter().position(|&b| b == b' ')? + 1;
-    if !starts_ci(command, at, b"APPEND ") {
+    if !word_at(command, at, b"APPEND ") {
         return None;
     }
     at = skip_astring(command, at + 7)?;

@@ -6,6 +6,8 @@
 //! MOVE and UID EXPUNGE, and a search key of SEARCH, SORT and THREAD (not
 //! the argument of a key such as SUBJECT, which may be `$` itself).
 
+use super::lex::{command_at, skip_literal, skip_quoted, word_at};
+
 /// What `$` becomes for imap-codec: a number no mailbox reaches.
 pub const MARK: u32 = u32::MAX;
 
@@ -33,21 +35,13 @@ const TAKES_ONE: [&str; 17] = [
 /// `command` with each `$` where a set may stand replaced by `MARK`;
 /// None when it has none.
 pub fn mark(command: &[u8]) -> Option<Vec<u8>> {
-    let mut at = command.iter().position(|&b| b == b' ')? + 1;
-    let word_at = |at: usize, w: &[u8]| {
-        command
-            .get(at..at + w.len())
-            .is_some_and(|c| c.eq_ignore_ascii_case(w))
-    };
-    if word_at(at, b"UID ") {
-        at += 4;
-    }
+    let at = command_at(command)?;
     let first_arg = [&b"FETCH "[..], b"STORE ", b"COPY ", b"MOVE ", b"EXPUNGE "]
         .into_iter()
-        .find(|w| word_at(at, w));
+        .find(|w| word_at(command, at, w));
     let searching = [&b"SEARCH "[..], b"SORT ", b"THREAD "]
         .into_iter()
-        .find(|w| word_at(at, w));
+        .find(|w| word_at(command, at, w));
     let dollars: Vec<usize> = if let Some(w) = first_arg {
         let arg = at + w.len();
         let alone = matches!(command.get(arg + 1), Some(b' ' | b'\r' | b'\n') | None);
@@ -87,22 +81,13 @@ fn search_dollars(command: &[u8], mut at: usize) -> Option<Vec<usize>> {
                 continue;
             }
             b'"' => {
-                at += 1;
-                while *command.get(at)? != b'"' {
-                    at += if command[at] == b'\\' { 2 } else { 1 };
-                }
-                at += 1;
+                at = skip_quoted(command, at)?;
                 (before, prev) = (prev, b"\"".to_vec());
                 continue;
             }
-            b'{' => {
-                let close = at + command[at..].iter().position(|&b| b == b'}')?;
-                let digits = &command[at + 1..close];
-                let n: usize = std::str::from_utf8(digits.strip_suffix(b"+").unwrap_or(digits))
-                    .ok()?
-                    .parse()
-                    .ok()?;
-                at = close + 3 + n;
+            // A literal, or BINARY's literal8 (`~{`).
+            b'{' | b'~' if command[at] == b'{' || command.get(at + 1) == Some(&b'{') => {
+                at = skip_literal(command, at)?;
                 (before, prev) = (prev, b"{".to_vec());
                 continue;
             }

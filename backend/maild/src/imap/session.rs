@@ -20,7 +20,7 @@ use tokio::{io::AsyncReadExt, sync::watch};
 use super::search::in_set;
 use super::store_error;
 use super::wire::{flag_list, mailbox_flags, permanent_flags};
-use super::{esearch, listext, prepare};
+use super::{esearch, listext, op::condstore::modseq_item, prepare};
 use crate::{
     Service,
     net::{self, Io},
@@ -428,11 +428,7 @@ impl Session {
             let uid = sel.view[i].uid;
             if let Some(fresh) = now.get(&uid) {
                 if fresh.flags != sel.view[i].flags {
-                    let modseq = if condstore {
-                        format!(" MODSEQ ({})", fresh.modseq)
-                    } else {
-                        String::new()
-                    };
+                    let modseq = modseq_item(condstore, fresh);
                     lines.push(format!(
                         "* {} FETCH (UID {uid} FLAGS {}{modseq})",
                         i + 1,

@@ -1,5 +1,5 @@
-//! MULTIAPPEND's store side (RFC 3502): several messages become visible
-//! in one step, under the sync lock, or none do.
+//! APPEND's store side, with MULTIAPPEND's (RFC 3502): several messages
+//! become visible in one step, under the sync lock, or none do.
 use std::{fs, path::PathBuf, time::SystemTime};
 
 use super::{Store, StoreError, account_of, naming::sort_flags};
@@ -37,18 +37,18 @@ impl Store {
                 }
             }
         }
-        let (listed, targets) = {
+        // Renamed and given their UIDs under the sync lock: no other
+        // session can list some and not others, or see one (and expunge
+        // it) before its UID is known.
+        let (listed, mut targets) = {
             let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-            let mut placed: Vec<PathBuf> = Vec::new();
+            let mut placed: Vec<(PathBuf, PathBuf)> = Vec::new();
             for (k, ((tmp, base), m)) in written.iter().zip(messages).enumerate() {
-                let flags = sort_flags(&m.flags);
-                match Self::place(&dir, tmp, base, &flags) {
-                    // Where `place` put it, to take it back if a later one fails.
-                    Ok(target) if flags.is_empty() => placed.push(target.join(base)),
-                    Ok(target) => placed.push(target.join(format!("{base}:2,{flags}"))),
+                match Self::place(&dir, tmp, base, &sort_flags(&m.flags)) {
+                    Ok(p) => placed.push(p),
                     Err(e) => {
                         // Nothing was listed meanwhile: the lock is held.
-                        placed.iter().for_each(|p| drop(fs::remove_file(p)));
+                        placed.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
                         written[k + 1..]
                             .iter()
                             .for_each(|(tmp, _)| drop(fs::remove_file(tmp)));
@@ -56,14 +56,11 @@ impl Store {
                     }
                 }
             }
-            let mut targets: Vec<PathBuf> = placed
-                .iter()
-                .filter_map(|p| p.parent().map(PathBuf::from))
-                .collect();
-            targets.sort();
-            targets.dedup();
+            let targets: Vec<PathBuf> = placed.into_iter().map(|(target, _)| target).collect();
             (self.sync_placed(&dir)?, targets)
         };
+        targets.sort();
+        targets.dedup();
         for target in &targets {
             self.durable_rename(target)?;
         }

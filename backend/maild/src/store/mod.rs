@@ -435,19 +435,26 @@ impl Store {
     }
 
     /// Renames a written tmp file into `new/` (no flags) or `cur/`; returns
-    /// the directory it is now in. Not yet durable: see `durable_rename`.
-    fn place(dir: &Path, tmp: &Path, name: &str, flags: &str) -> Result<PathBuf, StoreError> {
+    /// the directory it is now in and its path there. Not yet durable: see
+    /// `durable_rename`.
+    fn place(
+        dir: &Path,
+        tmp: &Path,
+        name: &str,
+        flags: &str,
+    ) -> Result<(PathBuf, PathBuf), StoreError> {
         let (sub, file_name) = if flags.is_empty() {
             ("new", name.to_string())
         } else {
             ("cur", format!("{name}:2,{flags}"))
         };
         let target = dir.join(sub);
-        if let Err(e) = fs::rename(tmp, target.join(file_name)) {
+        let placed = target.join(file_name);
+        if let Err(e) = fs::rename(tmp, &placed) {
             let _ = fs::remove_file(tmp);
             return Err(io_at(tmp)(e));
         }
-        Ok(target)
+        Ok((target, placed))
     }
 
     /// IMAP APPEND: stores the message and returns (UIDVALIDITY, UID).
@@ -459,26 +466,13 @@ impl Store {
         flags: &str,
         internal_date: Option<SystemTime>,
     ) -> Result<(u32, u32), StoreError> {
-        let dir = self.mailbox_dir(address, mailbox)?;
-        self.quotas.check(account_of(&dir), data.len() as u64)?;
-        let (tmp, base) = self.write_tmp(&dir, data, internal_date)?;
-        // Renamed and given its UID under the sync lock: no other session
-        // can see the message (and expunge it) before its UID is known.
-        let (listed, target) = {
-            let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-            let target = Self::place(&dir, &tmp, &base, &sort_flags(flags))?;
-            (self.sync_placed(&dir)?, target)
+        let one = Appended {
+            data,
+            flags: flags.to_string(),
+            date: internal_date,
         };
-        self.durable_rename(&target)?;
-        self.quotas.add(account_of(&dir), data.len() as u64);
-        self.changed();
-        let uid = listed
-            .messages
-            .iter()
-            .find(|m| m.base() == base)
-            .map(|m| m.uid)
-            .ok_or(StoreError::Gone)?;
-        Ok((listed.uid_validity, uid))
+        let (validity, uids) = self.append_many(address, mailbox, std::slice::from_ref(&one))?;
+        Ok((validity, uids[0]))
     }
 
     /// Copies messages into `mailbox` with their flags and internal dates
@@ -580,7 +574,7 @@ impl Store {
         let dir = self.mailbox_dir(address, INBOX)?;
         self.quotas.check(account_of(&dir), data.len() as u64)?;
         let (tmp, name) = self.write_tmp(&dir, data, None)?;
-        let target = Self::place(&dir, &tmp, &name, "")?;
+        let (target, _) = Self::place(&dir, &tmp, &name, "")?;
         self.durable_rename(&target)?;
         self.quotas.add(account_of(&dir), data.len() as u64);
         self.changed();

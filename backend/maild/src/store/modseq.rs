@@ -279,17 +279,18 @@ pub(super) fn vanished(cache: &Cache, dir: &Path, since: u64) -> Result<Vanished
 
 impl super::Store {
     /// The UIDs of a mailbox expunged after mod-sequence `since` (QRESYNC),
-    /// as of now: a sync first gives the latest expunges their value.
+    /// and the last UID given: as of now, a sync first giving the latest
+    /// expunges their value.
     pub fn vanished(
         &self,
         address: &str,
         mailbox: &str,
         since: u64,
-    ) -> Result<Vanished, StoreError> {
+    ) -> Result<(Vanished, u32), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
         let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-        self.sync_locked(&dir)?;
-        vanished(&self.modseqs, &dir, since)
+        let last = self.sync_locked(&dir)?.next_uid.saturating_sub(1);
+        Ok((vanished(&self.modseqs, &dir, since)?, last))
     }
 }
 

@@ -25,6 +25,15 @@ pub fn names_modseq(key: &SearchKey) -> bool {
     }
 }
 
+/// ` MODSEQ (n)` for a FETCH response once CONDSTORE is on (`condstore`).
+pub(in crate::imap) fn modseq_item(condstore: bool, m: &Message) -> String {
+    if condstore {
+        format!(" MODSEQ ({})", m.modseq)
+    } else {
+        String::new()
+    }
+}
+
 impl Session {
     /// ENABLE: CONDSTORE, and QRESYNC (which brings CONDSTORE with it).
     pub(in crate::imap) fn enable(&mut self, tag: &Tag, asked: &[CapabilityEnable]) {
@@ -79,15 +88,6 @@ impl Session {
             }
         }
         self.select(tag, name, read_only, resync.as_ref());
-    }
-
-    /// ` MODSEQ (n)` for a FETCH response once CONDSTORE is on.
-    pub(in crate::imap) fn modseq_item(&self, m: &Message) -> String {
-        if self.condstore {
-            format!(" MODSEQ ({})", m.modseq)
-        } else {
-            String::new()
-        }
     }
 
     /// The view's MODSEQ values as the store has them now (after this

@@ -16,7 +16,7 @@ fn unknown_cte(cte: &str) -> String {
         .collect();
     format!("NO [UNKNOWN-CTE] Cannot decode the transfer encoding {cte:?}")
 }
-use crate::imap::{mime, section_spec, session::Session};
+use crate::imap::{mime, op::condstore::modseq_item, section_spec, session::Session};
 use crate::store::FlagChange;
 
 /// `1.2` for a BINARY section path.
@@ -236,7 +236,7 @@ impl Session {
                     format!(" FLAGS {}", self.selected().flags(&message)).as_bytes(),
                 );
                 if !items.contains(&MessageDataItemName::ModSeq) {
-                    out.extend_from_slice(self.modseq_item(&message).as_bytes());
+                    out.extend_from_slice(modseq_item(self.condstore, &message).as_bytes());
                 }
             }
             out.extend_from_slice(b")\r\n");

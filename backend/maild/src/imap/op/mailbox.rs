@@ -155,23 +155,23 @@ impl Session {
         date: Option<DateTime>,
         message: &LiteralOrLiteral8,
     ) {
-        let data = |m: &'_ LiteralOrLiteral8| -> Vec<u8> {
+        fn data<'a>(m: &'a LiteralOrLiteral8<'_>) -> &'a [u8] {
             match m {
-                LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
-                LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
+                LiteralOrLiteral8::Literal(l) => l.as_ref(),
+                LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
             }
-        };
+        }
         let more = std::mem::take(&mut self.more_appends);
-        let mut parts = vec![(flags.to_vec(), date, data(message))];
-        for c in more {
+        let mut parts = vec![(flags, date.as_ref(), data(message))];
+        for c in &more {
             if let CommandBody::Append {
                 flags,
                 date,
                 message,
                 ..
-            } = c.body
+            } = &c.body
             {
-                parts.push((flags, date, data(&message)));
+                parts.push((flags, date.as_ref(), data(message)));
             }
         }
         let name = mailbox_name(mailbox);
@@ -180,7 +180,7 @@ impl Session {
         let started = std::time::Instant::now();
         let r = tokio::task::block_in_place(|| {
             let mut appended = Vec::with_capacity(parts.len());
-            for (flags, date, data) in &parts {
+            for (flags, date, data) in parts {
                 let keywords: Vec<&str> = flags.iter().filter_map(keyword).collect();
                 let kw = if keywords.is_empty() {
                     String::new()
@@ -190,15 +190,10 @@ impl Session {
                 appended.push(Appended {
                     data,
                     flags: flags.iter().filter_map(letter).chain(kw.chars()).collect(),
-                    date: date.as_ref().map(|d| SystemTime::from(*d.as_ref())),
+                    date: date.map(|d| SystemTime::from(*d.as_ref())),
                 });
             }
-            match appended.as_slice() {
-                [one] => store
-                    .append(&account, &name, one.data, &one.flags, one.date)
-                    .map(|(validity, uid)| (validity, vec![uid])),
-                all => store.append_many(&account, &name, all),
-            }
+            store.append_many(&account, &name, &appended)
         });
         crate::metrics::METRICS.append(r.is_ok(), started.elapsed());
         match r {

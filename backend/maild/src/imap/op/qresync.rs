@@ -29,9 +29,10 @@ impl Session {
         let last = next_uid.saturating_sub(1);
         let known = match &r.known {
             Some(set) => ranges::of_set(set, last, last),
-            None => vec![(1, last)].into_iter().filter(|r| r.1 > 0).collect(),
+            None if last > 0 => vec![(1, last)],
+            None => Vec::new(),
         };
-        if let Some(line) = self.vanished_earlier(r.since, &known, last) {
+        if let Some(line) = self.vanished_earlier(r.since, &known) {
             self.line(&line);
         }
         let sel = self.selected();
@@ -57,35 +58,38 @@ impl Session {
 
     /// `* VANISHED (EARLIER) ...` for the UIDs within `asked` expunged
     /// after `since`; None when there are none. When the store forgot
-    /// expunges that old, every UID of `asked` up to `last` that is not
-    /// in the view is named.
-    fn vanished_earlier(&mut self, since: u64, asked: &[(u32, u32)], last: u32) -> Option<String> {
+    /// expunges that old (or cannot say), every UID of `asked` up to the
+    /// last one given that is not in the view is named.
+    fn vanished_earlier(&mut self, since: u64, asked: &[(u32, u32)]) -> Option<String> {
         let name = self.selected().name.clone();
         let store = &self.service.store;
         let found = tokio::task::block_in_place(|| store.vanished(self.account(), &name, since));
+        let view = &self.selected().view;
+        let (found, last) = match found {
+            Ok((found, last)) => (Some(found), last),
+            Err(e) => {
+                // An answer that left out an expunge would mislead the
+                // client: it is told too much rather than too little.
+                tracing::error!("vanished: {e}");
+                (None, view.last().map_or(0, |m| m.uid))
+            }
+        };
         let gone: Ranges = match found {
-            Ok(Vanished::Known(uids)) => {
+            Some(Vanished::Known(uids)) => {
                 let uids: Vec<u32> = uids
                     .into_iter()
                     .filter(|&u| ranges::contains(asked, u))
                     .collect();
                 ranges::runs(&uids)
             }
-            Ok(Vanished::Forgotten) => {
-                let present: Vec<u32> = self.selected().view.iter().map(|m| m.uid).collect();
+            Some(Vanished::Forgotten) | None => {
+                let present: Vec<u32> = view.iter().map(|m| m.uid).collect();
                 let asked: Ranges = asked
                     .iter()
                     .filter(|r| r.0 <= last)
                     .map(|&(a, b)| (a, b.min(last)))
                     .collect();
                 ranges::without(&asked, &present)
-            }
-            Err(e) => {
-                // The client then resyncs from what it is told later; an
-                // answer that leaves out an expunge would mislead it.
-                tracing::error!("vanished: {e}");
-                let present: Vec<u32> = self.selected().view.iter().map(|m| m.uid).collect();
-                ranges::without(asked, &present)
             }
         };
         (!gone.is_empty()).then(|| format!("* VANISHED (EARLIER) {}", ranges::render(&gone)))
@@ -112,15 +116,7 @@ impl Session {
         // `*` is the largest UID there is; one expunged above it is
         // still in the client's range.
         let asked = ranges::of_set(set, u32::MAX, u32::MAX);
-        let last = match tokio::task::block_in_place(|| {
-            self.service
-                .store
-                .sync(self.account(), &self.selected().name)
-        }) {
-            Ok(listed) => listed.next_uid.saturating_sub(1),
-            Err(_) => self.selected().view.last().map_or(0, |m| m.uid),
-        };
-        if let Some(line) = self.vanished_earlier(since, &asked, last) {
+        if let Some(line) = self.vanished_earlier(since, &asked) {
             self.line(&line);
         }
         Ok(())
