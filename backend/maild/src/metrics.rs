@@ -135,6 +135,12 @@ impl Metrics {
         );
         self.deliver.render(&mut t, name, &[("op", "deliver")]);
         self.append.render(&mut t, name, &[("op", "append")]);
+        t.single(
+            "fulmar_maild_mailbox_scans_total",
+            Kind::Counter,
+            "Syncs that read a mailbox's directory: its index was not kept or had missed a change from outside.",
+            store.scans(),
+        );
         let (accounts, used, near) = store.quota_tally(NEAR_QUOTA);
         t.single(
             "fulmar_maild_quota_accounts",

@@ -1,8 +1,8 @@
 //! APPEND's store side, with MULTIAPPEND's (RFC 3502): several messages
-//! become visible in one step, under the sync lock, or none do.
+//! become visible in one step, under the mailbox's lock, or none do.
 use std::{fs, path::PathBuf, time::SystemTime};
 
-use super::{Store, StoreError, account_of, naming::sort_flags};
+use super::{Store, StoreError, account_of, index::Change, naming::sort_flags};
 
 /// One message of a MULTIAPPEND: its data, flag letters and date.
 pub struct Appended<'a> {
@@ -37,18 +37,23 @@ impl Store {
                 }
             }
         }
-        // Renamed and given their UIDs under the sync lock: no other
+        // Renamed and given their UIDs under the mailbox's lock: no other
         // session can list some and not others, or see one (and expunge
         // it) before its UID is known.
         let (listed, mut targets) = {
-            let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-            let mut placed: Vec<(PathBuf, PathBuf)> = Vec::new();
+            let _guard = self.locks.of(&dir);
+            let before = self.kept.before(&dir);
+            let mut placed: Vec<(PathBuf, Change)> = Vec::new();
             for (k, ((tmp, base), m)) in written.iter().zip(messages).enumerate() {
-                match Self::place(&dir, tmp, base, &sort_flags(&m.flags)) {
+                let size = m.data.len() as u64;
+                match Self::place(&dir, tmp, base, &sort_flags(&m.flags), size) {
                     Ok(p) => placed.push(p),
                     Err(e) => {
                         // Nothing was listed meanwhile: the lock is held.
-                        placed.iter().for_each(|(_, p)| drop(fs::remove_file(p)));
+                        placed
+                            .iter()
+                            .filter_map(|(_, c)| c.placed_path())
+                            .for_each(|p| drop(fs::remove_file(p)));
                         written[k + 1..]
                             .iter()
                             .for_each(|(tmp, _)| drop(fs::remove_file(tmp)));
@@ -56,8 +61,9 @@ impl Store {
                     }
                 }
             }
-            let targets: Vec<PathBuf> = placed.into_iter().map(|(target, _)| target).collect();
-            (self.sync_placed(&dir)?, targets)
+            let (targets, changes): (Vec<PathBuf>, Vec<Change>) = placed.into_iter().unzip();
+            self.kept.apply(&dir, before, changes);
+            (self.sync_dir(&dir, false)?, targets)
         };
         targets.sort();
         targets.dedup();

@@ -46,7 +46,7 @@ pub fn names<'t>(letters: &str, table: &'t [String]) -> impl Iterator<Item = &'t
 /// The letters of `names` in a mailbox directory, giving each new name the
 /// next letter (the table written durably before any file uses it), and
 /// the table as it now is. `Limit` when the mailbox already holds 26
-/// keywords. Callers hold the store's sync lock, so two sessions never
+/// keywords. Callers hold the mailbox's lock, so two sessions never
 /// give one letter twice.
 pub(super) fn assign(dir: &Path, names: &[&str]) -> Result<(String, Vec<String>), StoreError> {
     let mut table = read(dir)?;

@@ -26,21 +26,22 @@ use std::{
 
 mod append;
 mod flags;
+mod index;
 pub mod keywords;
-mod listings;
 pub mod lock;
 mod modseq;
 mod naming;
 pub mod quota;
+mod sync;
 pub mod uidlist;
 
 pub use append::Appended;
 pub use flags::FlagChange;
+use index::Change;
 pub use modseq::Vanished;
 pub use naming::{account_dir_name, mailbox_dir_name};
 use naming::{mailbox_name, sort_flags};
 use quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
-use uidlist::{UIDLIST, UidList, fresh_uid_validity, parse_uidlist, scan, write_uidlist};
 
 pub const INBOX: &str = "INBOX";
 
@@ -107,9 +108,11 @@ pub struct Store {
     root: PathBuf,
     host: String,
     counter: AtomicU64,
-    /// UID lists are rewritten by one sync at a time (one process owns the
-    /// volume, see `lock`).
-    sync: Mutex<()>,
+    /// Each mailbox's lock, held by its syncs and by every change to its
+    /// files (one process owns the volume, see `lock`).
+    locks: index::Locks,
+    /// Held while an account's next UIDVALIDITY is given.
+    validity: Mutex<()>,
     /// Bumped after every change to any mailbox: IDLE and NOOP look again.
     changes: tokio::sync::watch::Sender<u64>,
     quotas: Quotas,
@@ -117,8 +120,11 @@ pub struct Store {
     barriers: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<DirBarrier>>>,
     /// Mod-sequences of the busiest mailboxes, as written.
     modseqs: modseq::Cache,
-    /// Listings of the busiest mailboxes, shared while nothing changed.
-    listings: listings::Listings,
+    /// Indexes of the busiest mailboxes, kept up to date by the store's
+    /// own changes.
+    kept: index::Kept,
+    /// Syncs that scanned a directory (`scans`).
+    scans: AtomicU64,
     /// Mailboxes and subscriptions per account: neither is in the quota,
     /// and each costs a directory scan on every LIST.
     max_mailboxes: usize,
@@ -156,12 +162,14 @@ impl Store {
             root: mail,
             host,
             counter: AtomicU64::new(0),
-            sync: Mutex::new(()),
+            locks: index::Locks::default(),
+            validity: Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
             quotas: Quotas::new(None),
             barriers: Mutex::default(),
             modseqs: modseq::Cache::default(),
-            listings: listings::Listings::default(),
+            kept: index::Kept::default(),
+            scans: AtomicU64::new(0),
             max_mailboxes: usize::MAX,
             max_subscriptions: usize::MAX,
         })
@@ -238,6 +246,12 @@ impl Store {
         fsync_dir(dir)?;
         *synced = upto;
         Ok(())
+    }
+
+    /// Syncs so far that read a mailbox's directory instead of its kept
+    /// index.
+    pub fn scans(&self) -> u64 {
+        self.scans.load(Ordering::Relaxed)
     }
 
     /// A receiver that sees every later change to the store.
@@ -322,7 +336,11 @@ impl Store {
         let dir = self.mailbox_dir(address, name)?;
         // Renamed out of sight first, so a crash never leaves half a mailbox.
         let doomed = dir.with_file_name(format!(".deleted.{}", self.unique_name()));
-        fs::rename(&dir, &doomed).map_err(io_at(&dir))?;
+        {
+            let _guard = self.locks.of(&dir);
+            fs::rename(&dir, &doomed).map_err(io_at(&dir))?;
+            self.kept.forget(&dir);
+        }
         fsync_dir(dir.parent().unwrap_or(&dir))?;
         fs::remove_dir_all(&doomed).map_err(io_at(&doomed))?;
         self.quotas.forget(dir.parent().unwrap_or(&dir));
@@ -340,7 +358,13 @@ impl Store {
         if target.exists() {
             return Err(StoreError::MailboxExists(to.to_string()));
         }
-        fs::rename(&source, &target).map_err(io_at(&source))?;
+        {
+            let _guard = self.locks.of(&source);
+            fs::rename(&source, &target).map_err(io_at(&source))?;
+            // The target's name may have held a mailbox deleted earlier.
+            self.kept.forget(&source);
+            self.kept.forget(&target);
+        }
         fsync_dir(source.parent().unwrap_or(&source))?;
         self.modseqs.clear();
         self.changed();
@@ -434,27 +458,23 @@ impl Store {
         Ok((tmp, name))
     }
 
-    /// Renames a written tmp file into `new/` (no flags) or `cur/`; returns
-    /// the directory it is now in and its path there. Not yet durable: see
+    /// Renames a written tmp file of `size` bytes into `new/` (no flags)
+    /// or `cur/`, the mailbox's lock held; returns the directory it is now
+    /// in and the change for the index. Not yet durable: see
     /// `durable_rename`.
     fn place(
         dir: &Path,
         tmp: &Path,
         name: &str,
         flags: &str,
-    ) -> Result<(PathBuf, PathBuf), StoreError> {
-        let (sub, file_name) = if flags.is_empty() {
-            ("new", name.to_string())
-        } else {
-            ("cur", format!("{name}:2,{flags}"))
-        };
-        let target = dir.join(sub);
-        let placed = target.join(file_name);
+        size: u64,
+    ) -> Result<(PathBuf, Change), StoreError> {
+        let (target, placed) = placed_name(dir, name, flags);
         if let Err(e) = fs::rename(tmp, &placed) {
             let _ = fs::remove_file(tmp);
             return Err(io_at(tmp)(e));
         }
-        Ok((target, placed))
+        Ok((target, Change::placed(name, placed, flags, size)))
     }
 
     /// IMAP APPEND: stores the message and returns (UIDVALIDITY, UID).
@@ -490,8 +510,9 @@ impl Store {
         self.quotas.check(account_of(&dir), size)?;
         let mut bases = Vec::with_capacity(messages.len());
         let mut touched = HashSet::new();
-        // Linked and given UIDs under the sync lock (see `append`).
-        let guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        // Linked and given UIDs under the mailbox's lock (see `append_many`).
+        let guard = self.locks.of(&dir);
+        let before = self.kept.before(&dir);
         // Keyword letters are the source mailbox's: the target's may differ.
         let mut names: Vec<&str> = messages
             .iter()
@@ -506,9 +527,14 @@ impl Store {
         };
         // A COPY that fails leaves the target as it was (RFC 3501 6.4.7):
         // the links made before a message turned out gone are removed.
-        let mut made: Vec<PathBuf> = Vec::new();
-        let undo = |made: &[PathBuf], e: StoreError| {
-            made.iter().for_each(|p| drop(fs::remove_file(p)));
+        let mut made: Vec<Change> = Vec::new();
+        if !names.is_empty() {
+            made.push(Change::Keywords(target_table.clone()));
+        }
+        let undo = |made: &[Change], e: StoreError| {
+            made.iter()
+                .filter_map(Change::placed_path)
+                .for_each(|p| drop(fs::remove_file(p)));
             e
         };
         for m in messages {
@@ -523,12 +549,7 @@ impl Store {
                 )
                 .collect();
             let flags = sort_flags(&flags);
-            let (sub, file_name) = if flags.is_empty() {
-                ("new", name.clone())
-            } else {
-                ("cur", format!("{name}:2,{flags}"))
-            };
-            let target = dir.join(sub).join(file_name);
+            let (sub, target) = placed_name(&dir, &name, &flags);
             // A stale name (another session changed the flags) is found
             // again by its base name; only a message gone for good fails.
             let mut linked = fs::hard_link(&m.path, &target);
@@ -543,7 +564,7 @@ impl Store {
                 }
             }
             match linked {
-                Ok(()) => made.push(target),
+                Ok(()) => made.push(Change::placed(&name, target, &flags, m.size)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(undo(&made, StoreError::Gone));
                 }
@@ -552,10 +573,11 @@ impl Store {
             touched.insert(sub);
             bases.push(name);
         }
-        let listed = self.sync_placed(&dir)?;
+        self.kept.apply(&dir, before, made);
+        let listed = self.sync_dir(&dir, false)?;
         drop(guard);
         for sub in touched {
-            fsync_dir(&dir.join(sub))?;
+            fsync_dir(&sub)?;
         }
         self.quotas.add(account_of(&dir), size);
         self.changed();
@@ -574,135 +596,17 @@ impl Store {
         let dir = self.mailbox_dir(address, INBOX)?;
         self.quotas.check(account_of(&dir), data.len() as u64)?;
         let (tmp, name) = self.write_tmp(&dir, data, None)?;
-        let (target, _) = Self::place(&dir, &tmp, &name, "")?;
+        let target = {
+            let _guard = self.locks.of(&dir);
+            let before = self.kept.before(&dir);
+            let (target, placed) = Self::place(&dir, &tmp, &name, "", data.len() as u64)?;
+            self.kept.apply(&dir, before, [placed]);
+            target
+        };
         self.durable_rename(&target)?;
         self.quotas.add(account_of(&dir), data.len() as u64);
         self.changed();
         Ok(())
-    }
-
-    /// Gives every message without a UID the next ones (in name order, which
-    /// is delivery order), forgets vanished ones, and lists the mailbox.
-    pub fn sync(&self, address: &str, mailbox: &str) -> Result<Mailbox, StoreError> {
-        let dir = self.mailbox_dir(address, mailbox)?;
-        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-        self.sync_locked(&dir)
-    }
-
-    /// `sync`, and the messages no session has seen as \Recent yet become
-    /// the caller's: the result's `first_recent` and later UIDs are recent
-    /// for it alone (RFC 3501 2.3.2).
-    pub fn sync_claiming_recent(
-        &self,
-        address: &str,
-        mailbox: &str,
-    ) -> Result<Mailbox, StoreError> {
-        let dir = self.mailbox_dir(address, mailbox)?;
-        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-        self.sync_dir(&dir, true)
-    }
-
-    /// `sync` of a mailbox directory, the sync lock held by the caller.
-    fn sync_locked(&self, dir: &Path) -> Result<Mailbox, StoreError> {
-        self.sync_dir(dir, false)
-    }
-
-    fn sync_dir(&self, dir: &Path, claim_recent: bool) -> Result<Mailbox, StoreError> {
-        // Read before the scan: a change made during it bumps the count
-        // after, so what this scan keeps is never taken for later.
-        let count = *self.changes.borrow();
-        if let Some(listed) = self.listings.get(dir, count)
-            && !(claim_recent && listed.first_recent < listed.next_uid)
-        {
-            return Ok(listed);
-        }
-        self.scan_dir(dir, claim_recent, count)
-    }
-
-    /// A sync right after this store placed files in `dir` and before its
-    /// change count moved: never a kept listing, which cannot have them.
-    fn sync_placed(&self, dir: &Path) -> Result<Mailbox, StoreError> {
-        self.scan_dir(dir, false, *self.changes.borrow())
-    }
-
-    /// The sync itself: the directories scanned, UIDs and mod-sequences
-    /// given; the listing kept as taken at change count `count`.
-    fn scan_dir(&self, dir: &Path, claim_recent: bool, count: u64) -> Result<Mailbox, StoreError> {
-        let mut stamp = listings::Stamp::of(dir);
-        let list_path = dir.join(UIDLIST);
-        let read = match fs::read_to_string(&list_path) {
-            Ok(text) => parse_uidlist(&text).or_else(|| {
-                // Never written half (rename), so only outside damage gets
-                // here: start a new UIDVALIDITY, as IMAP requires then.
-                tracing::warn!(path = %list_path.display(), "unreadable UID list, renumbering");
-                None
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_at(&list_path)(e)),
-        };
-        let mut changed = read.is_none();
-        let mut list = match read {
-            Some(r) => r,
-            None => UidList {
-                uid_validity: fresh_uid_validity(account_of(dir))?,
-                next_uid: 1,
-                first_recent: 1,
-                by_uid: BTreeMap::new(),
-            },
-        };
-        let on_disk = scan(dir)?;
-        let known: HashSet<&str> = list.by_uid.values().map(String::as_str).collect();
-        // `on_disk` is ordered by name, which is delivery order.
-        let fresh: Vec<String> = on_disk
-            .keys()
-            .filter(|b| !known.contains(b.as_str()))
-            .cloned()
-            .collect();
-        for base in fresh {
-            list.by_uid.insert(list.next_uid, base);
-            list.next_uid += 1;
-            changed = true;
-        }
-        let before = list.by_uid.len();
-        list.by_uid.retain(|_, base| on_disk.contains_key(base));
-        changed |= list.by_uid.len() != before;
-        let first_recent = list.first_recent;
-        if claim_recent && list.first_recent < list.next_uid {
-            list.first_recent = list.next_uid;
-            changed = true;
-        }
-        if changed {
-            write_uidlist(dir, &list)?;
-            stamp.uid_list_rewritten(dir);
-        }
-        let mut messages: Vec<Message> = list
-            .by_uid
-            .iter()
-            .map(|(&uid, base)| {
-                let (path, flags, size) = on_disk[base].clone();
-                Message {
-                    uid,
-                    path,
-                    flags,
-                    size,
-                    modseq: 0,
-                }
-            })
-            .collect();
-        let highest_modseq = modseq::update(&self.modseqs, dir, &mut messages)?;
-        let mut listed = Mailbox {
-            uid_validity: list.uid_validity,
-            next_uid: list.next_uid,
-            // As the next session finds it: what this one claimed is not
-            // recent for any other.
-            first_recent: list.first_recent,
-            keywords: keywords::read(dir)?,
-            highest_modseq,
-            messages,
-        };
-        self.listings.put(dir, count, stamp, &listed);
-        listed.first_recent = first_recent;
-        Ok(listed)
     }
 
     /// The letters of keyword `names` in a mailbox, new names given new
@@ -715,8 +619,16 @@ impl Store {
         names: &[&str],
     ) -> Result<(String, Vec<String>), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
-        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-        keywords::assign(&dir, names)
+        let _guard = self.locks.of(&dir);
+        let before = self.kept.before(&dir);
+        let assigned = keywords::assign(&dir, names);
+        match &assigned {
+            Ok((_, table)) => self
+                .kept
+                .apply(&dir, before, [Change::Keywords(table.clone())]),
+            Err(_) => self.kept.forget(&dir),
+        }
+        assigned
     }
 }
 
@@ -750,6 +662,19 @@ impl Message {
             .unwrap_or_default();
         name.split_once(":2,").map_or(name, |(b, _)| b)
     }
+}
+
+/// Where a message file named `name` with `flags` goes: (`new/` or
+/// `cur/`, its path there).
+fn placed_name(dir: &Path, name: &str, flags: &str) -> (PathBuf, PathBuf) {
+    let (sub, file_name) = if flags.is_empty() {
+        ("new", name.to_string())
+    } else {
+        ("cur", format!("{name}:2,{flags}"))
+    };
+    let target = dir.join(sub);
+    let path = target.join(file_name);
+    (target, path)
 }
 
 fn make_maildir(dir: &Path) -> Result<(), StoreError> {

@@ -130,7 +130,7 @@ fn render(m: &Modseqs) -> String {
 }
 
 /// Gives each of `messages` (by UID, as listed now) its MODSEQ and
-/// returns HIGHESTMODSEQ. The caller holds the store's sync lock.
+/// returns HIGHESTMODSEQ. The caller holds the mailbox's lock.
 pub(super) fn update(
     cache: &Cache,
     dir: &Path,
@@ -144,7 +144,7 @@ pub(super) fn update(
     let result = apply(dir, &mut kept, messages);
     // Kept also after a failed write: the values were given.
     cached.push_front((dir.to_path_buf(), kept));
-    super::listings::bound(&mut cached, CACHED, CACHED_MESSAGES, |(_, m)| {
+    super::index::bound(&mut cached, CACHED, CACHED_MESSAGES, |(_, m)| {
         m.entries.len()
     });
     result
@@ -252,7 +252,7 @@ fn remember_gone(gone: &mut Vec<(u32, u32, u64)>, forgotten: &mut u64, uids: &[u
     }
 }
 
-/// The UIDs expunged after `since`, the caller holding the sync lock.
+/// The UIDs expunged after `since`, the caller holding the mailbox's lock.
 pub(super) fn vanished(cache: &Cache, dir: &Path, since: u64) -> Result<Vanished, StoreError> {
     let cached = cache.0.lock().unwrap_or_else(|e| e.into_inner());
     let read;
@@ -288,8 +288,8 @@ impl super::Store {
         since: u64,
     ) -> Result<(Vanished, u32), StoreError> {
         let dir = self.mailbox_dir(address, mailbox)?;
-        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-        let last = self.sync_locked(&dir)?.next_uid.saturating_sub(1);
+        let _guard = self.locks.of(&dir);
+        let last = self.sync_dir(&dir, false)?.next_uid.saturating_sub(1);
         Ok((vanished(&self.modseqs, &dir, since)?, last))
     }
 }

@@ -22,7 +22,7 @@ const LAST_UID_VALIDITY: &str = ".uidvalidity";
 /// or one past the last one given, whichever is larger. The clock alone
 /// repeats when a name is deleted and created again within a second, and
 /// RFC 3501 2.3.1.1 forbids that reuse (clients would show cached
-/// messages of the old mailbox). Callers hold the store's sync lock.
+/// messages of the old mailbox). Callers hold the store's `validity` lock.
 pub(super) fn fresh_uid_validity(account: &Path) -> Result<u32, StoreError> {
     let last = fs::read_to_string(account.join(LAST_UID_VALIDITY))
         .ok()
