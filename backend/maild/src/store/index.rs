@@ -237,8 +237,10 @@ impl Kept {
     /// Before a change to `dir`, its lock held: the stamp a kept index
     /// must have to take the change (None when none is kept).
     pub(super) fn before(&self, dir: &Path) -> Option<Stamp> {
-        let kept = self.lock();
-        kept.iter().any(|(d, _)| d == dir).then(|| Stamp::of(dir))
+        // Looked up first, stamped after: no stat under the kept lock,
+        // which every mailbox's changes share.
+        let kept = self.lock().iter().any(|(d, _)| d == dir);
+        kept.then(|| Stamp::of(dir))
     }
 
     /// After changes to `dir` (its lock still held) that started at
