@@ -177,6 +177,7 @@ impl Session {
                 date,
                 message,
             } => self.append(tag, &mailbox, &flags, date, &message),
+            CommandBody::Compress { .. } => return self.compress(&tag).await,
             _ if !selected => self.tagged(&tag, "BAD Select a mailbox first"),
             body => return self.in_selected(&tag, body).await,
         }

@@ -1,5 +1,6 @@
-//! IMAP4rev1 (RFC 3501) on the instance's maildirs, with LITERAL+, SASL-IR,
-//! ID, NAMESPACE, UIDPLUS, MOVE, IDLE, UNSELECT, SPECIAL-USE and STARTTLS.
+//! IMAP4rev1 (RFC 3501) on the instance's maildirs, with the extensions
+//! `Session::capabilities` lists (COMPRESS=DEFLATE's streams are
+//! `fulmar_mailproto::deflate`).
 //!
 //! Where a command ends is found first (`fulmar_mailproto::imap::frame`:
 //! each byte looked at once), then imap-codec parses it whole; the session keeps

@@ -73,6 +73,8 @@ pub(super) struct Session {
     /// The end client: the peer, or what a trusted proxy says in ID.
     pub(super) client: IpAddr,
     pub(super) tls: bool,
+    /// COMPRESS=DEFLATE is on.
+    pub(super) compressed: bool,
     pub(super) account: Option<String>,
     pub(super) selected: Option<Selected>,
     pub(super) changes: watch::Receiver<u64>,
@@ -125,6 +127,7 @@ impl Session {
             peer,
             client: peer.ip(),
             tls: false,
+            compressed: false,
             account: None,
             selected: None,
             changes,
@@ -146,6 +149,9 @@ impl Session {
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
              QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND SEARCHRES",
         );
+        if self.account.is_some() && !self.compressed {
+            caps += " COMPRESS=DEFLATE";
+        }
         if self.account.is_none() {
             if self.service.tls.is_some() && !self.tls {
                 caps += " STARTTLS";

@@ -1,5 +1,6 @@
 //! Logging in: LOGIN, AUTHENTICATE PLAIN (with SASL-IR), STARTTLS, and ID,
-//! through which a trusted proxy names the end client.
+//! through which a trusted proxy names the end client; and the other layer
+//! a connection can take on, COMPRESS.
 use std::{io, net::IpAddr, time::Duration};
 
 use imap_codec::{
@@ -7,6 +8,8 @@ use imap_codec::{
     decode::{AuthenticateDataDecodeError, Decoder},
     imap_types::{auth::AuthenticateData, core::Tag},
 };
+
+use fulmar_mailproto::deflate::Deflated;
 
 use crate::auth::AuthError;
 use crate::imap::session::{Flow, MAX_AUTH_FAILURES, Session};
@@ -61,6 +64,23 @@ impl Session {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake"))??;
         self.io = Some(Box::new(tls));
         self.tls = true;
+        Ok(Flow::Continue)
+    }
+
+    /// COMPRESS DEFLATE (RFC 4978), the only algorithm there is: after the
+    /// OK both directions are DEFLATE streams. What the client sent
+    /// behind the command is the start of its stream.
+    pub(in crate::imap) async fn compress(&mut self, tag: &Tag<'static>) -> io::Result<Flow> {
+        if self.compressed {
+            self.tagged(tag, "NO [COMPRESSIONACTIVE] DEFLATE is on already");
+            return Ok(Flow::Continue);
+        }
+        self.tagged(tag, "OK DEFLATE active");
+        self.flush().await?;
+        let io = self.io.take().ok_or(io::ErrorKind::NotConnected)?;
+        let pending = std::mem::take(&mut self.buf);
+        self.io = Some(Box::new(Deflated::new(io, pending)));
+        self.compressed = true;
         Ok(Flow::Continue)
     }
 
