@@ -55,7 +55,7 @@ pub async fn serve_tls(
 struct Maildrop {
     account: String,
     uid_validity: u32,
-    messages: Vec<Message>,
+    messages: Arc<Vec<Message>>,
     deleted: Vec<bool>,
     retrieved: Vec<bool>,
 }

@@ -131,7 +131,7 @@ impl Instance {
             "UIDs unique and ordered"
         );
         let mut ids = HashMap::new();
-        for m in &mailbox.messages {
+        for m in mailbox.messages.iter() {
             let text = fs::read_to_string(&m.path).unwrap();
             let id = text
                 .lines()

@@ -344,7 +344,7 @@ fn check(
             uids.windows(2).all(|w| w[0] < w[1]),
             "{account}: UIDs unique and ordered"
         );
-        for m in &mailbox.messages {
+        for m in mailbox.messages.iter() {
             let text = fs::read_to_string(&m.path).unwrap();
             let n: u64 = text
                 .lines()

@@ -132,7 +132,7 @@ fn main() -> Result<()> {
                 "uidvalidity {} uidnext {}",
                 mailbox.uid_validity, mailbox.next_uid
             );
-            for m in mailbox.messages {
+            for m in mailbox.messages.iter() {
                 println!(
                     "{} {} {}",
                     m.uid,

@@ -40,8 +40,10 @@ pub(super) struct Selected {
     pub(super) name: String,
     pub(super) read_only: bool,
     pub(super) uid_validity: u32,
-    /// In sequence-number order (= UID order).
-    pub(super) view: Vec<Message>,
+    /// In sequence-number order (= UID order). While it is what the store
+    /// lists, it is the store's listing itself, shared with every session
+    /// that is up to date; a change of its own copies it first.
+    pub(super) view: Arc<Vec<Message>>,
     /// The mailbox's keyword names by letter, as last told (FLAGS).
     pub(super) keywords: Vec<String>,
     /// UIDs that are \Recent for this session (RFC 3501 2.3.2).
@@ -51,6 +53,11 @@ pub(super) struct Selected {
 }
 
 impl Selected {
+    /// The view to change: this session's own copy from here on.
+    pub(super) fn view_mut(&mut self) -> &mut Vec<Message> {
+        Arc::make_mut(&mut self.view)
+    }
+
     /// A message's FLAGS as this session shows them.
     pub(super) fn flags(&self, m: &Message) -> String {
         flag_list(&m.flags, &self.keywords, self.recent.contains(&m.uid))
@@ -413,11 +420,13 @@ impl Session {
         let now: std::collections::HashMap<u32, &Message> =
             listed.messages.iter().map(|m| (m.uid, m)).collect();
         if expunges {
-            let mut removed = Vec::new();
-            for i in (0..sel.view.len()).rev() {
-                if !now.contains_key(&sel.view[i].uid) {
-                    removed.push((i, sel.view.remove(i).uid));
-                }
+            let removed: Vec<(usize, u32)> = (0..sel.view.len())
+                .rev()
+                .map(|i| (i, sel.view[i].uid))
+                .filter(|(_, uid)| !now.contains_key(uid))
+                .collect();
+            if !removed.is_empty() {
+                sel.view_mut().retain(|m| now.contains_key(&m.uid));
             }
             lines = expunged_lines(self.qresync, &removed);
             self.owed_expunges = false;
@@ -430,26 +439,32 @@ impl Session {
         if !self.owed_expunges {
             sel.highest_modseq = listed.highest_modseq;
         }
-        for i in 0..sel.view.len() {
-            let uid = sel.view[i].uid;
-            if let Some(fresh) = now.get(&uid) {
-                if fresh.flags != sel.view[i].flags {
-                    let modseq = modseq_item(condstore, fresh);
-                    lines.push(format!(
-                        "* {} FETCH (UID {uid} FLAGS {}{modseq})",
-                        i + 1,
-                        sel.flags(fresh)
-                    ));
-                }
-                sel.view[i].flags = fresh.flags.clone();
-                sel.view[i].modseq = fresh.modseq;
-                sel.view[i].path = fresh.path.clone();
+        for (i, m) in sel.view.iter().enumerate() {
+            if let Some(fresh) = now.get(&m.uid).filter(|f| f.flags != m.flags) {
+                let modseq = modseq_item(condstore, fresh);
+                lines.push(format!(
+                    "* {} FETCH (UID {} FLAGS {}{modseq})",
+                    i + 1,
+                    m.uid,
+                    sel.flags(fresh)
+                ));
             }
         }
         let last = sel.view.last().map_or(0, |m| m.uid);
         let before = sel.view.len();
-        sel.view
-            .extend(listed.messages.iter().filter(|m| m.uid > last).cloned());
+        // Told all: the view is the listing (the messages up to `last`, as
+        // they are now, then the new ones), so it becomes the listing.
+        sel.view = if self.owed_expunges {
+            let mut view: Vec<Message> = sel
+                .view
+                .iter()
+                .map(|m| now.get(&m.uid).map_or(m, |fresh| *fresh).clone())
+                .collect();
+            view.extend(listed.messages.iter().filter(|m| m.uid > last).cloned());
+            Arc::new(view)
+        } else {
+            listed.messages.clone()
+        };
         sel.recent.extend(
             listed
                 .messages

@@ -19,11 +19,11 @@ use std::{
     fs,
     hash::{DefaultHasher, Hash, Hasher},
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant, SystemTime},
 };
 
-use super::{keywords, uidlist::UIDLIST, uidlist::UidList};
+use super::{Message, keywords, uidlist::UIDLIST, uidlist::UidList};
 
 /// Mailboxes whose index is kept, and the messages in them all (an index
 /// costs about 300 bytes a message: 100 000 are ~30 MB).
@@ -78,6 +78,9 @@ pub(super) struct Index {
     /// or there was none).
     pub unsaved: bool,
     pub keywords: Vec<String>,
+    /// The last listing made of it, and its HIGHESTMODSEQ: given again
+    /// until the index changes.
+    pub listing: Option<(Arc<Vec<Message>>, u64)>,
 }
 
 /// What one of the store's own changes did to a mailbox.
@@ -148,6 +151,7 @@ impl Index {
             fresh,
             unsaved,
             keywords,
+            listing: None,
         }
     }
 
@@ -174,6 +178,7 @@ impl Index {
                 self.list.by_uid.insert(uid, base.clone());
                 self.uid_of.insert(base, uid);
                 given = true;
+                self.listing = None;
             }
         }
         given
@@ -181,6 +186,7 @@ impl Index {
 
     /// Takes one change; false when it shows the index lost track.
     fn take(&mut self, change: Change) -> bool {
+        self.listing = None;
         match change {
             Change::Placed { base, file } => {
                 if !self.uid_of.contains_key(&base) {

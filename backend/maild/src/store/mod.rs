@@ -18,7 +18,7 @@ use std::{
     io::{self, Write},
     path::{Path, PathBuf},
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
@@ -99,8 +99,9 @@ pub struct Mailbox {
     pub keywords: Vec<String>,
     /// CONDSTORE's HIGHESTMODSEQ (`modseq`).
     pub highest_modseq: u64,
-    /// By UID.
-    pub messages: Vec<Message>,
+    /// By UID; one list shared by every sync that found the mailbox as it
+    /// was (sessions on a mailbox hold one copy, not one each).
+    pub messages: Arc<Vec<Message>>,
 }
 
 /// The maildirs of one instance.

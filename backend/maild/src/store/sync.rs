@@ -1,7 +1,12 @@
 //! The sync: a mailbox listed with its UIDs, new messages given theirs (in
 //! name order, which is delivery order), vanished ones forgotten; from the
 //! kept index when it is current (`index`), else from a scan.
-use std::{collections::HashMap, fs, io, path::Path, sync::atomic::Ordering};
+use std::{
+    collections::HashMap,
+    fs, io,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+};
 
 use super::{
     Mailbox, Message, Store, StoreError, account_of,
@@ -106,22 +111,30 @@ impl Store {
             write_uidlist(dir, &index.list)?;
             index.saved(dir);
         }
-        let mut messages: Vec<Message> = index
-            .list
-            .by_uid
-            .iter()
-            .filter_map(|(&uid, base)| {
-                let file = index.files.get(base)?;
-                Some(Message {
-                    uid,
-                    path: file.path.clone(),
-                    flags: file.flags.clone(),
-                    size: file.size,
-                    modseq: 0,
-                })
-            })
-            .collect();
-        let highest_modseq = modseq::update(&self.modseqs, dir, &mut messages)?;
+        let (messages, highest_modseq) = match &index.listing {
+            Some(listed) => listed.clone(),
+            None => {
+                let mut messages: Vec<Message> = index
+                    .list
+                    .by_uid
+                    .iter()
+                    .filter_map(|(&uid, base)| {
+                        let file = index.files.get(base)?;
+                        Some(Message {
+                            uid,
+                            path: file.path.clone(),
+                            flags: file.flags.clone(),
+                            size: file.size,
+                            modseq: 0,
+                        })
+                    })
+                    .collect();
+                let highest = modseq::update(&self.modseqs, dir, &mut messages)?;
+                let listed = (Arc::new(messages), highest);
+                index.listing = Some(listed.clone());
+                listed
+            }
+        };
         Ok(Mailbox {
             uid_validity: index.list.uid_validity,
             next_uid: index.list.next_uid,

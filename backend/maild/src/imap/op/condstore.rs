@@ -109,7 +109,7 @@ impl Session {
         let now: std::collections::HashMap<u32, u64> =
             listed.messages.iter().map(|m| (m.uid, m.modseq)).collect();
         let sel = self.selected.as_mut().expect("selected");
-        for m in &mut sel.view {
+        for m in sel.view_mut() {
             if let Some(&modseq) = now.get(&m.uid) {
                 m.modseq = modseq;
             }

@@ -69,7 +69,7 @@ impl Session {
         let removed: Vec<(usize, u32)> = targets
             .iter()
             .rev()
-            .map(|&i| (i, sel.view.remove(i).uid))
+            .map(|&i| (i, sel.view_mut().remove(i).uid))
             .collect();
         for line in expunged_lines(self.qresync, &removed) {
             self.line(&line);

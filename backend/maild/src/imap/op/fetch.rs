@@ -68,7 +68,7 @@ impl Session {
                 if let Ok(updated) =
                     tokio::task::block_in_place(|| self.service.store.set_flags(&message, &seen))
                 {
-                    self.selected.as_mut().expect("selected").view[i] = updated;
+                    self.selected.as_mut().expect("selected").view_mut()[i] = updated;
                     seen_now[k] = true;
                 }
             }

@@ -56,7 +56,7 @@ impl Session {
             let result =
                 tokio::task::block_in_place(|| self.service.store.set_flags(&message, &change));
             match result {
-                Ok(updated) => self.selected.as_mut().expect("selected").view[i] = updated,
+                Ok(updated) => self.selected.as_mut().expect("selected").view_mut()[i] = updated,
                 // Expunged elsewhere: it goes at the next refresh.
                 Err(StoreError::Gone) => continue,
                 Err(e) => {
@@ -123,7 +123,7 @@ impl Session {
         let removed: Vec<(usize, u32)> = gone
             .iter()
             .rev()
-            .map(|&i| (i, sel.view.remove(i).uid))
+            .map(|&i| (i, sel.view_mut().remove(i).uid))
             .collect();
         if tell {
             for line in expunged_lines(self.qresync, &removed) {
