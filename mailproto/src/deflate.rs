@@ -34,7 +34,9 @@ pub fn reader<R: AsyncRead + Unpin>(inner: R, pending: Vec<u8>) -> Inflate<R> {
 }
 
 /// What writes to a peer compressed.
-pub fn writer<W: AsyncWrite + Unpin>(inner: W) -> DeflateEncoder<W> {
+pub type Deflate<W> = DeflateEncoder<W>;
+
+pub fn writer<W: AsyncWrite + Unpin>(inner: W) -> Deflate<W> {
     DeflateEncoder::with_quality(inner, LEVEL)
 }
 

@@ -279,3 +279,54 @@ fn a_drain_ends_every_session_within_its_window_and_undrain_restores() {
     after.send(b"n NOOP\r\n");
     assert!(after.until("n ").last().unwrap().starts_with("n OK"));
 }
+
+/// A session with COMPRESS on (answered by the proxy itself) is kicked
+/// like any other: at a command boundary, with a goodbye the client reads
+/// through its DEFLATE stream.
+#[test]
+fn a_compressed_session_gets_its_goodbye_compressed() {
+    const CLIENT_PY: &str = include_str!("../../backend/maild/tests/support/deflate_client.py");
+    let (site, admin) = start();
+    let marker = site.work.join("compressed");
+    let script = format!(
+        "{CLIENT_PY}\nPROXY = '{PROXY}'\nMARKER = '{}'\nANN = '{}'\n{}",
+        marker.display(),
+        ANN.1,
+        r#"
+p = Plain(PROXY, 1143)
+p.cmd("a", f"LOGIN ann {ANN}")
+p.cmd("b", "SELECT INBOX")
+answer, z = compress(p, "c")
+assert z, answer
+print("noop", z.cmd("d", "NOOP")[-1][:4])
+open(MARKER, "w").close()
+z.s.settimeout(20)
+print("bye", z.line())
+try:
+    print("after", z.line())
+except EOFError:
+    print("after", "closed")
+"#
+    );
+    std::thread::scope(|s| {
+        let client = s.spawn(|| site.python(&script));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !marker.exists() {
+            assert!(Instant::now() < deadline, "COMPRESS never came on");
+            assert!(!client.is_finished(), "the client ended early");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let reply = admin.local(Request::Kick {
+            select: Selector::All,
+        });
+        assert_eq!(reply, Reply::Kicked(1));
+        let out = client.join().unwrap();
+        assert!(out.contains("noop d OK"), "{out}");
+        assert!(
+            out.contains("bye * BYE [UNAVAILABLE]"),
+            "{out}\n{}",
+            site.proxy_log()
+        );
+        assert!(out.contains("after closed"), "{out}");
+    });
+}

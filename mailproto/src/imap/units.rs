@@ -50,6 +50,13 @@ impl Units {
         self.seen == 0
     }
 
+    /// Bytes of a unit whose first line has not ended yet (0 otherwise):
+    /// what a relay holds back while the unit may still turn out to be one
+    /// it answers itself.
+    pub fn unfinished_head(&self) -> u64 {
+        if self.head_done { 0 } else { self.seen }
+    }
+
     /// Feeds `bytes`; `on_end(n, head)` is called for each unit that ends
     /// within them, `n` being the offset just past its end and `head` its
     /// first bytes. With `stop`, feeding stops at the first unit's end (or
@@ -59,6 +66,20 @@ impl Units {
         bytes: &[u8],
         stop: bool,
         mut on_end: impl FnMut(usize, &[u8]),
+    ) -> usize {
+        self.feed_until(bytes, stop, |n, _, head| {
+            on_end(n, head);
+            true
+        })
+    }
+
+    /// `feed`, where `on_end(n, len, head)` also gets the unit's length
+    /// and stops the feeding right after the unit by returning false.
+    pub fn feed_until(
+        &mut self,
+        bytes: &[u8],
+        stop: bool,
+        mut on_end: impl FnMut(usize, u64, &[u8]) -> bool,
     ) -> usize {
         let mut at = 0;
         while at < bytes.len() {
@@ -101,10 +122,13 @@ impl Units {
             match literal {
                 Some(n) => self.literal_left = n,
                 None => {
-                    on_end(at, &self.head);
+                    let go_on = on_end(at, self.seen, &self.head);
                     self.head.clear();
                     self.head_done = false;
                     self.seen = 0;
+                    if !go_on {
+                        return at;
+                    }
                 }
             }
         }
@@ -196,5 +220,21 @@ mod tests {
         u.feed(b"a APPEND INBOX {99999999999}\r\n", false, |_, _| {});
         u.feed(&vec![b'x'; 1 << 16], false, |_, _| panic!("no end yet"));
         assert!(u.head.len() <= HEAD && u.tail.len() <= TAIL);
+    }
+
+    #[test]
+    fn feeding_can_stop_after_a_unit_and_an_unfinished_first_line_is_counted() {
+        let mut u = Units::new();
+        assert_eq!(u.feed(b"a1 COMP", false, |_, _| {}), 7);
+        assert_eq!(u.unfinished_head(), 7);
+        let mut lens = Vec::new();
+        let taken = u.feed_until(b"RESS DEFLATE\r\nrest", false, |_, len, _| {
+            lens.push(len);
+            false
+        });
+        assert_eq!((taken, lens), (14, vec![21]));
+        // A literal's first line is over: nothing of it is unfinished.
+        u.feed(b"a2 APPEND INBOX {3}\r\nab", false, |_, _| {});
+        assert_eq!(u.unfinished_head(), 0);
     }
 }

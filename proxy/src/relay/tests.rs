@@ -238,3 +238,98 @@ async fn pop3_one_line_answers_and_list_with_an_argument() {
     assert_eq!(read_to_end(&mut s.client).await, POP3_BYE);
     assert_eq!(s.end().await, End::Kicked);
 }
+
+/// The client's side of a compressed session: a DEFLATE writer and reader
+/// over its socket, as a client library would have them.
+struct Deflated {
+    out: fulmar_mailproto::deflate::Deflate<tokio::net::tcp::OwnedWriteHalf>,
+    inp: fulmar_mailproto::deflate::Inflate<tokio::net::tcp::OwnedReadHalf>,
+}
+
+impl Deflated {
+    fn new(client: TcpStream, pending: Vec<u8>) -> Self {
+        let (r, w) = client.into_split();
+        Self {
+            out: fulmar_mailproto::deflate::writer(w),
+            inp: fulmar_mailproto::deflate::reader(r, pending),
+        }
+    }
+
+    async fn send(&mut self, text: &[u8]) {
+        self.out.write_all(text).await.unwrap();
+        self.out.flush().await.unwrap();
+    }
+
+    async fn expect(&mut self, want: &[u8]) {
+        let mut got = vec![0u8; want.len()];
+        tokio::time::timeout(WAIT, self.inp.read_exact(&mut got))
+            .await
+            .expect("in time")
+            .unwrap();
+        assert_eq!(got, want);
+    }
+}
+
+/// DEFLATE of `text` with a sync flush, as a client sends it right behind
+/// its COMPRESS command.
+async fn deflated(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = fulmar_mailproto::deflate::writer(&mut out);
+    w.write_all(text).await.unwrap();
+    w.flush().await.unwrap();
+    drop(w);
+    out
+}
+
+#[tokio::test]
+async fn compress_is_answered_in_its_turn_and_never_reaches_the_back_end() {
+    let mut s = start(Imap::default(), WAIT).await;
+    // A command waiting for its answer, then COMPRESS in two pieces (its
+    // first part must not reach the back-end), then a compressed NOOP
+    // right behind it in the same packet.
+    s.command(b"a1 SELECT INBOX\r\n").await;
+    s.client.write_all(b"a2 COMPR").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut rest = b"ESS DEFLATE\r\n".to_vec();
+    rest.extend(deflated(b"a3 NOOP\r\n").await);
+    s.client.write_all(&rest).await.unwrap();
+    // The SELECT's answer first, then the COMPRESS's, both plain.
+    s.answer(b"* 2 EXISTS\r\na1 OK [READ-WRITE] done\r\n").await;
+    s.expect_client(b"a2 OK DEFLATE active\r\n").await;
+    // The NOOP is passed on, plain, with nothing of COMPRESS before it.
+    s.expect_backend(b"a3 NOOP\r\n").await;
+    // From here the client's side is compressed both ways.
+    s.backend.write_all(b"a3 OK NOOP done\r\n").await.unwrap();
+    let Setup {
+        client,
+        mut backend,
+        registry,
+        relay,
+    } = s;
+    let mut z = Deflated::new(client, Vec::new());
+    z.expect(b"a3 OK NOOP done\r\n").await;
+    z.send(b"a4 FETCH 1 BODY[]\r\n").await;
+    assert_eq!(read_exact(&mut backend, 19).await, b"a4 FETCH 1 BODY[]\r\n");
+    backend
+        .write_all(b"* 1 FETCH (BODY[] {5}\r\nhello)\r\na4 OK done\r\n")
+        .await
+        .unwrap();
+    z.expect(b"* 1 FETCH (BODY[] {5}\r\nhello)\r\na4 OK done\r\n")
+        .await;
+    // A second COMPRESS is refused by the relay, compressed.
+    z.send(b"a5 COMPRESS DEFLATE\r\na6 NOOP\r\n").await;
+    assert_eq!(read_exact(&mut backend, 9).await, b"a6 NOOP\r\n");
+    z.expect(b"a5 NO [COMPRESSIONACTIVE] DEFLATE is on already\r\n")
+        .await;
+    // A kick still ends it at a boundary, the goodbye compressed.
+    backend.write_all(b"a6 OK done\r\n").await.unwrap();
+    z.expect(b"a6 OK done\r\n").await;
+    registry.kick(&crate::registry::Selector::All);
+    z.expect(IMAP_BYE).await;
+    let end = tokio::time::timeout(WAIT, relay)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(end, End::Kicked);
+}

@@ -3,11 +3,18 @@ use std::collections::VecDeque;
 
 use fulmar_mailproto::imap::units::{Units, words};
 
-use super::Tracker;
+use super::{Own, Tracker};
+
+/// The longest first line of a command the relay may answer itself (a
+/// 64-byte tag and `COMPRESS DEFLATE`): one this long is held back until
+/// it ends, a longer one is passed on as it comes.
+pub const OWN_MAX: u64 = 128;
 
 /// IMAP (RFC 3501/9051): commands and responses are lines joined by
 /// literals; a tagged status answers the oldest command waiting; `+`
 /// after IDLE means the session is idling until the client's DONE.
+/// COMPRESS DEFLATE (RFC 4978) is the proxy's own: the back-end hop stays
+/// plain, so the proxy still sees where commands end.
 #[derive(Default)]
 pub struct Imap {
     up: Units,
@@ -16,6 +23,20 @@ pub struct Imap {
     waiting: VecDeque<bool>,
     /// The back-end accepted IDLE and the client has not said DONE.
     idling: bool,
+    /// The command the client sent last is the relay's to answer, and
+    /// its length.
+    own: Option<(Own, u64)>,
+    /// COMPRESS was asked for.
+    compressed: bool,
+}
+
+/// Whether a command's first line is `TAG COMPRESS DEFLATE`.
+fn is_compress(head: &[u8]) -> bool {
+    let line = head.strip_suffix(b"\n").unwrap_or(head);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let words: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
+    matches!(words.as_slice(), [_, name, algorithm]
+        if name.eq_ignore_ascii_case(b"COMPRESS") && algorithm.eq_ignore_ascii_case(b"DEFLATE"))
 }
 
 impl Tracker for Imap {
@@ -24,16 +45,37 @@ impl Tracker for Imap {
             up,
             waiting,
             idling,
+            own,
+            compressed,
             ..
         } = self;
-        up.feed(bytes, stop, |_, head| {
+        up.feed_until(bytes, stop, |_, len, head| {
             let (first, name) = words(head);
             if *idling && first.eq_ignore_ascii_case(b"DONE") {
                 *idling = false;
+            } else if len <= OWN_MAX && is_compress(head) {
+                let tag = String::from_utf8_lossy(first).into_owned();
+                let asked = match compressed {
+                    true => Own::AlreadyCompressed(tag),
+                    false => Own::Compress(tag),
+                };
+                *compressed = true;
+                *own = Some((asked, len));
+                return false;
             } else {
                 waiting.push_back(name == "IDLE");
             }
+            true
         })
+    }
+
+    fn up_unfinished(&self) -> u64 {
+        let n = self.up.unfinished_head();
+        if n <= OWN_MAX { n } else { 0 }
+    }
+
+    fn own(&mut self) -> Option<(Own, u64)> {
+        self.own.take()
     }
 
     fn up_at_boundary(&self) -> bool {
