@@ -18,6 +18,16 @@ pub fn command_at(text: &[u8]) -> Option<usize> {
     })
 }
 
+/// After an astring (a mailbox name: atom, quoted string or literal)
+/// starting at `at` and followed by a space.
+pub fn skip_astring(text: &[u8], at: usize) -> Option<usize> {
+    match *text.get(at)? {
+        b'"' => skip_quoted(text, at),
+        b'{' => skip_literal(text, at),
+        _ => Some(at + text[at..].iter().position(|&b| b == b' ')?),
+    }
+}
+
 /// After a quoted string starting at `at`.
 pub fn skip_quoted(text: &[u8], mut at: usize) -> Option<usize> {
     at += 1;
@@ -32,7 +42,12 @@ pub fn skip_quoted(text: &[u8], mut at: usize) -> Option<usize> {
 }
 
 /// After a literal (`{n}`, `{n+}`, or BINARY's `~{n}`) and its data.
-pub fn skip_literal(text: &[u8], mut at: usize) -> Option<usize> {
+pub fn skip_literal(text: &[u8], at: usize) -> Option<usize> {
+    literal(text, at).map(|(end, _)| end)
+}
+
+/// A literal at `at`: where it ends and its data.
+pub fn literal(text: &[u8], mut at: usize) -> Option<(usize, &[u8])> {
     if text.get(at) == Some(&b'~') {
         at += 1;
     }
@@ -48,5 +63,22 @@ pub fn skip_literal(text: &[u8], mut at: usize) -> Option<usize> {
         return None;
     }
     let end = (close + 3).checked_add(n)?;
-    (end <= text.len()).then_some(end)
+    (end <= text.len()).then(|| (end, &text[close + 3..end]))
+}
+
+/// A quoted string at `at`: where it ends and its text, unescaped.
+pub fn quoted(text: &[u8], at: usize) -> Option<(usize, Vec<u8>)> {
+    let end = skip_quoted(text, at)?;
+    let mut out = Vec::with_capacity(end - at);
+    let mut escaped = false;
+    for &b in &text[at + 1..end - 1] {
+        match (escaped, b) {
+            (false, b'\\') => escaped = true,
+            _ => {
+                out.push(b);
+                escaped = false;
+            }
+        }
+    }
+    Some((end, out))
 }

@@ -16,6 +16,7 @@
 //! - [`mime`], [`search`], [`wire`]: message structure, search keys, the
 //!   response syntax.
 pub mod binary;
+pub mod catenate;
 mod dispatch;
 pub mod esearch;
 mod lex;

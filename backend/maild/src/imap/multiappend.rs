@@ -2,18 +2,11 @@
 //! more `[flags] [date] literal` after it. imap-codec parses one message
 //! per APPEND, so such a command is cut here (`split`) into one plain
 //! APPEND per message, each parsed by imap-codec, and stored together.
-//! What this cannot read goes to imap-codec whole (and gets BAD).
+//! A message may be CATENATE's (each such APPEND then goes through
+//! `catenate`). What this cannot read goes to imap-codec whole (and gets
+//! BAD).
 
-use super::lex::{skip_literal, skip_quoted, word_at};
-
-/// After the mailbox name (atom, quoted string or literal).
-fn skip_astring(text: &[u8], at: usize) -> Option<usize> {
-    match *text.get(at)? {
-        b'"' => skip_quoted(text, at),
-        b'{' => skip_literal(text, at),
-        _ => Some(at + text[at..].iter().position(|&b| b == b' ')?),
-    }
-}
+use super::lex::{skip_astring, skip_literal, skip_quoted, word_at};
 
 /// A MULTIAPPEND as one plain APPEND per message (same tag and mailbox);
 /// None for an APPEND of one message, or anything else.
@@ -36,7 +29,11 @@ pub fn split(command: &[u8]) -> Option<Vec<Vec<u8>>> {
             at = skip_quoted(command, at)?;
             at = (command.get(at) == Some(&b' ')).then_some(at + 1)?;
         }
-        at = skip_literal(command, at)?;
+        at = if word_at(command, at, b"CATENATE ") {
+            super::catenate::parts(command, at + 9)?.0
+        } else {
+            skip_literal(command, at)?
+        };
         messages.push(start..at);
     }
     if messages.len() < 2 || command.get(at..)? != b"\r\n" {

@@ -1,9 +1,9 @@
 //! What imap-codec is given for a command whose extensions it does not
-//! parse (ESEARCH's RETURN clause, LIST-EXTENDED, MULTIAPPEND, SEARCHRES's
-//! `$`), and what was taken off it for the session to apply.
+//! parse (ESEARCH's RETURN clause, LIST-EXTENDED, MULTIAPPEND, CATENATE,
+//! SEARCHRES's `$`), and what was taken off it for the session to apply.
 use std::borrow::Cow;
 
-use super::{esearch, listext, listext::ListExt, multiappend, searchres};
+use super::{catenate, esearch, listext, listext::ListExt, multiappend, searchres};
 
 #[derive(Default)]
 pub struct Taken {
@@ -13,6 +13,9 @@ pub struct Taken {
     pub list_ext: Option<ListExt>,
     /// The messages after the first of a MULTIAPPEND, each an APPEND.
     pub more_appends: Vec<Vec<u8>>,
+    /// CATENATE's parts of each message of an APPEND (the first, then
+    /// `more_appends`'), None for one given whole.
+    pub catenated: Vec<Option<Vec<catenate::Part>>>,
     /// A `$` stood where a set goes (`searchres::MARK` now).
     pub dollar: bool,
 }
@@ -29,6 +32,19 @@ pub fn prepare(command: &[u8]) -> (Cow<'_, [u8]>, Taken) {
     } else if let Some(mut parts) = multiappend::split(command) {
         input = Cow::Owned(parts.remove(0));
         taken.more_appends = parts;
+    }
+    if let Some((plain, parts)) = catenate::split(&input) {
+        input = Cow::Owned(plain);
+        taken.catenated.push(Some(parts));
+    } else {
+        taken.catenated.push(None);
+    }
+    for append in &mut taken.more_appends {
+        let parts = catenate::split(append).map(|(plain, parts)| {
+            *append = plain;
+            parts
+        });
+        taken.catenated.push(parts);
     }
     if let Some(marked) = searchres::mark(&input) {
         input = Cow::Owned(marked);

@@ -96,6 +96,8 @@ pub(super) struct Session {
     pub(super) list_ext: Option<listext::ListExt>,
     /// The messages after the first of a MULTIAPPEND, each as an APPEND.
     pub(super) more_appends: Vec<Command<'static>>,
+    /// CATENATE's parts of each message of the APPEND being handled.
+    pub(super) catenated: Vec<Option<Vec<super::catenate::Part>>>,
     /// SEARCHRES: the UIDs `$` names (ascending), and whether the command
     /// being handled used it (as `searchres::MARK`).
     pub(super) saved: Vec<u32>,
@@ -143,6 +145,7 @@ impl Session {
             search_return: None,
             list_ext: None,
             more_appends: Vec::new(),
+            catenated: Vec::new(),
             saved: Vec::new(),
             dollar: false,
             condstore: false,
@@ -154,7 +157,7 @@ impl Session {
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND SEARCHRES",
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND CATENATE SEARCHRES",
         );
         if self.account.is_some() && !self.compressed {
             caps += " COMPRESS=DEFLATE";
@@ -279,6 +282,7 @@ impl Session {
                     self.search_return = taken.search_return;
                     self.list_ext = taken.list_ext;
                     self.more_appends = more.unwrap_or_default();
+                    self.catenated = taken.catenated;
                     self.dollar = taken.dollar;
                     if let Some(command) = parsed {
                         self.buf.drain(..n);

@@ -162,7 +162,15 @@ impl Session {
             }
         }
         let more = std::mem::take(&mut self.more_appends);
-        let mut parts = vec![(flags, date.as_ref(), data(message))];
+        let mut built = Vec::new();
+        for parts in std::mem::take(&mut self.catenated) {
+            match parts.map(|p| self.catenated(&p)).transpose() {
+                Ok(b) => built.push(b),
+                Err(refused) => return self.tagged(&tag, &refused),
+            }
+        }
+        let given = |k: usize, m| built.get(k).and_then(Option::as_deref).unwrap_or(data(m));
+        let mut parts = vec![(flags, date.as_ref(), given(0, message))];
         for c in &more {
             if let CommandBody::Append {
                 flags,
@@ -171,7 +179,7 @@ impl Session {
                 ..
             } = &c.body
             {
-                parts.push((flags, date.as_ref(), data(message)));
+                parts.push((flags, date.as_ref(), given(parts.len(), message)));
             }
         }
         let name = mailbox_name(mailbox);

@@ -1,5 +1,6 @@
 //! The command groups, each an `impl Session` block.
 mod auth;
+mod catenate;
 pub(in crate::imap) mod condstore;
 mod copy;
 mod fetch;
