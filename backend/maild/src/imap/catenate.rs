@@ -4,7 +4,7 @@
 //! it: `split` takes the parts off and leaves a plain APPEND of an empty
 //! literal in their place; the session builds the message from them
 //! (`url`) and stores it as any other.
-use super::lex::{literal, quoted, skip_astring, word_at};
+use super::lex::{literal, quoted, word_at};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Part {
@@ -51,28 +51,15 @@ pub fn parts(text: &[u8], mut at: usize) -> Option<(usize, Vec<Part>)> {
 /// An APPEND of one message given as CATENATE: the same APPEND with an
 /// empty literal for its data, and the parts. None for anything else.
 pub fn split(command: &[u8]) -> Option<(Vec<u8>, Vec<Part>)> {
-    let mut at = command.iter().position(|&b| b == b' ')? + 1;
-    if !word_at(command, at, b"APPEND ") {
+    let at = super::multiappend::data_at(command)?;
+    if !word_at(command, at, b"CATENATE ") {
         return None;
     }
-    at = skip_astring(command, at + 7)?;
-    while command.get(at) == Some(&b' ') && !word_at(command, at + 1, b"CATENATE ") {
-        // Flags and a date, as they stand.
-        at += 1;
-        at = match *command.get(at)? {
-            b'(' => at + command[at..].iter().position(|&b| b == b')')? + 1,
-            b'"' => super::lex::skip_quoted(command, at)?,
-            _ => return None,
-        };
-    }
-    if !word_at(command, at, b" CATENATE ") {
-        return None;
-    }
-    let (end, parts) = self::parts(command, at + 10)?;
+    let (end, parts) = self::parts(command, at + 9)?;
     if command.get(end..)? != b"\r\n" {
         return None;
     }
-    Some(([&command[..at], b" {0}\r\n\r\n"].concat(), parts))
+    Some(([&command[..at], b"{0}\r\n\r\n"].concat(), parts))
 }
 
 /// An IMAP URL of a message or part on this server (RFC 5092), as far as

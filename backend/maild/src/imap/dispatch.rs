@@ -13,7 +13,7 @@ use imap_codec::imap_types::{
 };
 
 use super::{
-    esearch, mailbox_name,
+    esearch,
     op::condstore,
     session::{Flow, Session},
 };
@@ -99,7 +99,7 @@ impl Session {
                 self.tagged(&tag, "OK NAMESPACE completed");
             }
             CommandBody::GetQuotaRoot { mailbox } => {
-                let name = mailbox_name(&mailbox);
+                let name = self.name_of(&mailbox);
                 self.quota(&tag, Some(&name));
             }
             CommandBody::GetQuota { root } => {
@@ -117,23 +117,23 @@ impl Session {
             CommandBody::Select {
                 mailbox,
                 parameters,
-            } => self.open(&tag, &mailbox_name(&mailbox), &parameters, false),
+            } => self.open(&tag, &self.name_of(&mailbox), &parameters, false),
             CommandBody::Examine {
                 mailbox,
                 parameters,
-            } => self.open(&tag, &mailbox_name(&mailbox), &parameters, true),
+            } => self.open(&tag, &self.name_of(&mailbox), &parameters, true),
             CommandBody::Create { mailbox } => {
-                let name = mailbox_name(&mailbox);
+                let name = self.name_of(&mailbox);
                 let r = self.service.store.create_mailbox(self.account(), &name);
                 self.done(&tag, "CREATE", r);
             }
             CommandBody::Delete { mailbox } => {
-                let name = mailbox_name(&mailbox);
+                let name = self.name_of(&mailbox);
                 let r = self.service.store.delete_mailbox(self.account(), &name);
                 self.done(&tag, "DELETE", r);
             }
             CommandBody::Rename { from, to } => {
-                let (from, to) = (mailbox_name(&from), mailbox_name(&to));
+                let (from, to) = (self.name_of(&from), self.name_of(&to));
                 let r = self
                     .service
                     .store
@@ -141,7 +141,7 @@ impl Session {
                 self.done(&tag, "RENAME", r);
             }
             CommandBody::Subscribe { mailbox } => {
-                let name = mailbox_name(&mailbox);
+                let name = self.name_of(&mailbox);
                 let r = self
                     .service
                     .store
@@ -149,7 +149,7 @@ impl Session {
                 self.done(&tag, "SUBSCRIBE", r);
             }
             CommandBody::Unsubscribe { mailbox } => {
-                let name = mailbox_name(&mailbox);
+                let name = self.name_of(&mailbox);
                 let r = self
                     .service
                     .store
@@ -169,7 +169,7 @@ impl Session {
                 item_names,
             } => {
                 self.condstore |= item_names.contains(&StatusDataItemName::HighestModSeq);
-                self.status(&tag, &mailbox_name(&mailbox), &item_names)
+                self.status(&tag, &self.name_of(&mailbox), &item_names)
             }
             CommandBody::Append {
                 mailbox,
@@ -373,7 +373,7 @@ impl Session {
                 uid,
             } => {
                 self.refresh(uid);
-                self.copy(&tag, &sequence_set, &mailbox_name(&mailbox), uid, false);
+                self.copy(&tag, &sequence_set, &self.name_of(&mailbox), uid, false);
             }
             CommandBody::Move {
                 sequence_set,
@@ -384,7 +384,7 @@ impl Session {
                 if self.read_only(&tag) {
                     return Ok(Flow::Continue);
                 }
-                self.copy(&tag, &sequence_set, &mailbox_name(&mailbox), uid, true);
+                self.copy(&tag, &sequence_set, &self.name_of(&mailbox), uid, true);
             }
             CommandBody::Idle => return self.idle(&tag).await,
             _ => self.tagged(&tag, "BAD Command not supported"),

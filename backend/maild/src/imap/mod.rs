@@ -23,6 +23,7 @@ mod lex;
 pub mod listext;
 pub mod mime;
 pub mod multiappend;
+pub mod mutf7;
 mod op;
 pub mod prepare;
 pub mod ranges;

@@ -33,6 +33,15 @@ pub fn prepare(command: &[u8]) -> (Cow<'_, [u8]>, Taken) {
         input = Cow::Owned(parts.remove(0));
         taken.more_appends = parts;
     }
+    // RFC 6855's UTF8 wrapper is only a literal8's.
+    if let Some(plain) = multiappend::unwrap_utf8(&input) {
+        input = Cow::Owned(plain);
+    }
+    for append in &mut taken.more_appends {
+        if let Some(plain) = multiappend::unwrap_utf8(append) {
+            *append = plain;
+        }
+    }
     if let Some((plain, parts)) = catenate::split(&input) {
         input = Cow::Owned(plain);
         taken.catenated.push(Some(parts));

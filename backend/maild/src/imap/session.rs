@@ -106,6 +106,8 @@ pub(super) struct Session {
     pub(super) condstore: bool,
     /// QRESYNC is on: VANISHED replaces EXPUNGE (RFC 7162 3.2.10).
     pub(super) qresync: bool,
+    /// UTF8=ACCEPT is on: mailbox names are UTF-8 both ways (RFC 6855).
+    pub(super) utf8: bool,
     deadline: net::Deadline,
 }
 
@@ -150,6 +152,7 @@ impl Session {
             dollar: false,
             condstore: false,
             qresync: false,
+            utf8: false,
             deadline,
         }
     }
@@ -157,7 +160,7 @@ impl Session {
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND CATENATE SEARCHRES",
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND CATENATE SEARCHRES UTF8=ACCEPT",
         );
         if self.account.is_some() && !self.compressed {
             caps += " COMPRESS=DEFLATE";
@@ -169,6 +172,26 @@ impl Session {
             caps += " AUTH=PLAIN";
         }
         caps
+    }
+
+    /// A mailbox name as the client gave it, as the store keeps it
+    /// (modified UTF-7).
+    pub(super) fn name_of(&self, mailbox: &imap_codec::imap_types::mailbox::Mailbox) -> String {
+        let name = super::mailbox_name(mailbox);
+        if self.utf8 {
+            super::mutf7::encode(&name)
+        } else {
+            name
+        }
+    }
+
+    /// Writes a mailbox name as the client reads it: UTF-8 once it enabled
+    /// UTF8=ACCEPT (a name that is not valid modified UTF-7 as it is).
+    pub(super) fn write_name(&self, out: &mut Vec<u8>, name: &str) {
+        match super::mutf7::decode(name).filter(|_| self.utf8) {
+            Some(utf8) => super::wire::utf8_string(out, &utf8),
+            None => super::wire::string(out, name.as_bytes()),
+        }
     }
 
     pub(super) fn line(&mut self, text: &str) {

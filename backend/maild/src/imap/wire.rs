@@ -24,6 +24,22 @@ pub fn string(out: &mut Vec<u8>, value: &[u8]) {
     }
 }
 
+/// A UTF-8 string (RFC 6855, once UTF8=ACCEPT is on): quoted when short
+/// and free of controls, else a literal.
+pub fn utf8_string(out: &mut Vec<u8>, value: &str) {
+    if value.len() > 1024 || value.chars().any(char::is_control) {
+        return literal(out, value.as_bytes());
+    }
+    out.push(b'"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push(b'\\');
+        }
+        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+    }
+    out.push(b'"');
+}
+
 /// Message content: always a literal, as clients (curl) expect for it.
 pub fn literal(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(format!("{{{}}}\r\n", value.len()).as_bytes());

@@ -47,6 +47,7 @@ impl Session {
             match name.as_str() {
                 "CONDSTORE" => self.condstore = true,
                 "QRESYNC" => (self.condstore, self.qresync) = (true, true),
+                "UTF8=ACCEPT" => self.utf8 = true,
                 _ => continue,
             }
             enabled.push(' ');

@@ -8,7 +8,7 @@ use imap_codec::imap_types::{
     mailbox::{ListMailbox, Mailbox},
 };
 
-use crate::imap::{listext::ListExt, session::Session, store_error, wildcard, wire::string};
+use crate::imap::{listext::ListExt, mutf7, session::Session, store_error, wildcard};
 use crate::store::{INBOX, SPECIAL_USE};
 
 /// One name a LIST answers.
@@ -29,7 +29,7 @@ impl Session {
         lsub: bool,
     ) {
         let extended = if lsub { None } else { self.list_ext.take() };
-        let ext = extended.unwrap_or_else(|| ListExt {
+        let mut ext = extended.unwrap_or_else(|| ListExt {
             reference: match reference {
                 Mailbox::Inbox => INBOX.to_string(),
                 Mailbox::Other(o) => String::from_utf8_lossy(o.inner().as_ref()).into_owned(),
@@ -40,6 +40,10 @@ impl Session {
             }],
             ..ListExt::default()
         });
+        if self.utf8 {
+            ext.reference = mutf7::encode(&ext.reference);
+            ext.patterns.iter_mut().for_each(|p| *p = mutf7::encode(p));
+        }
         let command = if lsub { "LSUB" } else { "LIST" };
         if ext.patterns == [""] && !lsub {
             self.line("* LIST (\\Noselect) \"/\" \"\"");
@@ -98,7 +102,7 @@ impl Session {
             }
             attrs.extend(special);
             let mut line = format!("* {command} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            string(&mut line, e.name.as_bytes());
+            self.write_name(&mut line, &e.name);
             if e.childinfo {
                 line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }

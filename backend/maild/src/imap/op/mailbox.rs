@@ -6,9 +6,8 @@ use imap_codec::imap_types::{
     flag::Flag, mailbox::Mailbox, status::StatusDataItemName,
 };
 
-use crate::imap::wire::{keyword, letter, mailbox_flags, permanent_flags, string};
+use crate::imap::wire::{keyword, letter, mailbox_flags, permanent_flags};
 use crate::imap::{
-    mailbox_name,
     op::qresync::Resync,
     session::{Selected, Session},
     store_error, uid_set,
@@ -140,7 +139,7 @@ impl Session {
             })
             .collect();
         let mut line = b"* STATUS ".to_vec();
-        string(&mut line, name.as_bytes());
+        self.write_name(&mut line, name);
         line.extend_from_slice(format!(" ({})", values.join(" ")).as_bytes());
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
@@ -182,7 +181,7 @@ impl Session {
                 parts.push((flags, date.as_ref(), given(parts.len(), message)));
             }
         }
-        let name = mailbox_name(mailbox);
+        let name = self.name_of(mailbox);
         let account = self.account().to_string();
         let store = &self.service.store;
         let started = std::time::Instant::now();
