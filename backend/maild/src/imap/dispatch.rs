@@ -248,7 +248,12 @@ impl Session {
                 // matched ends the answer.
                 let highest = highest.filter(|_| condstore::names_modseq(&key));
                 self.condstore |= highest.is_some();
-                let line = match self.search_return.take() {
+                // IMAP4rev2 answers a SEARCH without RETURN as RETURN (ALL).
+                let all = esearch::Return {
+                    all: true,
+                    ..Default::default()
+                };
+                let line = match self.search_return.take().or(self.rev2.then_some(all)) {
                     // SAVE alone answers nothing but OK.
                     Some(options) if !options.answers() => None,
                     Some(options) => {

@@ -105,6 +105,8 @@ fn status_item(word: &str) -> Option<StatusDataItemName> {
         "UIDVALIDITY" => StatusDataItemName::UidValidity,
         "UNSEEN" => StatusDataItemName::Unseen,
         "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        "DELETED" => StatusDataItemName::Deleted,
+        "SIZE" => StatusDataItemName::Size,
         _ => return None,
     })
 }

@@ -108,6 +108,9 @@ pub(super) struct Session {
     pub(super) qresync: bool,
     /// UTF8=ACCEPT is on: mailbox names are UTF-8 both ways (RFC 6855).
     pub(super) utf8: bool,
+    /// IMAP4rev2 is on (RFC 9051): UTF-8 names, no \Recent, SEARCH
+    /// answered by ESEARCH, SELECT tells the mailbox's LIST.
+    pub(super) rev2: bool,
     deadline: net::Deadline,
 }
 
@@ -153,14 +156,15 @@ impl Session {
             condstore: false,
             qresync: false,
             utf8: false,
+            rev2: false,
             deadline,
         }
     }
 
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
-             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND CATENATE SEARCHRES UTF8=ACCEPT",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID NAMESPACE UIDPLUS MOVE IDLE UNSELECT SPECIAL-USE ENABLE \
+             QUOTA QUOTA=RES-STORAGE CHILDREN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY ESEARCH CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS MULTIAPPEND CATENATE SEARCHRES UTF8=ACCEPT STATUS=SIZE",
         );
         if self.account.is_some() && !self.compressed {
             caps += " COMPRESS=DEFLATE";
@@ -492,17 +496,22 @@ impl Session {
         } else {
             listed.messages.clone()
         };
-        sel.recent.extend(
-            listed
-                .messages
-                .iter()
-                .map(|m| m.uid)
-                .filter(|&u| u >= listed.first_recent && (!sel.read_only || u > last)),
-        );
+        // IMAP4rev2 has no \Recent.
+        if !self.rev2 {
+            sel.recent.extend(
+                listed
+                    .messages
+                    .iter()
+                    .map(|m| m.uid)
+                    .filter(|&u| u >= listed.first_recent && (!sel.read_only || u > last)),
+            );
+        }
         sel.recent.retain(|u| now.contains_key(u));
         if sel.view.len() != before {
             lines.push(format!("* {} EXISTS", sel.view.len()));
-            lines.push(format!("* {} RECENT", sel.recent.len()));
+            if !self.rev2 {
+                lines.push(format!("* {} RECENT", sel.recent.len()));
+            }
         }
         for l in lines {
             self.line(&l);

@@ -35,23 +35,30 @@ pub(in crate::imap) fn modseq_item(condstore: bool, m: &Message) -> String {
 }
 
 impl Session {
-    /// ENABLE: CONDSTORE, and QRESYNC (which brings CONDSTORE with it).
+    /// ENABLE: CONDSTORE, QRESYNC (which brings CONDSTORE with it),
+    /// UTF8=ACCEPT, and IMAP4rev2 (which brings UTF-8 names with it).
     pub(in crate::imap) fn enable(&mut self, tag: &Tag, asked: &[CapabilityEnable]) {
         let mut enabled = String::new();
         for c in asked {
             // imap-codec knows CONDSTORE by name; QRESYNC is `Other`.
             let name = c.to_string().to_ascii_uppercase();
-            if enabled.contains(&format!(" {name}")) {
+            if enabled.to_ascii_uppercase().contains(&format!(" {name}")) {
                 continue;
             }
             match name.as_str() {
                 "CONDSTORE" => self.condstore = true,
                 "QRESYNC" => (self.condstore, self.qresync) = (true, true),
                 "UTF8=ACCEPT" => self.utf8 = true,
+                // Before a mailbox is selected: its view keeps \Recent.
+                "IMAP4REV2" if self.selected.is_none() => (self.rev2, self.utf8) = (true, true),
                 _ => continue,
             }
             enabled.push(' ');
-            enabled.push_str(&name);
+            enabled.push_str(if name == "IMAP4REV2" {
+                "IMAP4rev2"
+            } else {
+                &name
+            });
         }
         self.line(&format!("* ENABLED{enabled}"));
         self.tagged(tag, "OK ENABLE completed");

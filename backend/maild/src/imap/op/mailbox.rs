@@ -48,7 +48,10 @@ impl Session {
                 return;
             }
         };
-        let recent: std::collections::HashSet<u32> = listed.recent().collect();
+        let recent: std::collections::HashSet<u32> = match self.rev2 {
+            true => Default::default(),
+            false => listed.recent().collect(),
+        };
         self.line(&format!("* FLAGS {}", mailbox_flags(&listed.keywords)));
         if read_only {
             self.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
@@ -59,9 +62,17 @@ impl Session {
             ));
         }
         self.line(&format!("* {} EXISTS", listed.messages.len()));
-        self.line(&format!("* {} RECENT", recent.len()));
-        if let Some(first) = listed.messages.iter().position(|m| !m.flags.contains('S')) {
-            self.line(&format!("* OK [UNSEEN {}] First unseen", first + 1));
+        if self.rev2 {
+            // RFC 9051 6.3.2: the name as the server has it, no RECENT
+            // and no UNSEEN.
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            self.write_name(&mut line, name);
+            self.line(&String::from_utf8_lossy(&line));
+        } else {
+            self.line(&format!("* {} RECENT", recent.len()));
+            if let Some(first) = listed.messages.iter().position(|m| !m.flags.contains('S')) {
+                self.line(&format!("* OK [UNSEEN {}] First unseen", first + 1));
+            }
         }
         self.line(&format!(
             "* OK [UIDVALIDITY {}] UIDs valid",
@@ -127,6 +138,18 @@ impl Session {
                 StatusDataItemName::HighestModSeq => {
                     Some(format!("HIGHESTMODSEQ {}", listed.highest_modseq))
                 }
+                StatusDataItemName::Deleted => Some(format!(
+                    "DELETED {}",
+                    listed
+                        .messages
+                        .iter()
+                        .filter(|m| m.flags.contains('T'))
+                        .count()
+                )),
+                StatusDataItemName::Size => Some(format!(
+                    "SIZE {}",
+                    listed.messages.iter().map(|m| m.size).sum::<u64>()
+                )),
                 StatusDataItemName::Unseen => Some(format!(
                     "UNSEEN {}",
                     listed
