@@ -233,7 +233,7 @@ mod tests {
             "t LIST (FOO) \"\" \"*\"\r\n",
             "t LIST (RECURSIVEMATCH) \"\" \"*\"\r\n",
             "t LIST \"\" \"*\" RETURN (FOO)\r\n",
-            "t LIST \"\" \"*\" RETURN (STATUS (SIZE))\r\n",
+            "t LIST \"\" \"*\" RETURN (STATUS (NOPE))\r\n",
             "t LIST \"\" {3}\r\nabc RETURN ()\r\n",
             "t LIST \"\" () RETURN ()\r\n",
             "t LIST \"\" \"*\" RETURN () x\r\n",
