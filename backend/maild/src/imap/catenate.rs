@@ -5,6 +5,7 @@
 //! literal in their place; the session builds the message from them
 //! (`url`) and stores it as any other.
 use super::lex::{literal, quoted, word_at};
+use crate::store::percent_decode as unescape;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Part {
@@ -75,24 +76,6 @@ pub struct Url {
     pub section: Option<String>,
     /// (offset, length).
     pub partial: Option<(u64, Option<u64>)>,
-}
-
-/// `%XX` escapes undone; None when one is broken or makes no UTF-8.
-fn unescape(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Reads a URL for the account `user`; None when it is not one this

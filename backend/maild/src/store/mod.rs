@@ -39,7 +39,7 @@ pub use append::Appended;
 pub use flags::FlagChange;
 use index::Change;
 pub use modseq::Vanished;
-pub use naming::{account_dir_name, mailbox_dir_name};
+pub use naming::{account_dir_name, mailbox_dir_name, percent_decode};
 use naming::{mailbox_name, sort_flags};
 use quota::{QUOTA_FILE, Quotas, Usage, parse_limit};
 

@@ -50,7 +50,13 @@ pub(super) fn mailbox_name(dir: &str) -> Option<String> {
     if dir.starts_with('.') {
         return None;
     }
-    let bytes = dir.as_bytes();
+    percent_decode(dir)
+}
+
+/// `%XX` escapes undone; None when one is broken or the result is not
+/// UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

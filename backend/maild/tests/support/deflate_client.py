@@ -5,22 +5,12 @@
 import socket, zlib
 
 
-class Plain:
-    """The connection before COMPRESS: lines read off the socket, and the
-    bytes read behind the last line kept (after COMPRESS's OK they are the
-    server's compressed stream)."""
-
-    def __init__(self, host, port, timeout=10):
-        self.s = socket.create_connection((host, port), timeout=timeout)
-        self.buf = b""
-        self.greeting = self.line()
+class Lines:
+    """Lines and tagged answers over whatever `fill` adds to `buf`."""
 
     def line(self):
         while b"\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError("closed")
-            self.buf += chunk
+            self.fill()
         i = self.buf.index(b"\n") + 1
         out, self.buf = self.buf[:i], self.buf[i:]
         return out.decode(errors="replace").rstrip("\r\n")
@@ -33,11 +23,31 @@ class Plain:
                 return lines
 
     def cmd(self, tag, text):
-        self.s.sendall(f"{tag} {text}\r\n".encode())
+        self.send(f"{tag} {text}\r\n".encode())
         return self.until(tag)
 
 
-class Deflate:
+class Plain(Lines):
+    """The connection before COMPRESS: lines read off the socket, and the
+    bytes read behind the last line kept (after COMPRESS's OK they are the
+    server's compressed stream)."""
+
+    def __init__(self, host, port, timeout=10):
+        self.s = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.greeting = self.line()
+
+    def fill(self):
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise EOFError("closed")
+        self.buf += chunk
+
+    def send(self, data):
+        self.s.sendall(data)
+
+
+class Deflate(Lines):
     """The same connection with COMPRESS on. `wire` and `plain` count the
     bytes received as sent and as inflated."""
 
@@ -69,22 +79,6 @@ class Deflate:
             self.fill()
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
-
-    def line(self):
-        while b"\n" not in self.buf:
-            self.fill()
-        return self.read(self.buf.index(b"\n") + 1).decode(errors="replace").rstrip("\r\n")
-
-    def until(self, tag):
-        lines = []
-        while True:
-            lines.append(self.line())
-            if lines[-1].startswith(tag + " "):
-                return lines
-
-    def cmd(self, tag, text):
-        self.send(f"{tag} {text}\r\n".encode())
-        return self.until(tag)
 
     def fetch_body(self, tag, n):
         """FETCH n BODY.PEEK[]: the body (a literal) and the tagged line."""
