@@ -224,6 +224,7 @@ impl<T: Tracker> Relay<'_, T> {
             let mut client_tx: Box<dyn AsyncWrite + Unpin + Send> = Box::new(client_tx);
             let mut buf = vec![0u8; CHUNK];
             let mut asked: Option<(Own, oneshot::Sender<()>)> = None;
+            let mut deflating = false;
             loop {
                 let up_stopped = *stopped.borrow();
                 if up_stopped && lock().tracker.quiet() {
@@ -238,6 +239,7 @@ impl<T: Tracker> Relay<'_, T> {
                     client_tx.flush().await?;
                     if let Own::Compress(_) = own {
                         client_tx = Box::new(deflate::writer(client_tx));
+                        deflating = true;
                     }
                     let _ = done.send(());
                 }
@@ -259,8 +261,11 @@ impl<T: Tracker> Relay<'_, T> {
                     f.settle();
                 }
                 client_tx.write_all(&buf[..n]).await?;
-                // A DEFLATE writer holds what it has not flushed.
-                client_tx.flush().await?;
+                // A DEFLATE writer holds what it has not flushed; a plain
+                // one has nothing to flush.
+                if deflating {
+                    client_tx.flush().await?;
+                }
             }
         };
         let cut = async {
